@@ -1,0 +1,44 @@
+"""End-to-end CLI runs: version, info, arch, and the teacher report on a few questions."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from canao.arch import ArchSpec
+from canao.cli import app
+
+runner = CliRunner()
+
+
+def test_version_and_info():
+    assert "canao 0.1.0" in runner.invoke(app, ["version"]).output
+    result = runner.invoke(app, ["info"])
+    assert result.exit_code == 0 and "SIMD level" in result.output and "fingerprint" in result.output
+
+
+def test_arch_command_validates(tmp_path):
+    spec = ArchSpec.uniform("encoder", vocab_size=100, max_positions=16, hidden=32, num_layers=2, heads=4)
+    (tmp_path / "good.json").write_text(spec.to_json())
+    result = runner.invoke(app, ["arch", str(tmp_path / "good.json")])
+    assert result.exit_code == 0 and "encoder L2 H32" in result.output
+    (tmp_path / "bad.json").write_text(json.dumps({**spec.to_dict(), "hidden": -1}))
+    result = runner.invoke(app, ["arch", str(tmp_path / "bad.json")])
+    assert result.exit_code == 2 and "hidden >= 1" in result.output
+
+
+def test_teacher_report_runs_end_to_end(tmp_path):
+    result = runner.invoke(app, ["teacher", "--max-questions", "12", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["retrieval"]["questions"] == 12
+    assert report["max_abs_diff_vs_transformers"] < 1e-4
+    assert report["params"] == 22_713_216
+    # all-MiniLM-L6-v2 is a semantic-search model: it must beat chance clearly.
+    assert report["retrieval"]["top1"] > report["retrieval"]["chance_top1"] + 0.2
+
+
+def test_teacher_report_bad_squad_path(tmp_path):
+    result = runner.invoke(app, ["teacher", "--squad", str(tmp_path / "missing.json")])
+    assert result.exit_code == 2 and "file not found" in result.output
