@@ -1,0 +1,33 @@
+"""Weight pre-packing: GEMM weights are rearranged at compile time into the kernel's panel layout.
+
+Preconditions: fuse_epilogues has run (weights are read by `gemm`; a bare
+matmul with a constant weight is turned into an epilogue-free gemm here).
+graph.meta["gemm_nr"] gives the panel width NR the code generator's
+micro-kernel uses (2 SIMD vectors). See canao.compiler.layout.
+"""
+
+from __future__ import annotations
+
+from canao.compiler.ir import Graph, Node, TensorType
+from canao.compiler.layout import pack_panels
+from canao.compiler.passes.common import with_attrs
+
+DEFAULT_NR = 16
+
+
+def pack_weights(graph: Graph) -> Graph:
+    nr = int(graph.meta.get("gemm_nr", DEFAULT_NR))
+    constants, types = dict(graph.constants), dict(graph.types)
+    nodes = []
+    for node in graph.nodes:
+        if node.op == "matmul" and node.inputs[1] in constants:
+            node = Node("gemm", node.inputs, node.output, (("epilogue", ()), ("packed", "")), node.source)
+        if node.op == "gemm" and not node.attr("packed") and node.inputs[1] in constants:
+            name = f"{node.inputs[1]}@panel{nr}"
+            if name not in constants:
+                constants[name] = pack_panels(constants[node.inputs[1]], nr)
+                types[name] = TensorType(tuple(int(d) for d in constants[name].shape))
+            node = with_attrs(Node(node.op, (node.inputs[0], name, *node.inputs[2:]), node.output, node.attrs,
+                                   node.source), packed=f"panel{nr}")
+        nodes.append(node)
+    return graph.with_nodes(nodes, types=types, constants=constants)

@@ -1,0 +1,58 @@
+"""The pass pipeline, in order. Each pass is a pure Graph -> Graph function in its own module.
+
+Order matters: the scale fold must see the separate Q linear before the QKV
+merge hides it; the concat_rows the merge emits are folded right after;
+attention is fused before LP-Fusion so slice views are read in place;
+LP-Fusion takes residual adds before add+LayerNorm fusion looks for them;
+packing needs the final GEMMs; memory is planned on the final node order.
+
+Example::
+
+    final = run_pipeline(lower_model(model), nr=16)
+    for name, graph in run_pipeline_stages(lower_model(model)): print(name, graph.op_counts())
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+from canao.compiler.ir import Graph, verify
+from canao.compiler.passes.eliminate_dead_code import eliminate_dead_code
+from canao.compiler.passes.fold_constants import fold_constants
+from canao.compiler.passes.fuse_add_layer_norm import fuse_add_layer_norm
+from canao.compiler.passes.fuse_attention import fuse_attention
+from canao.compiler.passes.fuse_epilogues import fuse_epilogues
+from canao.compiler.passes.merge_qkv import merge_qkv
+from canao.compiler.passes.pack_weights import pack_weights
+from canao.compiler.passes.plan_memory import plan_memory
+
+Pass = Callable[[Graph], Graph]
+
+PIPELINE: tuple[tuple[str, Pass], ...] = (
+    ("fold_constants", fold_constants),
+    ("merge_qkv", merge_qkv),
+    ("fold_constants_after_merge", fold_constants),
+    ("fuse_attention", fuse_attention),
+    ("fuse_epilogues", fuse_epilogues),
+    ("fuse_add_layer_norm", fuse_add_layer_norm),
+    ("eliminate_dead_code", eliminate_dead_code),
+    ("pack_weights", pack_weights),
+    ("plan_memory", plan_memory),
+)
+
+
+def run_pipeline_stages(graph: Graph, *, nr: int = 16, check: bool = True) -> Iterator[tuple[str, Graph]]:
+    """Yield ("lowered", graph) and then each pass's name and output graph."""
+    graph = graph.with_nodes(graph.nodes, gemm_nr=nr)
+    yield "lowered", graph
+    for name, fn in PIPELINE:
+        graph = fn(graph)
+        if check:
+            verify(graph)
+        yield name, graph
+
+
+def run_pipeline(graph: Graph, *, nr: int = 16, check: bool = True) -> Graph:
+    for _, graph in run_pipeline_stages(graph, nr=nr, check=check):
+        pass
+    return graph
