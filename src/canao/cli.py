@@ -116,6 +116,114 @@ def _print_teacher_report(report) -> None:
     console.print(table)
 
 
+@app.command("compile")
+def compile_cmd(
+    model: Optional[Path] = typer.Option(None, help="HF checkpoint dir (default: bundled all-MiniLM-L6-v2)."),
+    out: Path = typer.Option(Path("artifact"), help="Artifact directory to write."),
+    task: Optional[str] = typer.Option(None, help="Override the task: backbone, classification, qa, lm."),
+    simd: str = typer.Option("auto", help="SIMD level: auto, avx512, avx2, neon, scalar."),
+    explain: bool = typer.Option(False, help="Print per-pass op/tensor counts and planned memory."),
+    dump: Optional[Path] = typer.Option(None, help="Write the IR after every pass and the C source here."),
+) -> None:
+    """Compile a checkpoint into an artifact for this CPU (fused, packed, native code)."""
+    from canao.compiler.artifact import write_artifact
+    from canao.compiler.explain import dump_stages, explain_pipeline
+    from canao.compiler.lower import lower_spec
+    from canao.compiler.toolchain import panel_width_for, resolve_simd
+    from canao.models.hf import load_pretrained
+    from canao.models.teacher import load_teacher
+
+    try:
+        loaded = load_teacher(task) if model is None else load_pretrained(model, task=task)
+        weights = {k: v.detach().numpy() for k, v in loaded.model.state_dict().items()}
+        nr = panel_width_for(resolve_simd(simd))
+        if explain or dump:
+            lowered = lower_spec(loaded.spec, weights, loaded.task)
+            if explain:
+                _print_explain(explain_pipeline(lowered, nr=nr))
+            if dump:
+                for path in dump_stages(lowered, dump, nr=nr):
+                    console.print(f"wrote {path}")
+        write_artifact(out, loaded.spec, weights, task=loaded.task, labels=loaded.labels,
+                       tokenizer=loaded.tokenizer, simd=simd)
+    except CanaoError as err:
+        _fail(err)
+    console.print(f"compiled {loaded.spec.describe()} ({loaded.task}) into {out}")
+
+
+def _print_explain(rows) -> None:
+    table = Table(title="compiler passes (memory at max positions)")
+    for col in ("stage", "ops", "intermediate tensors", "activation MB (one buffer each)", "planned peak MB"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for r in rows:
+        peak = "" if r.planned_peak_bytes is None else f"{r.planned_peak_bytes / 2**20:.2f}"
+        table.add_row(r.stage, str(r.ops), str(r.intermediates), f"{r.activation_bytes / 2**20:.2f}", peak)
+    console.print(table)
+
+
+@app.command("run")
+def run_cmd(
+    artifact: Path = typer.Argument(..., help="Artifact directory (from `canao compile`)."),
+    text: list[str] = typer.Option(..., "--text", help="Input text; give it twice to compare two sentences."),
+    context: Optional[str] = typer.Option(None, help="Context paragraph (span-QA artifacts)."),
+    max_new_tokens: int = typer.Option(20, min=1, help="Tokens to generate (decoder artifacts)."),
+    threads: int = typer.Option(2, min=1),
+) -> None:
+    """Run an artifact on text and print its output (embedding, label, answer or continuation)."""
+    from canao.apps import inference
+    from canao.compiler.artifact import load_artifact
+
+    try:
+        art = load_artifact(artifact, threads=threads)
+        task = art.model.task
+        if task == "backbone":
+            vectors = inference.embed(art, list(text))
+            for t, v in zip(text, vectors):
+                console.print(f"{t!r}: embedding[{v.size}] = [{', '.join(f'{x:+.4f}' for x in v[:6])}, ...]")
+            if len(text) > 1:
+                console.print(f"cosine similarity: {float(vectors[0] @ vectors[1]):.4f}")
+        elif task == "classification":
+            console.print(inference.classify(art, text[0], text[1] if len(text) > 1 else None))
+        elif task == "qa":
+            if context is None:
+                raise inference.AppError("a span-QA artifact needs --context with the paragraph to search.")
+            ans = inference.answer(art, text[0], context)
+            console.print(f"answer: {ans.text!r} (score {ans.score:.2f})")
+        else:
+            console.print(text[0] + inference.greedy_generate(art, text[0], max_new_tokens))
+    except CanaoError as err:
+        _fail(err)
+
+
+@app.command()
+def bench(
+    artifact: Path = typer.Argument(..., help="Artifact directory (from `canao compile`)."),
+    seq_len: int = typer.Option(128, min=1, help="Tokens (encoder) or context length (decoder)."),
+    runs: int = typer.Option(20, min=20, help="Timed runs after warm-up (>= 20)."),
+    threads: int = typer.Option(2, min=1),
+) -> None:
+    """Latency of the compiled artifact next to PyTorch eager, batch 1, same run and threads."""
+    from canao.compiler.artifact import load_artifact
+    from canao.latency.device import describe_machine
+    from canao.report.bench import bench_artifact
+
+    try:
+        art = load_artifact(artifact, threads=threads)
+        rows = bench_artifact(art, seq_len=seq_len, runs=runs, threads=threads)
+    except CanaoError as err:
+        _fail(err)
+    machine = describe_machine()
+    table = Table(title=f"{art.model.spec.describe()} | seq {seq_len} | batch 1 | {threads} threads | "
+                        f"{machine.cpu_model} ({getattr(art.model, 'simd', machine.simd_level)})")
+    for col in ("runtime", "median ms", "p90 ms", "IQR ms", "speed-up vs eager", "max |diff| vs eager"):
+        table.add_column(col, justify="left" if col == "runtime" else "right")
+    base = rows[0].stats.median_ms
+    for r in rows:
+        table.add_row(r.runtime, f"{r.stats.median_ms:.3f}", f"{r.stats.p90_ms:.3f}", f"{r.stats.iqr_ms:.3f}",
+                      f"{base / r.stats.median_ms:.2f}x", f"{r.max_abs_diff:.2e}")
+    console.print(table)
+
+
 @app.command()
 def arch(path: Path = typer.Argument(..., help="ArchSpec JSON file."),
          seq_len: int = typer.Option(128, min=1, help="Sequence length for FLOPs.")) -> None:

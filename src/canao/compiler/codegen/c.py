@@ -23,12 +23,13 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 
-from canao.compiler.ir import Graph, IRError, Node
+from canao.compiler.ir import Graph, IRError, Node, TensorType
 from canao.compiler.passes.plan_memory import ALIGN_FLOATS
 
 KERNELS_H = Path(__file__).with_name("canao_kernels.h")
@@ -42,11 +43,25 @@ ERRORS = {1: "sequence length out of range (need 1 <= T and past + T <= max posi
 
 def weight_layout(graph: Graph) -> tuple[dict[str, int], int]:
     """Offset (in floats, 64-byte aligned) of every constant in the weight blob, and the blob size."""
+    return constant_offsets(sorted(graph.constants), graph.types)
+
+
+def constant_offsets(names: list[str], types: Mapping[str, TensorType]) -> tuple[dict[str, int], int]:
+    """The blob layout: constants in name order, each starting on a 64-byte boundary."""
     offsets, cursor = {}, 0
-    for name in sorted(graph.constants):
+    for name in sorted(names):
         offsets[name] = cursor
-        cursor += -(-graph.constants[name].size // ALIGN_FLOATS) * ALIGN_FLOATS
+        cursor += -(-math.prod(int(d) for d in types[name].shape) // ALIGN_FLOATS) * ALIGN_FLOATS
     return offsets, cursor
+
+
+def constants_from_blob(names: list[str], types: Mapping[str, TensorType], blob: np.ndarray) -> dict[str, np.ndarray]:
+    """Views of each constant inside a loaded weight blob (no copies)."""
+    offsets, total = constant_offsets(names, types)
+    if blob.size != total:
+        raise IRError(f"the weight blob holds {blob.size} floats, but the graph's constants need {total}.")
+    return {name: blob[offsets[name]:offsets[name] + math.prod(int(d) for d in types[name].shape)]
+            .reshape(tuple(int(d) for d in types[name].shape)) for name in names}
 
 
 def weight_blob(graph: Graph) -> np.ndarray:
