@@ -16,3 +16,9 @@ torch.set_num_threads(2)
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _kernel_cache(tmp_path_factory) -> None:
+    """Compiled libraries go to a per-run cache, not the user's ~/.cache."""
+    os.environ["CANAO_CACHE_DIR"] = str(tmp_path_factory.mktemp("kernel-cache"))
