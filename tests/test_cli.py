@@ -35,6 +35,7 @@ def test_teacher_report_runs_end_to_end(tmp_path):
     assert report["retrieval"]["questions"] == 12
     assert report["max_abs_diff_vs_transformers"] < 1e-4
     assert report["params"] == 22_713_216
+    assert report["compiled_max_abs_diff"] < 1e-4
     # all-MiniLM-L6-v2 is a semantic-search model: it must beat chance clearly.
     assert report["retrieval"]["top1"] > report["retrieval"]["chance_top1"] + 0.2
 

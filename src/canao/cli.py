@@ -109,6 +109,10 @@ def _print_teacher_report(report) -> None:
         ("  chance top-1", f"{100 * r.chance_top1:.1f} %"),
         (f"PyTorch eager latency, batch 1, seq {report.seq_len}, {report.threads} threads",
          f"{lat.median_ms:.2f} ms median, {lat.p90_ms:.2f} ms p90 ({lat.runs} runs)"),
+        (f"canao compiled ({report.compiled_simd}) latency, same conditions",
+         f"{report.compiled_latency.median_ms:.2f} ms median, {report.compiled_latency.p90_ms:.2f} ms p90"),
+        ("  speed-up vs eager", f"{lat.median_ms / report.compiled_latency.median_ms:.2f}x"),
+        ("  max |compiled - PyTorch|", f"{report.compiled_max_abs_diff:.2e}"),
         ("machine", f"{report.machine.cpu_model} ({report.machine.simd_level})"),
     ]
     for key, value in rows:

@@ -88,6 +88,13 @@ def _attention(g: GraphBuilder, x: str, i: int, spec: ArchSpec, w: Mapping[str, 
     return g.op("attn_context", (s, v), ("T", a), f"l{i}_ctx", p, **heads)
 
 
+def _ffn(g: GraphBuilder, x: str, i: int, spec: ArchSpec, w: Mapping[str, np.ndarray]) -> str:
+    """down(gelu(up(x))) of layer i."""
+    u = g.linear(x, "T", w, f"layers.{i}.ffn.up", f"l{i}_up")
+    u = g.op("gelu", (u,), g.types[u].shape, f"l{i}_act", f"layers.{i}.ffn", form=spec.activation)
+    return g.linear(u, "T", w, f"layers.{i}.ffn.down", f"l{i}_down")
+
+
 def _lower_encoder(g: GraphBuilder, spec: ArchSpec, w: Mapping[str, np.ndarray], task: str) -> tuple[str, ...]:
     h = spec.hidden
     ids, types, mask = g.input("input_ids", ("T",), "i32"), g.input("token_type_ids", ("T",), "i32"), g.input("mask", ("S",))
@@ -103,10 +110,7 @@ def _lower_encoder(g: GraphBuilder, spec: ArchSpec, w: Mapping[str, np.ndarray],
         o = g.linear(ctx, "T", w, f"layers.{i}.attn.out", f"l{i}_attn_out")
         r = g.op("add", (o, x), ("T", h), f"l{i}_attn_res", f"layers.{i}")
         x = g.layer_norm(r, w, f"layers.{i}.attn_norm", spec.norm_eps, f"l{i}_attn_norm")
-        u = g.linear(x, "T", w, f"layers.{i}.ffn.up", f"l{i}_up")
-        u = g.op("gelu", (u,), g.types[u].shape, f"l{i}_act", f"layers.{i}.ffn", form=spec.activation)
-        d = g.linear(u, "T", w, f"layers.{i}.ffn.down", f"l{i}_down")
-        r = g.op("add", (d, x), ("T", h), f"l{i}_ffn_res", f"layers.{i}")
+        r = g.op("add", (_ffn(g, x, i, spec, w), x), ("T", h), f"l{i}_ffn_res", f"layers.{i}")
         x = g.layer_norm(r, w, f"layers.{i}.ffn_norm", spec.norm_eps, f"l{i}_out")
     if task == "qa":
         return (g.linear(x, "T", w, "qa", "qa_logits"),)
@@ -132,10 +136,7 @@ def _lower_decoder(g: GraphBuilder, spec: ArchSpec, w: Mapping[str, np.ndarray])
         o = g.linear(ctx, "T", w, f"layers.{i}.attn.out", f"l{i}_attn_out")
         x = g.op("add", (o, x), ("T", h), f"l{i}_attn_res", f"layers.{i}")
         n = g.layer_norm(x, w, f"layers.{i}.ffn_norm", spec.norm_eps, f"l{i}_ln2")
-        u = g.linear(n, "T", w, f"layers.{i}.ffn.up", f"l{i}_up")
-        u = g.op("gelu", (u,), g.types[u].shape, f"l{i}_act", f"layers.{i}.ffn", form=spec.activation)
-        d = g.linear(u, "T", w, f"layers.{i}.ffn.down", f"l{i}_down")
-        x = g.op("add", (d, x), ("T", h), f"l{i}_out", f"layers.{i}")
+        x = g.op("add", (_ffn(g, n, i, spec, w), x), ("T", h), f"l{i}_out", f"layers.{i}")
     x = g.layer_norm(x, w, "final_norm", spec.norm_eps, "final")
     return (g.op("matmul", (x, wte), ("T", spec.vocab_size), "logits", "lm_head"),)
 

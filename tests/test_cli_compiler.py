@@ -1,0 +1,51 @@
+"""End-to-end CLI: compile a checkpoint, run it, benchmark it (tiny configs)."""
+
+from __future__ import annotations
+
+import shutil
+
+from typer.testing import CliRunner
+
+from canao.cli import app
+from canao.models import teacher_dir
+from tests.hf_factories import hf_bert, hf_gpt2
+
+runner = CliRunner()
+
+
+def test_compile_run_bench_encoder(tmp_path):
+    ckpt = tmp_path / "bert"
+    hf_bert("BertForQuestionAnswering", hidden=16, layers=1, heads=2, ffn=24, vocab=30522, positions=64).save_pretrained(ckpt)
+    shutil.copy(teacher_dir() / "tokenizer.json", ckpt / "tokenizer.json")
+    result = runner.invoke(app, ["compile", "--model", str(ckpt), "--out", str(tmp_path / "art"), "--explain",
+                                 "--dump", str(tmp_path / "dump")])
+    assert result.exit_code == 0, result.output
+    assert "plan_memory" in result.output and (tmp_path / "dump" / "kernel.c").exists()
+    assert len(list((tmp_path / "dump").glob("*.ir.txt"))) == 10
+    result = runner.invoke(app, ["run", str(tmp_path / "art"), "--text", "who wrote it?",
+                                 "--context", "The compiler was written by the canao team in 2026."])
+    assert result.exit_code == 0 and "answer:" in result.output, result.output
+    result = runner.invoke(app, ["bench", str(tmp_path / "art"), "--seq-len", "16", "--runs", "20"])
+    assert result.exit_code == 0 and "canao" in result.output and "pytorch-eager" in result.output, result.output
+
+
+def test_compile_and_generate_decoder(tmp_path):
+    from tokenizers import ByteLevelBPETokenizer
+
+    ckpt = tmp_path / "gpt"
+    tok = ByteLevelBPETokenizer()
+    tok.train_from_iterator(["to be or not to be, that is the question"] * 10, vocab_size=300, min_frequency=1)
+    vocab = tok.get_vocab_size()
+    hf_gpt2(hidden=16, layers=2, heads=2, vocab=vocab, positions=32).save_pretrained(ckpt)
+    tok.save(str(ckpt / "tokenizer.json"))
+    result = runner.invoke(app, ["compile", "--model", str(ckpt), "--out", str(tmp_path / "art")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["run", str(tmp_path / "art"), "--text", "to be", "--max-new-tokens", "5"])
+    assert result.exit_code == 0 and result.output.startswith("to be"), result.output
+    result = runner.invoke(app, ["bench", str(tmp_path / "art"), "--seq-len", "16", "--runs", "20"])
+    assert result.exit_code == 0 and "KV cache" in result.output, result.output
+
+
+def test_run_refuses_a_broken_artifact(tmp_path):
+    result = runner.invoke(app, ["run", str(tmp_path / "missing"), "--text", "x"])
+    assert result.exit_code == 2 and "not found" in result.output
