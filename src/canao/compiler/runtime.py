@@ -123,11 +123,11 @@ class CompiledModel:
     # ------------------------------------------------------------ building
     @classmethod
     def build(cls, lowered: Graph, *, simd: Optional[str] = None, threads: int = 2,
-              extra_flags: tuple[str, ...] = ()) -> "CompiledModel":
+              extra_flags: tuple[str, ...] = (), mr: int = 6) -> "CompiledModel":
         """Run the pass pipeline on a lowered graph, generate C, compile (cached) and load."""
         simd = resolve_simd(simd)
         final = run_pipeline(lowered, nr=panel_width_for(simd))
-        path = build_shared_library(generate_c(final), simd=simd, extra_flags=extra_flags)
+        path = build_shared_library(generate_c(final, mr=mr), simd=simd, extra_flags=extra_flags)
         model = cls(final, weight_blob(final), NativeLibrary.load(path), threads=threads)
         model.simd = simd
         return model

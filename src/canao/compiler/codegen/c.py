@@ -80,8 +80,8 @@ def graph_hash(graph: Graph) -> str:
 class _Names:
     """C expressions for IR values: weights, arena buffers, inputs and caches."""
 
-    def __init__(self, graph: Graph) -> None:
-        self.graph = graph
+    def __init__(self, graph: Graph, default_mr: int) -> None:
+        self.graph, self.default_mr = graph, default_mr
         self.weights, _ = weight_layout(graph)
         self.plan = graph.meta["memory_plan"]
         self.caches = [name for name in graph.inputs if name.startswith("cache_")]
@@ -127,7 +127,8 @@ def _gemm(n: Node, v: _Names) -> list[str]:
             residual = v.ptr(extras.pop(0))
     return [
         f"const Epilogue e = {{{{{', '.join(steps + ['EPI_END'])}}}, {bias}, {residual}, {out_n}, {scale}}};",
-        f"gemm_packed({v.ptr(x)}, {k}, {v.ptr(w)}, {k}, {out_n}, {v.ptr(n.output)}, {out_n}, {v.rows(x)}, &e);",
+        f"gemm_packed({v.ptr(x)}, {k}, {v.ptr(w)}, {k}, {out_n}, {v.ptr(n.output)}, {out_n}, {v.rows(x)}, &e, "
+        f"{n.attr('mr', v.default_mr)}, {n.attr('kc', 0)});",
     ]
 
 
@@ -215,9 +216,12 @@ def _entry(graph: Graph, functions: list[str]) -> list[str]:
         *checks,
         "    const Ctx ctx = {W, arena, ids, type_ids, mask, caches, T, past + T, past};",
         "    const Ctx *c = &ctx;",
-        *[f"    {fn}(c);" for fn in functions],
+        *[f"    PROFILED({i}, {fn}(c));" for i, fn in enumerate(functions)],
         "    return 0;",
         "}",
+        "",
+        "/* Per-op wall time of the last call, in ms (all zero unless built with -DCANAO_PROFILE). */",
+        f"double canao_op_ms(int i) {{ return i >= 0 && i < {len(functions)} ? profile_ms[i] : -1.0; }}",
         "",
         "const char *canao_error_message(int code) {",
         "    switch (code) {",
@@ -232,7 +236,7 @@ def generate_c(graph: Graph, *, mr: int = 6) -> str:
     """The whole model as C source (kernels inlined)."""
     if "memory_plan" not in graph.meta:
         raise IRError("the graph has no memory plan; run the full pass pipeline before code generation.")
-    names = _Names(graph)
+    names = _Names(graph, mr)
     _, weight_floats = weight_layout(graph)
     spec = graph.meta.get("spec", {})
     lines = [
@@ -240,12 +244,20 @@ def generate_c(graph: Graph, *, mr: int = 6) -> str:
         f"{len(spec.get('layers', []))} layers, task {graph.meta.get('task')}.",
         f" * graph {graph_hash(graph)}: {len(graph.nodes)} ops {graph.op_counts()}",
         f" * arena {graph.meta['arena_floats']} floats, weights {weight_floats} floats. Do not edit: regenerate. */",
-        f"#define MR {mr}",
         KERNELS_H.read_text(),
         f"#define MAX_POSITIONS {int(graph.meta['max_positions'])}",
         f"#define PACKED_NR {int(graph.meta.get('gemm_nr', 16))}",
         "#if NR != PACKED_NR",
         "#error \"weights were packed for another SIMD width: compile with the flags of the target they were packed for\"",
+        "#endif",
+        "",
+        f"static double profile_ms[{max(len(graph.nodes), 1)}];",
+        "#ifdef CANAO_PROFILE",
+        "#include <time.h>",
+        "static double now_ms(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1e3 + t.tv_nsec * 1e-6; }",
+        "#define PROFILED(i, call) do { double t0_ = now_ms(); call; profile_ms[i] = now_ms() - t0_; } while (0)",
+        "#else",
+        "#define PROFILED(i, call) call",
         "#endif",
         "",
         "typedef struct {",

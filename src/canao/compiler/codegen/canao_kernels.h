@@ -26,9 +26,6 @@
 #define VL 4 /* NEON on aarch64, SSE on x86-64 */
 #endif
 #define NR (2 * VL)
-#ifndef MR
-#define MR 6
-#endif
 
 typedef float vf __attribute__((vector_size(VL * sizeof(float))));
 typedef int32_t vi __attribute__((vector_size(VL * sizeof(int32_t))));
@@ -36,6 +33,13 @@ typedef int32_t vi __attribute__((vector_size(VL * sizeof(int32_t))));
 static inline vf vload(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
 static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
 static inline vf vbroadcast(float x) { return (vf){0} + x; }
+/* The first len (<= VL) floats at p, zeros after: a plain vector load when len == VL. */
+static inline vf vload_partial(const float *p, int len) {
+    if (len == VL) return vload(p);
+    vf v = {0};
+    for (int i = 0; i < len; ++i) v[i] = p[i];
+    return v;
+}
 /* Lane-wise select: mask lanes are all ones (true) or zero, as vector comparisons give. */
 static inline vf vselect(vi mask, vf if_true, vf if_false) {
     return (vf)((mask & (vi)if_true) | (~mask & (vi)if_false));
@@ -110,18 +114,8 @@ typedef struct {
 static inline vf epilogue_apply(const Epilogue *e, vf v, int m, int n, int len) {
     for (int s = 0; s < EPI_MAX && e->steps[s] != EPI_END; ++s) {
         switch (e->steps[s]) {
-        case EPI_BIAS: {
-            vf b = {0};
-            memcpy(&b, e->bias + n, (size_t)len * sizeof(float));
-            v += b;
-            break;
-        }
-        case EPI_RESIDUAL: {
-            vf r = {0};
-            memcpy(&r, e->residual + (size_t)m * e->ld_residual + n, (size_t)len * sizeof(float));
-            v += r;
-            break;
-        }
+        case EPI_BIAS: v += vload_partial(e->bias + n, len); break;
+        case EPI_RESIDUAL: v += vload_partial(e->residual + (size_t)m * e->ld_residual + n, len); break;
         case EPI_GELU: v = vgelu_erf(v); break;
         case EPI_GELU_TANH: v = vgelu_tanh(v); break;
         case EPI_TANH: v = vtanh(v); break;
@@ -132,66 +126,90 @@ static inline vf epilogue_apply(const Epilogue *e, vf v, int m, int n, int len) 
     return v;
 }
 
-/* Store an accumulated vector (columns n..n+VL-1 of row m) through the epilogue, clipped at N. */
-static inline void store_tile_vec(float *C, int ldc, int m, int n, int N, vf acc, const Epilogue *e) {
+/* ------------------------------------------------------------------- GEMM */
+/* Variants the auto-tuner chooses from per shape: the register tile height MR
+ * (4, 6, 8 or 12 rows x NR columns; 8 and 12 want AVX-512's 32 registers)
+ * and the K block KC (0 = all of K at once; otherwise partial sums of KC
+ * steps go through C and the epilogue runs after the last block). */
+
+/* Store an accumulated tile row through the epilogue (last K block) or as a partial sum. */
+static inline void gemm_store(float *C, int ldc, int m, int n, int N, vf acc, const Epilogue *e, int first, int last) {
     int len = N - n < VL ? N - n : VL;
     if (len <= 0) return;
-    vf v = epilogue_apply(e, acc, m, n, len);
-    if (len == VL) vstore(C + (size_t)m * ldc + n, v);
-    else memcpy(C + (size_t)m * ldc + n, &v, (size_t)len * sizeof(float));
-}
-
-/* ------------------------------------------------------------------- GEMM */
-/* One MR x NR tile (rows m0.., panel p) accumulated over all K. */
-static inline void gemm_tile_full(const float *A, int lda, const float *panel, int K,
-                                  float *C, int ldc, int m0, int n0, int N, const Epilogue *e) {
-    vf acc0[MR], acc1[MR];
-    for (int r = 0; r < MR; ++r) { acc0[r] = (vf){0}; acc1[r] = (vf){0}; }
-    const float *a = A + (size_t)m0 * lda;
-    for (int k = 0; k < K; ++k) {
-        vf b0 = vload(panel + (size_t)k * NR), b1 = vload(panel + (size_t)k * NR + VL);
-#pragma GCC unroll 16
-        for (int r = 0; r < MR; ++r) {
-            vf ar = vbroadcast(a[(size_t)r * lda + k]);
-            acc0[r] += ar * b0;
-            acc1[r] += ar * b1;
-        }
-    }
-    for (int r = 0; r < MR; ++r) {
-        store_tile_vec(C, ldc, m0 + r, n0, N, acc0[r], e);
-        store_tile_vec(C, ldc, m0 + r, n0 + VL, N, acc1[r], e);
-    }
+    float *c = C + (size_t)m * ldc + n;
+    if (!first) acc += vload_partial(c, len);
+    vf v = last ? epilogue_apply(e, acc, m, n, len) : acc;
+    if (len == VL) vstore(c, v);
+    else memcpy(c, &v, (size_t)len * sizeof(float));
 }
 
 /* The last rows (fewer than MR) of a panel, one row at a time. */
-static inline void gemm_tile_rows(const float *A, int lda, const float *panel, int K,
-                                  float *C, int ldc, int m0, int rows, int n0, int N, const Epilogue *e) {
+static inline void gemm_tile_rows(const float *A, int lda, const float *panel, int k0, int k1, float *C, int ldc,
+                                  int m0, int rows, int n0, int N, const Epilogue *e, int first, int last) {
     for (int r = 0; r < rows; ++r) {
         vf acc0 = {0}, acc1 = {0};
         const float *a = A + (size_t)(m0 + r) * lda;
-        for (int k = 0; k < K; ++k) {
+        for (int k = k0; k < k1; ++k) {
             vf ar = vbroadcast(a[k]);
             acc0 += ar * vload(panel + (size_t)k * NR);
             acc1 += ar * vload(panel + (size_t)k * NR + VL);
         }
-        store_tile_vec(C, ldc, m0 + r, n0, N, acc0, e);
-        store_tile_vec(C, ldc, m0 + r, n0 + VL, N, acc1, e);
+        gemm_store(C, ldc, m0 + r, n0, N, acc0, e, first, last);
+        gemm_store(C, ldc, m0 + r, n0 + VL, N, acc1, e, first, last);
     }
 }
 
-/* C[M,N] = epilogue(A[M,K] x W^T), W packed as ceil(N/NR) panels of K x NR. */
-static inline void gemm_packed(const float *A, int lda, const float *Wp, int K, int N,
-                        float *C, int ldc, int M, const Epilogue *e) {
-    int panels = (N + NR - 1) / NR;
-    int row_blocks = (M + MR - 1) / MR;
-#pragma omp parallel for collapse(2) schedule(static) if (M * N * K > 32768)
-    for (int p = 0; p < panels; ++p) {
-        for (int rb = 0; rb < row_blocks; ++rb) {
-            const float *panel = Wp + (size_t)p * K * NR;
-            int m0 = rb * MR, rows = M - m0 < MR ? M - m0 : MR;
-            if (rows == MR) gemm_tile_full(A, lda, panel, K, C, ldc, m0, p * NR, N, e);
-            else gemm_tile_rows(A, lda, panel, K, C, ldc, m0, rows, p * NR, N, e);
-        }
+#define DEFINE_GEMM(MRV)                                                                                       \
+    static inline void gemm_tile_##MRV(const float *A, int lda, const float *panel, int k0, int k1, float *C,   \
+                                       int ldc, int m0, int n0, int N, const Epilogue *e, int first, int last) { \
+        vf acc0[MRV], acc1[MRV];                                                                               \
+        for (int r = 0; r < MRV; ++r) { acc0[r] = (vf){0}; acc1[r] = (vf){0}; }                                 \
+        const float *a = A + (size_t)m0 * lda;                                                                 \
+        for (int k = k0; k < k1; ++k) {                                                                        \
+            vf b0 = vload(panel + (size_t)k * NR), b1 = vload(panel + (size_t)k * NR + VL);                    \
+            _Pragma("GCC unroll 16") for (int r = 0; r < MRV; ++r) {                                           \
+                vf ar = vbroadcast(a[(size_t)r * lda + k]);                                                    \
+                acc0[r] += ar * b0;                                                                            \
+                acc1[r] += ar * b1;                                                                            \
+            }                                                                                                  \
+        }                                                                                                      \
+        for (int r = 0; r < MRV; ++r) {                                                                        \
+            gemm_store(C, ldc, m0 + r, n0, N, acc0[r], e, first, last);                                        \
+            gemm_store(C, ldc, m0 + r, n0 + VL, N, acc1[r], e, first, last);                                   \
+        }                                                                                                      \
+    }                                                                                                          \
+    /* C[M,N] = epilogue(A[M,K] x W^T), W packed as ceil(N/NR) panels of K x NR. */                            \
+    static inline void gemm_packed_mr##MRV(const float *A, int lda, const float *Wp, int K, int N, float *C,   \
+                                           int ldc, int M, const Epilogue *e, int kc) {                        \
+        int panels = (N + NR - 1) / NR, row_blocks = (M + MRV - 1) / MRV;                                      \
+        int step = kc > 0 && kc < K ? kc : K;                                                                  \
+        for (int k0 = 0; k0 < K; k0 += step) {                                                                 \
+            int k1 = k0 + step < K ? k0 + step : K, first = k0 == 0, last = k1 == K;                           \
+            _Pragma("omp parallel for collapse(2) schedule(static) if ((long)M * N * K > 32768)")              \
+            for (int p = 0; p < panels; ++p) {                                                                 \
+                for (int rb = 0; rb < row_blocks; ++rb) {                                                      \
+                    const float *panel = Wp + (size_t)p * K * NR;                                              \
+                    int m0 = rb * MRV, rows = M - m0 < MRV ? M - m0 : MRV;                                     \
+                    if (rows == MRV) gemm_tile_##MRV(A, lda, panel, k0, k1, C, ldc, m0, p * NR, N, e, first, last); \
+                    else gemm_tile_rows(A, lda, panel, k0, k1, C, ldc, m0, rows, p * NR, N, e, first, last);   \
+                }                                                                                              \
+            }                                                                                                  \
+        }                                                                                                      \
+    }
+
+DEFINE_GEMM(4)
+DEFINE_GEMM(6)
+DEFINE_GEMM(8)
+DEFINE_GEMM(12)
+
+/* Dispatch on the tuned tile height. */
+static inline void gemm_packed(const float *A, int lda, const float *Wp, int K, int N, float *C, int ldc, int M,
+                               const Epilogue *e, int mr, int kc) {
+    switch (mr) {
+    case 4: gemm_packed_mr4(A, lda, Wp, K, N, C, ldc, M, e, kc); break;
+    case 8: gemm_packed_mr8(A, lda, Wp, K, N, C, ldc, M, e, kc); break;
+    case 12: gemm_packed_mr12(A, lda, Wp, K, N, C, ldc, M, e, kc); break;
+    default: gemm_packed_mr6(A, lda, Wp, K, N, C, ldc, M, e, kc); break;
     }
 }
 
@@ -227,43 +245,108 @@ static inline void add_layer_norm(const float *x, const float *r, const float *g
     }
 }
 
-/* Fused attention: out[T, heads*hd] = softmax(Q K^T + mask) V per head, one score row at a time.
- * Q/K/V rows have strides ldq/ldk/ldv; causal: query t sees keys 0..past+t. */
+/* Fused attention: out[T, heads*hd] = softmax(Q K^T + mask) V per head.
+ * Q/K/V rows have strides ldq/ldk/ldv; causal: query t sees keys 0..past+t.
+ * Per head, K_h is packed transposed (hd x Sp, zero-padded to whole vectors) so
+ * that a block of ATT_RB query rows gets its scores against VL keys per FMA,
+ * like a GEMM with K = hd; the softmax runs on those ATT_RB score rows
+ * (vectorised exp) and P V is a second small GEMM with the V rows broadcast
+ * into ATT_RB x 2 vector accumulators. Only ATT_RB rows of scores exist at a
+ * time: no T x S matrix is written. Heads run in parallel. */
+#define ATT_RB 4
+
+static inline void attention_scores_block(const float *Q, int ldq, const float *KT, int Sp, const float *mask,
+                                          float *scores, int t0, int rows, int past, int S, int hd, int causal) {
+    for (int j = 0; j < Sp; j += VL) {
+        vf acc[ATT_RB] = {{0}};
+        for (int d = 0; d < hd; ++d) {
+            vf k = vload(KT + (size_t)d * Sp + j);
+            for (int r = 0; r < rows; ++r) acc[r] += Q[(size_t)(t0 + r) * ldq + d] * k;
+        }
+        for (int r = 0; r < rows; ++r) {
+            int keys = causal ? past + t0 + r + 1 : S;
+            vf m = {0};
+            for (int l = 0; l < VL; ++l) {
+                int key = j + l;
+                m[l] = key < keys ? (mask ? mask[key] : 0.0f) : -INFINITY;
+            }
+            vstore(scores + (size_t)r * Sp + j, acc[r] + m);
+        }
+    }
+}
+
+static inline void attention_softmax_rows(float *scores, int rows, int Sp) {
+    for (int r = 0; r < rows; ++r) {
+        float *row = scores + (size_t)r * Sp;
+        vf mx = vbroadcast(-INFINITY);
+        for (int j = 0; j < Sp; j += VL) mx = vmax(mx, vload(row + j));
+        float m = mx[0];
+        for (int l = 1; l < VL; ++l) m = mx[l] > m ? mx[l] : m;
+        vf sum = {0};
+        for (int j = 0; j < Sp; j += VL) {
+            vf e = vexp(vload(row + j) - m);
+            e = vselect(vload(row + j) == -INFINITY, (vf){0}, e); /* masked-out keys weigh exactly 0 */
+            vstore(row + j, e);
+            sum += e;
+        }
+        float inv = 1.0f / vsum(sum);
+        for (int j = 0; j < Sp; j += VL) vstore(row + j, vload(row + j) * inv);
+    }
+}
+
+static inline void attention_context_block(const float *scores, int Sp, const float *V, int ldv, float *out, int ldo,
+                                           int t0, int rows, int keys, int hd) {
+    int d = 0;
+    for (; d + 2 * VL <= hd; d += 2 * VL) {
+        vf acc0[ATT_RB] = {{0}}, acc1[ATT_RB] = {{0}};
+        for (int j = 0; j < keys; ++j) {
+            vf v0 = vload(V + (size_t)j * ldv + d), v1 = vload(V + (size_t)j * ldv + d + VL);
+            for (int r = 0; r < rows; ++r) {
+                float p = scores[(size_t)r * Sp + j];
+                acc0[r] += p * v0;
+                acc1[r] += p * v1;
+            }
+        }
+        for (int r = 0; r < rows; ++r) {
+            vstore(out + (size_t)(t0 + r) * ldo + d, acc0[r]);
+            vstore(out + (size_t)(t0 + r) * ldo + d + VL, acc1[r]);
+        }
+    }
+    for (; d + VL <= hd; d += VL) {
+        vf acc[ATT_RB] = {{0}};
+        for (int j = 0; j < keys; ++j) {
+            vf v = vload(V + (size_t)j * ldv + d);
+            for (int r = 0; r < rows; ++r) acc[r] += scores[(size_t)r * Sp + j] * v;
+        }
+        for (int r = 0; r < rows; ++r) vstore(out + (size_t)(t0 + r) * ldo + d, acc[r]);
+    }
+    for (; d < hd; ++d) {
+        for (int r = 0; r < rows; ++r) {
+            float a = 0.0f;
+            for (int j = 0; j < keys; ++j) a += scores[(size_t)r * Sp + j] * V[(size_t)j * ldv + d];
+            out[(size_t)(t0 + r) * ldo + d] = a;
+        }
+    }
+}
+
 static inline void attention(const float *Q, int ldq, const float *K, int ldk, const float *V, int ldv,
-                      const float *mask, float *out, int ldo, int T, int S, int past,
-                      int heads, int hd, int causal) {
-#pragma omp parallel for collapse(2) schedule(static) if (T * S * heads > 4096)
+                             const float *mask, float *out, int ldo, int T, int S, int past,
+                             int heads, int hd, int causal) {
+    const int Sp = (S + VL - 1) / VL * VL;
+#pragma omp parallel for schedule(static) if (T * S * heads * hd > 8192)
     for (int h = 0; h < heads; ++h) {
-        for (int t = 0; t < T; ++t) {
-            float scores[S];
-            const float *q = Q + (size_t)t * ldq + h * hd;
-            int keys = causal ? past + t + 1 : S;
-            float mx = -INFINITY;
-            for (int j = 0; j < keys; ++j) {
-                float s = dot(q, K + (size_t)j * ldk + h * hd, hd) + (mask ? mask[j] : 0.0f);
-                scores[j] = s;
-                mx = s > mx ? s : mx;
-            }
-            float sum = 0.0f;
-            int j = 0;
-            vf vsum_acc = {0};
-            for (; j + VL <= keys; j += VL) {
-                vf e = vexp(vload(scores + j) - mx);
-                vstore(scores + j, e);
-                vsum_acc += e;
-            }
-            sum = vsum(vsum_acc);
-            for (; j < keys; ++j) { scores[j] = expf(scores[j] - mx); sum += scores[j]; }
-            float inv = 1.0f / sum;
-            float *o = out + (size_t)t * ldo + h * hd;
-            for (int d = 0; d < hd; ++d) o[d] = 0.0f;
-            for (int jj = 0; jj < keys; ++jj) {
-                float p = scores[jj] * inv;
-                const float *v = V + (size_t)jj * ldv + h * hd;
-                int d = 0;
-                for (; d + VL <= hd; d += VL) vstore(o + d, vload(o + d) + p * vload(v + d));
-                for (; d < hd; ++d) o[d] += p * v[d];
-            }
+        float KT[(size_t)hd * Sp];
+        float scores[(size_t)ATT_RB * Sp];
+        for (int d = 0; d < hd; ++d) {
+            for (int j = 0; j < S; ++j) KT[(size_t)d * Sp + j] = K[(size_t)j * ldk + h * hd + d];
+            for (int j = S; j < Sp; ++j) KT[(size_t)d * Sp + j] = 0.0f;
+        }
+        for (int t0 = 0; t0 < T; t0 += ATT_RB) {
+            int rows = T - t0 < ATT_RB ? T - t0 : ATT_RB;
+            int keys = causal ? past + t0 + rows : S; /* the last row of the block sees the most keys */
+            attention_scores_block(Q + h * hd, ldq, KT, Sp, mask, scores, t0, rows, past, S, hd, causal);
+            attention_softmax_rows(scores, rows, Sp);
+            attention_context_block(scores, Sp, V + h * hd, ldv, out + h * hd, ldo, t0, rows, keys, hd);
         }
     }
 }
