@@ -22,3 +22,4 @@ def _seed() -> None:
 def _kernel_cache(tmp_path_factory) -> None:
     """Compiled libraries go to a per-run cache, not the user's ~/.cache."""
     os.environ["CANAO_CACHE_DIR"] = str(tmp_path_factory.mktemp("kernel-cache"))
+    os.environ["CANAO_TUNING_DB"] = str(tmp_path_factory.mktemp("tuning") / "tuning-db.json")

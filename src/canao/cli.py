@@ -229,6 +229,40 @@ def bench(
 
 
 @app.command()
+def tune(
+    artifact: Path = typer.Argument(..., help="Artifact directory (from `canao compile`)."),
+    budget_s: float = typer.Option(60.0, min=0.0, help="Time budget for new measurements, seconds."),
+    seq_len: int = typer.Option(128, min=1, help="Sequence length to tune the GEMMs for."),
+    threads: int = typer.Option(2, min=1),
+) -> None:
+    """Auto-tune an artifact's GEMM kernels on this CPU (results cached in the tuning database)."""
+    from canao.compiler.artifact import retune_artifact
+    from canao.compiler.tune import TuningDatabase, device_key
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    before = TuningDatabase.load()
+    try:
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task("tuning GEMM shapes", total=None)
+            build = retune_artifact(artifact, budget_s=budget_s, seq_len=seq_len, threads=threads,
+                                    progress=lambda done, total: bar.update(task, completed=done, total=total))
+    except CanaoError as err:
+        _fail(err)
+    info = json.loads((build / "tuning.json").read_text())
+    db = TuningDatabase.load()
+    device = device_key(info["simd"], threads)
+    new = len(db.entries.get(device, {})) - len(before.entries.get(device, {}))
+    table = Table(title=f"GEMM tuning on {device} (seq {seq_len}); {new} new shape(s) measured")
+    for col in ("shape", "MR", "KC", "ms", "GFLOP/s", "variants timed"):
+        table.add_column(col, justify="left" if col == "shape" else "right")
+    for key, entry in sorted(db.entries.get(device, {}).items()):
+        table.add_row(key, str(entry["mr"]), str(entry["kc"]), f"{entry['ms']:.3f}", f"{entry['gflops']:.1f}",
+                      str(len(entry["candidates"])))
+    console.print(table)
+    console.print(f"rebuilt {build} with {info['tuned_gemms']} tuned GEMMs")
+
+
+@app.command()
 def arch(path: Path = typer.Argument(..., help="ArchSpec JSON file."),
          seq_len: int = typer.Option(128, min=1, help="Sequence length for FLOPs.")) -> None:
     """Validate an ArchSpec JSON file and print its size."""

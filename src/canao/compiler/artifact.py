@@ -27,7 +27,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
@@ -35,8 +35,7 @@ from canao.arch import ArchSpec
 from canao.compiler.codegen.c import constants_from_blob, generate_c, weight_blob
 from canao.compiler.ir import Graph
 from canao.compiler.lower import lower_spec
-from canao.compiler.passes.pipeline import run_pipeline
-from canao.compiler.runtime import CompiledModel, NativeLibrary, RuntimeLoadError
+from canao.compiler.runtime import CompiledModel, NativeLibrary, RuntimeLoadError, optimize
 from canao.compiler.toolchain import SIMD_LANES, build_shared_library, compile_flags, panel_width_for, resolve_simd
 from canao.errors import CanaoError
 from canao.latency.device import fingerprint
@@ -59,29 +58,37 @@ def build_dir_name(simd: str) -> str:
     return fingerprint() if simd == host else f"{fingerprint()}@{simd}"
 
 
-def _write_build(directory: Path, final: Graph, source: str, library: Path, simd: str) -> None:
+def _write_build(directory: Path, final: Graph, source: str, library: Path, simd: str, threads: int) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "ir.json").write_text(final.to_json())
     (directory / "kernel.c").write_text(source)
     shutil.copy2(library, directory / "libmodel.so")
     weight_blob(final).tofile(directory / "weights.bin")
+    gemms = {n.output: {"mr": n.attr("mr", 6), "kc": n.attr("kc", 0)} for n in final.nodes if n.op == "gemm"}
     tuning = {"version": ARTIFACT_VERSION, "simd": simd, "lanes": SIMD_LANES[simd], "gemm_nr": panel_width_for(simd),
-              "gemm_mr": 6, "flags": list(compile_flags(simd)), "tuned": False}
+              "threads": threads, "tuned_seq_len": final.meta.get("tuned_seq_len"),
+              "tuned_gemms": sum(1 for n in final.nodes if n.op == "gemm" and n.attr("mr", None) is not None),
+              "gemms": gemms, "flags": list(compile_flags(simd))}
     (directory / "tuning.json").write_text(json.dumps(tuning, indent=2))
 
 
 def compile_into(path: Path, spec: ArchSpec, weights: Mapping[str, np.ndarray], task: str,
-                 simd: Optional[str] = None) -> Path:
-    """Compile for this CPU into path/compiled/<fingerprint>/ (replacing an older build)."""
+                 simd: Optional[str] = None, *, threads: int = 2, tune_budget_s: float = 0.0,
+                 tune_seq_len: int = 128, progress: Optional[Callable[[int, int], None]] = None) -> Path:
+    """Compile for this CPU into path/compiled/<fingerprint>/ (replacing an older build).
+
+    GEMM variants come from the tuning database; with `tune_budget_s` > 0,
+    shapes it lacks are measured on this device first."""
     simd = resolve_simd(simd)
-    final = run_pipeline(lower_spec(spec, weights, task), nr=panel_width_for(simd))
+    final = optimize(lower_spec(spec, weights, task), simd=simd, threads=threads, tune_budget_s=tune_budget_s,
+                     tune_seq_len=tune_seq_len, progress=progress)
     source = generate_c(final)
     library = build_shared_library(source, simd=simd)
     target = path / "compiled" / build_dir_name(simd)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
     try:
-        _write_build(tmp, final, source, library, simd)
+        _write_build(tmp, final, source, library, simd, threads)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
@@ -93,7 +100,7 @@ def compile_into(path: Path, spec: ArchSpec, weights: Mapping[str, np.ndarray], 
 
 def write_artifact(path: Path, spec: ArchSpec, weights: Mapping[str, np.ndarray], *, task: str,
                    labels: Optional[dict[int, str]] = None, tokenizer: Any = None,
-                   simd: Optional[str] = None) -> Path:
+                   simd: Optional[str] = None, tune_budget_s: float = 0.0) -> Path:
     """Write a complete artifact atomically (temp dir, then rename into place)."""
     from safetensors.numpy import save_file
 
@@ -108,7 +115,7 @@ def write_artifact(path: Path, spec: ArchSpec, weights: Mapping[str, np.ndarray]
         save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}, str(tmp / "model.safetensors"))
         if tokenizer is not None:  # a tokenizers.Tokenizer
             tokenizer.save(str(tmp / "tokenizer.json"))
-        compile_into(tmp, spec, weights, task, simd)
+        compile_into(tmp, spec, weights, task, simd, tune_budget_s=tune_budget_s)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -121,6 +128,23 @@ def write_artifact(path: Path, spec: ArchSpec, weights: Mapping[str, np.ndarray]
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def retune_artifact(path: Path, *, budget_s: float, seq_len: int = 128, threads: int = 2,
+                    simd: Optional[str] = None, progress: Optional[Callable[[int, int], None]] = None) -> Path:
+    """Re-compile an artifact's build for this CPU with GEMM variants tuned on it (within `budget_s`)."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    path = Path(path)
+    spec = ArchSpec.from_dict(_read_json(path / "arch.json"))
+    task = _read_json(path / "task.json")["task"]
+    try:
+        weights = load_file(str(path / "model.safetensors"))
+    except (SafetensorError, FileNotFoundError, OSError) as err:
+        raise RuntimeLoadError(f"{path / 'model.safetensors'}: cannot be read ({err}).") from err
+    return compile_into(path, spec, weights, task, simd, threads=threads, tune_budget_s=budget_s,
+                        tune_seq_len=seq_len, progress=progress)
 
 
 def _read_json(file: Path) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import ctypes
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -99,6 +99,17 @@ class NativeLibrary:
         return cls(path, lib)
 
 
+def optimize(lowered: Graph, *, simd: str, threads: int, tune_budget_s: float = 0.0, tune_seq_len: int = 128,
+             progress: Optional[Callable[[int, int], None]] = None) -> Graph:
+    """Pass pipeline + tuned kernel variants: the graph code generation takes."""
+    from canao.compiler.tune import TuningDatabase, apply_tuning, tune_gemms
+
+    final = run_pipeline(lowered, nr=panel_width_for(simd))
+    choices, _ = tune_gemms(final, TuningDatabase.load(), simd=simd, seq_len=tune_seq_len, threads=threads,
+                            budget_s=tune_budget_s, progress=progress)
+    return apply_tuning(final, choices, tune_seq_len)
+
+
 class CompiledModel:
     """A model compiled for this CPU: the final graph, its weight blob and the native library."""
 
@@ -123,11 +134,14 @@ class CompiledModel:
     # ------------------------------------------------------------ building
     @classmethod
     def build(cls, lowered: Graph, *, simd: Optional[str] = None, threads: int = 2,
-              extra_flags: tuple[str, ...] = (), mr: int = 6) -> "CompiledModel":
-        """Run the pass pipeline on a lowered graph, generate C, compile (cached) and load."""
+              extra_flags: tuple[str, ...] = (), tune_budget_s: float = 0.0, tune_seq_len: int = 128) -> "CompiledModel":
+        """Run the pass pipeline on a lowered graph, apply tuned GEMM variants, generate C, compile, load.
+
+        Tuned choices come from the tuning database for this CPU; with a
+        budget, shapes missing from it are measured now (see tune.py)."""
         simd = resolve_simd(simd)
-        final = run_pipeline(lowered, nr=panel_width_for(simd))
-        path = build_shared_library(generate_c(final, mr=mr), simd=simd, extra_flags=extra_flags)
+        final = optimize(lowered, simd=simd, threads=threads, tune_budget_s=tune_budget_s, tune_seq_len=tune_seq_len)
+        path = build_shared_library(generate_c(final), simd=simd, extra_flags=extra_flags)
         model = cls(final, weight_blob(final), NativeLibrary.load(path), threads=threads)
         model.simd = simd
         return model
