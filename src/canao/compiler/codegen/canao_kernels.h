@@ -223,25 +223,33 @@ static inline float dot(const float *a, const float *b, int n) {
     return s;
 }
 
-/* y = LayerNorm(x (+ r)) over rows of width H; r may be NULL. */
+/* y = LayerNorm(x (+ r)) over rows of width H; r may be NULL. Two passes over
+ * the row (mean, then variance of the centred values, which is exact enough in
+ * float for rows of a few thousand), vectorised. */
 static inline void add_layer_norm(const float *x, const float *r, const float *g, const float *b,
-                           float *y, int M, int H, float eps) {
-#pragma omp parallel for schedule(static) if (M * H > 16384)
+                                  float *y, int M, int H, float eps) {
+#pragma omp parallel for schedule(static) if (M * H > 65536)
     for (int m = 0; m < M; ++m) {
         const float *xr = x + (size_t)m * H;
         const float *rr = r ? r + (size_t)m * H : NULL;
         float *yr = y + (size_t)m * H;
-        double sum = 0.0, sq = 0.0;
-        for (int i = 0; i < H; ++i) {
-            float v = xr[i] + (rr ? rr[i] : 0.0f);
-            yr[i] = v;
-            sum += v;
+        vf acc = {0};
+        int i = 0;
+        for (; i + VL <= H; i += VL) {
+            vf v = rr ? vload(xr + i) + vload(rr + i) : vload(xr + i);
+            vstore(yr + i, v);
+            acc += v;
         }
-        double mean = sum / H;
-        for (int i = 0; i < H; ++i) { double d = yr[i] - mean; sq += d * d; }
-        float inv = (float)(1.0 / sqrt(sq / H + (double)eps));
-        float fmean = (float)mean;
-        for (int i = 0; i < H; ++i) yr[i] = (yr[i] - fmean) * inv * g[i] + b[i];
+        float sum = vsum(acc);
+        for (; i < H; ++i) { float v = xr[i] + (rr ? rr[i] : 0.0f); yr[i] = v; sum += v; }
+        const float mean = sum / (float)H;
+        vf sq = {0};
+        for (i = 0; i + VL <= H; i += VL) { vf d = vload(yr + i) - mean; sq += d * d; }
+        float var = vsum(sq);
+        for (; i < H; ++i) { float d = yr[i] - mean; var += d * d; }
+        const float inv = 1.0f / sqrtf(var / (float)H + eps);
+        for (i = 0; i + VL <= H; i += VL) vstore(yr + i, (vload(yr + i) - mean) * inv * vload(g + i) + vload(b + i));
+        for (; i < H; ++i) yr[i] = (yr[i] - mean) * inv * g[i] + b[i];
     }
 }
 
@@ -253,24 +261,33 @@ static inline void add_layer_norm(const float *x, const float *r, const float *g
  * (vectorised exp) and P V is a second small GEMM with the V rows broadcast
  * into ATT_RB x 2 vector accumulators. Only ATT_RB rows of scores exist at a
  * time: no T x S matrix is written. Heads run in parallel. */
+#if VL == 16
+#define ATT_RB 8 /* AVX-512 has the registers for 8 x 2 accumulators */
+#else
 #define ATT_RB 4
+#endif
 
-static inline void attention_scores_block(const float *Q, int ldq, const float *KT, int Sp, const float *mask,
-                                          float *scores, int t0, int rows, int past, int S, int hd, int causal) {
+static inline void attention_scores_block(const float *Q, int ldq, const float *KT, int Sp, const float *mask_row,
+                                          float *scores, int t0, int rows, int past, int hd, int causal) {
+    vf lane = {0};
+    for (int l = 0; l < VL; ++l) lane[l] = (float)l;
+    int block_keys = causal ? past + t0 + rows : Sp; /* keys past this are masked for every row */
     for (int j = 0; j < Sp; j += VL) {
-        vf acc[ATT_RB] = {{0}};
+        if (j >= block_keys) {
+            for (int r = 0; r < rows; ++r) vstore(scores + (size_t)r * Sp + j, vbroadcast(-INFINITY));
+            continue;
+        }
+        vf acc[ATT_RB];
+        for (int r = 0; r < ATT_RB; ++r) acc[r] = (vf){0};
         for (int d = 0; d < hd; ++d) {
             vf k = vload(KT + (size_t)d * Sp + j);
             for (int r = 0; r < rows; ++r) acc[r] += Q[(size_t)(t0 + r) * ldq + d] * k;
         }
+        vf m = vload(mask_row + j);
         for (int r = 0; r < rows; ++r) {
-            int keys = causal ? past + t0 + r + 1 : S;
-            vf m = {0};
-            for (int l = 0; l < VL; ++l) {
-                int key = j + l;
-                m[l] = key < keys ? (mask ? mask[key] : 0.0f) : -INFINITY;
-            }
-            vstore(scores + (size_t)r * Sp + j, acc[r] + m);
+            vf v = acc[r] + m;
+            if (causal) v = vselect(lane + (float)j < (float)(past + t0 + r + 1), v, vbroadcast(-INFINITY));
+            vstore(scores + (size_t)r * Sp + j, v);
         }
     }
 }
@@ -337,14 +354,18 @@ static inline void attention(const float *Q, int ldq, const float *K, int ldk, c
     for (int h = 0; h < heads; ++h) {
         float KT[(size_t)hd * Sp];
         float scores[(size_t)ATT_RB * Sp];
-        for (int d = 0; d < hd; ++d) {
-            for (int j = 0; j < S; ++j) KT[(size_t)d * Sp + j] = K[(size_t)j * ldk + h * hd + d];
-            for (int j = S; j < Sp; ++j) KT[(size_t)d * Sp + j] = 0.0f;
+        float mask_row[Sp]; /* additive mask, -inf on the padding past S */
+        for (int j = 0; j < Sp; ++j) mask_row[j] = j < S ? (mask ? mask[j] : 0.0f) : -INFINITY;
+        for (int j = 0; j < S; ++j) {
+            const float *k = K + (size_t)j * ldk + h * hd;
+            for (int d = 0; d < hd; ++d) KT[(size_t)d * Sp + j] = k[d];
         }
+        for (int d = 0; d < hd; ++d)
+            for (int j = S; j < Sp; ++j) KT[(size_t)d * Sp + j] = 0.0f;
         for (int t0 = 0; t0 < T; t0 += ATT_RB) {
             int rows = T - t0 < ATT_RB ? T - t0 : ATT_RB;
             int keys = causal ? past + t0 + rows : S; /* the last row of the block sees the most keys */
-            attention_scores_block(Q + h * hd, ldq, KT, Sp, mask, scores, t0, rows, past, S, hd, causal);
+            attention_scores_block(Q + h * hd, ldq, KT, Sp, mask_row, scores, t0, rows, past, hd, causal);
             attention_softmax_rows(scores, rows, Sp);
             attention_context_block(scores, Sp, V + h * hd, ldv, out + h * hd, ldo, t0, rows, keys, hd);
         }

@@ -1,0 +1,242 @@
+"""Compiler benchmark: canao vs PyTorch eager, ONNX Runtime and CTranslate2, side by side in one run.
+
+Batch 1, fp32, the same thread count for every runtime (default 2), warm-up
+first, median and p90 over >= 20 timed calls (time.perf_counter). Models:
+(a) the MiniLM teacher (real weights) at 128 and 384 tokens, (b) BERT-base
+shape (random weights) at 128 and 384, (c) GPT-2 small shape (random
+weights), one decode step at a context of 128 with a KV cache. Every
+runtime's output is checked against PyTorch before it is timed. Also: this
+machine's measured fp32 FMA peak and the canao GEMM's fraction of it on
+768x768x128 and 3072x768x128.
+
+    .venv/bin/python benchmarks/compiler.py                 # print the table
+    .venv/bin/python benchmarks/compiler.py --write docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from canao.arch import ArchSpec
+from canao.compiler.lower import lower_model
+from canao.compiler.runtime import CompiledModel
+from canao.compiler.toolchain import resolve_simd
+from canao.compiler.tune import bench_library, measure_shape
+from canao.latency.device import describe_machine
+from canao.latency.timing import TimingStats, measure_ms
+from canao.models import build_model, load_teacher
+
+BERT_BASE = ArchSpec.uniform("encoder", vocab_size=30522, max_positions=512, hidden=768, num_layers=12, heads=12)
+GPT2_TOKENIZER_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "tokenizers" / "gpt2"
+GPT2_SMALL = ArchSpec.uniform("decoder", vocab_size=50257, max_positions=1024, hidden=768, num_layers=12, heads=12)
+
+
+@dataclass
+class Row:
+    model: str
+    setting: str
+    runtime: str
+    stats: TimingStats
+    gflop: float
+    max_abs_diff: float
+
+
+class _LastHidden(torch.nn.Module):
+    """Tensor-in/tensor-out wrapper for ONNX export."""
+
+    def __init__(self, encoder: torch.nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.encoder(ids).last_hidden_state
+
+
+def _ort_session(model: torch.nn.Module, seq: int, threads: int, workdir: Path):
+    import onnxruntime as ort
+
+    path = workdir / f"model{seq}.onnx"
+    torch.onnx.export(_LastHidden(model), (torch.zeros(1, seq, dtype=torch.long),), str(path), dynamo=False,
+                      input_names=["ids"], output_names=["hidden"], dynamic_axes={"ids": {1: "seq"}})
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def bench_encoder(name: str, model: torch.nn.Module, seq: int, threads: int, runs: int, tune_s: float,
+                  workdir: Path) -> list[Row]:
+    spec = model.spec
+    gflop = spec.flops(seq) / 1e9
+    ids = np.random.default_rng(seq).integers(1000, 2000, (1, seq))
+    x = torch.tensor(ids)
+    rows = []
+    with torch.inference_mode():
+        want = model(x).last_hidden_state.numpy()
+        rows.append(Row(name, f"seq {seq}", "PyTorch eager", measure_ms(lambda: model(x), runs=runs), gflop, 0.0))
+    try:
+        session = _ort_session(model, seq, threads, workdir)
+        feed = {"ids": ids.astype(np.int64)}
+        diff = float(np.abs(session.run(None, feed)[0] - want).max())
+        rows.append(Row(name, f"seq {seq}", "ONNX Runtime", measure_ms(lambda: session.run(None, feed), runs=runs),
+                        gflop, diff))
+    except Exception as err:  # a missing or failing peer is reported, not fatal
+        print(f"ONNX Runtime skipped for {name} seq {seq}: {err!r}")
+    compiled = CompiledModel.build(lower_model(model), threads=threads, tune_budget_s=tune_s, tune_seq_len=seq)
+    diff = float(np.abs(compiled.run(ids)["last_hidden_state"] - want).max())
+    rows.append(Row(name, f"seq {seq}", "canao", measure_ms(lambda: compiled.run(ids), runs=runs), gflop, diff))
+    return rows
+
+
+def _ct2_decode(model: torch.nn.Module, context: np.ndarray, threads: int, runs: int,
+                workdir: Path) -> Optional[tuple[TimingStats, float]]:
+    """Per-token decode time of CTranslate2 on the same weights (None if it is not installed)."""
+    try:
+        import ctranslate2
+        from ctranslate2.converters import TransformersConverter
+    except ImportError:
+        return None
+    from canao.models import save_pretrained
+
+    vocab_json = GPT2_TOKENIZER_DIR / "encoder.json"
+    if not vocab_json.exists():
+        print(f"CTranslate2 skipped: the GPT-2 vocabulary it converts with is not at {GPT2_TOKENIZER_DIR}")
+        return None
+    import json
+    import shutil
+
+    hf_dir, ct2_dir = workdir / "gpt2-hf", workdir / "gpt2-ct2"
+    save_pretrained(model, hf_dir)
+    shutil.copy(vocab_json, hf_dir / "vocab.json")
+    shutil.copy(GPT2_TOKENIZER_DIR / "vocab.bpe", hf_dir / "merges.txt")
+    (hf_dir / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "GPT2Tokenizer"}))
+    TransformersConverter(str(hf_dir)).convert(str(ct2_dir), force=True)
+    generator = ctranslate2.Generator(str(ct2_dir), device="cpu", intra_threads=threads, inter_threads=1)
+    names = {i: t for t, i in json.loads(vocab_json.read_text()).items()}
+    prompt = [[names[int(t)] for t in context]]
+
+    def generate(n: int) -> float:
+        start = time.perf_counter()
+        generator.generate_batch(prompt, max_length=n, sampling_topk=1, include_prompt_in_result=False,
+                                 min_length=n)
+        return (time.perf_counter() - start) * 1e3
+
+    for _ in range(2):
+        generate(9)
+    samples = np.array([(generate(17) - generate(1)) / 16 for _ in range(max(5, runs // 4))])
+    q25, q50, q75, q90 = np.percentile(samples, [25, 50, 75, 90])
+    return TimingStats(float(q50), float(q90), float(samples.min()), float(q75 - q25), len(samples)), float("nan")
+
+
+def bench_decoder(threads: int, runs: int, tune_s: float, workdir: Path, context: int = 128) -> list[Row]:
+    torch.manual_seed(0)
+    model = build_model(GPT2_SMALL, "lm").eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(0.2)  # keep random activations in a sane range over 12 layers
+    ids = np.random.default_rng(7).integers(0, GPT2_SMALL.vocab_size, context)
+    token = int(ids[-1])
+    prompt, gflop = ids[:-1], (GPT2_SMALL.flops(1) + 2 * 2 * (context) * 768 * 12) / 1e9
+    rows = []
+    with torch.inference_mode():
+        cache = model(torch.tensor(prompt[None])).cache
+        step = torch.tensor([[token]])
+        want = model(step, cache=cache).logits[0].numpy()
+        rows.append(Row("GPT-2 small", f"decode @ ctx {context}", "PyTorch eager (KV cache)",
+                        measure_ms(lambda: model(step, cache=cache), runs=runs), gflop, 0.0))
+    compiled = CompiledModel.build(lower_model(model), threads=threads, tune_budget_s=tune_s, tune_seq_len=1)
+    session = compiled.new_session()
+    session.prefill(prompt)
+
+    def decode() -> np.ndarray:
+        session.length = context - 1  # every timed step decodes at the same context length
+        return session.decode_step(token)
+
+    diff = float(np.abs(decode() - want).max())
+    rows.append(Row("GPT-2 small", f"decode @ ctx {context}", "canao (KV cache)", measure_ms(decode, runs=runs),
+                    gflop, diff))
+    try:
+        ct2 = _ct2_decode(model, prompt, threads, runs, workdir)
+    except Exception as err:
+        print(f"CTranslate2 skipped: {err!r}")
+        ct2 = None
+    if ct2 is not None:
+        rows.append(Row("GPT-2 small", f"decode @ ctx {context}", "CTranslate2", ct2[0], gflop, ct2[1]))
+    return rows
+
+
+def gemm_efficiency(simd: str, threads: int) -> tuple[float, list[tuple[str, float, float]]]:
+    lib = bench_library(simd)
+    peak = lib.canao_bench_fma_gflops(threads)
+    out = []
+    for m, n, k in ((128, 768, 768), (128, 3072, 768)):
+        result = measure_shape(lib, simd, m, n, k, threads, time.monotonic() + 60)
+        out.append((f"{n}x{k}x{m} (N x K x M)", result["gflops"], result["gflops"] / peak))
+    return peak, out
+
+
+def to_markdown(rows: list[Row], peak: float, gemms: list, header: str) -> str:
+    lines = [header, "", "| model | setting | runtime | median ms | p90 ms | GFLOP/s | canao speed-up | max abs diff vs PyTorch |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    for key in dict.fromkeys((r.model, r.setting) for r in rows):
+        group = [r for r in rows if (r.model, r.setting) == key]
+        canao = next(r for r in group if r.runtime.startswith("canao"))
+        for r in group:
+            speed = "" if r is canao else f"{r.stats.median_ms / canao.stats.median_ms:.2f}x"
+            lines.append(f"| {r.model} | {r.setting} | {r.runtime} | {r.stats.median_ms:.2f} | {r.stats.p90_ms:.2f} | "
+                         f"{r.gflop / r.stats.median_ms * 1e3:.1f} | {speed} | {r.max_abs_diff:.1e} |")
+    lines += ["", f"Measured fp32 FMA peak (all threads): {peak:.1f} GFLOP/s", "",
+              "| canao GEMM | GFLOP/s | fraction of peak |", "|---|---:|---:|"]
+    lines += [f"| {name} | {g:.1f} | {100 * f:.0f}% |" for name, g, f in gemms]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--tune-s", type=float, default=60.0, help="tuning budget per model, seconds")
+    parser.add_argument("--write", type=Path, help="also write the markdown table to this file")
+    parser.add_argument("--quick", action="store_true", help="MiniLM seq 128 only")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(args.threads)
+    machine, simd = describe_machine(), resolve_simd(None)
+    import onnxruntime
+
+    header = (f"Machine: {machine.cpu_model}, {machine.cores} cores, SIMD {simd} (flags: {' '.join(machine.simd_flags)}); "
+              f"{args.threads} threads for every runtime; batch 1; fp32. torch {torch.__version__}, "
+              f"onnxruntime {onnxruntime.__version__}, numpy {np.__version__}, python {platform.python_version()}.")
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        teacher = load_teacher().model
+        for seq in (128,) if args.quick else (128, 384):
+            rows += bench_encoder("MiniLM-L6-H384 (teacher)", teacher, seq, args.threads, args.runs, args.tune_s, work)
+        if not args.quick:
+            torch.manual_seed(0)
+            base = build_model(BERT_BASE).eval()
+            for seq in (128, 384):
+                rows += bench_encoder("BERT-base shape", base, seq, args.threads, args.runs, args.tune_s, work)
+            rows += bench_decoder(args.threads, args.runs, args.tune_s, work)
+    peak, gemms = gemm_efficiency(simd, args.threads)
+    table = to_markdown(rows, peak, gemms, header)
+    print(table)
+    if args.write:
+        args.write.parent.mkdir(parents=True, exist_ok=True)
+        args.write.write_text("# Compiler benchmark\n\nCommand: `.venv/bin/python benchmarks/compiler.py "
+                              f"--write {args.write}`\n\n" + table)
+
+
+if __name__ == "__main__":
+    main()
