@@ -267,29 +267,52 @@ static inline void add_layer_norm(const float *x, const float *r, const float *g
 #define ATT_RB 4
 #endif
 
-static inline void attention_scores_block(const float *Q, int ldq, const float *KT, int Sp, const float *mask_row,
-                                          float *scores, int t0, int rows, int past, int hd, int causal) {
-    vf lane = {0};
-    for (int l = 0; l < VL; ++l) lane[l] = (float)l;
-    int block_keys = causal ? past + t0 + rows : Sp; /* keys past this are masked for every row */
-    for (int j = 0; j < Sp; j += VL) {
-        if (j >= block_keys) {
-            for (int r = 0; r < rows; ++r) vstore(scores + (size_t)r * Sp + j, vbroadcast(-INFINITY));
-            continue;
-        }
-        vf acc[ATT_RB];
-        for (int r = 0; r < ATT_RB; ++r) acc[r] = (vf){0};
-        for (int d = 0; d < hd; ++d) {
-            vf k = vload(KT + (size_t)d * Sp + j);
-            for (int r = 0; r < rows; ++r) acc[r] += Q[(size_t)(t0 + r) * ldq + d] * k;
-        }
-        vf m = vload(mask_row + j);
+/* Scores of ATT_RB query rows against keys j..j+2*VL-1 (two vectors per row: 2 KT loads feed 2*rows FMAs). */
+static inline void attention_scores_pair(const float *Q, int ldq, const float *KT, int Sp, int j, int t0, int rows,
+                                         int hd, vf *acc0, vf *acc1) {
+    for (int r = 0; r < ATT_RB; ++r) { acc0[r] = (vf){0}; acc1[r] = (vf){0}; }
+    for (int d = 0; d < hd; ++d) {
+        vf k0 = vload(KT + (size_t)d * Sp + j), k1 = vload(KT + (size_t)d * Sp + j + VL);
         for (int r = 0; r < rows; ++r) {
-            vf v = acc[r] + m;
-            if (causal) v = vselect(lane + (float)j < (float)(past + t0 + r + 1), v, vbroadcast(-INFINITY));
-            vstore(scores + (size_t)r * Sp + j, v);
+            vf q = vbroadcast(Q[(size_t)(t0 + r) * ldq + d]);
+            acc0[r] += q * k0;
+            acc1[r] += q * k1;
         }
     }
+}
+
+static inline void attention_store_scores(float *scores, int Sp, const float *mask_row, int j, int t0, int rows,
+                                          int past, int causal, const vf *acc) {
+    vf lane = {0};
+    for (int l = 0; l < VL; ++l) lane[l] = (float)l;
+    vf m = vload(mask_row + j);
+    for (int r = 0; r < rows; ++r) {
+        vf v = acc[r] + m;
+        if (causal) v = vselect(lane + (float)j < (float)(past + t0 + r + 1), v, vbroadcast(-INFINITY));
+        vstore(scores + (size_t)r * Sp + j, v);
+    }
+}
+
+static inline void attention_scores_block(const float *Q, int ldq, const float *KT, int Sp, const float *mask_row,
+                                          float *scores, int t0, int rows, int past, int hd, int causal) {
+    int block_keys = causal ? past + t0 + rows : Sp; /* keys past this are masked for every row */
+    vf acc0[ATT_RB], acc1[ATT_RB];
+    int j = 0;
+    for (; j + 2 * VL <= Sp && j < block_keys; j += 2 * VL) {
+        attention_scores_pair(Q, ldq, KT, Sp, j, t0, rows, hd, acc0, acc1);
+        attention_store_scores(scores, Sp, mask_row, j, t0, rows, past, causal, acc0);
+        attention_store_scores(scores, Sp, mask_row, j + VL, t0, rows, past, causal, acc1);
+    }
+    for (; j < Sp && j < block_keys; j += VL) { /* one vector of keys left */
+        for (int r = 0; r < ATT_RB; ++r) acc0[r] = (vf){0};
+        for (int d = 0; d < hd; ++d) {
+            vf k = vload(KT + (size_t)d * Sp + j);
+            for (int r = 0; r < rows; ++r) acc0[r] += Q[(size_t)(t0 + r) * ldq + d] * k;
+        }
+        attention_store_scores(scores, Sp, mask_row, j, t0, rows, past, causal, acc0);
+    }
+    for (; j < Sp; j += VL)
+        for (int r = 0; r < rows; ++r) vstore(scores + (size_t)r * Sp + j, vbroadcast(-INFINITY));
 }
 
 static inline void attention_softmax_rows(float *scores, int rows, int Sp) {
