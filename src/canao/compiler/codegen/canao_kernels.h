@@ -282,7 +282,7 @@ static inline void attention_scores_pair(const float *Q, int ldq, const float *K
 }
 
 static inline void attention_store_scores(float *scores, int Sp, const float *mask_row, int j, int t0, int rows,
-                                          int past, int causal, const vf *acc) {
+                                          int past, int causal, const vf *acc, vf *row_max) {
     vf lane = {0};
     for (int l = 0; l < VL; ++l) lane[l] = (float)l;
     vf m = vload(mask_row + j);
@@ -290,18 +290,21 @@ static inline void attention_store_scores(float *scores, int Sp, const float *ma
         vf v = acc[r] + m;
         if (causal) v = vselect(lane + (float)j < (float)(past + t0 + r + 1), v, vbroadcast(-INFINITY));
         vstore(scores + (size_t)r * Sp + j, v);
+        row_max[r] = vmax(row_max[r], v);
     }
 }
 
+/* Scores (+ mask) of rows t0.. into `scores`; each row's maximum into `maxima`. */
 static inline void attention_scores_block(const float *Q, int ldq, const float *KT, int Sp, const float *mask_row,
-                                          float *scores, int t0, int rows, int past, int hd, int causal) {
+                                          float *scores, float *maxima, int t0, int rows, int past, int hd, int causal) {
     int block_keys = causal ? past + t0 + rows : Sp; /* keys past this are masked for every row */
-    vf acc0[ATT_RB], acc1[ATT_RB];
+    vf acc0[ATT_RB], acc1[ATT_RB], row_max[ATT_RB];
+    for (int r = 0; r < ATT_RB; ++r) row_max[r] = vbroadcast(-INFINITY);
     int j = 0;
     for (; j + 2 * VL <= Sp && j < block_keys; j += 2 * VL) {
         attention_scores_pair(Q, ldq, KT, Sp, j, t0, rows, hd, acc0, acc1);
-        attention_store_scores(scores, Sp, mask_row, j, t0, rows, past, causal, acc0);
-        attention_store_scores(scores, Sp, mask_row, j + VL, t0, rows, past, causal, acc1);
+        attention_store_scores(scores, Sp, mask_row, j, t0, rows, past, causal, acc0, row_max);
+        attention_store_scores(scores, Sp, mask_row, j + VL, t0, rows, past, causal, acc1, row_max);
     }
     for (; j < Sp && j < block_keys; j += VL) { /* one vector of keys left */
         for (int r = 0; r < ATT_RB; ++r) acc0[r] = (vf){0};
@@ -309,33 +312,37 @@ static inline void attention_scores_block(const float *Q, int ldq, const float *
             vf k = vload(KT + (size_t)d * Sp + j);
             for (int r = 0; r < rows; ++r) acc0[r] += Q[(size_t)(t0 + r) * ldq + d] * k;
         }
-        attention_store_scores(scores, Sp, mask_row, j, t0, rows, past, causal, acc0);
+        attention_store_scores(scores, Sp, mask_row, j, t0, rows, past, causal, acc0, row_max);
     }
     for (; j < Sp; j += VL)
         for (int r = 0; r < rows; ++r) vstore(scores + (size_t)r * Sp + j, vbroadcast(-INFINITY));
-}
-
-static inline void attention_softmax_rows(float *scores, int rows, int Sp) {
     for (int r = 0; r < rows; ++r) {
-        float *row = scores + (size_t)r * Sp;
-        vf mx = vbroadcast(-INFINITY);
-        for (int j = 0; j < Sp; j += VL) mx = vmax(mx, vload(row + j));
-        float m = mx[0];
-        for (int l = 1; l < VL; ++l) m = mx[l] > m ? mx[l] : m;
-        vf sum = {0};
-        for (int j = 0; j < Sp; j += VL) {
-            vf e = vexp(vload(row + j) - m);
-            e = vselect(vload(row + j) == -INFINITY, (vf){0}, e); /* masked-out keys weigh exactly 0 */
-            vstore(row + j, e);
-            sum += e;
-        }
-        float inv = 1.0f / vsum(sum);
-        for (int j = 0; j < Sp; j += VL) vstore(row + j, vload(row + j) * inv);
+        float m = row_max[r][0];
+        for (int l = 1; l < VL; ++l) m = row_max[r][l] > m ? row_max[r][l] : m;
+        maxima[r] = m;
     }
 }
 
-static inline void attention_context_block(const float *scores, int Sp, const float *V, int ldv, float *out, int ldo,
-                                           int t0, int rows, int keys, int hd) {
+/* exp(s - max) in place over the first `keys` scores of every row of the block (the context
+ * product reads no further); masked scores are -inf and become ~0 (vexp clamps at e^-87).
+ * The reciprocal of each row's sum goes to `inv_sum`; it scales the output, not P. */
+static inline void attention_softmax_rows(float *scores, const float *maxima, float *inv_sum, int rows, int Sp,
+                                          int keys) {
+    int padded = (keys + VL - 1) / VL * VL;
+    for (int r = 0; r < rows; ++r) {
+        float *row = scores + (size_t)r * Sp;
+        vf sum = {0};
+        for (int j = 0; j < padded; j += VL) {
+            vf e = vexp(vload(row + j) - maxima[r]);
+            vstore(row + j, e);
+            sum += e;
+        }
+        inv_sum[r] = 1.0f / vsum(sum);
+    }
+}
+
+static inline void attention_context_block(const float *scores, const float *inv_sum, int Sp, const float *V, int ldv,
+                                           float *out, int ldo, int t0, int rows, int keys, int hd) {
     int d = 0;
     for (; d + 2 * VL <= hd; d += 2 * VL) {
         vf acc0[ATT_RB] = {{0}}, acc1[ATT_RB] = {{0}};
@@ -348,8 +355,8 @@ static inline void attention_context_block(const float *scores, int Sp, const fl
             }
         }
         for (int r = 0; r < rows; ++r) {
-            vstore(out + (size_t)(t0 + r) * ldo + d, acc0[r]);
-            vstore(out + (size_t)(t0 + r) * ldo + d + VL, acc1[r]);
+            vstore(out + (size_t)(t0 + r) * ldo + d, acc0[r] * inv_sum[r]);
+            vstore(out + (size_t)(t0 + r) * ldo + d + VL, acc1[r] * inv_sum[r]);
         }
     }
     for (; d + VL <= hd; d += VL) {
@@ -358,13 +365,13 @@ static inline void attention_context_block(const float *scores, int Sp, const fl
             vf v = vload(V + (size_t)j * ldv + d);
             for (int r = 0; r < rows; ++r) acc[r] += scores[(size_t)r * Sp + j] * v;
         }
-        for (int r = 0; r < rows; ++r) vstore(out + (size_t)(t0 + r) * ldo + d, acc[r]);
+        for (int r = 0; r < rows; ++r) vstore(out + (size_t)(t0 + r) * ldo + d, acc[r] * inv_sum[r]);
     }
     for (; d < hd; ++d) {
         for (int r = 0; r < rows; ++r) {
             float a = 0.0f;
             for (int j = 0; j < keys; ++j) a += scores[(size_t)r * Sp + j] * V[(size_t)j * ldv + d];
-            out[(size_t)(t0 + r) * ldo + d] = a;
+            out[(size_t)(t0 + r) * ldo + d] = a * inv_sum[r];
         }
     }
 }
@@ -388,9 +395,10 @@ static inline void attention(const float *Q, int ldq, const float *K, int ldk, c
         for (int t0 = 0; t0 < T; t0 += ATT_RB) {
             int rows = T - t0 < ATT_RB ? T - t0 : ATT_RB;
             int keys = causal ? past + t0 + rows : S; /* the last row of the block sees the most keys */
-            attention_scores_block(Q + h * hd, ldq, KT, Sp, mask_row, scores, t0, rows, past, hd, causal);
-            attention_softmax_rows(scores, rows, Sp);
-            attention_context_block(scores, Sp, V + h * hd, ldv, out + h * hd, ldo, t0, rows, keys, hd);
+            float maxima[ATT_RB], inv_sum[ATT_RB];
+            attention_scores_block(Q + h * hd, ldq, KT, Sp, mask_row, scores, maxima, t0, rows, past, hd, causal);
+            attention_softmax_rows(scores, maxima, inv_sum, rows, Sp, keys);
+            attention_context_block(scores, inv_sum, Sp, V + h * hd, ldv, out + h * hd, ldo, t0, rows, keys, hd);
         }
     }
 }
