@@ -38,7 +38,8 @@ _EPILOGUE_CODES = {"bias": "EPI_BIAS", "residual": "EPI_RESIDUAL", "gelu": "EPI_
                    "tanh": "EPI_TANH"}
 _ACTIVATION_CODES = {"gelu": "EPI_GELU", "gelu_tanh": "EPI_GELU_TANH", "tanh": "EPI_TANH", "scale": "EPI_SCALE"}
 ERRORS = {1: "sequence length out of range (need 1 <= T and past + T <= max positions)",
-          2: "a token id is out of the vocabulary range", 3: "a token type id is out of range"}
+          2: "a token id is out of the vocabulary range", 3: "a token type id is out of range",
+          4: "out of memory for the attention scratch buffers"}
 
 
 def weight_layout(graph: Graph) -> tuple[dict[str, int], int]:
@@ -134,10 +135,10 @@ def _gemm(n: Node, v: _Names) -> list[str]:
 
 def _attention(n: Node, v: _Names) -> list[str]:
     q, k, val, *mask = n.inputs
-    return [f"attention({v.ptr(q)} + {n.attr('q_start')}, {v.width(q)}, {v.ptr(k)} + {n.attr('k_start')}, {v.width(k)}, "
+    return [f"int status = attention({v.ptr(q)} + {n.attr('q_start')}, {v.width(q)}, {v.ptr(k)} + {n.attr('k_start')}, {v.width(k)}, "
             f"{v.ptr(val)} + {n.attr('v_start')}, {v.width(val)}, {v.ptr(mask[0]) if mask else 'NULL'}, "
             f"{v.ptr(n.output)}, {v.width(n.output)}, c->T, c->S, c->past, {n.attr('heads')}, {n.attr('head_dim')}, "
-            f"{1 if n.attr('causal') else 0});"]
+            f"{1 if n.attr('causal') else 0});", "if (status) *c->err = status;"]
 
 
 def _gather(n: Node, v: _Names) -> list[str]:
@@ -214,10 +215,11 @@ def _entry(graph: Graph, functions: list[str]) -> list[str]:
         "int canao_forward(const float *W, float *arena, const int32_t *ids, const int32_t *type_ids,",
         "                  const float *mask, float *const *caches, int T, int past) {",
         *checks,
-        "    const Ctx ctx = {W, arena, ids, type_ids, mask, caches, T, past + T, past};",
+        "    int err = 0;",
+        "    const Ctx ctx = {W, arena, ids, type_ids, mask, caches, T, past + T, past, &err};",
         "    const Ctx *c = &ctx;",
         *[f"    PROFILED({i}, {fn}(c));" for i, fn in enumerate(functions)],
-        "    return 0;",
+        "    return err;",
         "}",
         "",
         "/* Per-op wall time of the last call, in ms (all zero unless built with -DCANAO_PROFILE). */",
@@ -262,7 +264,7 @@ def generate_c(graph: Graph, *, mr: int = 6) -> str:
         "",
         "typedef struct {",
         "    const float *W; float *arena; const int32_t *ids; const int32_t *type_ids; const float *mask;",
-        "    float *const *caches; int T; int S; int past;",
+        "    float *const *caches; int T; int S; int past; int *err;",
         "} Ctx;",
         "",
     ]

@@ -13,6 +13,7 @@
  */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -376,15 +377,22 @@ static inline void attention_context_block(const float *scores, const float *inv
     }
 }
 
-static inline void attention(const float *Q, int ldq, const float *K, int ldk, const float *V, int ldv,
-                             const float *mask, float *out, int ldo, int T, int S, int past,
-                             int heads, int hd, int causal) {
+/* Returns 0, or 4 when the per-head scratch (K^T, a block of scores, the mask row) cannot be
+ * allocated; scratch is on the heap because it grows with S x head_dim. */
+static inline int attention(const float *Q, int ldq, const float *K, int ldk, const float *V, int ldv,
+                            const float *mask, float *out, int ldo, int T, int S, int past,
+                            int heads, int hd, int causal) {
     const int Sp = (S + VL - 1) / VL * VL;
+    int status = 0;
 #pragma omp parallel for schedule(static) if (T * S * heads * hd > 8192)
     for (int h = 0; h < heads; ++h) {
-        float KT[(size_t)hd * Sp];
-        float scores[(size_t)ATT_RB * Sp];
-        float mask_row[Sp]; /* additive mask, -inf on the padding past S */
+        float *scratch = malloc(((size_t)hd * Sp + (size_t)ATT_RB * Sp + (size_t)Sp) * sizeof(float));
+        if (scratch == NULL) {
+#pragma omp atomic write
+            status = 4;
+            continue;
+        }
+        float *KT = scratch, *scores = scratch + (size_t)hd * Sp, *mask_row = scores + (size_t)ATT_RB * Sp;
         for (int j = 0; j < Sp; ++j) mask_row[j] = j < S ? (mask ? mask[j] : 0.0f) : -INFINITY;
         for (int j = 0; j < S; ++j) {
             const float *k = K + (size_t)j * ldk + h * hd;
@@ -400,7 +408,9 @@ static inline void attention(const float *Q, int ldq, const float *K, int ldk, c
             attention_softmax_rows(scores, maxima, inv_sum, rows, Sp, keys);
             attention_context_block(scores, inv_sum, Sp, V + h * hd, ldv, out + h * hd, ldo, t0, rows, keys, hd);
         }
+        free(scratch);
     }
+    return status;
 }
 
 /* Elementwise activation over n floats (for activations no GEMM absorbed). */
