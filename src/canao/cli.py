@@ -28,6 +28,14 @@ app = typer.Typer(help="canao: compiler-aware NAS, distillation and compilation 
 console = Console()
 
 
+def _table(title: str, columns: tuple[str, ...]) -> Table:
+    """A table whose first column is left-aligned and the rest (numbers) right-aligned."""
+    table = Table(title=title)
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    return table
+
+
 def _fail(err: Exception) -> None:
     console.print(f"[bold red]error:[/] {err}", soft_wrap=True)
     raise typer.Exit(code=2)
@@ -156,9 +164,8 @@ def compile_cmd(
 
 
 def _print_explain(rows) -> None:
-    table = Table(title="compiler passes (memory at max positions)")
-    for col in ("stage", "ops", "intermediate tensors", "activation MB (one buffer each)", "planned peak MB"):
-        table.add_column(col, justify="left" if col == "stage" else "right")
+    table = _table("compiler passes (memory at max positions)",
+                   ("stage", "ops", "intermediate tensors", "activation MB (one buffer each)", "planned peak MB"))
     for r in rows:
         peak = "" if r.planned_peak_bytes is None else f"{r.planned_peak_bytes / 2**20:.2f}"
         table.add_row(r.stage, str(r.ops), str(r.intermediates), f"{r.activation_bytes / 2**20:.2f}", peak)
@@ -217,10 +224,9 @@ def bench(
     except CanaoError as err:
         _fail(err)
     machine = describe_machine()
-    table = Table(title=f"{art.model.spec.describe()} | seq {seq_len} | batch 1 | {threads} threads | "
-                        f"{machine.cpu_model} ({getattr(art.model, 'simd', machine.simd_level)})")
-    for col in ("runtime", "median ms", "p90 ms", "IQR ms", "speed-up vs eager", "max |diff| vs eager"):
-        table.add_column(col, justify="left" if col == "runtime" else "right")
+    table = _table(f"{art.model.spec.describe()} | seq {seq_len} | batch 1 | {threads} threads | "
+                   f"{machine.cpu_model} ({getattr(art.model, 'simd', machine.simd_level)})",
+                   ("runtime", "median ms", "p90 ms", "IQR ms", "speed-up vs eager", "max |diff| vs eager"))
     base = rows[0].stats.median_ms
     for r in rows:
         table.add_row(r.runtime, f"{r.stats.median_ms:.3f}", f"{r.stats.p90_ms:.3f}", f"{r.stats.iqr_ms:.3f}",
@@ -252,9 +258,8 @@ def tune(
     db = TuningDatabase.load()
     device = device_key(info["simd"], threads)
     new = len(db.entries.get(device, {})) - len(before.entries.get(device, {}))
-    table = Table(title=f"GEMM tuning on {device} (seq {seq_len}); {new} new shape(s) measured")
-    for col in ("shape", "MR", "KC", "ms", "GFLOP/s", "variants timed"):
-        table.add_column(col, justify="left" if col == "shape" else "right")
+    table = _table(f"GEMM tuning on {device} (seq {seq_len}); {new} new shape(s) measured",
+                   ("shape", "MR", "KC", "ms", "GFLOP/s", "variants timed"))
     for key, entry in sorted(db.entries.get(device, {}).items()):
         table.add_row(key, str(entry["mr"]), str(entry["kc"]), f"{entry['ms']:.3f}", f"{entry['gflops']:.1f}",
                       str(len(entry["candidates"])))
