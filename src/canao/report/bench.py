@@ -1,7 +1,7 @@
 """`canao bench`: latency of a compiled artifact next to PyTorch eager for the same model, same run.
 
 Batch 1, the same thread count for both, warm-up first, median and p90 over
-`runs` timed calls (time.perf_counter). Encoders are timed on a forward pass
+`runs` timed calls (time.perf_counter), timed in alternating rounds. Encoders are timed on a forward pass
 of `seq_len` tokens; decoders on one decode step at a context of `seq_len`
 tokens (KV cache on both sides).
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from canao.compiler.artifact import Artifact
-from canao.latency.timing import TimingStats, measure_ms
+from canao.latency.timing import TimingStats, measure_interleaved_ms
 
 
 @dataclass(frozen=True)
@@ -51,28 +51,33 @@ def bench_artifact(art: Artifact, *, seq_len: int = 128, runs: int = 20, threads
     ids = rng.integers(0, spec.vocab_size, seq_len)
     if spec.kind == "encoder":
         x = torch.tensor(ids[None])
-        with torch.inference_mode():
-            eager = measure_ms(lambda: model(x), runs=runs)
-            ref = model(x)
+
+        def eager() -> object:
+            with torch.inference_mode():
+                return model(x)
+
+        ref = eager()
         ref = ref.last_hidden_state if hasattr(ref, "last_hidden_state") else (ref[0] if isinstance(ref, tuple) else ref)
-        compiled = measure_ms(lambda: art.model.run(ids), runs=runs)
         out = next(iter(art.model.run(ids).values()))
         diff = float(np.abs(out - ref.numpy()).max())
-        return [BenchRow("pytorch-eager", eager, 0.0), BenchRow("canao", compiled, diff)]
+        stats = measure_interleaved_ms({"eager": eager, "canao": lambda: art.model.run(ids)}, runs=runs)
+        return [BenchRow("pytorch-eager", stats["eager"], 0.0), BenchRow("canao", stats["canao"], diff)]
     session = art.model.new_session()
     session.prefill(ids)
     token = int(rng.integers(0, spec.vocab_size))
     with torch.inference_mode():
         cache = model(torch.tensor(ids[None])).cache
         step = torch.tensor([[token]])
-        eager = measure_ms(lambda: model(step, cache=cache), runs=runs)
         ref = model(step, cache=cache).logits[0].numpy()
 
-    def decode() -> None:
-        session.length = seq_len  # rewind: every timed step decodes at the same context length
-        session.decode_step(token)
+    def eager() -> object:
+        with torch.inference_mode():
+            return model(step, cache=cache)
 
-    compiled = measure_ms(decode, runs=runs)
-    session.length = seq_len
-    diff = float(np.abs(session.decode_step(token) - ref).max())
-    return [BenchRow("pytorch-eager (KV cache)", eager, 0.0), BenchRow("canao (KV cache)", compiled, diff)]
+    def decode() -> np.ndarray:
+        session.length = seq_len  # rewind: every timed step decodes at the same context length
+        return session.decode_step(token)
+
+    diff = float(np.abs(decode() - ref).max())
+    stats = measure_interleaved_ms({"eager": eager, "canao": decode}, runs=runs)
+    return [BenchRow("pytorch-eager (KV cache)", stats["eager"], 0.0), BenchRow("canao (KV cache)", stats["canao"], diff)]
