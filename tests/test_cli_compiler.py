@@ -49,3 +49,22 @@ def test_compile_and_generate_decoder(tmp_path):
 def test_run_refuses_a_broken_artifact(tmp_path):
     result = runner.invoke(app, ["run", str(tmp_path / "missing"), "--text", "x"])
     assert result.exit_code == 2 and "not found" in result.output
+
+
+def test_profile_and_latency_commands(tmp_path):
+    import json
+
+    from canao.arch import ArchSpec, LayerSpec, SearchSpace
+
+    space = SearchSpace("encoder", 50, 32, (16,), (1, 2), (1, 2), 8, (16, 24))
+    (tmp_path / "space.json").write_text(space.to_json())
+    result = runner.invoke(app, ["profile", "--space", str(tmp_path / "space.json"), "--out", str(tmp_path / "p.json"),
+                                 "--seq-lens", "8", "--reps", "5"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "p.json").read_text())["blocks"]
+    (tmp_path / "arch.json").write_text(ArchSpec("encoder", 50, 32, 16, (LayerSpec(2, 8, 24),) * 2).to_json())
+    result = runner.invoke(app, ["latency", "--arch", str(tmp_path / "arch.json"), "--profile", str(tmp_path / "p.json"),
+                                 "--seq-len", "8"])
+    assert result.exit_code == 0 and "predicted" in result.output and "measured" in result.output, result.output
+    result = runner.invoke(app, ["latency", "--arch", str(tmp_path / "arch.json"), "--profile", str(tmp_path / "x.json")])
+    assert result.exit_code == 2 and "no such profile" in result.output

@@ -268,6 +268,73 @@ def tune(
 
 
 @app.command()
+def profile(
+    device: str = typer.Option("local", help="'local', 'qemu-aarch64', or a command template with {cmd}."),
+    space: Optional[Path] = typer.Option(None, help="SearchSpace JSON (default: the built-in encoder space)."),
+    out: Path = typer.Option(Path("profile.json"), help="Profile file to write (resumed if it exists)."),
+    seq_lens: str = typer.Option("64,128,256", help="Comma-separated sequence lengths to profile."),
+    threads: int = typer.Option(2, min=1),
+    reps: int = typer.Option(30, min=5, help="Timed runs per block."),
+    simd: Optional[str] = typer.Option(None, help="Target SIMD level for a remote template (e.g. neon)."),
+    compiler: Optional[str] = typer.Option(None, help="C (cross) compiler for the target."),
+) -> None:
+    """Profile the compiled building blocks of a search space on a device (resumable)."""
+    from canao.arch import SearchSpace
+    from canao.latency.device import make_executor
+    from canao.latency.profile import ProfileConfig, expected_jobs, profile_device
+    from canao.search.space import default_encoder_space
+
+    try:
+        search_space = default_encoder_space() if space is None else SearchSpace.from_json(space.read_text())
+        lens = tuple(int(x) for x in seq_lens.split(",") if x.strip())
+        config = ProfileConfig(search_space, seq_lens=lens, threads=threads, reps=reps)
+        executor = make_executor(device, simd=simd, compiler=compiler)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console) as bar:
+            task = bar.add_task("profiling blocks", total=expected_jobs(config))
+            result = profile_device(config, executor, out,
+                                    lambda key, done, total: bar.update(task, completed=done, description=key[:40]))
+    except (CanaoError, ValueError, OSError, RuntimeError) as err:
+        _fail(err)
+    console.print(f"profiled {len(result.blocks)} blocks and {len(result.calibration)} whole models on "
+                  f"{result.device_description}; wrote {out}")
+
+
+@app.command()
+def latency(
+    arch_path: Path = typer.Option(..., "--arch", help="ArchSpec JSON file."),
+    profile_path: Path = typer.Option(Path("profile.json"), "--profile", help="Device profile from `canao profile`."),
+    seq_len: int = typer.Option(128, min=1),
+    measure: bool = typer.Option(True, help="Also compile and measure the model on this device."),
+    threads: int = typer.Option(2, min=1),
+) -> None:
+    """Predicted (from the device profile) and measured compiled latency of an architecture."""
+    import time
+
+    from canao.arch import ArchSpec
+    from canao.latency.device import executor_fingerprint, make_executor
+    from canao.latency.predictor import LatencyPredictor
+    from canao.latency.profile import DeviceProfile, measure_model
+
+    try:
+        spec = ArchSpec.from_json(arch_path.read_text())
+        executor = make_executor("local")
+        predictor = LatencyPredictor(DeviceProfile.load(profile_path, device=executor_fingerprint(executor)))
+        start = time.perf_counter()
+        predicted = predictor.predict_ms(spec, seq_len)
+        predict_us = (time.perf_counter() - start) * 1e6
+        measured = measure_model(spec, executor, seq_len, threads=threads) if measure else None
+    except (CanaoError, ValueError, OSError) as err:
+        _fail(err)
+    console.print(spec.describe())
+    console.print(f"predicted: {predicted:.3f} ms (seq {seq_len}; prediction took {predict_us:.0f} us)")
+    if measured is not None:
+        error = 100 * (predicted - measured.median_ms) / measured.median_ms
+        console.print(f"measured:  {measured.median_ms:.3f} ms median (p10 {measured.p10_ms:.3f}, "
+                      f"p90 {measured.p90_ms:.3f}); error {error:+.1f}%")
+
+
+@app.command()
 def arch(path: Path = typer.Argument(..., help="ArchSpec JSON file."),
          seq_len: int = typer.Option(128, min=1, help="Sequence length for FLOPs.")) -> None:
     """Validate an ArchSpec JSON file and print its size."""

@@ -95,23 +95,31 @@ def _ffn(g: GraphBuilder, x: str, i: int, spec: ArchSpec, w: Mapping[str, np.nda
     return g.linear(u, "T", w, f"layers.{i}.ffn.down", f"l{i}_down")
 
 
-def _lower_encoder(g: GraphBuilder, spec: ArchSpec, w: Mapping[str, np.ndarray], task: str) -> tuple[str, ...]:
+def _encoder_embed(g: GraphBuilder, spec: ArchSpec, w: Mapping[str, np.ndarray]) -> str:
     h = spec.hidden
-    ids, types, mask = g.input("input_ids", ("T",), "i32"), g.input("token_type_ids", ("T",), "i32"), g.input("mask", ("S",))
+    ids, types = g.input("input_ids", ("T",), "i32"), g.input("token_type_ids", ("T",), "i32")
     tok = g.op("gather", (g.const("embed.token.weight", w["embed.token.weight"]), ids), ("T", h), "emb_tok", "embed.token")
     pos = g.op("pos_embed", (g.const("embed.position.weight", w["embed.position.weight"]),), ("T", h), "emb_pos", "embed.position")
     typ = g.op("gather", (g.const("embed.token_type.weight", w["embed.token_type.weight"]), types), ("T", h), "emb_type",
                "embed.token_type")
     x = g.op("add", (tok, pos), ("T", h), "emb_sum", "embed")
     x = g.op("add", (x, typ), ("T", h), "emb_sum3", "embed")
-    x = g.layer_norm(x, w, "embed.norm", spec.norm_eps, "emb")
-    for i in range(spec.num_layers):
-        ctx = _attention(g, x, i, spec, w, None, mask)
-        o = g.linear(ctx, "T", w, f"layers.{i}.attn.out", f"l{i}_attn_out")
-        r = g.op("add", (o, x), ("T", h), f"l{i}_attn_res", f"layers.{i}")
-        x = g.layer_norm(r, w, f"layers.{i}.attn_norm", spec.norm_eps, f"l{i}_attn_norm")
-        r = g.op("add", (_ffn(g, x, i, spec, w), x), ("T", h), f"l{i}_ffn_res", f"layers.{i}")
-        x = g.layer_norm(r, w, f"layers.{i}.ffn_norm", spec.norm_eps, f"l{i}_out")
+    return g.layer_norm(x, w, "embed.norm", spec.norm_eps, "emb")
+
+
+def _encoder_layer(g: GraphBuilder, x: str, i: int, spec: ArchSpec, w: Mapping[str, np.ndarray], mask: str) -> str:
+    """Post-LN block i: x = LN(x + Attn(x)); x = LN(x + FFN(x))."""
+    h = spec.hidden
+    ctx = _attention(g, x, i, spec, w, None, mask)
+    o = g.linear(ctx, "T", w, f"layers.{i}.attn.out", f"l{i}_attn_out")
+    r = g.op("add", (o, x), ("T", h), f"l{i}_attn_res", f"layers.{i}")
+    x = g.layer_norm(r, w, f"layers.{i}.attn_norm", spec.norm_eps, f"l{i}_attn_norm")
+    r = g.op("add", (_ffn(g, x, i, spec, w), x), ("T", h), f"l{i}_ffn_res", f"layers.{i}")
+    return g.layer_norm(r, w, f"layers.{i}.ffn_norm", spec.norm_eps, f"l{i}_out")
+
+
+def _encoder_head(g: GraphBuilder, x: str, spec: ArchSpec, w: Mapping[str, np.ndarray], task: str) -> tuple[str, ...]:
+    h = spec.hidden
     if task == "qa":
         return (g.linear(x, "T", w, "qa", "qa_logits"),)
     cls = g.op("row", (x,), (1, h), "cls", "pooler", index=0)
@@ -121,30 +129,94 @@ def _lower_encoder(g: GraphBuilder, spec: ArchSpec, w: Mapping[str, np.ndarray],
     return x, pooled
 
 
-def _lower_decoder(g: GraphBuilder, spec: ArchSpec, w: Mapping[str, np.ndarray]) -> tuple[str, ...]:
+def _decoder_embed(g: GraphBuilder, spec: ArchSpec, w: Mapping[str, np.ndarray]) -> str:
     h = spec.hidden
     ids = g.input("input_ids", ("T",), "i32")
-    caches = [(g.input(f"cache_k{i}", ("M", layer.attn_width)), g.input(f"cache_v{i}", ("M", layer.attn_width)))
-              for i, layer in enumerate(spec.layers)]
-    wte = g.const("embed.token.weight", w["embed.token.weight"])
-    tok = g.op("gather", (wte, ids), ("T", h), "emb_tok", "embed.token")
+    tok = g.op("gather", (g.const("embed.token.weight", w["embed.token.weight"]), ids), ("T", h), "emb_tok", "embed.token")
     pos = g.op("pos_embed", (g.const("embed.position.weight", w["embed.position.weight"]),), ("T", h), "emb_pos", "embed.position")
-    x = g.op("add", (tok, pos), ("T", h), "emb", "embed")
-    for i in range(spec.num_layers):
-        n = g.layer_norm(x, w, f"layers.{i}.attn_norm", spec.norm_eps, f"l{i}_ln1")
-        ctx = _attention(g, n, i, spec, w, caches[i], None)
-        o = g.linear(ctx, "T", w, f"layers.{i}.attn.out", f"l{i}_attn_out")
-        x = g.op("add", (o, x), ("T", h), f"l{i}_attn_res", f"layers.{i}")
-        n = g.layer_norm(x, w, f"layers.{i}.ffn_norm", spec.norm_eps, f"l{i}_ln2")
-        x = g.op("add", (_ffn(g, n, i, spec, w), x), ("T", h), f"l{i}_out", f"layers.{i}")
+    return g.op("add", (tok, pos), ("T", h), "emb", "embed")
+
+
+def _decoder_layer(g: GraphBuilder, x: str, i: int, spec: ArchSpec, w: Mapping[str, np.ndarray],
+                   caches: tuple[str, str]) -> str:
+    """Pre-LN block i: x = x + Attn(LN(x)) (causal, KV cache); x = x + FFN(LN(x))."""
+    h = spec.hidden
+    n = g.layer_norm(x, w, f"layers.{i}.attn_norm", spec.norm_eps, f"l{i}_ln1")
+    ctx = _attention(g, n, i, spec, w, caches, None)
+    o = g.linear(ctx, "T", w, f"layers.{i}.attn.out", f"l{i}_attn_out")
+    x = g.op("add", (o, x), ("T", h), f"l{i}_attn_res", f"layers.{i}")
+    n = g.layer_norm(x, w, f"layers.{i}.ffn_norm", spec.norm_eps, f"l{i}_ln2")
+    return g.op("add", (_ffn(g, n, i, spec, w), x), ("T", h), f"l{i}_out", f"layers.{i}")
+
+
+def _decoder_head(g: GraphBuilder, x: str, spec: ArchSpec, w: Mapping[str, np.ndarray]) -> tuple[str, ...]:
     x = g.layer_norm(x, w, "final_norm", spec.norm_eps, "final")
+    wte = g.const("embed.token.weight", w["embed.token.weight"])
     return (g.op("matmul", (x, wte), ("T", spec.vocab_size), "logits", "lm_head"),)
+
+
+def _caches(g: GraphBuilder, spec: ArchSpec, i: int) -> tuple[str, str]:
+    width = spec.layers[i].attn_width
+    return g.input(f"cache_k{i}", ("M", width)), g.input(f"cache_v{i}", ("M", width))
+
+
+def _lower_encoder(g: GraphBuilder, spec: ArchSpec, w: Mapping[str, np.ndarray], task: str) -> tuple[str, ...]:
+    x = _encoder_embed(g, spec, w)
+    mask = g.input("mask", ("S",))
+    for i in range(spec.num_layers):
+        x = _encoder_layer(g, x, i, spec, w, mask)
+    return _encoder_head(g, x, spec, w, task)
+
+
+def _lower_decoder(g: GraphBuilder, spec: ArchSpec, w: Mapping[str, np.ndarray]) -> tuple[str, ...]:
+    x = _decoder_embed(g, spec, w)
+    caches = [_caches(g, spec, i) for i in range(spec.num_layers)]
+    for i in range(spec.num_layers):
+        x = _decoder_layer(g, x, i, spec, w, caches[i])
+    return _decoder_head(g, x, spec, w)
+
+
+def _strip_task_prefix(weights: Mapping[str, np.ndarray], task: str) -> dict[str, np.ndarray]:
+    prefix = "encoder." if task in ("classification", "qa") else ""
+    return {k[len(prefix):] if k.startswith(prefix) else k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
+
+
+BLOCKS = ("embed", "layer", "head")
+
+
+def lower_block(spec: ArchSpec, weights: Mapping[str, np.ndarray], block: str, *, layer: int = 0,
+                task: str = "backbone") -> Graph:
+    """One building block of a model as its own graph, for latency profiling.
+
+    "embed": ids -> embeddings; "layer": hidden states (input `hidden_in`) ->
+    layer `layer`'s output; "head": hidden states -> the task head's outputs.
+    The blocks of a model, run in turn, compute the model."""
+    if block not in BLOCKS:
+        raise IRError(f"`block` must be one of {BLOCKS}, but got {block!r}.")
+    w = _strip_task_prefix(weights, task)
+    g = GraphBuilder()
+    encoder = spec.kind == "encoder"
+    try:
+        if block == "embed":
+            outputs: tuple[str, ...] = (_encoder_embed(g, spec, w) if encoder else _decoder_embed(g, spec, w),)
+        else:
+            x = g.input("hidden_in", ("T", spec.hidden))
+            if block == "head":
+                outputs = _encoder_head(g, x, spec, w, task) if encoder else _decoder_head(g, x, spec, w)
+            elif encoder:
+                outputs = (_encoder_layer(g, x, layer, spec, w, g.input("mask", ("S",))),)
+            else:
+                outputs = (_decoder_layer(g, x, layer, spec, w, _caches(g, spec, layer)),)
+    except KeyError as err:
+        raise IRError(f"weights lack {err.args[0]!r}, which the {spec.kind} {block} block needs.") from err
+    meta = {"spec": spec.to_dict(), "task": task, "kind": spec.kind, "max_positions": spec.max_positions,
+            "block": block, "layer": layer}
+    return g.graph(outputs, meta)
 
 
 def lower_spec(spec: ArchSpec, weights: Mapping[str, np.ndarray], task: str = "backbone") -> Graph:
     """The unfused IR of a model of `spec` for `task`, with `weights` in canao's state-dict naming."""
-    prefix = "encoder." if task in ("classification", "qa") else ""
-    w = {k[len(prefix):] if k.startswith(prefix) else k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
+    w = _strip_task_prefix(weights, task)
     g = GraphBuilder()
     try:
         outputs = _lower_encoder(g, spec, w, task) if spec.kind == "encoder" else _lower_decoder(g, spec, w)

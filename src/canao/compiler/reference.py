@@ -133,7 +133,8 @@ def run_reference(graph: Graph, inputs: Mapping[str, np.ndarray], *, past: int =
     if missing:
         raise IRError(f"inputs {missing} are missing; the graph takes {list(graph.inputs)}.")
     env: dict[str, np.ndarray] = {**graph.constants, **inputs}
-    env["__T"] = int(np.asarray(inputs["input_ids"]).shape[0])
+    first = inputs["input_ids"] if "input_ids" in inputs else inputs["hidden_in"]
+    env["__T"] = int(np.asarray(first).shape[0])
     ctx = _Context(graph, env, past)
     for node in graph.nodes:
         fn = OPS.get(node.op)

@@ -87,7 +87,8 @@ class NativeLibrary:
             if not hasattr(lib, name):
                 raise RuntimeLoadError(f"{path}: symbol `{name}` is missing; this is not a canao model library.")
         lib.canao_forward.restype = ctypes.c_int
-        lib.canao_forward.argtypes = [ctypes.c_void_p] * 5 + [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
+        lib.canao_forward.argtypes = [ctypes.c_void_p] * 5 + [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int,
+                                                              ctypes.c_void_p]
         lib.canao_error_message.restype = ctypes.c_char_p
         lib.canao_error_message.argtypes = [ctypes.c_int]
         lib.canao_graph_hash.restype = ctypes.c_char_p
@@ -160,7 +161,7 @@ class CompiledModel:
         code = self.library.lib.canao_forward(
             self.weights.ctypes.data, self.arena.ctypes.data, ids.ctypes.data,
             None if type_ids is None else type_ids.ctypes.data, None if mask is None else mask.ctypes.data,
-            cache_ptrs, int(ids.shape[0]), int(past),
+            cache_ptrs, int(ids.shape[0]), int(past), None,
         )
         if code != 0:
             raise InputError(f"native model refused the input: {self.library.lib.canao_error_message(code).decode()}.")

@@ -71,20 +71,36 @@ def compile_flags(simd: str, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
 def build_shared_library(source: str, *, simd: str, extra_flags: tuple[str, ...] = (),
                          compiler: str | None = None) -> Path:
     """Compile `source` to a cached .so and return its path (compiles only on a cache miss)."""
+    return _build(source, simd, extra_flags, compiler, shared=True)
+
+
+def build_executable(source: str, *, simd: str, extra_flags: tuple[str, ...] = (), compiler: str | None = None) -> Path:
+    """Compile `source` (with a main) to a cached executable; `compiler` may be a cross compiler."""
+    return _build(source, simd, extra_flags, compiler, shared=False)
+
+
+def _build(source: str, simd: str, extra_flags: tuple[str, ...], compiler: str | None, shared: bool) -> Path:
     cc = compiler or os.environ.get("CC", "cc")
     if shutil.which(cc) is None:
         raise BuildError(f"no C compiler `{cc}` found; install gcc (apt-get install gcc) or set CC.")
     flags = compile_flags(simd, extra_flags)
-    key = hashlib.sha256("\0".join([source, " ".join(flags), cc, c_compiler()]).encode()).hexdigest()[:24]
-    target = cache_dir() / f"libcanao-{key}.so"
+    version = c_compiler() if compiler is None else _version_of(cc)
+    key = hashlib.sha256("\0".join([source, " ".join(flags), cc, version, str(shared)]).encode()).hexdigest()[:24]
+    target = cache_dir() / (f"libcanao-{key}.so" if shared else f"canao-prof-{key}")
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        src, out = Path(tmp) / "model.c", Path(tmp) / "model.so"
+        src, out = Path(tmp) / "model.c", Path(tmp) / "model.out"
         src.write_text(source)
-        proc = subprocess.run([cc, *flags, "-shared", str(src), "-o", str(out), "-lm"], capture_output=True, text=True)
+        cmd = [cc, *flags, *(["-shared"] if shared else []), str(src), "-o", str(out), "-lm"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise BuildError(f"{cc} failed on generated code:\n{proc.stderr[-4000:]}")
         os.replace(out, target)  # atomic: a concurrent build of the same key is harmless
     return target
+
+
+def _version_of(cc: str) -> str:
+    out = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
+    return out.splitlines()[0] if out else cc

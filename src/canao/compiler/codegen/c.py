@@ -4,7 +4,8 @@ The file holds the kernels (canao_kernels.h, inlined so an artifact's
 kernel.c compiles alone), one static function per IR node commented with the
 node it came from, and the entry points:
 
-  int canao_forward(W, arena, ids, type_ids, mask, caches, T, past)  0 or an error code
+  int canao_forward(W, arena, ids, type_ids, mask, caches, T, past, x)  0 or an error code
+      (x: the float input of a block graph, whose input is hidden states instead of ids)
   const char *canao_error_message(int code)
   int canao_vector_width(void); long canao_arena_floats(void); long canao_weight_floats(void)
   const char *canao_graph_hash(void); void canao_set_threads(int n)
@@ -33,7 +34,7 @@ from canao.compiler.ir import Graph, IRError, Node, TensorType
 from canao.compiler.passes.plan_memory import ALIGN_FLOATS
 
 KERNELS_H = Path(__file__).with_name("canao_kernels.h")
-ABI_VERSION = 1
+ABI_VERSION = 2
 _EPILOGUE_CODES = {"bias": "EPI_BIAS", "residual": "EPI_RESIDUAL", "gelu": "EPI_GELU", "gelu_tanh": "EPI_GELU_TANH",
                    "tanh": "EPI_TANH"}
 _ACTIVATION_CODES = {"gelu": "EPI_GELU", "gelu_tanh": "EPI_GELU_TANH", "tanh": "EPI_TANH", "scale": "EPI_SCALE"}
@@ -96,7 +97,7 @@ class _Names:
             return f"(c->arena + {self.plan[value]})"
         if value in self.caches:
             return f"c->caches[{self.caches.index(value)}]"
-        inputs = {"input_ids": "c->ids", "token_type_ids": "c->type_ids", "mask": "c->mask"}
+        inputs = {"input_ids": "c->ids", "token_type_ids": "c->type_ids", "mask": "c->mask", "hidden_in": "c->x"}
         if value in inputs:
             return inputs[value]
         raise IRError(f"value `{value}` has no storage; run plan_memory before code generation.")
@@ -213,10 +214,10 @@ def _entry(graph: Graph, functions: list[str]) -> list[str]:
     messages = "\n".join(f"    case {k}: return \"{m}\";" for k, m in ERRORS.items())
     return [
         "int canao_forward(const float *W, float *arena, const int32_t *ids, const int32_t *type_ids,",
-        "                  const float *mask, float *const *caches, int T, int past) {",
+        "                  const float *mask, float *const *caches, int T, int past, const float *x) {",
         *checks,
         "    int err = 0;",
-        "    const Ctx ctx = {W, arena, ids, type_ids, mask, caches, T, past + T, past, &err};",
+        "    const Ctx ctx = {W, arena, ids, type_ids, mask, caches, T, past + T, past, &err, x};",
         "    const Ctx *c = &ctx;",
         *[f"    PROFILED({i}, {fn}(c));" for i, fn in enumerate(functions)],
         "    return err;",
@@ -264,7 +265,7 @@ def generate_c(graph: Graph, *, mr: int = 6) -> str:
         "",
         "typedef struct {",
         "    const float *W; float *arena; const int32_t *ids; const int32_t *type_ids; const float *mask;",
-        "    float *const *caches; int T; int S; int past; int *err;",
+        "    float *const *caches; int T; int S; int past; int *err; const float *x;",
         "} Ctx;",
         "",
     ]

@@ -77,7 +77,7 @@ int main(int argc, char **argv) {{
         int T = p[0], past = p[1];
         const int32_t *ids = p + 2, *types = p + 2 + T;
         const float *mask = (const float *)(p + 2 + 2 * T);
-        int rc = canao_forward(W, arena, ids, types, mask, caches, T, past);
+        int rc = canao_forward(W, arena, ids, types, mask, caches, T, past, NULL);
         if (rc != 0) {{ fprintf(stderr, "canao_forward: %s\\n", canao_error_message(rc)); return 3; }}
 {writes}
         p += 2 + 3 * T;

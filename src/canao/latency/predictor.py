@@ -1,0 +1,151 @@
+"""The compiler-aware latency predictor: block latencies composed, interpolated and calibrated.
+
+predict_ms(spec, seq_len) = a * (embed(H, T) + sum_i layer(H, heads_i, ffn_i, T) + head(H, T)) + b
+
+Block latencies come from the device profile. Layer latencies on the grid
+are first made monotone (pool-adjacent-violators along the FFN and heads
+axes: more work is never faster, and measurement noise should not say
+otherwise); off-grid sizes are interpolated multilinearly in (hidden, heads,
+FFN) and linearly in T. (a, b) are fitted by least squares on the whole
+models measured during profiling, and absorb what composition misses: the
+call overhead and cache effects between layers. Latencies in the profile are
+each block's fastest-sweep median (see profile.py), so predictions are of
+the machine in its quiet state. Everything the predictor
+needs is in the profile file; nothing is repeated elsewhere.
+
+Why composition and not a learned model: blocks are what the compiler emits
+and what the search varies, so a per-block table is exact at the grid points
+and needs no training data beyond the profile; measured error is reported by
+benchmarks/latency_model.py.
+
+Example::
+
+    predictor = LatencyPredictor(DeviceProfile.load(Path("profile.json")))
+    predictor.predict_ms(spec, seq_len=128)
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Sequence
+
+import numpy as np
+
+from canao.arch import ArchSpec
+from canao.errors import SpecError
+from canao.latency.profile import DeviceProfile, ProfileError, block_key
+
+
+def isotonic(values: Sequence[float]) -> list[float]:
+    """Pool-adjacent-violators: the closest non-decreasing sequence (least squares)."""
+    blocks: list[list[float]] = []  # [sum, count]
+    for v in values:
+        blocks.append([float(v), 1.0])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+            s, c = blocks.pop()
+            blocks[-1][0] += s
+            blocks[-1][1] += c
+    out: list[float] = []
+    for s, c in blocks:
+        out += [s / c] * int(c)
+    return out
+
+
+def _brackets(axis: Sequence[int], x: float) -> list[tuple[int, float]]:
+    """Indices and weights of the grid points that linearly inter/extrapolate to x."""
+    if len(axis) == 1:
+        return [(0, 1.0)]
+    i = min(max(bisect.bisect_right(axis, x) - 1, 0), len(axis) - 2)
+    t = (x - axis[i]) / (axis[i + 1] - axis[i])
+    return [(i, 1.0 - t), (i + 1, t)]
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman rank correlation (average ranks for ties)."""
+    def ranks(x: Sequence[float]) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        order = np.argsort(x, kind="mergesort")
+        r = np.empty(len(x))
+        r[order] = np.arange(len(x))
+        for value in np.unique(x):
+            tied = x == value
+            r[tied] = r[tied].mean()
+        return r
+
+    ra, rb = ranks(a), ranks(b)
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+class LatencyPredictor:
+    """Predicts compiled end-to-end latency (ms) of any ArchSpec of the profiled space."""
+
+    def __init__(self, profile: DeviceProfile) -> None:
+        self.profile = profile
+        space = profile.space
+        self.kind, self.head_dim = space.kind, space.head_dim
+        self.hiddens = sorted(space.hidden_choices)
+        self.heads = sorted(space.heads_choices)
+        self.ffns = sorted(space.ffn_choices)
+        self.seq_lens = sorted(profile.config["seq_lens"])
+        self._layer = self._monotone_layer_grid()
+        self.scale, self.offset = self._calibrate()
+
+    def _block(self, block: str, h: int, t: int, heads: int = 0, ffn: int = 0) -> float:
+        key = block_key(block, h, t, heads, ffn)
+        if key not in self.profile.blocks:
+            raise ProfileError(f"the profile lacks block {key}; it is incomplete: resume `canao profile`.")
+        return float(self.profile.blocks[key]["median_ms"])
+
+    def _monotone_layer_grid(self) -> dict[tuple[int, int], np.ndarray]:
+        grids = {}
+        for h in self.hiddens:
+            for t in self.seq_lens:
+                g = np.array([[self._block("layer", h, t, a, f) for f in self.ffns] for a in self.heads])
+                for _ in range(2):  # alternate axes until both are monotone (two rounds suffice in practice)
+                    g = np.array([isotonic(row) for row in g])
+                    g = np.array([isotonic(col) for col in g.T]).T
+                grids[(h, t)] = g
+        return grids
+
+    def _layer_ms(self, h: int, heads: int, ffn: int, t: int) -> float:
+        total = 0.0
+        for ih, wh in _brackets(self.hiddens, h):
+            grid = self._layer[(self.hiddens[ih], t)]
+            for ia, wa in _brackets(self.heads, heads):
+                for jf, wf in _brackets(self.ffns, ffn):
+                    total += wh * wa * wf * grid[ia, jf]
+        return total
+
+    def _edge_ms(self, block: str, h: int, t: int) -> float:
+        return sum(w * self._block(block, self.hiddens[i], t) for i, w in _brackets(self.hiddens, h))
+
+    def _raw_ms_at(self, spec: ArchSpec, t: int) -> float:
+        h = spec.hidden
+        layers = sum(self._layer_ms(h, x.heads, x.ffn, t) for x in spec.layers)
+        return self._edge_ms("embed", h, t) + layers + self._edge_ms("head", h, t)
+
+    def raw_ms(self, spec: ArchSpec, seq_len: int) -> float:
+        """Sum of the block latencies, before calibration (interpolated linearly in T)."""
+        if spec.kind != self.kind:
+            raise SpecError(f"the profile is for {self.kind}s, but the spec is a {spec.kind}.")
+        bad = [x.head_dim for x in spec.layers if x.head_dim != self.head_dim]
+        if bad:
+            raise SpecError(f"`head_dim` must be {self.head_dim} (the profiled head size), but got {bad[0]}.")
+        if not self.seq_lens[0] <= seq_len <= self.seq_lens[-1]:
+            raise SpecError(f"`seq_len` must lie in the profiled range {self.seq_lens[0]}..{self.seq_lens[-1]}, "
+                            f"but got {seq_len}; profile with --seq-lens covering it.")
+        return sum(w * self._raw_ms_at(spec, self.seq_lens[i]) for i, w in _brackets(self.seq_lens, seq_len))
+
+    def _calibrate(self) -> tuple[float, float]:
+        points = [(self.raw_ms(ArchSpec.from_dict(c["spec"]), c["seq_len"]), c["median_ms"])
+                  for c in self.profile.calibration]
+        if len(points) < 2:
+            return 1.0, 0.0
+        x, y = np.array(points).T
+        scale, offset = np.polyfit(x, y, 1)
+        if scale <= 0:  # degenerate calibration set: keep the composition, rescale only
+            return float(np.mean(y / x)), 0.0
+        return float(scale), float(offset)
+
+    def predict_ms(self, spec: ArchSpec, seq_len: int = 128) -> float:
+        return self.scale * self.raw_ms(spec, seq_len) + self.offset

@@ -1,0 +1,285 @@
+"""Device profiles: compiled building blocks timed on the target, saved as a versioned JSON file.
+
+CANAO's latency model is compiler-aware (arXiv 2009.06823, Sec. 3.3): it is
+built from latencies of the blocks canao's compiler emits, measured on the
+device, not from FLOPs or framework timings. For every hidden size of the
+search space and every sequence length that matters, the profiler compiles
+and times the embedding block, the head block and one transformer layer at
+each (heads, FFN) grid point, each as its own graph (canao.compiler.lower.
+lower_block) run by a native timing executable. Each block gets `warmup`
+untimed and `reps` timed calls; samples further than 4 MADs from the median
+are rejected and the median and spread kept. The whole grid is measured in
+`passes` sweeps, minutes apart, and a block's latency is the smallest of its
+per-sweep medians: on a shared machine slowdowns from other tenants are
+one-sided and come in phases longer than one block's measurement, so this is
+the latency of the machine in its quiet state, reproducibly (the same
+statistic is used for whole models). A dozen whole models of the space are
+also measured, to calibrate what composition misses (call overhead, cache
+effects between layers). The file is written after every measurement, so an
+interrupted run resumes where it stopped.
+
+Example::
+
+    profile = profile_device(ProfileConfig(default_encoder_space()), make_executor("local"), Path("p.json"))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from canao.arch import ArchSpec, LayerSpec, SearchSpace
+from canao.compiler.codegen.c import weight_blob
+from canao.compiler.codegen.profiler import generate_profiler
+from canao.compiler.ir import Graph
+from canao.compiler.lower import lower_block, lower_spec
+from canao.compiler.runtime import optimize
+from canao.compiler.toolchain import build_executable
+from canao.errors import CanaoError
+from canao.latency.device import Executor, describe_machine, executor_fingerprint
+
+PROFILE_VERSION = 1
+Progress = Callable[[str, int, int], None]
+
+
+class ProfileError(CanaoError, ValueError):
+    """A profile file is corrupt, of another version, or from another device."""
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    space: SearchSpace
+    seq_lens: tuple[int, ...] = (64, 128, 256)  # encoder: tokens; decoder: context of one decode step
+    threads: int = 2
+    warmup: int = 5
+    reps: int = 30
+    calibration_models: int = 12
+    passes: int = 3  # sweeps over the grid; a block's latency is its fastest sweep's median
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class BlockTiming:
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    mad_ms: float  # median absolute deviation of the kept samples: the spread
+    kept: int
+    rejected: int
+
+
+def robust_timing(samples: np.ndarray) -> BlockTiming:
+    """Median and spread after rejecting samples more than 4 MADs from the median."""
+    med = float(np.median(samples))
+    mad = float(np.median(np.abs(samples - med))) or 1e-9
+    kept = samples[np.abs(samples - med) <= 4 * 1.4826 * mad]
+    p10, p50, p90 = np.percentile(kept, [10, 50, 90])
+    return BlockTiming(float(p50), float(p10), float(p90), float(np.median(np.abs(kept - p50))), int(kept.size),
+                       int(samples.size - kept.size))
+
+
+def workload(kind: str, seq_len: int) -> tuple[int, int]:
+    """(T, past) of one timed call: a whole sequence for an encoder, one decode step at `seq_len` context."""
+    return (seq_len, 0) if kind == "encoder" else (1, seq_len - 1)
+
+
+def synthetic_weights(spec: ArchSpec, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random weights under canao's backbone names (N(0, 0.02), LayerNorm 1/0): timing does not depend on values."""
+    h = spec.hidden
+    shapes: dict[str, tuple[int, ...]] = {"embed.token.weight": (spec.vocab_size, h),
+                                          "embed.position.weight": (spec.max_positions, h)}
+    norms = ["final_norm"] if spec.kind == "decoder" else ["embed.norm"]
+    if spec.kind == "encoder":
+        shapes["embed.token_type.weight"] = (spec.type_vocab_size, h)
+        shapes.update({"pooler.weight": (h, h), "pooler.bias": (h,)})
+    for i, layer in enumerate(spec.layers):
+        p, a, f = f"layers.{i}.", layer.attn_width, layer.ffn
+        for name in "qkv":
+            shapes[f"{p}attn.{name}.weight"], shapes[f"{p}attn.{name}.bias"] = (a, h), (a,)
+        shapes.update({f"{p}attn.out.weight": (h, a), f"{p}attn.out.bias": (h,), f"{p}ffn.up.weight": (f, h),
+                       f"{p}ffn.up.bias": (f,), f"{p}ffn.down.weight": (h, f), f"{p}ffn.down.bias": (h,)})
+        norms += [f"{p}attn_norm", f"{p}ffn_norm"]
+    weights = {k: (rng.standard_normal(s) * 0.02).astype(np.float32) for k, s in shapes.items()}
+    for norm in norms:
+        weights[f"{norm}.weight"], weights[f"{norm}.bias"] = np.ones(h, np.float32), np.zeros(h, np.float32)
+    return weights
+
+
+def time_graph(final: Graph, executor: Executor, seq_len: int, warmup: int, reps: int, workdir: Path) -> BlockTiming:
+    """Compile `final` into a timing executable for the executor's target and time one workload on it."""
+    exe = build_executable(generate_profiler(final), simd=executor.simd, compiler=executor.compiler)
+    weights = workdir / "weights.bin"
+    weight_blob(final).tofile(weights)
+    t, past = workload(final.meta["kind"], seq_len)
+    out = executor.run([str(exe), str(weights), str(t), str(past), str(warmup), str(reps)])
+    samples = np.array([float(line) for line in out.split()], dtype=np.float64)
+    if samples.size != reps:
+        raise ProfileError(f"the timing executable printed {samples.size} times, expected {reps}.")
+    return robust_timing(samples)
+
+
+def block_key(block: str, hidden: int, seq_len: int, heads: int = 0, ffn: int = 0) -> str:
+    return f"{block}|H{hidden}|A{heads}|F{ffn}|T{seq_len}"
+
+
+def _block_spec(space: SearchSpace, hidden: int, heads: int, ffn: int) -> ArchSpec:
+    return ArchSpec(space.kind, space.vocab_size, space.max_positions, hidden, (LayerSpec(heads, space.head_dim, ffn),))
+
+
+def _grid(config: ProfileConfig) -> list[tuple[str, int, int, int, int]]:
+    space, jobs = config.space, []
+    for seq in config.seq_lens:
+        for h in space.hidden_choices:
+            jobs += [("embed", h, 0, 0, seq), ("head", h, 0, 0, seq)]
+            jobs += [("layer", h, a, f, seq) for a in space.heads_choices for f in space.ffn_choices]
+    return jobs
+
+
+@dataclass
+class DeviceProfile:
+    """Measured block latencies of one device, plus whole-model calibration points."""
+
+    device: str
+    device_description: str
+    machine: dict
+    config: dict
+    blocks: dict[str, dict] = field(default_factory=dict)
+    calibration: list[dict] = field(default_factory=list)
+    version: int = PROFILE_VERSION
+
+    @property
+    def space(self) -> SearchSpace:
+        return SearchSpace.from_json(json.dumps(self.config["space"]))
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "w") as f:
+            json.dump(asdict(self), f, indent=1)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path, *, device: Optional[str] = None) -> "DeviceProfile":
+        """Read a profile; refuse corrupt files, other versions and (if `device` is given) other devices."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except FileNotFoundError as err:
+            raise ProfileError(f"{path}: no such profile; create one with `canao profile`.") from err
+        except json.JSONDecodeError as err:
+            raise ProfileError(f"{path}: corrupt profile ({err}); delete it and run `canao profile` again.") from err
+        if not isinstance(data, dict) or data.get("version") != PROFILE_VERSION:
+            raise ProfileError(f"{path}: profile version {data.get('version') if isinstance(data, dict) else '?'} "
+                               f"is not {PROFILE_VERSION}; run `canao profile` again.")
+        try:
+            profile = cls(**data)
+            profile.space  # validates the stored search space
+        except (TypeError, ValueError, KeyError) as err:
+            raise ProfileError(f"{path}: malformed profile ({err}).") from err
+        if device is not None and profile.device != device:
+            raise ProfileError(f"{path} was measured on device {profile.device} ({profile.device_description}), "
+                               f"not on this one ({device}); profile this device with `canao profile`.")
+        return profile
+
+
+def _new_profile(config: ProfileConfig, executor: Executor) -> DeviceProfile:
+    cfg = {"space": json.loads(config.space.to_json()), "seq_lens": list(config.seq_lens), "threads": config.threads,
+           "warmup": config.warmup, "reps": config.reps, "calibration_models": config.calibration_models,
+           "passes": config.passes, "seed": config.seed}
+    machine = json.loads(json.dumps(describe_machine().to_dict()))  # as it reads back from the file
+    return DeviceProfile(executor_fingerprint(executor), executor.description, machine, cfg)
+
+
+def _measure_block(job: tuple[str, int, int, int, int], config: ProfileConfig, executor: Executor,
+                   workdir: Path) -> BlockTiming:
+    block, h, heads, ffn, seq = job
+    space = config.space
+    spec = _block_spec(space, h, heads or space.heads_choices[0], ffn or space.ffn_choices[0])
+    weights = synthetic_weights(spec, np.random.default_rng(config.seed))
+    lowered = lower_block(spec, weights, block)
+    final = optimize(lowered, simd=executor.simd, threads=config.threads, tune_seq_len=workload(space.kind, seq)[0])
+    return time_graph(final, executor, seq, config.warmup, config.reps, workdir)
+
+
+def measure_model(spec: ArchSpec, executor: Executor, seq_len: int, *, threads: int = 2, warmup: int = 5,
+                  reps: int = 30, seed: int = 0) -> BlockTiming:
+    """End-to-end compiled latency of a whole model (random weights) on the executor's device."""
+    weights = synthetic_weights(spec, np.random.default_rng(seed))
+    final = optimize(lower_spec(spec, weights), simd=executor.simd, threads=threads,
+                     tune_seq_len=workload(spec.kind, seq_len)[0])
+    with tempfile.TemporaryDirectory() as tmp:
+        return time_graph(final, executor, seq_len, warmup, reps, Path(tmp))
+
+
+def _record(entry: dict, timing: BlockTiming) -> dict:
+    """Add one sweep's timing; the entry's latency is the fastest sweep's median."""
+    sweeps = entry.get("sweeps", []) + [asdict(timing)]
+    return {"sweeps": sweeps, "median_ms": min(t["median_ms"] for t in sweeps)}
+
+
+def profile_device(config: ProfileConfig, executor: Executor, path: Path,
+                   progress: Optional[Progress] = None) -> DeviceProfile:
+    """Measure every block of the grid in `passes` sweeps (resuming from `path` if it holds part of this profile)."""
+    profile = _new_profile(config, executor)
+    if path.exists():
+        old = DeviceProfile.load(path, device=profile.device)
+        if old.config != profile.config:
+            raise ProfileError(f"{path} holds a profile with other settings; remove it or pass another --out.")
+        profile = old
+    jobs, calib = _grid(config), [(spec, seq) for spec in calibration_specs(config) for seq in config.seq_lens]
+    calib_keys = [f"{json.dumps(spec.to_dict(), sort_keys=True)}|T{seq}" for spec, seq in calib]
+    total = (len(jobs) + len(calib)) * config.passes
+    done = sum(len(e["sweeps"]) for e in profile.blocks.values()) + sum(len(e["sweeps"]) for e in profile.calibration)
+    existing = {f"{json.dumps(c['spec'], sort_keys=True)}|T{c['seq_len']}": i for i, c in enumerate(profile.calibration)}
+    with tempfile.TemporaryDirectory() as tmp:
+        for sweep in range(config.passes):
+            for job in jobs:
+                key = block_key(job[0], job[1], job[4], job[2], job[3])
+                if len(profile.blocks.get(key, {}).get("sweeps", [])) > sweep:
+                    continue
+                profile.blocks[key] = _record(profile.blocks.get(key, {}), _measure_block(job, config, executor, Path(tmp)))
+                profile.save(path)
+                done += 1
+                if progress:
+                    progress(key, done, total)
+            for (spec, seq), key in zip(calib, calib_keys):
+                index = existing.get(key)
+                entry = profile.calibration[index] if index is not None else {}
+                if len(entry.get("sweeps", [])) > sweep:
+                    continue
+                timing = measure_model(spec, executor, seq, threads=config.threads, warmup=config.warmup,
+                                       reps=config.reps, seed=config.seed)
+                entry = {"spec": spec.to_dict(), "seq_len": seq, **_record(entry, timing)}
+                if index is None:
+                    existing[key] = len(profile.calibration)
+                    profile.calibration.append(entry)
+                else:
+                    profile.calibration[index] = entry
+                profile.save(path)
+                done += 1
+                if progress:
+                    progress(f"calibration {spec.describe()} T{seq}", done, total)
+    return profile
+
+
+def calibration_specs(config: ProfileConfig) -> list[ArchSpec]:
+    """Seeded random members of the space, cycling through its hidden sizes and depths so each is calibrated."""
+    rng = np.random.default_rng(config.seed + 1)
+    space = config.space
+    specs = []
+    for i in range(config.calibration_models):
+        spec = space.sample(rng)
+        depth = space.layer_choices[i % len(space.layer_choices)]
+        layers = tuple(spec.layers[j % spec.num_layers] for j in range(depth))
+        specs.append(spec.replace(hidden=space.hidden_choices[i % len(space.hidden_choices)], layers=layers))
+    return specs
+
+
+def expected_jobs(config: ProfileConfig) -> int:
+    return (len(_grid(config)) + config.calibration_models * len(config.seq_lens)) * config.passes
+
