@@ -29,3 +29,7 @@ class CheckpointError(CanaoError, ValueError):
 
 class MissingDependencyError(CanaoError, ImportError):
     """An optional package (or the bundled teacher) is not installed."""
+
+
+class DataError(CanaoError, ValueError):
+    """A data file is missing or not in its standard format (the message names file and line)."""

@@ -17,13 +17,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from canao.errors import CanaoError
+from canao.errors import DataError
 
 SAMPLES_DIR = Path(__file__).parent / "samples"
-
-
-class DataError(CanaoError, ValueError):
-    """A data file is missing or not in its standard format."""
 
 
 @dataclass(frozen=True)
@@ -86,3 +82,99 @@ def read_squad(path: Path | str) -> list[Article]:
             paragraphs.append(Paragraph(str(par["context"]), qs))
         articles.append(Article(str(art.get("title", f"article-{i}")), tuple(paragraphs)))
     return articles
+
+
+# ------------------------------------------------------------------ features
+@dataclass(frozen=True)
+class QAExample:
+    id: str
+    question: str
+    context: str
+    answers: tuple[str, ...]  # gold texts; empty for an unanswerable v2.0 question
+    answer_start: int  # character offset of the first gold answer (-1 if none)
+
+
+@dataclass(frozen=True)
+class QAFeature:
+    """One window of (question, context) tokens; labels point at the answer or at [CLS] (index 0)."""
+
+    example_index: int
+    input_ids: tuple[int, ...]
+    type_ids: tuple[int, ...]
+    offsets: tuple[tuple[int, int], ...]  # character spans into the context; (-1, -1) outside it
+    start_position: int
+    end_position: int
+
+
+def qa_examples(articles: list[Article]) -> list[QAExample]:
+    out = []
+    for article in articles:
+        for par in article.paragraphs:
+            for q in par.questions:
+                answers = () if q.is_impossible else tuple(a.text for a in q.answers)
+                start = q.answers[0].start if answers else -1
+                out.append(QAExample(q.id, q.question, par.context, answers, start))
+    return out
+
+
+def _window_tokenizer(tokenizer, max_length: int, doc_stride: int):
+    """A copy of `tokenizer` that cuts the context into overlapping windows (the question is kept whole)."""
+    from tokenizers import Tokenizer
+
+    windowed = Tokenizer.from_str(tokenizer.to_str())
+    windowed.no_padding()
+    windowed.enable_truncation(max_length=max_length, stride=doc_stride, strategy="only_second")
+    return windowed
+
+
+def qa_features(examples: list[QAExample], tokenizer, *, max_length: int = 384, doc_stride: int = 128) -> list[QAFeature]:
+    """Tokenise with doc stride (Devlin et al. 2019, Sec. 4.2) and map each gold span to token positions."""
+    windowed = _window_tokenizer(tokenizer, max_length, doc_stride)
+    features = []
+    for index, ex in enumerate(examples):
+        try:
+            first = windowed.encode(ex.question, ex.context)
+        except Exception as err:  # the Rust side raises a bare Exception when the question leaves no room
+            raise DataError(f"question {ex.id}: cannot be windowed with max_length={max_length}, "
+                            f"doc_stride={doc_stride} ({err}); raise max_length.") from err
+        for enc in [first, *first.overflowing]:
+            offsets = tuple(o if s == 1 else (-1, -1) for o, s in zip(enc.offsets, enc.sequence_ids))
+            start_pos = end_pos = 0
+            if ex.answers:
+                a_start, a_end = ex.answer_start, ex.answer_start + len(ex.answers[0])
+                inside = [i for i, (s, e) in enumerate(offsets) if s >= 0 and s < a_end and e > a_start]
+                if inside and offsets[inside[0]][0] <= a_start and offsets[inside[-1]][1] >= a_end:
+                    start_pos, end_pos = inside[0], inside[-1]
+            features.append(QAFeature(index, tuple(enc.ids), tuple(enc.type_ids), offsets, start_pos, end_pos))
+    return features
+
+
+def best_answers(examples: list[QAExample], features: list[QAFeature], start_logits: list, end_logits: list, *,
+                 n_best: int = 20, max_answer_tokens: int = 30, version_2: bool = False,
+                 null_threshold: float = 0.0) -> dict[str, str]:
+    """{question id: answer text}: the highest start+end logit span over all windows of each question.
+
+    With `version_2`, the empty answer wins when the [CLS] score beats the
+    best span by more than `null_threshold` (the SQuAD v2.0 recipe)."""
+    import numpy as np
+
+    best: dict[int, tuple[float, str]] = {}
+    null: dict[int, float] = {}
+    for feat, s_log, e_log in zip(features, start_logits, end_logits):
+        s_log, e_log = np.asarray(s_log)[:len(feat.input_ids)], np.asarray(e_log)[:len(feat.input_ids)]
+        null[feat.example_index] = min(null.get(feat.example_index, np.inf), float(s_log[0] + e_log[0]))
+        context = examples[feat.example_index].context
+        for i in np.argsort(s_log)[::-1][:n_best]:
+            for j in np.argsort(e_log)[::-1][:n_best]:
+                if feat.offsets[i][0] < 0 or feat.offsets[j][0] < 0 or j < i or j - i + 1 > max_answer_tokens:
+                    continue
+                score = float(s_log[i] + e_log[j])
+                if score > best.get(feat.example_index, (-np.inf, ""))[0]:
+                    best[feat.example_index] = (score, context[feat.offsets[i][0]:feat.offsets[j][1]])
+    out = {}
+    for index, ex in enumerate(examples):
+        score, text = best.get(index, (-float("inf"), ""))
+        if version_2 and null.get(index, -float("inf")) > score + null_threshold:
+            text = ""
+        out[ex.id] = text
+    return out
