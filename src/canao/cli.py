@@ -334,6 +334,111 @@ def latency(
                       f"p90 {measured.p90_ms:.3f}); error {error:+.1f}%")
 
 
+def _default_data(task: str) -> tuple[Optional[Path], Optional[Path]]:
+    """Bundled (train, dev) files for a task, where canao ships them."""
+    from canao.data.squad import SAMPLES_DIR
+
+    return {"sst2": (SAMPLES_DIR / "sst2-train-sample.tsv", SAMPLES_DIR / "sst2-dev.tsv"),
+            "qnli": (SAMPLES_DIR / "qnli-dev-sample.tsv", None)}.get(task, (None, None))
+
+
+def _training_progress(description: str):
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("loss {task.fields[loss]:.4f}"))
+    bar = Progress(*columns, console=console)
+    task = bar.add_task(description, total=None, loss=float("nan"))
+    return bar, lambda step, total, loss: bar.update(task, completed=step, total=total, loss=loss)
+
+
+def _train_options(task: str, out: Path, epochs: float, batch_size: int, grad_accum: int, lr: float,
+                   max_length: int, max_steps: Optional[int], seed: int):
+    from canao.train.finetune import FinetuneConfig
+
+    return FinetuneConfig(task=task, output_dir=out, epochs=epochs, batch_size=batch_size, grad_accum=grad_accum,
+                          lr=lr, max_length=max_length, max_steps=max_steps, seed=seed)
+
+
+@app.command()
+def finetune(
+    task: str = typer.Option(..., help="sst2, mrpc, qnli, squad or lm."),
+    teacher: Optional[Path] = typer.Option(None, help="Checkpoint to fine-tune (default: the bundled teacher)."),
+    train: Optional[Path] = typer.Option(None, help="Training file in the task's standard format."),
+    dev: Optional[Path] = typer.Option(None, help="Evaluation file (optional)."),
+    out: Path = typer.Option(Path("finetuned"), help="Run directory (checkpoint, model/, metrics.json); resumed."),
+    epochs: float = typer.Option(3.0), batch_size: int = typer.Option(32), grad_accum: int = typer.Option(1),
+    lr: float = typer.Option(5e-5), max_length: int = typer.Option(128), max_steps: Optional[int] = typer.Option(None),
+    seed: int = typer.Option(0),
+) -> None:
+    """Fine-tune a checkpoint on a task (AdamW, warm-up/decay, checkpoints, resume)."""
+    from canao.train.finetune import finetune as run
+
+    default_train, default_dev = _default_data(task)
+    train, dev = train or default_train, dev or default_dev
+    try:
+        if train is None:
+            raise CanaoError(f"task {task} has no bundled training data; pass --train FILE.")
+        config = _train_options(task, out, epochs, batch_size, grad_accum, lr, max_length, max_steps, seed)
+        bar, update = _training_progress(f"fine-tuning {task}")
+        with bar:
+            result = run(config, teacher, train, dev, progress=update)
+    except CanaoError as err:
+        _fail(err)
+    console.print(f"{result.steps} steps, final loss {result.final_loss:.4f}; dev {result.metrics}; model in {out / 'model'}")
+
+
+@app.command()
+def distill(
+    task: str = typer.Option(..., help="sst2, mrpc, qnli, squad or lm."),
+    teacher: Path = typer.Option(..., help="Teacher fine-tuned on the task."),
+    arch_path: Path = typer.Option(..., "--arch", help="Student ArchSpec JSON."),
+    train: Optional[Path] = typer.Option(None), dev: Optional[Path] = typer.Option(None),
+    out: Path = typer.Option(Path("distilled")),
+    epochs: float = typer.Option(3.0), batch_size: int = typer.Option(32), grad_accum: int = typer.Option(1),
+    lr: float = typer.Option(1e-4), max_length: int = typer.Option(128), max_steps: Optional[int] = typer.Option(None),
+    seed: int = typer.Option(0), temperature: float = typer.Option(2.0),
+) -> None:
+    """Distill a student architecture from a fine-tuned teacher (logits, hidden states, attention)."""
+    from canao.arch import ArchSpec
+    from canao.train.distill import DistillConfig
+    from canao.train.distill import distill as run
+
+    default_train, default_dev = _default_data(task)
+    train, dev = train or default_train, dev or default_dev
+    try:
+        if train is None:
+            raise CanaoError(f"task {task} has no bundled training data; pass --train FILE.")
+        spec = ArchSpec.from_json(arch_path.read_text())
+        config = DistillConfig(_train_options(task, out, epochs, batch_size, grad_accum, lr, max_length, max_steps,
+                                              seed), temperature=temperature)
+        bar, update = _training_progress(f"distilling {spec.describe()}")
+        with bar:
+            result = run(config, teacher, spec, train, dev, progress=update)
+    except CanaoError as err:
+        _fail(err)
+    console.print(f"{result.steps} steps, final loss {result.final_loss:.4f}; dev {result.metrics}; student in {out / 'model'}")
+
+
+@app.command()
+def evaluate(
+    model: Path = typer.Option(..., help="Checkpoint directory (canao or Hugging Face layout)."),
+    task: str = typer.Option(..., help="sst2, mrpc, qnli, squad or lm."),
+    data: Path = typer.Option(..., help="Evaluation file in the task's standard format."),
+    predictions: Optional[Path] = typer.Option(None, help="Write predictions here (SQuAD: {id: answer})."),
+    max_length: int = typer.Option(384), squad_v2: bool = typer.Option(False, help="SQuAD v2.0 no-answer scoring."),
+) -> None:
+    """Print a checkpoint's official task metrics on a data file."""
+    from canao.train.evaluate import evaluate_checkpoint
+
+    try:
+        metrics, preds = evaluate_checkpoint(model, task, data, max_length=max_length, version_2=squad_v2)
+    except CanaoError as err:
+        _fail(err)
+    console.print(json.dumps(metrics, indent=2))
+    if predictions is not None and preds is not None:
+        predictions.write_text(json.dumps(preds, indent=1))
+        console.print(f"wrote {predictions}")
+
+
 @app.command()
 def arch(path: Path = typer.Argument(..., help="ArchSpec JSON file."),
          seq_len: int = typer.Option(128, min=1, help="Sequence length for FLOPs.")) -> None:

@@ -1,0 +1,157 @@
+"""Knowledge distillation of a student ArchSpec from a fine-tuned teacher.
+
+loss = hard * task_loss(gold) + logits * KD(T) + hidden * sum_l MSE(P_l h_s[l], h_t[m(l)])
+       + attention * mean_l KL(A_t[m(l)] || A_s[l])
+over the student's layers l with the uniform layer map m(l) = round(l * L_t / L_s)
+(TinyBERT's mapping; embeddings map to embeddings). P_l are learned linear
+projections from the student's hidden size to the teacher's (trained with the
+student, dropped at the end), so students of any hidden size distill. The
+student starts from the teacher's weights by elastic slicing when its spec is
+a slice of the teacher's (the CANAO supernet's weight sharing), else from
+random initialisation.
+
+Example::
+
+    result = distill(DistillConfig(FinetuneConfig("sst2", Path("out"))), teacher_dir, student_spec, train, dev)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+from canao.arch import ArchSpec
+from canao.errors import SpecError
+from canao.models.elastic import check_sliceable, extract_subnet
+from canao.models.heads import build_model
+from canao.models.hf import load_pretrained, save_pretrained
+from canao.train.finetune import FinetuneConfig, Progress, TrainResult, check_task_fits, run_training
+from canao.train.losses import attention_kl, hidden_mse, soft_logit_loss
+from canao.train.tasks import MODEL_TASK, get_task
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    train: FinetuneConfig
+    temperature: float = 2.0
+    hard_weight: float = 1.0  # task loss on gold labels
+    logit_weight: float = 1.0
+    hidden_weight: float = 1.0
+    attention_weight: float = 1.0
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise SpecError(f"`temperature > 0` must hold, but got {self.temperature}.")
+
+
+def layer_map(student_layers: int, teacher_layers: int) -> list[int]:
+    """Teacher hidden-state index for each student hidden-state index 0..L_s (0 = embeddings)."""
+    return [round(i * teacher_layers / student_layers) for i in range(student_layers + 1)]
+
+
+def forward_with_internals(model: nn.Module, task: str, batch: dict[str, torch.Tensor]):
+    """(task outputs, hidden states, attention maps) of a canao task model."""
+    if MODEL_TASK[task] == "lm":
+        out = model(batch["input_ids"], output_hidden_states=True, output_attentions=True)
+        return out.logits, out.hidden_states, out.attentions
+    enc = model.encoder(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
+                        output_hidden_states=True, output_attentions=True)
+    if MODEL_TASK[task] == "classification":
+        return model.classifier(model.dropout(enc.pooled)), enc.hidden_states, enc.attentions
+    logits = model.qa(enc.last_hidden_state)
+    return (logits[..., 0], logits[..., 1]), enc.hidden_states, enc.attentions
+
+
+class DistillationLoss(nn.Module):
+    """Holds the hidden-state projections and combines the four loss terms."""
+
+    def __init__(self, config: DistillConfig, student: ArchSpec, teacher: ArchSpec, task: str) -> None:
+        super().__init__()
+        self.config, self.task = config, task
+        self.map = layer_map(student.num_layers, teacher.num_layers)
+        self.projections = nn.ModuleList(nn.Linear(student.hidden, teacher.hidden) for _ in self.map)
+
+    def forward(self, student_out, teacher_out, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        (s_logits, s_hidden, s_attn), (t_logits, t_hidden, t_attn) = student_out, teacher_out
+        cfg, task = self.config, get_task(self.task)
+        mask = batch.get("attention_mask")
+        loss = cfg.hard_weight * task.loss(s_logits, batch) if cfg.hard_weight else 0.0
+        if cfg.logit_weight:
+            pairs = zip(s_logits, t_logits) if isinstance(s_logits, tuple) else [(s_logits, t_logits)]
+            kd = [soft_logit_loss(_mask_tokens(s, mask), _mask_tokens(t, mask), cfg.temperature) for s, t in pairs]
+            loss = loss + cfg.logit_weight * sum(kd) / len(kd)
+        if cfg.hidden_weight:
+            terms = [hidden_mse(s_hidden[i], t_hidden[j], self.projections[i], mask) for i, j in enumerate(self.map)]
+            loss = loss + cfg.hidden_weight * sum(terms) / len(terms)
+        if cfg.attention_weight:
+            terms = [attention_kl(s_attn[i - 1], t_attn[j - 1], mask) for i, j in enumerate(self.map) if i > 0]
+            loss = loss + cfg.attention_weight * sum(terms) / len(terms)
+        return loss
+
+
+def _mask_tokens(logits: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """Span-QA logits over tokens (B, T): padded tokens get no probability mass."""
+    if mask is not None and logits.shape == mask.shape:
+        return logits.masked_fill(mask == 0, -1e4)
+    return logits
+
+
+def initial_student(teacher_model: nn.Module, teacher_spec: ArchSpec, spec: ArchSpec, task: str,
+                    num_labels: int, dropout: float) -> tuple[nn.Module, str]:
+    """The student, sliced from the teacher when its spec allows (with dropout), else freshly initialised."""
+    student = build_model(spec, MODEL_TASK[task], num_labels=num_labels, dropout=dropout)
+    try:
+        check_sliceable(teacher_spec, spec)
+    except SpecError as err:
+        log.info("student is not a slice of the teacher (%s); it starts from random weights", err)
+        return student, "random"
+    student.load_state_dict(extract_subnet(teacher_model, spec).state_dict())
+    return student, "sliced from the teacher"
+
+
+def distill(config: DistillConfig, teacher_dir: Path, spec: ArchSpec, train_path: Path,
+            eval_path: Optional[Path] = None, progress: Optional[Progress] = None) -> TrainResult:
+    """Distill `spec` from the task-fine-tuned teacher; the student is saved in the HF layout."""
+    cfg = config.train
+    task = get_task(cfg.task)
+    teacher = load_pretrained(teacher_dir, task=MODEL_TASK[cfg.task])
+    check_task_fits(cfg.task, teacher)
+    if teacher.task != MODEL_TASK[cfg.task]:
+        log.warning("%s has no %s head: distilling from an untrained head", teacher_dir, cfg.task)
+    if spec.vocab_size != teacher.spec.vocab_size:
+        raise SpecError(f"the student's vocab_size {spec.vocab_size} differs from the teacher's "
+                        f"{teacher.spec.vocab_size}; they share the tokenizer.")
+    teacher.model.eval()
+    num_labels = getattr(getattr(teacher.model, "classifier", None), "out_features", 2)
+    torch.manual_seed(cfg.seed)
+    student, origin = initial_student(teacher.model, teacher.spec, spec, cfg.task, num_labels, cfg.dropout)
+    criterion = DistillationLoss(config, spec, teacher.spec, cfg.task)
+    kwargs = {"max_length": cfg.max_length, "doc_stride": cfg.doc_stride}
+    train = task.load(train_path, teacher.tokenizer, **kwargs)
+    dev = task.load(eval_path, teacher.tokenizer, **kwargs) if eval_path else None
+
+    def loss_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        with torch.no_grad():
+            t_out = forward_with_internals(teacher.model, cfg.task, batch)
+        return criterion(forward_with_internals(student, cfg.task, batch), t_out, batch)
+
+    def evaluate() -> dict[str, float]:
+        return task.score(student, dev)[0] if dev is not None else {}
+
+    params = list(student.named_parameters()) + list(criterion.named_parameters())
+    result = run_training(cfg, {"student": student, "criterion": criterion}, params, loss_fn, train, task.collate,
+                          evaluate, progress)
+    student.eval()
+    save_pretrained(student, Path(cfg.output_dir) / "model", tokenizer=teacher.tokenizer, labels=teacher.labels)
+    summary = {"student": spec.describe(), "initialised": origin, "metrics": result.metrics}
+    (Path(cfg.output_dir) / "metrics.json").write_text(json.dumps(summary, indent=2))
+    return result

@@ -1,0 +1,210 @@
+"""Fine-tuning: AdamW with linear warm-up and decay, gradient accumulation, checkpoints and exact resume.
+
+The loop is shared with distillation (distill.py passes its own loss). It is
+deterministic with a seed: the data order of epoch e is a permutation drawn
+from default_rng(seed + e), and torch's RNG (dropout) is reseeded from
+(seed, step) before every optimizer step, so a run resumed from a checkpoint
+takes exactly the steps the uninterrupted run would have taken. Checkpoints
+(model, optimizer, schedule, step) are written to a temp file and renamed.
+
+Example::
+
+    result = finetune(FinetuneConfig(task="sst2", output_dir=Path("out")), teacher_dir, train_path, dev_path)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+from canao.errors import SpecError
+from canao.models.hf import load_pretrained, save_pretrained
+from canao.train.tasks import MODEL_TASK, TASK_NAMES, TaskData, get_task
+
+log = logging.getLogger(__name__)
+CONFIG_VERSION = 1
+Progress = Callable[[int, int, float], None]  # (step, total steps, running loss)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    task: str
+    output_dir: Path
+    epochs: float = 3.0
+    batch_size: int = 32
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_length: int = 128
+    doc_stride: int = 128
+    eval_every: int = 0  # optimizer steps between evaluations; 0: at the end only
+    save_every: int = 100  # optimizer steps between checkpoints
+    max_steps: Optional[int] = None  # stop early (tests, quick runs)
+    dropout: float = 0.1
+    seed: int = 0
+    version: int = CONFIG_VERSION
+
+    def __post_init__(self) -> None:
+        if self.task not in TASK_NAMES:
+            raise SpecError(f"`task` must be one of {TASK_NAMES}, but got {self.task!r}.")
+        for name in ("batch_size", "grad_accum", "max_length"):
+            if getattr(self, name) < 1:
+                raise SpecError(f"`{name} >= 1` must hold, but got {getattr(self, name)}.")
+        if not (self.lr > 0 and 0 <= self.warmup_ratio < 1 and self.epochs > 0):
+            raise SpecError(f"need lr > 0, 0 <= warmup_ratio < 1, epochs > 0; got {self.lr}, {self.warmup_ratio}, {self.epochs}.")
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "output_dir": str(self.output_dir)}, indent=2)
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    final_loss: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def total_steps(config: FinetuneConfig, examples: int) -> int:
+    per_epoch = math.ceil(examples / (config.batch_size * config.grad_accum))
+    steps = max(1, math.ceil(per_epoch * config.epochs))
+    return min(steps, config.max_steps) if config.max_steps else steps
+
+
+def make_optimizer(params: list[tuple[str, torch.nn.Parameter]], config: FinetuneConfig, steps: int):
+    """AdamW without decay on biases and LayerNorm gains; linear warm-up then linear decay to 0."""
+    decay = [p for n, p in params if p.requires_grad and p.dim() > 1]
+    no_decay = [p for n, p in params if p.requires_grad and p.dim() <= 1]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+    warmup = int(config.warmup_ratio * steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (steps - step) / max(1, steps - warmup))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _micro_batches(config: FinetuneConfig, n: int, step: int) -> list[np.ndarray]:
+    """Index arrays of the micro-batches of optimizer step `step` (a pure function of seed and step)."""
+    per_step = config.batch_size * config.grad_accum
+    per_epoch = math.ceil(n / per_step)
+    epoch, position = divmod(step, per_epoch)
+    order = np.random.default_rng(config.seed + epoch).permutation(n)
+    chunk = order[position * per_step:(position + 1) * per_step]
+    return [chunk[i:i + config.batch_size] for i in range(0, len(chunk), config.batch_size) if len(chunk[i:i + config.batch_size])]
+
+
+def _save_checkpoint(path: Path, modules: dict[str, torch.nn.Module], optimizer, scheduler, step: int,
+                     history: list) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"modules": {k: m.state_dict() for k, m in modules.items()}, "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "step": step, "history": history}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="tmp-checkpoint-", suffix=".pt")
+    os.close(fd)
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def run_training(config: FinetuneConfig, modules: dict[str, torch.nn.Module], params: list,
+                 loss_fn: Callable[[dict[str, torch.Tensor]], torch.Tensor], data: TaskData, collate: Callable,
+                 evaluate: Optional[Callable[[], dict[str, float]]] = None,
+                 progress: Optional[Progress] = None) -> TrainResult:
+    """The shared loop: resumes from output_dir/checkpoint.pt when it exists and matches the config."""
+    steps = total_steps(config, len(data.features))
+    optimizer, scheduler = make_optimizer(params, config, steps)
+    ckpt = Path(config.output_dir) / "checkpoint.pt"
+    Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+    saved_config = Path(config.output_dir) / "train_config.json"
+    start, history = 0, []
+    if ckpt.exists():
+        if not saved_config.exists() or saved_config.read_text() != config.to_json():
+            raise SpecError(f"{ckpt} belongs to a run with other settings; use another --out or delete it.")
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        for name, module in modules.items():
+            module.load_state_dict(state["modules"][name])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start, history = int(state["step"]), list(state["history"])
+        log.info("resuming %s at step %d of %d", config.output_dir, start, steps)
+    saved_config.write_text(config.to_json())
+    loss_value = float("nan")
+    for step in range(start, steps):
+        for m in modules.values():
+            m.train()
+        torch.manual_seed(config.seed * 1_000_003 + step)  # dropout masks depend only on (seed, step)
+        optimizer.zero_grad(set_to_none=True)
+        micro = _micro_batches(config, len(data.features), step)
+        total = sum(len(i) for i in micro)
+        loss_value = 0.0
+        for index in micro:
+            loss = loss_fn(collate(data, index)) * (len(index) / total)
+            loss.backward()
+            loss_value += float(loss.detach())
+        torch.nn.utils.clip_grad_norm_([p for _, p in params if p.requires_grad], 1.0)
+        optimizer.step()
+        scheduler.step()
+        history.append({"step": step + 1, "loss": loss_value, "lr": scheduler.get_last_lr()[0]})
+        if progress:
+            progress(step + 1, steps, loss_value)
+        if evaluate and config.eval_every and (step + 1) % config.eval_every == 0 and step + 1 < steps:
+            history[-1].update({f"eval_{k}": v for k, v in evaluate().items()})
+        if (step + 1) % config.save_every == 0 or step + 1 == steps:
+            _save_checkpoint(ckpt, modules, optimizer, scheduler, step + 1, history)
+    metrics = evaluate() if evaluate else {}
+    return TrainResult(steps, loss_value, metrics, history)
+
+
+def finetune(config: FinetuneConfig, model_dir: Optional[Path], train_path: Path, eval_path: Optional[Path] = None,
+             progress: Optional[Progress] = None, labels: Optional[dict[int, str]] = None) -> TrainResult:
+    """Fine-tune a checkpoint (default: the bundled teacher) on a task and save it in the HF layout."""
+    from canao.models.teacher import teacher_dir
+
+    task = get_task(config.task)
+    torch.manual_seed(config.seed)  # the fresh task head's initialisation
+    loaded = load_pretrained(model_dir or teacher_dir(), task=MODEL_TASK[config.task], dropout=config.dropout)
+    check_task_fits(config.task, loaded)
+    kwargs = {"max_length": config.max_length, "doc_stride": config.doc_stride}
+    train = task.load(train_path, loaded.tokenizer, **kwargs)
+    dev = task.load(eval_path, loaded.tokenizer, **kwargs) if eval_path else None
+    model = loaded.model
+
+    def evaluate() -> dict[str, float]:
+        return task.score(model, dev)[0] if dev is not None else {}
+
+    result = run_training(config, {"model": model}, list(model.named_parameters()),
+                          lambda batch: task.loss(task.forward(model, batch), batch), train, task.collate,
+                          evaluate, progress)
+    model.eval()
+    save_pretrained(model, Path(config.output_dir) / "model", tokenizer=loaded.tokenizer, labels=labels)
+    (Path(config.output_dir) / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
+    return result
+
+
+def check_task_fits(task_name: str, loaded: Any) -> None:
+    """A clear error when a checkpoint cannot serve a task (kind, head, vocabulary vs tokenizer)."""
+    want = "decoder" if task_name == "lm" else "encoder"
+    if loaded.spec.kind != want:
+        raise SpecError(f"task {task_name} needs an {want} checkpoint, but {loaded.directory} holds a {loaded.spec.kind}.")
+    if loaded.tokenizer is None:
+        raise SpecError(f"{loaded.directory} has no tokenizer files; task {task_name} needs one.")
+    vocab = loaded.tokenizer.get_vocab_size()
+    if vocab > loaded.spec.vocab_size:
+        raise SpecError(f"the tokenizer of {loaded.directory} has {vocab} tokens, but the model's vocab_size is "
+                        f"{loaded.spec.vocab_size}; they do not belong together.")
+    if task_name != "lm" and task_name != "squad" and getattr(loaded.model, "classifier", None) is not None:
+        if loaded.model.classifier.out_features != get_task(task_name).num_labels:
+            raise SpecError(f"{loaded.directory} has a {loaded.model.classifier.out_features}-way classifier, but "
+                            f"{task_name} has {get_task(task_name).num_labels} labels.")
