@@ -30,8 +30,8 @@ from canao.arch import ArchSpec
 from canao.errors import SpecError
 from canao.models.elastic import check_sliceable, extract_subnet
 from canao.models.heads import build_model
-from canao.models.hf import load_pretrained, save_pretrained
-from canao.train.finetune import FinetuneConfig, Progress, TrainResult, check_task_fits, run_training
+from canao.models.hf import save_pretrained
+from canao.train.finetune import FinetuneConfig, Progress, TrainResult, load_for_task, run_training
 from canao.train.losses import attention_kl, hidden_mse, soft_logit_loss
 from canao.train.tasks import MODEL_TASK, get_task
 
@@ -123,8 +123,7 @@ def distill(config: DistillConfig, teacher_dir: Path, spec: ArchSpec, train_path
     """Distill `spec` from the task-fine-tuned teacher; the student is saved in the HF layout."""
     cfg = config.train
     task = get_task(cfg.task)
-    teacher = load_pretrained(teacher_dir, task=MODEL_TASK[cfg.task])
-    check_task_fits(cfg.task, teacher)
+    teacher = load_for_task(teacher_dir, cfg.task)
     if teacher.task != MODEL_TASK[cfg.task]:
         log.warning("%s has no %s head: distilling from an untrained head", teacher_dir, cfg.task)
     if spec.vocab_size != teacher.spec.vocab_size:

@@ -174,8 +174,7 @@ def finetune(config: FinetuneConfig, model_dir: Optional[Path], train_path: Path
 
     task = get_task(config.task)
     torch.manual_seed(config.seed)  # the fresh task head's initialisation
-    loaded = load_pretrained(model_dir or teacher_dir(), task=MODEL_TASK[config.task], dropout=config.dropout)
-    check_task_fits(config.task, loaded)
+    loaded = load_for_task(model_dir or teacher_dir(), config.task, dropout=config.dropout)
     kwargs = {"max_length": config.max_length, "doc_stride": config.doc_stride}
     train = task.load(train_path, loaded.tokenizer, **kwargs)
     dev = task.load(eval_path, loaded.tokenizer, **kwargs) if eval_path else None
@@ -191,6 +190,16 @@ def finetune(config: FinetuneConfig, model_dir: Optional[Path], train_path: Path
     save_pretrained(model, Path(config.output_dir) / "model", tokenizer=loaded.tokenizer, labels=labels)
     (Path(config.output_dir) / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
     return result
+
+
+def load_for_task(model_dir: Path, task_name: str, dropout: float = 0.0) -> Any:
+    """Load a checkpoint with the task's head, or explain why it cannot serve the task."""
+    try:
+        loaded = load_pretrained(model_dir, task=MODEL_TASK[task_name], dropout=dropout)
+    except SpecError as err:
+        raise SpecError(f"{model_dir} cannot serve task {task_name}: {err}") from err
+    check_task_fits(task_name, loaded)
+    return loaded
 
 
 def check_task_fits(task_name: str, loaded: Any) -> None:
