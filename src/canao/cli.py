@@ -439,6 +439,30 @@ def evaluate(
         console.print(f"wrote {predictions}")
 
 
+@app.command("train-lm")
+def train_lm(
+    data: Optional[Path] = typer.Option(None, help="UTF-8 text corpus (default: bundled tinyshakespeare sample)."),
+    out: Path = typer.Option(Path("lm"), help="Run directory (checkpoint, model/, metrics.json); resumed."),
+    preset: str = typer.Option("tiny", help="Decoder size: tiny or small."),
+    max_steps: int = typer.Option(2000, min=1), batch_size: int = typer.Option(16, min=1),
+    lr: float = typer.Option(1e-3), seed: int = typer.Option(0),
+) -> None:
+    """Train a byte-level BPE tokenizer and a small GPT-2-style decoder from scratch on a text corpus."""
+    from canao.data.text import bundled_text_sample
+    from canao.train.lm import train_language_model
+
+    try:
+        bar, update = _training_progress(f"training the {preset} decoder")
+        with bar:
+            result = train_language_model(data or bundled_text_sample(), out, preset=preset, max_steps=max_steps,
+                                          batch_size=batch_size, lr=lr, seed=seed, progress=update)
+    except CanaoError as err:
+        _fail(err)
+    summary = json.loads((out / "metrics.json").read_text())
+    console.print(f"{result.steps} steps; validation perplexity {result.metrics.get('perplexity', float('nan')):.2f} "
+                  f"(unigram baseline {summary['unigram_perplexity']:.2f}); model in {out / 'model'}")
+
+
 @app.command()
 def arch(path: Path = typer.Argument(..., help="ArchSpec JSON file."),
          seq_len: int = typer.Option(128, min=1, help="Sequence length for FLOPs.")) -> None:
