@@ -68,3 +68,28 @@ def test_profile_and_latency_commands(tmp_path):
     assert result.exit_code == 0 and "predicted" in result.output and "measured" in result.output, result.output
     result = runner.invoke(app, ["latency", "--arch", str(tmp_path / "arch.json"), "--profile", str(tmp_path / "x.json")])
     assert result.exit_code == 2 and "no such profile" in result.output
+
+
+def test_finetune_evaluate_distill_commands(tmp_path):
+    import json
+
+    from canao.arch import ArchSpec, LayerSpec
+
+    ckpt = tmp_path / "bert"
+    hf_bert("BertModel", hidden=16, layers=2, heads=2, ffn=24, vocab=30522, positions=64).save_pretrained(ckpt)
+    shutil.copy(teacher_dir() / "tokenizer.json", ckpt / "tokenizer.json")
+    result = runner.invoke(app, ["finetune", "--task", "sst2", "--teacher", str(ckpt), "--out", str(tmp_path / "ft"),
+                                 "--max-steps", "3", "--batch-size", "8", "--max-length", "32"])
+    assert result.exit_code == 0 and "accuracy" in result.output, result.output
+    from canao.data.squad import SAMPLES_DIR
+
+    result = runner.invoke(app, ["evaluate", "--model", str(tmp_path / "ft" / "model"), "--task", "sst2", "--data",
+                                 str(SAMPLES_DIR / "sst2-dev.tsv"), "--predictions", str(tmp_path / "pred.json")])
+    assert result.exit_code == 0 and json.loads((tmp_path / "pred.json").read_text())[0]["id"]
+    (tmp_path / "student.json").write_text(ArchSpec("encoder", 30522, 64, 8, (LayerSpec(1, 8, 16),)).to_json())
+    result = runner.invoke(app, ["distill", "--task", "sst2", "--teacher", str(tmp_path / "ft" / "model"), "--arch",
+                                 str(tmp_path / "student.json"), "--out", str(tmp_path / "st"), "--max-steps", "2",
+                                 "--batch-size", "8", "--max-length", "32"])
+    assert result.exit_code == 0 and "student in" in result.output, result.output
+    result = runner.invoke(app, ["evaluate", "--model", str(ckpt), "--task", "sst2", "--data", str(tmp_path / "nope.tsv")])
+    assert result.exit_code == 2 and "fine-tuned" in result.output

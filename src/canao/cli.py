@@ -334,12 +334,16 @@ def latency(
                       f"p90 {measured.p90_ms:.3f}); error {error:+.1f}%")
 
 
-def _default_data(task: str) -> tuple[Optional[Path], Optional[Path]]:
-    """Bundled (train, dev) files for a task, where canao ships them."""
+def _task_files(task: str, train: Optional[Path], dev: Optional[Path]) -> tuple[Path, Optional[Path]]:
+    """The given (train, dev) files, else the bundled ones where canao ships them."""
     from canao.data.squad import SAMPLES_DIR
 
-    return {"sst2": (SAMPLES_DIR / "sst2-train-sample.tsv", SAMPLES_DIR / "sst2-dev.tsv"),
-            "qnli": (SAMPLES_DIR / "qnli-dev-sample.tsv", None)}.get(task, (None, None))
+    bundled = {"sst2": (SAMPLES_DIR / "sst2-train-sample.tsv", SAMPLES_DIR / "sst2-dev.tsv"),
+               "qnli": (SAMPLES_DIR / "qnli-dev-sample.tsv", None)}.get(task, (None, None))
+    train, dev = train or bundled[0], dev or bundled[1]
+    if train is None:
+        raise CanaoError(f"task {task} has no bundled training data; pass --train FILE.")
+    return train, dev
 
 
 def _training_progress(description: str):
@@ -372,11 +376,8 @@ def finetune(
     """Fine-tune a checkpoint on a task (AdamW, warm-up/decay, checkpoints, resume)."""
     from canao.train.finetune import finetune as run
 
-    default_train, default_dev = _default_data(task)
-    train, dev = train or default_train, dev or default_dev
     try:
-        if train is None:
-            raise CanaoError(f"task {task} has no bundled training data; pass --train FILE.")
+        train, dev = _task_files(task, train, dev)
         config = _train_options(task, out, epochs, batch_size, grad_accum, lr, max_length, max_steps, seed)
         bar, update = _training_progress(f"fine-tuning {task}")
         with bar:
@@ -402,11 +403,8 @@ def distill(
     from canao.train.distill import DistillConfig
     from canao.train.distill import distill as run
 
-    default_train, default_dev = _default_data(task)
-    train, dev = train or default_train, dev or default_dev
     try:
-        if train is None:
-            raise CanaoError(f"task {task} has no bundled training data; pass --train FILE.")
+        train, dev = _task_files(task, train, dev)
         spec = ArchSpec.from_json(arch_path.read_text())
         config = DistillConfig(_train_options(task, out, epochs, batch_size, grad_accum, lr, max_length, max_steps,
                                               seed), temperature=temperature)
