@@ -89,6 +89,26 @@ def stage_distill(args) -> None:
                            "steps": result.steps, "wall_min": (time.perf_counter() - start) / 60})
 
 
+def write_markdown(results: Path, out: Path) -> None:
+    """docs/accuracy.md from the JSON lines of the stages run so far."""
+    from canao.latency.device import describe_machine
+
+    machine = describe_machine()
+    lines = ["# Accuracy benchmark", "",
+             f"Machine: {machine.cpu_model}, 2 threads, fp32. Command: `.venv/bin/python benchmarks/accuracy.py "
+             f"--stages sst2,distill,squad --epochs 1`.", "",
+             "| stage | model | data | metrics | steps | wall time |", "|---|---|---|---|---:|---:|"]
+    for line in results.read_text().splitlines():
+        r = json.loads(line)
+        model = r.get("student") or r.get("model", "all-MiniLM-L6-v2")
+        data = "SQuAD v1.1 dev part-a, 24 articles / 12 held out" if "squad" in r["stage"] else "GLUE SST-2 train / dev"
+        metrics = ", ".join(f"{k} {v:.2f}" for k, v in r["metrics"].items() if isinstance(v, float))
+        if "gap_points" in r:
+            metrics += f"; teacher {r['teacher_accuracy']:.2f}, gap {r['gap_points']:.2f} points"
+        lines.append(f"| {r['stage']} | {model} | {data} | {metrics} | {r['steps']} | {r['wall_min']:.1f} min |")
+    out.write_text("\n".join(lines) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stages", default="sst2,squad,distill")
@@ -98,7 +118,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--squad-train", type=Path)
     parser.add_argument("--squad-dev", type=Path)
+    parser.add_argument("--write", type=Path, help="render the results file as markdown here and exit")
     args = parser.parse_args()
+    if args.write:
+        write_markdown(args.results, args.write)
+        return
     torch.set_num_threads(args.threads)
     stages = {"sst2": stage_sst2, "squad": stage_squad, "distill": stage_distill}
     for name in args.stages.split(","):
