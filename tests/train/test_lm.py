@@ -37,3 +37,18 @@ def test_beats_the_unigram_baseline(tmp_path, monkeypatch):
     result = train_language_model(bundled_text_sample(), tmp_path, preset="test", max_steps=150, batch_size=8, lr=3e-3)
     summary = json.loads((tmp_path / "metrics.json").read_text())
     assert result.metrics["perplexity"] < summary["unigram_perplexity"]
+
+
+def test_bundled_decoder_loads_compiles_and_generates():
+    from canao.models.teacher import bundled_decoder_dir
+
+    loaded = load_pretrained(bundled_decoder_dir())
+    assert loaded.task == "lm" and loaded.spec.num_layers == 4
+    compiled = CompiledModel.build(lower_model(loaded.model))
+    ids = loaded.tokenizer.encode("ROMEO:").ids
+    session = compiled.new_session()
+    token = int(np.argmax(session.prefill(np.array(ids))[-1]))
+    assert 0 <= token < loaded.spec.vocab_size
+    with torch.no_grad():
+        want = loaded.model(torch.tensor([ids + [token]])).logits[0, -1].numpy()
+    assert np.abs(session.decode_step(token)[-1] - want).max() < 1e-4

@@ -39,3 +39,15 @@ def teacher_dir() -> Path:
 def load_teacher(task: Optional[str] = None) -> Pretrained:
     """The default teacher as a canao reference model with its tokenizer (eval mode)."""
     return load_pretrained(teacher_dir(), task=task)
+
+
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+
+
+def bundled_decoder_dir() -> Path:
+    """The small decoder canao ships (trained here on tinyshakespeare with `canao train-lm --preset tiny`)."""
+    path = PRETRAINED_DIR / "tinyshakespeare-gpt-tiny"
+    if not (path / "config.json").exists():
+        raise MissingDependencyError(f"{path}: the bundled decoder is missing; reinstall canao or train one with "
+                                     "`canao train-lm`.")
+    return path
