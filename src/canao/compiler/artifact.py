@@ -39,6 +39,7 @@ from canao.compiler.runtime import CompiledModel, NativeLibrary, RuntimeLoadErro
 from canao.compiler.toolchain import SIMD_LANES, build_shared_library, compile_flags, panel_width_for, resolve_simd
 from canao.errors import CanaoError
 from canao.latency.device import fingerprint
+from canao.storage import replace_directory
 
 log = logging.getLogger(__name__)
 ARTIFACT_VERSION = 1
@@ -89,9 +90,7 @@ def compile_into(path: Path, spec: ArchSpec, weights: Mapping[str, np.ndarray], 
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
     try:
         _write_build(tmp, final, source, library, simd, threads)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        replace_directory(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -116,14 +115,7 @@ def write_artifact(path: Path, spec: ArchSpec, weights: Mapping[str, np.ndarray]
         if tokenizer is not None:  # a tokenizers.Tokenizer
             tokenizer.save(str(tmp / "tokenizer.json"))
         compile_into(tmp, spec, weights, task, simd, tune_budget_s=tune_budget_s)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        replace_directory(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -133,18 +125,23 @@ def write_artifact(path: Path, spec: ArchSpec, weights: Mapping[str, np.ndarray]
 def retune_artifact(path: Path, *, budget_s: float, seq_len: int = 128, threads: int = 2,
                     simd: Optional[str] = None, progress: Optional[Callable[[int, int], None]] = None) -> Path:
     """Re-compile an artifact's build for this CPU with GEMM variants tuned on it (within `budget_s`)."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
     path = Path(path)
     spec = ArchSpec.from_dict(_read_json(path / "arch.json"))
     task = _read_json(path / "task.json")["task"]
-    try:
-        weights = load_file(str(path / "model.safetensors"))
-    except (SafetensorError, FileNotFoundError, OSError) as err:
-        raise RuntimeLoadError(f"{path / 'model.safetensors'}: cannot be read ({err}).") from err
+    weights = _read_model_weights(path)
     return compile_into(path, spec, weights, task, simd, threads=threads, tune_budget_s=budget_s,
                         tune_seq_len=seq_len, progress=progress)
+
+
+def _read_model_weights(path: Path) -> dict[str, np.ndarray]:
+    """The artifact's unpacked weights (model.safetensors), read with numpy."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(str(path / "model.safetensors"))
+    except (SafetensorError, FileNotFoundError, OSError) as err:
+        raise RuntimeLoadError(f"{path / 'model.safetensors'}: cannot be read ({err}).") from err
 
 
 def _read_json(file: Path) -> dict[str, Any]:
@@ -186,14 +183,7 @@ def load_artifact(path: Path | str, *, threads: int = 2, simd: Optional[str] = N
     build = path / "compiled" / build_dir_name(simd)
     if not build.exists():
         log.warning("%s has no build for this CPU (%s); compiling it now.", path, build.name)
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
-
-        try:
-            weights = load_file(str(path / "model.safetensors"))
-        except (SafetensorError, FileNotFoundError, OSError) as err:
-            raise RuntimeLoadError(f"{path / 'model.safetensors'}: cannot be read ({err}).") from err
-        compile_into(path, spec, weights, task["task"], simd)
+        compile_into(path, spec, _read_model_weights(path), task["task"], simd)
     model = _load_build(build, threads)
     if model.spec != spec:
         raise RuntimeLoadError(f"{build}: compiled for another architecture than {path / 'arch.json'}; recompile.")

@@ -28,9 +28,3 @@ def unpack_panels(packed: np.ndarray, n: int) -> np.ndarray:
     panels, k, nr = packed.shape
     return packed.transpose(0, 2, 1).reshape(panels * nr, k)[:n]
 
-
-def panel_width(layout: str) -> int:
-    """NR of a layout name such as 'panel16'."""
-    if not layout.startswith("panel"):
-        raise ValueError(f"unknown weight layout {layout!r}; expected 'panel<NR>'.")
-    return int(layout[len("panel"):])

@@ -18,7 +18,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from canao.compiler.ir import Graph, IRError, Node
-from canao.compiler.layout import panel_width, unpack_panels
+from canao.compiler.layout import unpack_panels
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 

@@ -84,7 +84,7 @@ def _build(source: str, simd: str, extra_flags: tuple[str, ...], compiler: str |
     if shutil.which(cc) is None:
         raise BuildError(f"no C compiler `{cc}` found; install gcc (apt-get install gcc) or set CC.")
     flags = compile_flags(simd, extra_flags)
-    version = c_compiler() if compiler is None else _version_of(cc)
+    version = c_compiler(cc)
     key = hashlib.sha256("\0".join([source, " ".join(flags), cc, version, str(shared)]).encode()).hexdigest()[:24]
     target = cache_dir() / (f"libcanao-{key}.so" if shared else f"canao-prof-{key}")
     if target.exists():
@@ -100,7 +100,3 @@ def _build(source: str, simd: str, extra_flags: tuple[str, ...], compiler: str |
         os.replace(out, target)  # atomic: a concurrent build of the same key is harmless
     return target
 
-
-def _version_of(cc: str) -> str:
-    out = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
-    return out.splitlines()[0] if out else cc

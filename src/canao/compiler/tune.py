@@ -20,7 +20,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from canao.compiler.ir import Graph, Node
 from canao.compiler.passes.common import with_attrs
 from canao.compiler.toolchain import build_shared_library
 from canao.latency.device import fingerprint
+from canao.storage import write_json_atomically
 
 DB_VERSION = 1
 MR_CHOICES = {"avx512": (4, 6, 8, 12), "avx2": (4, 6), "neon": (4, 6, 8), "scalar": (4, 6)}
@@ -132,11 +132,7 @@ class TuningDatabase:
         return cls(path, data.get("devices", {}))
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tuning-")
-        with os.fdopen(fd, "w") as f:
-            json.dump({"version": DB_VERSION, "devices": self.entries}, f, indent=1)
-        os.replace(tmp, self.path)
+        write_json_atomically(self.path, {"version": DB_VERSION, "devices": self.entries})
 
     def lookup(self, device: str, shape: str) -> Optional[dict]:
         return self.entries.get(device, {}).get(shape)

@@ -76,9 +76,9 @@ def simd_level_from_flags(arch: str, flags: set[str]) -> str:
     return "scalar"
 
 
-def c_compiler() -> str:
-    """First line of `$CC --version` (default cc), or 'none found'."""
-    cc = os.environ.get("CC", "cc")
+def c_compiler(cc: Optional[str] = None) -> str:
+    """First line of `<cc> --version` (default: $CC, else cc), or 'none found'."""
+    cc = cc or os.environ.get("CC", "cc")
     if shutil.which(cc) is None:
         return "none found"
     try:

@@ -26,7 +26,6 @@ Example::
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,6 +42,7 @@ from canao.compiler.runtime import optimize
 from canao.compiler.toolchain import build_executable
 from canao.errors import CanaoError
 from canao.latency.device import Executor, describe_machine, executor_fingerprint
+from canao.storage import write_json_atomically
 
 PROFILE_VERSION = 1
 Progress = Callable[[str, int, int], None]
@@ -158,11 +158,7 @@ class DeviceProfile:
         return SearchSpace.from_json(json.dumps(self.config["space"]))
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "w") as f:
-            json.dump(asdict(self), f, indent=1)
-        os.replace(tmp, path)
+        write_json_atomically(path, asdict(self))
 
     @classmethod
     def load(cls, path: Path, *, device: Optional[str] = None) -> "DeviceProfile":

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from canao.errors import CheckpointError, SpecError
 from canao.models.elastic import roles_of
 from canao.models.heads import backbone_of, build_model, task_of
 from canao.models.tokenizer import TOKENIZER_FILES, load_tokenizer, save_tokenizer
+from canao.storage import replace_directory
 
 log = logging.getLogger(__name__)
 
@@ -453,20 +453,9 @@ def save_pretrained(
                     shutil.copy2(Path(copy_tokenizer_files_from) / name, tmp / name)
         if tokenizer is not None:
             save_tokenizer(tokenizer, tmp)
-        _replace_dir(tmp, directory)
+        replace_directory(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
 
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move `new` to `target`; an existing target is swapped out first and deleted after."""
-    if not target.exists():
-        os.replace(new, target)
-        return
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    os.replace(target, old)
-    os.replace(new, target)
-    shutil.rmtree(old, ignore_errors=True)

@@ -33,10 +33,9 @@ def _torch_model(art: Artifact):
 
     from canao.models.heads import build_model
 
-    model = build_model(art.model.spec, art.model.task, num_labels=max(len(art.task.get("labels") or {}), 2))
     state = load_file(str(art.path / "model.safetensors"))
-    if "classifier.weight" in state:
-        model = build_model(art.model.spec, "classification", num_labels=state["classifier.weight"].shape[0])
+    num_labels = state["classifier.weight"].shape[0] if "classifier.weight" in state else 2
+    model = build_model(art.model.spec, art.model.task, num_labels=num_labels)
     model.load_state_dict(state)
     return model.eval(), torch
 

@@ -145,7 +145,7 @@ def _attention(n: Node, v: _Names) -> list[str]:
 def _gather(n: Node, v: _Names) -> list[str]:
     table, ids = n.inputs
     h = v.width(n.output)
-    return [f"for (int t = 0; t < c->T; ++t)",
+    return ["for (int t = 0; t < c->T; ++t)",
             f"    memcpy({v.ptr(n.output)} + (size_t)t * {h}, {v.ptr(table)} + (size_t){v.ptr(ids)}[t] * {h}, {h} * sizeof(float));"]
 
 
@@ -183,7 +183,7 @@ def _copy_rows(n: Node, v: _Names) -> list[str]:
         return [f"memcpy({out}, {v.ptr(n.inputs[0])} + (size_t){row} * {h}, {h} * sizeof(float));"]
     src = n.inputs[0] if n.op == "slice_cols" else n.inputs[1]
     dst_row = "t" if n.op == "slice_cols" else "(c->past + t)"
-    return [f"for (int t = 0; t < c->T; ++t)",
+    return ["for (int t = 0; t < c->T; ++t)",
             f"    memcpy({out} + (size_t){dst_row} * {h}, {v.ptr(src)} + (size_t)t * {v.width(src)} + {n.attr('start')}, "
             f"{h} * sizeof(float));"]
 

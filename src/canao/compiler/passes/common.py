@@ -1,4 +1,4 @@
-"""Small graph-rewriting helpers shared by the passes (matching single-use chains, renaming)."""
+"""Small graph-rewriting helpers shared by the passes (matching single-use chains, changing attributes)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,6 @@ def single_consumer(graph: Graph, consumers: dict[str, list[Node]], value: str) 
     if len(readers) != 1 or value in graph.outputs:
         return None
     return readers[0]
-
-
-def rename_inputs(node: Node, mapping: dict[str, str]) -> Node:
-    if not any(i in mapping for i in node.inputs):
-        return node
-    return Node(node.op, tuple(mapping.get(i, i) for i in node.inputs), node.output, node.attrs, node.source)
 
 
 def with_attrs(node: Node, **changes: object) -> Node:
