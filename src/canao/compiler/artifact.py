@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -163,7 +164,7 @@ def _load_build(build: Path, threads: int) -> CompiledModel:
     try:
         skeleton = Graph.from_json(text)
         names = json.loads(text)["constants"]
-        graph = Graph.from_json(text, constants_from_blob(names, skeleton.types, weights))
+        graph = dataclasses.replace(skeleton, constants=constants_from_blob(names, skeleton.types, weights))
     except (ValueError, KeyError, TypeError) as err:  # JSONDecodeError and IRError are ValueErrors
         raise RuntimeLoadError(f"{build}: ir.json and weights.bin do not fit together ({err}); re-run `canao compile`.") from err
     return CompiledModel(graph, weights, NativeLibrary.load(build / "libmodel.so"), threads=threads)
