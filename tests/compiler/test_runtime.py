@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from canao.arch import ArchSpec, LayerSpec
 from canao.compiler.lower import lower_model
 from canao.compiler.runtime import CompiledModel
-from canao.compiler.toolchain import host_simd
+from canao.compiler.toolchain import SIMD_LANES, BuildError, host_simd, resolve_simd
 from canao.models import load_teacher
 from tests.compiler.graphs import DEC, ENC, torch_model
 
@@ -95,15 +95,24 @@ def test_random_architectures_match_pytorch(kind, hidden, layer_list, seq, seed)
     assert np.abs(got["pooled"] - want.pooled.numpy()).max() < TOL
 
 
-@pytest.mark.parametrize("simd", ["avx2", "scalar", "avx512"])
+def can_run(simd: str) -> bool:
+    """Whether this host runs code built for an x86-64 SIMD level (forcing one the CPU lacks is refused)."""
+    if host_simd() not in ("avx2", "avx512", "avx512bf16"):
+        return False
+    try:
+        resolve_simd(simd)
+    except BuildError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("simd", ["avx2", "scalar", "avx512", "avx512bf16"])
 def test_forced_simd_levels(simd):
-    if simd == "avx512" and host_simd() != "avx512":
-        pytest.skip("this CPU has no AVX-512")
-    if host_simd() not in ("avx2", "avx512"):
-        pytest.skip("x86-64 SIMD levels only")
+    if not can_run(simd):
+        pytest.skip(f"this CPU cannot run {simd} code")
     model = torch_model(ENC, "backbone")
     compiled = CompiledModel.build(lower_model(model), simd=simd)
-    assert compiled.library.lib.canao_vector_width() == {"avx2": 8, "scalar": 4, "avx512": 16}[simd]
+    assert compiled.library.lib.canao_vector_width() == SIMD_LANES[simd]
     ids = np.random.default_rng(5).integers(0, 61, 11)
     with torch.no_grad():
         want = model(torch.tensor(ids[None]).long()).last_hidden_state.numpy()

@@ -37,6 +37,7 @@ from canao.compiler.codegen.c import constants_from_blob, generate_c, weight_blo
 from canao.compiler.ir import Graph
 from canao.compiler.lower import lower_spec
 from canao.compiler.runtime import CompiledModel, NativeLibrary, RuntimeLoadError, optimize
+from canao.compiler.passes.pack_weights import PRECISIONS
 from canao.compiler.toolchain import SIMD_LANES, build_shared_library, compile_flags, panel_width_for, resolve_simd
 from canao.errors import CanaoError
 from canao.latency.device import fingerprint
@@ -68,6 +69,7 @@ def _write_build(directory: Path, final: Graph, source: str, library: Path, simd
     weight_blob(final).tofile(directory / "weights.bin")
     gemms = {n.output: {"mr": n.attr("mr", 6), "kc": n.attr("kc", 0)} for n in final.nodes if n.op == "gemm"}
     tuning = {"version": ARTIFACT_VERSION, "simd": simd, "lanes": SIMD_LANES[simd], "gemm_nr": panel_width_for(simd),
+              "precision": final.meta.get("gemm_precision", "fp32"),
               "threads": threads, "tuned_seq_len": final.meta.get("tuned_seq_len"),
               "tuned_gemms": sum(1 for n in final.nodes if n.op == "gemm" and n.attr("mr", None) is not None),
               "gemms": gemms, "flags": list(compile_flags(simd))}
@@ -76,14 +78,16 @@ def _write_build(directory: Path, final: Graph, source: str, library: Path, simd
 
 def compile_into(path: Path, spec: ArchSpec, weights: Mapping[str, np.ndarray], task: str,
                  simd: Optional[str] = None, *, threads: int = 2, tune_budget_s: float = 0.0,
-                 tune_seq_len: int = 128, progress: Optional[Callable[[int, int], None]] = None) -> Path:
+                 tune_seq_len: int = 128, progress: Optional[Callable[[int, int], None]] = None,
+                 precision: str = "fp32") -> Path:
     """Compile for this CPU into path/compiled/<fingerprint>/ (replacing an older build).
 
     GEMM variants come from the tuning database; with `tune_budget_s` > 0,
-    shapes it lacks are measured on this device first."""
+    shapes it lacks are measured on this device first. `precision` is the
+    artifact's GEMM precision (task.json), kept by every rebuild."""
     simd = resolve_simd(simd)
     final = optimize(lower_spec(spec, weights, task), simd=simd, threads=threads, tune_budget_s=tune_budget_s,
-                     tune_seq_len=tune_seq_len, progress=progress)
+                     tune_seq_len=tune_seq_len, progress=progress, precision=precision)
     source = generate_c(final)
     library = build_shared_library(source, simd=simd)
     target = path / "compiled" / build_dir_name(simd)
@@ -100,8 +104,13 @@ def compile_into(path: Path, spec: ArchSpec, weights: Mapping[str, np.ndarray], 
 
 def write_artifact(path: Path, spec: ArchSpec, weights: Mapping[str, np.ndarray], *, task: str,
                    labels: Optional[dict[int, str]] = None, tokenizer: Any = None,
-                   simd: Optional[str] = None, tune_budget_s: float = 0.0) -> Path:
-    """Write a complete artifact atomically (temp dir, then rename into place)."""
+                   simd: Optional[str] = None, tune_budget_s: float = 0.0, precision: str = "fp32") -> Path:
+    """Write a complete artifact atomically (temp dir, then rename into place).
+
+    `precision` "bf16" stores the choice in task.json: every build of the
+    artifact (on any CPU) runs its GEMMs on bf16 operands with fp32 sums."""
+    if precision not in PRECISIONS:
+        raise RuntimeLoadError(f"`precision` must be one of {PRECISIONS}, but got {precision!r}.")
     from safetensors.numpy import save_file
 
     path = Path(path)
@@ -110,12 +119,12 @@ def write_artifact(path: Path, spec: ArchSpec, weights: Mapping[str, np.ndarray]
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; an artifact is meant to be shared
     try:
         (tmp / "arch.json").write_text(spec.to_json())
-        (tmp / "task.json").write_text(json.dumps({"version": ARTIFACT_VERSION, "task": task,
+        (tmp / "task.json").write_text(json.dumps({"version": ARTIFACT_VERSION, "task": task, "precision": precision,
                                                    "labels": {str(k): v for k, v in (labels or {}).items()}}, indent=2))
         save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}, str(tmp / "model.safetensors"))
         if tokenizer is not None:  # a tokenizers.Tokenizer
             tokenizer.save(str(tmp / "tokenizer.json"))
-        compile_into(tmp, spec, weights, task, simd, tune_budget_s=tune_budget_s)
+        compile_into(tmp, spec, weights, task, simd, tune_budget_s=tune_budget_s, precision=precision)
         replace_directory(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -128,10 +137,10 @@ def retune_artifact(path: Path, *, budget_s: float, seq_len: int = 128, threads:
     """Re-compile an artifact's build for this CPU with GEMM variants tuned on it (within `budget_s`)."""
     path = Path(path)
     spec = ArchSpec.from_dict(_read_json(path / "arch.json"))
-    task = _read_json(path / "task.json")["task"]
+    task = _read_json(path / "task.json")
     weights = _read_model_weights(path)
-    return compile_into(path, spec, weights, task, simd, threads=threads, tune_budget_s=budget_s,
-                        tune_seq_len=seq_len, progress=progress)
+    return compile_into(path, spec, weights, task["task"], simd, threads=threads, tune_budget_s=budget_s,
+                        tune_seq_len=seq_len, progress=progress, precision=_precision_of(task))
 
 
 def _read_model_weights(path: Path) -> dict[str, np.ndarray]:
@@ -143,6 +152,14 @@ def _read_model_weights(path: Path) -> dict[str, np.ndarray]:
         return load_file(str(path / "model.safetensors"))
     except (SafetensorError, FileNotFoundError, OSError) as err:
         raise RuntimeLoadError(f"{path / 'model.safetensors'}: cannot be read ({err}).") from err
+
+
+def _precision_of(task: Mapping[str, Any]) -> str:
+    """The artifact's GEMM precision (artifacts written before the choice existed are fp32)."""
+    precision = task.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise RuntimeLoadError(f"task.json asks for GEMM precision {precision!r}; this canao knows {PRECISIONS}.")
+    return str(precision)
 
 
 def _read_json(file: Path) -> dict[str, Any]:
@@ -184,7 +201,7 @@ def load_artifact(path: Path | str, *, threads: int = 2, simd: Optional[str] = N
     build = path / "compiled" / build_dir_name(simd)
     if not build.exists():
         log.warning("%s has no build for this CPU (%s); compiling it now.", path, build.name)
-        compile_into(path, spec, _read_model_weights(path), task["task"], simd)
+        compile_into(path, spec, _read_model_weights(path), task["task"], simd, precision=_precision_of(task))
     model = _load_build(build, threads)
     if model.spec != spec:
         raise RuntimeLoadError(f"{build}: compiled for another architecture than {path / 'arch.json'}; recompile.")

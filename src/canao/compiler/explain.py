@@ -35,16 +35,17 @@ def stage_stats(name: str, graph: Graph) -> StageStats:
     return StageStats(name, len(graph.nodes), len(produced), total, graph.meta.get("peak_activation_bytes"))
 
 
-def explain_pipeline(lowered: Graph, *, nr: int = 16) -> list[StageStats]:
-    return [stage_stats(name, graph) for name, graph in run_pipeline_stages(lowered, nr=nr)]
+def explain_pipeline(lowered: Graph, *, nr: int = 16, precision: str = "fp32") -> list[StageStats]:
+    return [stage_stats(name, graph) for name, graph in run_pipeline_stages(lowered, nr=nr, precision=precision)]
 
 
-def dump_stages(lowered: Graph, directory: Path, *, nr: int = 16, parts: tuple[str, ...] = ("ir", "passes", "c")) -> list[Path]:
+def dump_stages(lowered: Graph, directory: Path, *, nr: int = 16, parts: tuple[str, ...] = ("ir", "passes", "c"),
+                precision: str = "fp32") -> list[Path]:
     """Write lowered IR ("ir"), the IR after each pass ("passes") and the C source ("c")."""
     directory.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     final = lowered
-    for i, (name, graph) in enumerate(run_pipeline_stages(lowered, nr=nr)):
+    for i, (name, graph) in enumerate(run_pipeline_stages(lowered, nr=nr, precision=precision)):
         final = graph
         if (name == "lowered" and "ir" in parts) or (name != "lowered" and "passes" in parts):
             path = directory / f"{i:02d}_{name}.ir.txt"

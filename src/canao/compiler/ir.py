@@ -31,7 +31,7 @@ definition; every backend is checked against it):
 Fused ops, made by passes:
   gemm(x, w, *extra)[epilogue, packed] -> x @ w^T followed by the epilogue steps in order:
       "bias" (+ next extra input), "residual" (+ next extra input, same shape as the output),
-      "gelu"/"gelu_tanh", "tanh", "scale:<f>"; `packed` names the weight layout ("" or "panel<NR>")
+      "gelu"/"gelu_tanh", "tanh", "scale:<f>"; `packed` names the weight layout ("", "panel<NR>" or "bf16panel<NR>", see layout.py)
   add_layer_norm(x, r, g, b)[eps] -> layer_norm(x + r)
   attention(q, k, v, mask?)[heads, head_dim, causal, q_start, k_start, v_start] -> [T, heads*head_dim]
       softmax(q k^T + mask) v per head, reading q/k/v at column offsets of their inputs; no [T,S]

@@ -18,7 +18,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from canao.compiler.ir import Graph, IRError, Node
-from canao.compiler.layout import unpack_panels
+from canao.compiler.layout import round_to_bf16, unpack_panels, unpack_panels_bf16
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
@@ -54,9 +54,14 @@ def _causal(t: int, s: int) -> np.ndarray:
     return np.where(allowed, 0.0, np.finfo(np.float32).min).astype(np.float32)
 
 
-def _weight(node: Node, w: np.ndarray, n_out: int) -> np.ndarray:
-    layout = node.attr("packed", "")
-    return unpack_panels(w, n_out) if layout else w
+def _gemm(ctx: "_Context", node: Node, x: np.ndarray, w: np.ndarray, *extras: np.ndarray) -> np.ndarray:
+    """x @ W^T and the epilogue; bf16-packed weights also round x to bf16 (the kernel's operands), fp32 sums."""
+    layout, n_out = node.attr("packed", ""), ctx.graph.types[node.output].shape[-1]
+    if layout.startswith("bf16"):
+        product = round_to_bf16(x) @ unpack_panels_bf16(w, n_out, x.shape[-1]).T
+    else:
+        product = x @ (unpack_panels(w, n_out) if layout else w).T
+    return _epilogue(node, product, list(extras))
 
 
 def _epilogue(node: Node, y: np.ndarray, extras: list[np.ndarray]) -> np.ndarray:
@@ -121,7 +126,7 @@ OPS: dict[str, Callable[..., np.ndarray]] = {
     "attn_context": lambda ctx, n, p, v: (p @ _heads(v, n.attr("heads"), n.attr("head_dim")))
     .transpose(1, 0, 2).reshape(p.shape[1], -1),
     "kv_append": _kv_append,
-    "gemm": lambda ctx, n, x, w, *extras: _epilogue(n, x @ _weight(n, w, ctx.graph.types[n.output].shape[-1]).T, extras),
+    "gemm": _gemm,
     "add_layer_norm": lambda ctx, n, x, r, g, b: layer_norm(x + r, g, b, n.attr("eps")),
     "attention": lambda ctx, n, q, k, v, *mask: _attention(n, q, k, v, mask[0] if mask else None),
 }

@@ -101,11 +101,14 @@ class NativeLibrary:
 
 
 def optimize(lowered: Graph, *, simd: str, threads: int, tune_budget_s: float = 0.0, tune_seq_len: int = 128,
-             progress: Optional[Callable[[int, int], None]] = None) -> Graph:
-    """Pass pipeline + tuned kernel variants: the graph code generation takes."""
+             progress: Optional[Callable[[int, int], None]] = None, precision: str = "fp32") -> Graph:
+    """Pass pipeline + tuned kernel variants: the graph code generation takes.
+
+    `precision` "bf16" runs the GEMMs on bf16-rounded weights and activations
+    with fp32 sums (natively on AVX-512 BF16 CPUs, widened to fp32 elsewhere)."""
     from canao.compiler.tune import TuningDatabase, apply_tuning, tune_gemms
 
-    final = run_pipeline(lowered, nr=panel_width_for(simd))
+    final = run_pipeline(lowered, nr=panel_width_for(simd), precision=precision)
     choices, _ = tune_gemms(final, TuningDatabase.load(), simd=simd, seq_len=tune_seq_len, threads=threads,
                             budget_s=tune_budget_s, progress=progress)
     return apply_tuning(final, choices, tune_seq_len)
@@ -135,13 +138,16 @@ class CompiledModel:
     # ------------------------------------------------------------ building
     @classmethod
     def build(cls, lowered: Graph, *, simd: Optional[str] = None, threads: int = 2,
-              extra_flags: tuple[str, ...] = (), tune_budget_s: float = 0.0, tune_seq_len: int = 128) -> "CompiledModel":
+              extra_flags: tuple[str, ...] = (), tune_budget_s: float = 0.0, tune_seq_len: int = 128,
+              precision: str = "fp32") -> "CompiledModel":
         """Run the pass pipeline on a lowered graph, apply tuned GEMM variants, generate C, compile, load.
 
         Tuned choices come from the tuning database for this CPU; with a
-        budget, shapes missing from it are measured now (see tune.py)."""
+        budget, shapes missing from it are measured now (see tune.py).
+        `precision`: "fp32" (default) or "bf16" GEMMs (see optimize)."""
         simd = resolve_simd(simd)
-        final = optimize(lowered, simd=simd, threads=threads, tune_budget_s=tune_budget_s, tune_seq_len=tune_seq_len)
+        final = optimize(lowered, simd=simd, threads=threads, tune_budget_s=tune_budget_s, tune_seq_len=tune_seq_len,
+                         precision=precision)
         path = build_shared_library(generate_c(final), simd=simd, extra_flags=extra_flags)
         model = cls(final, weight_blob(final), NativeLibrary.load(path), threads=threads)
         model.simd = simd

@@ -23,15 +23,17 @@ from pathlib import Path
 from canao.errors import CanaoError
 from canao.latency.device import c_compiler, describe_machine
 
+_AVX512 = ("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma", "-mf16c")
 SIMD_FLAGS: dict[str, tuple[str, ...]] = {
-    "avx512": ("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma", "-mf16c"),
+    "avx512bf16": (*_AVX512, "-mavx512bf16"),  # AVX-512 plus the bf16 dot product (bf16 GEMMs run natively)
+    "avx512": _AVX512,
     "avx2": ("-mavx2", "-mfma", "-mf16c"),
     "neon": (),  # NEON is part of the aarch64 baseline
     "scalar": (),
 }
-SIMD_LANES = {"avx512": 16, "avx2": 8, "neon": 4, "scalar": 4}
+SIMD_LANES = {"avx512bf16": 16, "avx512": 16, "avx2": 8, "neon": 4, "scalar": 4}
 BASE_FLAGS = ("-O3", "-std=c11", "-fPIC", "-fopenmp", "-ffp-contract=fast", "-Wall", "-Wextra")
-SIMD_ORDER = ("scalar", "neon", "avx2", "avx512")
+SIMD_ORDER = ("scalar", "neon", "avx2", "avx512", "avx512bf16")
 
 
 class BuildError(CanaoError, RuntimeError):
@@ -49,7 +51,7 @@ def resolve_simd(requested: str | None) -> str:
         return host
     if requested not in SIMD_FLAGS:
         raise BuildError(f"`simd` must be one of {sorted(SIMD_FLAGS)} or 'auto', but got {requested!r}.")
-    x86 = ("scalar", "avx2", "avx512")
+    x86 = ("scalar", "avx2", "avx512", "avx512bf16")
     if host in x86 and (requested not in x86 or x86.index(requested) > x86.index(host)):
         raise BuildError(f"this CPU supports up to {host}; it cannot run code built for {requested}.")
     return requested

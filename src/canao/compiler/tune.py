@@ -1,7 +1,7 @@
 """Auto-tuning: pick the fastest GEMM variant per shape by measuring on this device; a shared database.
 
 For every distinct GEMM shape of a compiled graph (M = the sequence length
-tuned for, N outputs, K inputs), the variants (register tile height MR and K
+tuned for, N outputs, K inputs, fp32 or bf16 kernels), the variants (register tile height MR and K
 block KC) are timed with a small native benchmark built from the same
 kernels the model uses. Results go to a JSON database keyed by the device
 fingerprint and SIMD level, then by shape, so a second compile, or another
@@ -33,42 +33,53 @@ from canao.latency.device import fingerprint
 from canao.storage import write_json_atomically
 
 DB_VERSION = 1
-MR_CHOICES = {"avx512": (4, 6, 8, 12), "avx2": (4, 6), "neon": (4, 6, 8), "scalar": (4, 6)}
+MR_CHOICES = {"avx512bf16": (4, 6, 8, 12), "avx512": (4, 6, 8, 12), "avx2": (4, 6), "neon": (4, 6, 8), "scalar": (4, 6)}
 KC_CHOICES = (0, 128, 256)
 
 _BENCH_SOURCE = r"""
 #include <time.h>
 static double bench_now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
 
-/* Median-free best-of-3 mean time (ms) of `reps` GEMMs of one variant on synthetic data. */
-double canao_bench_gemm(int mr, int kc, int M, int N, int K, int reps, int threads) {
+/* Best-of-3 mean time (ms) of `reps` GEMMs of one variant on synthetic data; bf16 != 0 times the bf16 kernels. */
+double canao_bench_gemm(int mr, int kc, int M, int N, int K, int reps, int threads, int bf16) {
 #ifdef _OPENMP
     omp_set_num_threads(threads);
 #endif
     int panels = (N + NR - 1) / NR;
+    size_t w_floats = bf16 ? (size_t)panels * NR * ((K + 1) / 2) : (size_t)panels * NR * K;
     float *A = aligned_alloc(64, ((size_t)M * K * 4 + 63) / 64 * 64);
-    float *W = aligned_alloc(64, ((size_t)panels * NR * K * 4 + 63) / 64 * 64);
+    float *W = aligned_alloc(64, (w_floats * 4 + 63) / 64 * 64);
     float *C = aligned_alloc(64, ((size_t)M * N * 4 + 63) / 64 * 64);
     float *bias = aligned_alloc(64, ((size_t)N * 4 + 63) / 64 * 64);
     if (!A || !W || !C || !bias) return -1.0;
     for (long i = 0; i < (long)M * K; ++i) A[i] = (float)(i % 13) * 0.01f;
-    for (long i = 0; i < (long)panels * NR * K; ++i) W[i] = (float)(i % 7) * 0.01f;
+    for (size_t i = 0; i < w_floats; ++i) {
+        if (bf16) {
+            uint32_t pair = 0x3c233c23u + (uint32_t)(i % 7) * 0x00010001u; /* two bf16 near 0.01 */
+            memcpy(W + i, &pair, sizeof pair);
+        } else {
+            W[i] = (float)(i % 7) * 0.01f;
+        }
+    }
     for (int i = 0; i < N; ++i) bias[i] = 0.5f;
     Epilogue e = {{EPI_BIAS, EPI_END}, bias, NULL, 0, 1.0f};
-    gemm_packed(A, K, W, K, N, C, N, M, &e, mr, kc);
     double best = 1e30;
-    for (int trial = 0; trial < 3; ++trial) {
+    for (int trial = -1; trial < 3; ++trial) { /* trial -1 warms up */
         double t0 = bench_now();
-        for (int r = 0; r < reps; ++r) gemm_packed(A, K, W, K, N, C, N, M, &e, mr, kc);
+        for (int r = 0; r < (trial < 0 ? 1 : reps); ++r) {
+            if (bf16) gemm_packed_bf16(A, K, W, K, N, C, N, M, &e, mr, kc);
+            else gemm_packed(A, K, W, K, N, C, N, M, &e, mr, kc);
+        }
         double ms = (bench_now() - t0) * 1e3 / reps;
-        best = ms < best ? ms : best;
+        if (trial >= 0) best = ms < best ? ms : best;
     }
     free(A); free(W); free(C); free(bias);
     return best;
 }
 
-/* Measured fp32 peak (GFLOP/s, all threads): independent FMA chains in registers. */
-double canao_bench_fma_gflops(int threads) {
+/* Measured peak (GFLOP/s, all threads) of the GEMM inner operation in registers, independent chains:
+ * fp32 FMA (bf16 == 0), or the bf16 pair dot product (2 multiply-adds per lane). */
+double canao_bench_peak_gflops(int threads, int bf16) {
     double total = 0.0;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads) reduction(+ : total)
@@ -77,15 +88,25 @@ double canao_bench_fma_gflops(int threads) {
         vf acc[12];
         for (int i = 0; i < 12; ++i) acc[i] = vbroadcast(0.001f * (float)i);
         const vf b = vbroadcast(0.999999f), c = vbroadcast(1e-7f);
+        uint32_t bits[VL];
+        for (int i = 0; i < VL; ++i) bits[i] = 0x3f7f3f7fu; /* two bf16 0.996 */
+        const bf16_b pair = bf16_load_b(bits);
+        const uint32_t a_pair = 0x33d633d6u; /* two bf16 ~1e-7 */
         const long iters = 20000000L;
         double t0 = bench_now();
-        for (long it = 0; it < iters; ++it) {
-            _Pragma("GCC unroll 12") for (int i = 0; i < 12; ++i) acc[i] = acc[i] * b + c;
+        if (bf16) {
+            for (long it = 0; it < iters; ++it) {
+                _Pragma("GCC unroll 12") for (int i = 0; i < 12; ++i) acc[i] = bf16_dot(acc[i], a_pair, pair);
+            }
+        } else {
+            for (long it = 0; it < iters; ++it) {
+                _Pragma("GCC unroll 12") for (int i = 0; i < 12; ++i) acc[i] = acc[i] * b + c;
+            }
         }
         double seconds = bench_now() - t0;
         float sink = 0.0f;
         for (int i = 0; i < 12; ++i) sink += acc[i][0];
-        total += (double)iters * 12 * VL * 2 / seconds / 1e9 + (sink == 12345.0f ? 1e-9 : 0.0);
+        total += (double)iters * 12 * VL * (bf16 ? 4 : 2) / seconds / 1e9 + (sink == 12345.0f ? 1e-9 : 0.0);
     }
     return total;
 }
@@ -97,9 +118,9 @@ def bench_library(simd: str) -> ctypes.CDLL:
     source = "#define _POSIX_C_SOURCE 200112L\n#include <stdlib.h>\n" + KERNELS_H.read_text() + _BENCH_SOURCE
     lib = ctypes.CDLL(str(build_shared_library(source, simd=simd)))
     lib.canao_bench_gemm.restype = ctypes.c_double
-    lib.canao_bench_gemm.argtypes = [ctypes.c_int] * 7
-    lib.canao_bench_fma_gflops.restype = ctypes.c_double
-    lib.canao_bench_fma_gflops.argtypes = [ctypes.c_int]
+    lib.canao_bench_gemm.argtypes = [ctypes.c_int] * 8
+    lib.canao_bench_peak_gflops.restype = ctypes.c_double
+    lib.canao_bench_peak_gflops.argtypes = [ctypes.c_int, ctypes.c_int]
     return lib
 
 
@@ -141,22 +162,24 @@ class TuningDatabase:
         self.entries.setdefault(device, {})[shape] = result
 
 
-def gemm_shape(graph: Graph, node: Node, seq_len: int) -> tuple[int, int, int]:
-    """(M, N, K) of a gemm node with the symbolic rows bound to `seq_len`."""
+def gemm_shape(graph: Graph, node: Node, seq_len: int) -> tuple[int, int, int, str]:
+    """(M, N, K, precision) of a gemm node with the symbolic rows bound to `seq_len`."""
     rows = graph.types[node.inputs[0]].shape[0]
     m = seq_len if isinstance(rows, str) else int(rows)
-    return m, int(graph.types[node.output].shape[-1]), int(graph.types[node.inputs[0]].shape[-1])
+    precision = "bf16" if str(node.attr("packed", "")).startswith("bf16") else "fp32"
+    return m, int(graph.types[node.output].shape[-1]), int(graph.types[node.inputs[0]].shape[-1]), precision
 
 
-def shape_key(m: int, n: int, k: int) -> str:
-    return f"M{m}_N{n}_K{k}"
+def shape_key(m: int, n: int, k: int, precision: str = "fp32") -> str:
+    return f"M{m}_N{n}_K{k}" if precision == "fp32" else f"{precision}_M{m}_N{n}_K{k}"
 
 
 def _variants(simd: str, k: int) -> list[tuple[int, int]]:
     return [(mr, kc) for mr in MR_CHOICES[simd] for kc in KC_CHOICES if kc == 0 or kc < k]
 
 
-def measure_shape(lib: ctypes.CDLL, simd: str, m: int, n: int, k: int, threads: int, deadline: float) -> dict:
+def measure_shape(lib: ctypes.CDLL, simd: str, m: int, n: int, k: int, threads: int, deadline: float,
+                  precision: str = "fp32") -> dict:
     """Time every variant of one shape (stops early at the deadline; the default is always timed)."""
     flops = 2.0 * m * n * k
     reps = max(3, min(200, int(2e8 / max(flops, 1.0))))
@@ -164,7 +187,7 @@ def measure_shape(lib: ctypes.CDLL, simd: str, m: int, n: int, k: int, threads: 
     for mr, kc in _variants(simd, k):
         if candidates and time.monotonic() > deadline:
             break
-        candidates[f"mr{mr}_kc{kc}"] = lib.canao_bench_gemm(mr, kc, m, n, k, reps, threads)
+        candidates[f"mr{mr}_kc{kc}"] = lib.canao_bench_gemm(mr, kc, m, n, k, reps, threads, int(precision == "bf16"))
     best = min(candidates, key=candidates.get)
     mr, kc = (int(part[2:]) for part in best.split("_"))
     ms = candidates[best]
@@ -178,12 +201,12 @@ def tune_gemms(graph: Graph, db: TuningDatabase, *, simd: str, seq_len: int, thr
     shapes = sorted({gemm_shape(graph, n, seq_len) for n in graph.nodes if n.op == "gemm"})
     deadline = time.monotonic() + budget_s
     choices, measured, lib = {}, 0, None
-    for i, (m, n, k) in enumerate(shapes):
-        key = shape_key(m, n, k)
+    for i, (m, n, k, precision) in enumerate(shapes):
+        key = shape_key(m, n, k, precision)
         found = db.lookup(device, key)
         if found is None and time.monotonic() < deadline:
             lib = lib or bench_library(simd)
-            found = measure_shape(lib, simd, m, n, k, threads, deadline)
+            found = measure_shape(lib, simd, m, n, k, threads, deadline, precision)
             db.record(device, key, found)
             measured += 1
         if found is not None:

@@ -40,7 +40,7 @@ _EPILOGUE_CODES = {"bias": "EPI_BIAS", "residual": "EPI_RESIDUAL", "gelu": "EPI_
 _ACTIVATION_CODES = {"gelu": "EPI_GELU", "gelu_tanh": "EPI_GELU_TANH", "tanh": "EPI_TANH", "scale": "EPI_SCALE"}
 ERRORS = {1: "sequence length out of range (need 1 <= T and past + T <= max positions)",
           2: "a token id is out of the vocabulary range", 3: "a token type id is out of range",
-          4: "out of memory for the attention scratch buffers"}
+          4: "out of memory for the kernels' scratch buffers"}
 
 
 def weight_layout(graph: Graph) -> tuple[dict[str, int], int]:
@@ -127,11 +127,13 @@ def _gemm(n: Node, v: _Names) -> list[str]:
             bias = v.ptr(extras.pop(0))
         elif step == "residual":
             residual = v.ptr(extras.pop(0))
-    return [
-        f"const Epilogue e = {{{{{', '.join(steps + ['EPI_END'])}}}, {bias}, {residual}, {out_n}, {scale}}};",
-        f"gemm_packed({v.ptr(x)}, {k}, {v.ptr(w)}, {k}, {out_n}, {v.ptr(n.output)}, {out_n}, {v.rows(x)}, &e, "
-        f"{n.attr('mr', v.default_mr)}, {n.attr('kc', 0)});",
-    ]
+    args = (f"{v.ptr(x)}, {k}, {v.ptr(w)}, {k}, {out_n}, {v.ptr(n.output)}, {out_n}, {v.rows(x)}, &e, "
+            f"{n.attr('mr', v.default_mr)}, {n.attr('kc', 0)}")
+    call = f"gemm_packed({args});"
+    if n.attr("packed").startswith("bf16"):
+        call = f"int status = gemm_packed_bf16({args});\nif (status) *c->err = status;"
+    return [f"const Epilogue e = {{{{{', '.join(steps + ['EPI_END'])}}}, {bias}, {residual}, {out_n}, {scale}}};",
+            *call.split("\n")]
 
 
 def _attention(n: Node, v: _Names) -> list[str]:

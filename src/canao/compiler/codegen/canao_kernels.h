@@ -214,6 +214,148 @@ static inline void gemm_packed(const float *A, int lda, const float *Wp, int K, 
     }
 }
 
+/* -------------------------------------------------------------- bf16 GEMM */
+/* The same tiles over bf16 operands with fp32 accumulators (see layout.py,
+ * "bf16panel<NR>"): W packed as ceil(N/NR) panels of ceil(K/2) x NR 32-bit
+ * words, each a bf16 pair (k even in the low half, k odd in the high half).
+ * A is rounded to bf16 pairs once per call (round to nearest even) into a
+ * heap buffer, row-major [M, ceil(K/2)] words. With AVX-512 BF16 one
+ * vdpbf16ps adds both products of a pair per lane (twice the fp32 FMA rate);
+ * elsewhere a shift and a mask widen each half to fp32 for ordinary FMAs, so
+ * every CPU computes the same rounded operands. */
+typedef uint32_t vu __attribute__((vector_size(VL * sizeof(uint32_t))));
+typedef uint16_t vh __attribute__((vector_size(VL * sizeof(uint16_t))));
+
+static inline vu vload_u(const uint32_t *p) { vu v; memcpy(&v, p, sizeof v); return v; }
+static inline uint16_t bf16_of(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* A[M, K] (row stride lda) -> bf16 rows of 2*K2 halves, zero-padded to an even K. */
+static inline void rows_to_bf16(const float *A, int lda, int M, int K, uint16_t *out) {
+    int K2 = (K + 1) / 2;
+    for (int m = 0; m < M; ++m) {
+        const float *a = A + (size_t)m * lda;
+        uint16_t *o = out + (size_t)m * 2 * K2;
+        int k = 0;
+        for (; k + VL <= K; k += VL) {
+            vu u;
+            memcpy(&u, a + k, sizeof u);
+            vh h = __builtin_convertvector((u + 0x7fffu + ((u >> 16) & 1u)) >> 16, vh);
+            memcpy(o + k, &h, sizeof h);
+        }
+        for (; k < K; ++k) o[k] = bf16_of(a[k]);
+        if (K & 1) o[K] = 0;
+    }
+}
+
+#if defined(__AVX512BF16__) && VL == 16
+#include <immintrin.h>
+#define CANAO_BF16_NATIVE 1
+typedef vu bf16_b;
+static inline bf16_b bf16_load_b(const uint32_t *p) { return vload_u(p); }
+static inline vf bf16_dot(vf acc, uint32_t a_pair, bf16_b b) {
+    return (vf)_mm512_dpbf16_ps((__m512)acc, (__m512bh)_mm512_set1_epi32((int)a_pair), (__m512bh)b);
+}
+#else
+#define CANAO_BF16_NATIVE 0
+typedef struct { vf even, odd; } bf16_b;
+static inline bf16_b bf16_load_b(const uint32_t *p) {
+    vu w = vload_u(p);
+    bf16_b b;
+    vu even = w << 16, odd = w & 0xffff0000u;
+    memcpy(&b.even, &even, sizeof even);
+    memcpy(&b.odd, &odd, sizeof odd);
+    return b;
+}
+static inline vf bf16_dot(vf acc, uint32_t a_pair, bf16_b b) {
+    uint32_t even_bits = a_pair << 16, odd_bits = a_pair & 0xffff0000u;
+    float even, odd;
+    memcpy(&even, &even_bits, sizeof even);
+    memcpy(&odd, &odd_bits, sizeof odd);
+    return acc + vbroadcast(even) * b.even + vbroadcast(odd) * b.odd;
+}
+#endif
+
+/* The last rows (fewer than MR) of a bf16 panel; k0, k1 count pairs. */
+static inline void gemm_bf16_tile_rows(const uint32_t *A2, int lda2, const uint32_t *panel, int k0, int k1, float *C,
+                                       int ldc, int m0, int rows, int n0, int N, const Epilogue *e, int first, int last) {
+    for (int r = 0; r < rows; ++r) {
+        vf acc0 = {0}, acc1 = {0};
+        const uint32_t *a = A2 + (size_t)(m0 + r) * lda2;
+        for (int k = k0; k < k1; ++k) {
+            acc0 = bf16_dot(acc0, a[k], bf16_load_b(panel + (size_t)k * NR));
+            acc1 = bf16_dot(acc1, a[k], bf16_load_b(panel + (size_t)k * NR + VL));
+        }
+        gemm_store(C, ldc, m0 + r, n0, N, acc0, e, first, last);
+        gemm_store(C, ldc, m0 + r, n0 + VL, N, acc1, e, first, last);
+    }
+}
+
+#define DEFINE_GEMM_BF16(MRV)                                                                                  \
+    static inline void gemm_bf16_tile_##MRV(const uint32_t *A2, int lda2, const uint32_t *panel, int k0, int k1, \
+                                            float *C, int ldc, int m0, int n0, int N, const Epilogue *e, int first, \
+                                            int last) {                                                        \
+        vf acc0[MRV], acc1[MRV];                                                                               \
+        for (int r = 0; r < MRV; ++r) { acc0[r] = (vf){0}; acc1[r] = (vf){0}; }                                 \
+        const uint32_t *a = A2 + (size_t)m0 * lda2;                                                            \
+        for (int k = k0; k < k1; ++k) {                                                                        \
+            bf16_b b0 = bf16_load_b(panel + (size_t)k * NR), b1 = bf16_load_b(panel + (size_t)k * NR + VL);    \
+            _Pragma("GCC unroll 16") for (int r = 0; r < MRV; ++r) {                                           \
+                uint32_t ap = a[(size_t)r * lda2 + k];                                                         \
+                acc0[r] = bf16_dot(acc0[r], ap, b0);                                                           \
+                acc1[r] = bf16_dot(acc1[r], ap, b1);                                                           \
+            }                                                                                                  \
+        }                                                                                                      \
+        for (int r = 0; r < MRV; ++r) {                                                                        \
+            gemm_store(C, ldc, m0 + r, n0, N, acc0[r], e, first, last);                                        \
+            gemm_store(C, ldc, m0 + r, n0 + VL, N, acc1[r], e, first, last);                                   \
+        }                                                                                                      \
+    }                                                                                                          \
+    static inline void gemm_bf16_mr##MRV(const uint32_t *A2, int K2, const uint32_t *Wp, int N, float *C,      \
+                                         int ldc, int M, const Epilogue *e, int kc2) {                         \
+        int panels = (N + NR - 1) / NR, row_blocks = (M + MRV - 1) / MRV;                                      \
+        int step = kc2 > 0 && kc2 < K2 ? kc2 : K2;                                                             \
+        for (int k0 = 0; k0 < K2; k0 += step) {                                                                \
+            int k1 = k0 + step < K2 ? k0 + step : K2, first = k0 == 0, last = k1 == K2;                        \
+            _Pragma("omp parallel for collapse(2) schedule(static) if ((long)M * N * K2 > 16384)")             \
+            for (int p = 0; p < panels; ++p) {                                                                 \
+                for (int rb = 0; rb < row_blocks; ++rb) {                                                      \
+                    const uint32_t *panel = Wp + (size_t)p * K2 * NR;                                          \
+                    int m0 = rb * MRV, rows = M - m0 < MRV ? M - m0 : MRV;                                     \
+                    if (rows == MRV) gemm_bf16_tile_##MRV(A2, K2, panel, k0, k1, C, ldc, m0, p * NR, N, e, first, last); \
+                    else gemm_bf16_tile_rows(A2, K2, panel, k0, k1, C, ldc, m0, rows, p * NR, N, e, first, last); \
+                }                                                                                              \
+            }                                                                                                  \
+        }                                                                                                      \
+    }
+
+DEFINE_GEMM_BF16(4)
+DEFINE_GEMM_BF16(6)
+DEFINE_GEMM_BF16(8)
+DEFINE_GEMM_BF16(12)
+
+/* C[M,N] = epilogue(bf16(A[M,K]) x W^T), W in bf16 pair panels; kc counts K steps (rounded to pairs).
+ * Returns 0, or 4 when the bf16 copy of A cannot be allocated (C is then untouched). */
+static inline int gemm_packed_bf16(const float *A, int lda, const void *Wp, int K, int N, float *C, int ldc, int M,
+                                   const Epilogue *e, int mr, int kc) {
+    int K2 = (K + 1) / 2, kc2 = (kc + 1) / 2;
+    uint32_t *A2 = malloc((size_t)M * K2 * sizeof(uint32_t) + 64);
+    if (!A2) return 4;
+    rows_to_bf16(A, lda, M, K, (uint16_t *)A2);
+    const uint32_t *W = (const uint32_t *)Wp;
+    switch (mr) {
+    case 4: gemm_bf16_mr4(A2, K2, W, N, C, ldc, M, e, kc2); break;
+    case 8: gemm_bf16_mr8(A2, K2, W, N, C, ldc, M, e, kc2); break;
+    case 12: gemm_bf16_mr12(A2, K2, W, N, C, ldc, M, e, kc2); break;
+    default: gemm_bf16_mr6(A2, K2, W, N, C, ldc, M, e, kc2); break;
+    }
+    free(A2);
+    return 0;
+}
+
 /* -------------------------------------------------------------- row ops */
 static inline float dot(const float *a, const float *b, int n) {
     vf acc = {0};

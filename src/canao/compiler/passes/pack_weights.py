@@ -3,31 +3,41 @@
 Preconditions: fuse_epilogues has run (weights are read by `gemm`; a bare
 matmul with a constant weight is turned into an epilogue-free gemm here).
 graph.meta["gemm_nr"] gives the panel width NR the code generator's
-micro-kernel uses (2 SIMD vectors). See canao.compiler.layout.
+micro-kernel uses (2 SIMD vectors); graph.meta["gemm_precision"] ("fp32",
+the default, or "bf16") whether GEMM weights keep fp32 or are rounded to bf16
+pairs for the bf16 kernels (which also round the activations they read; they
+accumulate in fp32). Embeddings, LayerNorm and attention stay fp32.
+See canao.compiler.layout.
 """
 
 from __future__ import annotations
 
 from canao.compiler.ir import Graph, Node, TensorType
-from canao.compiler.layout import pack_panels
+from canao.compiler.ir import IRError
+from canao.compiler.layout import pack_panels, pack_panels_bf16
 from canao.compiler.passes.common import with_attrs
 
 DEFAULT_NR = 16
+PRECISIONS = ("fp32", "bf16")
 
 
 def pack_weights(graph: Graph) -> Graph:
     nr = int(graph.meta.get("gemm_nr", DEFAULT_NR))
+    precision = str(graph.meta.get("gemm_precision", "fp32"))
+    if precision not in PRECISIONS:
+        raise IRError(f"gemm precision must be one of {PRECISIONS}, but the graph asks for {precision!r}.")
+    layout, pack = (f"panel{nr}", pack_panels) if precision == "fp32" else (f"bf16panel{nr}", pack_panels_bf16)
     constants, types = dict(graph.constants), dict(graph.types)
     nodes = []
     for node in graph.nodes:
         if node.op == "matmul" and node.inputs[1] in constants:
             node = Node("gemm", node.inputs, node.output, (("epilogue", ()), ("packed", "")), node.source)
         if node.op == "gemm" and not node.attr("packed") and node.inputs[1] in constants:
-            name = f"{node.inputs[1]}@panel{nr}"
+            name = f"{node.inputs[1]}@{layout}"
             if name not in constants:
-                constants[name] = pack_panels(constants[node.inputs[1]], nr)
+                constants[name] = pack(constants[node.inputs[1]], nr)
                 types[name] = TensorType(tuple(int(d) for d in constants[name].shape))
             node = with_attrs(Node(node.op, (node.inputs[0], name, *node.inputs[2:]), node.output, node.attrs,
-                                   node.source), packed=f"panel{nr}")
+                                   node.source), packed=layout)
         nodes.append(node)
     return graph.with_nodes(nodes, types=types, constants=constants)

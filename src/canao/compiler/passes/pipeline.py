@@ -41,9 +41,12 @@ PIPELINE: tuple[tuple[str, Pass], ...] = (
 )
 
 
-def run_pipeline_stages(graph: Graph, *, nr: int = 16, check: bool = True) -> Iterator[tuple[str, Graph]]:
-    """Yield ("lowered", graph) and then each pass's name and output graph."""
-    graph = graph.with_nodes(graph.nodes, gemm_nr=nr)
+def run_pipeline_stages(graph: Graph, *, nr: int = 16, precision: str = "fp32",
+                        check: bool = True) -> Iterator[tuple[str, Graph]]:
+    """Yield ("lowered", graph) and then each pass's name and output graph.
+
+    `precision` is the GEMM precision ("fp32" or "bf16", see pack_weights)."""
+    graph = graph.with_nodes(graph.nodes, gemm_nr=nr, gemm_precision=precision)
     yield "lowered", graph
     for name, fn in PIPELINE:
         graph = fn(graph)
@@ -52,7 +55,7 @@ def run_pipeline_stages(graph: Graph, *, nr: int = 16, check: bool = True) -> It
         yield name, graph
 
 
-def run_pipeline(graph: Graph, *, nr: int = 16, check: bool = True) -> Graph:
-    for _, graph in run_pipeline_stages(graph, nr=nr, check=check):
+def run_pipeline(graph: Graph, *, nr: int = 16, precision: str = "fp32", check: bool = True) -> Graph:
+    for _, graph in run_pipeline_stages(graph, nr=nr, precision=precision, check=check):
         pass
     return graph
