@@ -8,6 +8,8 @@ Stages (run one or all; each appends its figures, command and wall time to
            questions of the other 12 (> 1,000); --squad-train/--squad-dev take the official files instead
   distill  distill encoder L4 H256 (8 heads x 32, FFN 1024; a slice of the teacher) from the SST-2
            teacher, report its dev accuracy and the gap
+  precision  score the models the stages above left in --work with PyTorch, compiled fp32 and compiled
+           bf16 (the deployed runtimes), and how many predictions each compiled one shares with PyTorch
 
     .venv/bin/python benchmarks/accuracy.py --stages sst2,distill --results docs/accuracy.jsonl
 """
@@ -89,6 +91,32 @@ def stage_distill(args) -> None:
                            "steps": result.steps, "wall_min": (time.perf_counter() - start) / 60})
 
 
+def stage_precision(args) -> None:
+    from canao.train.evaluate import evaluate_checkpoint
+
+    runs = [("sst2", args.work / "sst2" / "model", SHARED / "glue/SST-2/dev.tsv", 128),
+            ("sst2", args.work / "distill-sst2" / "model", SHARED / "glue/SST-2/dev.tsv", 128),
+            ("squad", args.work / "squad" / "model", _split_squad(args)[1], 384)]
+    for task, model, data, max_length in runs:
+        if not model.exists():
+            print(f"skipped {model}: not trained yet (run its stage first)")
+            continue
+        start, scores = time.perf_counter(), {}
+        for runtime, precision in (("pytorch", "fp32"), ("compiled", "fp32"), ("compiled", "bf16")):
+            metrics, predictions = evaluate_checkpoint(model, task, data, max_length=max_length, runtime=runtime,
+                                                       precision=precision, threads=args.threads)
+            scores[f"{runtime} {precision}"] = (metrics, predictions)
+        reference = scores["pytorch fp32"][1]
+        entry = {"stage": "precision", "task": task, "model": str(model.relative_to(args.work)),
+                 "wall_min": (time.perf_counter() - start) / 60}
+        for name, (metrics, predictions) in scores.items():
+            same = (sum(reference[k] == predictions[k] for k in reference) if isinstance(reference, dict) else
+                    sum(a["prediction"] == b["prediction"] for a, b in zip(reference, predictions)))
+            entry[name] = {**{k: v for k, v in metrics.items() if isinstance(v, float)},
+                           "same_predictions_as_pytorch": same, "predictions": len(reference)}
+        _record(args.results, entry)
+
+
 def write_markdown(results: Path, out: Path) -> None:
     """docs/accuracy.md from the JSON lines of the stages run so far."""
     from canao.latency.device import describe_machine
@@ -98,14 +126,28 @@ def write_markdown(results: Path, out: Path) -> None:
              f"Machine: {machine.cpu_model}, 2 threads, fp32. Command: `.venv/bin/python benchmarks/accuracy.py "
              f"--stages sst2,distill,squad --epochs 1`.", "",
              "| stage | model | data | metrics | steps | wall time |", "|---|---|---|---|---:|---:|"]
-    for line in results.read_text().splitlines():
-        r = json.loads(line)
+    entries = [json.loads(line) for line in results.read_text().splitlines()]
+    precision = [r for r in entries if r["stage"] == "precision"]
+    for r in (r for r in entries if r["stage"] != "precision"):
         model = r.get("student") or r.get("model", "all-MiniLM-L6-v2")
         data = "SQuAD v1.1 dev part-a, 24 articles / 12 held out" if "squad" in r["stage"] else "GLUE SST-2 train / dev"
         metrics = ", ".join(f"{k} {v:.2f}" for k, v in r["metrics"].items() if isinstance(v, float))
         if "gap_points" in r:
             metrics += f"; teacher {r['teacher_accuracy']:.2f}, gap {r['gap_points']:.2f} points"
         lines.append(f"| {r['stage']} | {model} | {data} | {metrics} | {r['steps']} | {r['wall_min']:.1f} min |")
+    if precision:
+        lines += ["", "## Deployed precision", "",
+                  "The fine-tuned models above, scored by PyTorch (fp32) and by the compiled model on this CPU with fp32 "
+                  "and with bf16 GEMMs (bf16 weights and activations into the GEMMs, fp32 sums; LayerNorm, softmax "
+                  "and attention in fp32). Command: `.venv/bin/python benchmarks/accuracy.py --stages precision`.", "",
+                  "| task | model | runtime | metrics | predictions equal to PyTorch's |", "|---|---|---|---|---:|"]
+        for r in precision:
+            for runtime in ("pytorch fp32", "compiled fp32", "compiled bf16"):
+                m = r[runtime]
+                metrics = ", ".join(f"{k} {v:.2f}" for k, v in m.items() if k not in ("same_predictions_as_pytorch",
+                                                                                     "predictions"))
+                lines.append(f"| {r['task']} | {r['model']} | {runtime} | {metrics} | "
+                             f"{m['same_predictions_as_pytorch']} / {m['predictions']} |")
     out.write_text("\n".join(lines) + "\n")
 
 
@@ -124,7 +166,7 @@ def main() -> None:
         write_markdown(args.results, args.write)
         return
     torch.set_num_threads(args.threads)
-    stages = {"sst2": stage_sst2, "squad": stage_squad, "distill": stage_distill}
+    stages = {"sst2": stage_sst2, "squad": stage_squad, "distill": stage_distill, "precision": stage_precision}
     for name in args.stages.split(","):
         print(f"== {name}", flush=True)
         stages[name](args)

@@ -1,14 +1,19 @@
 """Compiler benchmark: canao vs PyTorch eager, ONNX Runtime and CTranslate2, side by side in one run.
 
-Batch 1, fp32, the same thread count for every runtime (default 2), warm-up
+Batch 1, the same thread count for every runtime (default 2), warm-up
 first, median and p90 over >= 20 timed calls (time.perf_counter), the peers
 timed in alternating rounds so that machine noise hits them alike. Models:
 (a) the MiniLM teacher (real weights) at 128 and 384 tokens, (b) BERT-base
 shape (random weights) at 128 and 384, (c) GPT-2 small shape (random
 weights), one decode step at a context of 128 with a KV cache. Every
-runtime's output is checked against PyTorch before it is timed. Also: this
-machine's measured fp32 FMA peak and the canao GEMM's fraction of it on
-768x768x128 and 3072x768x128.
+runtime's output is checked against PyTorch fp32 before it is timed.
+
+Precisions: fp32 for every runtime (the like-for-like comparison), plus
+canao with bf16 GEMMs and the reduced-precision peers a user would weigh
+it against: PyTorch with bf16 weights (oneDNN's bf16 kernels) and ONNX
+Runtime with dynamic int8 quantization of the linear layers. Also: this
+machine's measured fp32 FMA and bf16 dot-product peaks and the canao
+GEMMs' fractions of them on 768x768x128 and 3072x768x128.
 
     .venv/bin/python benchmarks/compiler.py                 # print the table
     .venv/bin/python benchmarks/compiler.py --write docs/benchmarks.md
@@ -17,6 +22,7 @@ machine's measured fp32 FMA peak and the canao GEMM's fraction of it on
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import tempfile
@@ -50,6 +56,7 @@ class Row:
     stats: TimingStats
     gflop: float
     max_abs_diff: float
+    precision: str = "fp32"
 
 
 class _LastHidden(torch.nn.Module):
@@ -63,16 +70,26 @@ class _LastHidden(torch.nn.Module):
         return self.encoder(ids).last_hidden_state
 
 
-def _ort_session(model: torch.nn.Module, seq: int, threads: int, workdir: Path):
+def _ort_session(model: torch.nn.Module, seq: int, threads: int, workdir: Path, int8: bool = False):
     import onnxruntime as ort
 
     path = workdir / f"model{seq}.onnx"
-    torch.onnx.export(_LastHidden(model), (torch.zeros(1, seq, dtype=torch.long),), str(path), dynamo=False,
-                      input_names=["ids"], output_names=["hidden"], dynamic_axes={"ids": {1: "seq"}})
+    if not path.exists():
+        torch.onnx.export(_LastHidden(model), (torch.zeros(1, seq, dtype=torch.long),), str(path), dynamo=False,
+                          input_names=["ids"], output_names=["hidden"], dynamic_axes={"ids": {1: "seq"}})
+    if int8:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantized = workdir / f"model{seq}-int8.onnx"
+        quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8)
+        path = quantized
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+PEER_PRECISION = {"PyTorch bf16": "bf16", "ONNX Runtime int8": "int8 (dynamic)", "canao bf16": "bf16"}
 
 
 def bench_encoder(name: str, model: torch.nn.Module, seq: int, threads: int, runs: int, tune_s: float,
@@ -91,18 +108,31 @@ def bench_encoder(name: str, model: torch.nn.Module, seq: int, threads: int, run
             return model(x)
 
     peers["PyTorch eager"], diffs["PyTorch eager"] = eager, 0.0
-    try:
-        session = _ort_session(model, seq, threads, workdir)
-        feed = {"ids": ids.astype(np.int64)}
-        diffs["ONNX Runtime"] = float(np.abs(session.run(None, feed)[0] - want).max())
-        peers["ONNX Runtime"] = lambda: session.run(None, feed)
-    except Exception as err:  # a missing or failing peer is reported, not fatal
-        print(f"ONNX Runtime skipped for {name} seq {seq}: {err!r}")
-    compiled = CompiledModel.build(lower_model(model), threads=threads, tune_budget_s=tune_s, tune_seq_len=seq)
-    diffs["canao"] = float(np.abs(compiled.run(ids)["last_hidden_state"] - want).max())
-    peers["canao"] = lambda: compiled.run(ids)
+    for label, int8 in (("ONNX Runtime", False), ("ONNX Runtime int8", True)):
+        try:
+            session = _ort_session(model, seq, threads, workdir, int8=int8)
+            feed = {"ids": ids.astype(np.int64)}
+            diffs[label] = float(np.abs(session.run(None, feed)[0] - want).max())
+            peers[label] = lambda session=session, feed=feed: session.run(None, feed)
+        except Exception as err:  # a missing or failing peer is reported, not fatal
+            print(f"{label} skipped for {name} seq {seq}: {err!r}")
+    half = copy.deepcopy(model).to(torch.bfloat16)
+
+    def eager_bf16() -> object:
+        with torch.inference_mode():
+            return half(x)
+
+    diffs["PyTorch bf16"] = float(np.abs(eager_bf16().last_hidden_state.float().numpy() - want).max())
+    peers["PyTorch bf16"] = eager_bf16
+    for precision in ("fp32", "bf16"):
+        compiled = CompiledModel.build(lower_model(model), threads=threads, tune_budget_s=tune_s, tune_seq_len=seq,
+                                       precision=precision)
+        label = "canao" if precision == "fp32" else "canao bf16"
+        diffs[label] = float(np.abs(compiled.run(ids)["last_hidden_state"] - want).max())
+        peers[label] = lambda compiled=compiled: compiled.run(ids)
     stats = measure_interleaved_ms(peers, runs=runs)
-    return [Row(name, f"seq {seq}", peer, stats[peer], gflop, diffs[peer]) for peer in peers]
+    return [Row(name, f"seq {seq}", peer, stats[peer], gflop, diffs[peer], PEER_PRECISION.get(peer, "fp32"))
+            for peer in peers]
 
 
 def _ct2_decode(model: torch.nn.Module, context: np.ndarray, threads: int, runs: int,
@@ -163,18 +193,39 @@ def bench_decoder(threads: int, runs: int, tune_s: float, workdir: Path, context
         with torch.inference_mode():
             return model(step, cache=cache)
 
-    compiled = CompiledModel.build(lower_model(model), threads=threads, tune_budget_s=tune_s, tune_seq_len=1)
-    session = compiled.new_session()
-    session.prefill(prompt)
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    with torch.inference_mode():
+        half_cache = half(torch.tensor(prompt[None])).cache
 
-    def decode() -> np.ndarray:
-        session.length = context - 1  # every timed step decodes at the same context length
-        return session.decode_step(token)
+    def eager_bf16() -> object:
+        with torch.inference_mode():
+            return half(step, cache=half_cache)
 
-    diff = float(np.abs(decode() - want).max())
-    stats = measure_interleaved_ms({"eager": eager, "canao": decode}, runs=runs)
+    half_diff = float(np.abs(eager_bf16().logits[0].float().numpy() - want).max())
+    sessions = {}
+    for precision in ("fp32", "bf16"):
+        compiled = CompiledModel.build(lower_model(model), threads=threads, tune_budget_s=tune_s, tune_seq_len=1,
+                                       precision=precision)
+        sessions[precision] = compiled.new_session()
+        sessions[precision].prefill(prompt)
+
+    def decoder(precision: str) -> Callable[[], np.ndarray]:
+        session = sessions[precision]
+
+        def decode() -> np.ndarray:
+            session.length = context - 1  # every timed step decodes at the same context length
+            return session.decode_step(token)
+        return decode
+
+    diffs = {p: float(np.abs(decoder(p)() - want).max()) for p in sessions}
+    stats = measure_interleaved_ms({"eager": eager, "eager bf16": eager_bf16, "canao": decoder("fp32"),
+                                    "canao bf16": decoder("bf16")}, runs=runs)
     rows = [Row("GPT-2 small", f"decode @ ctx {context}", "PyTorch eager (KV cache)", stats["eager"], gflop, 0.0),
-            Row("GPT-2 small", f"decode @ ctx {context}", "canao (KV cache)", stats["canao"], gflop, diff)]
+            Row("GPT-2 small", f"decode @ ctx {context}", "PyTorch bf16 (KV cache)", stats["eager bf16"], gflop,
+                half_diff, "bf16"),
+            Row("GPT-2 small", f"decode @ ctx {context}", "canao (KV cache)", stats["canao"], gflop, diffs["fp32"]),
+            Row("GPT-2 small", f"decode @ ctx {context}", "canao bf16 (KV cache)", stats["canao bf16"], gflop,
+                diffs["bf16"], "bf16")]
     try:
         ct2 = _ct2_decode(model, prompt, threads, runs, workdir)
     except Exception as err:
@@ -185,29 +236,38 @@ def bench_decoder(threads: int, runs: int, tune_s: float, workdir: Path, context
     return rows
 
 
-def gemm_efficiency(simd: str, threads: int) -> tuple[float, list[tuple[str, float, float]]]:
+def gemm_efficiency(simd: str, threads: int) -> tuple[dict[str, float], list[tuple[str, str, float, float]]]:
+    """Measured peaks (fp32 FMA, bf16 dot product) and the tuned canao GEMMs' GFLOP/s and fraction of them."""
     lib = bench_library(simd)
-    peak = max(lib.canao_bench_peak_gflops(threads, 0) for _ in range(3))  # best of 3: noise only lowers it
+    peaks = {p: max(lib.canao_bench_peak_gflops(threads, int(p == "bf16")) for _ in range(3))  # noise only lowers it
+             for p in ("fp32", "bf16")}
     out = []
-    for m, n, k in ((128, 768, 768), (128, 3072, 768)):
-        result = measure_shape(lib, simd, m, n, k, threads, time.monotonic() + 60)
-        out.append((f"{n}x{k}x{m} (N x K x M)", result["gflops"], result["gflops"] / peak))
-    return peak, out
+    for precision in ("fp32", "bf16"):
+        for m, n, k in ((128, 768, 768), (128, 3072, 768)):
+            result = measure_shape(lib, simd, m, n, k, threads, time.monotonic() + 60, precision)
+            out.append((f"{n}x{k}x{m} (N x K x M)", precision, result["gflops"], result["gflops"] / peaks[precision]))
+    return peaks, out
 
 
-def to_markdown(rows: list[Row], peak: float, gemms: list, header: str) -> str:
-    lines = [header, "", "| model | setting | runtime | median ms | p90 ms | GFLOP/s | canao speed-up | max abs diff vs PyTorch |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
+def to_markdown(rows: list[Row], peaks: dict[str, float], gemms: list, header: str) -> str:
+    lines = [header, "",
+             "Speed-up columns: the row's median time / canao's (fp32 and bf16): above 1 means canao is faster.", "",
+             "| model | setting | runtime | precision | median ms | p90 ms | GFLOP/s | canao fp32 speed-up | "
+             "canao bf16 speed-up | max abs diff vs PyTorch fp32 |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for key in dict.fromkeys((r.model, r.setting) for r in rows):
         group = [r for r in rows if (r.model, r.setting) == key]
-        canao = next(r for r in group if r.runtime.startswith("canao"))
+        ours = {("bf16" if "bf16" in r.runtime else "fp32"): r for r in group if r.runtime.startswith("canao")}
         for r in group:
-            speed = "" if r is canao else f"{r.stats.median_ms / canao.stats.median_ms:.2f}x"
-            lines.append(f"| {r.model} | {r.setting} | {r.runtime} | {r.stats.median_ms:.2f} | {r.stats.p90_ms:.2f} | "
-                         f"{r.gflop / r.stats.median_ms * 1e3:.1f} | {speed} | {r.max_abs_diff:.1e} |")
-    lines += ["", f"Measured fp32 FMA peak (all threads): {peak:.1f} GFLOP/s", "",
-              "| canao GEMM | GFLOP/s | fraction of peak |", "|---|---:|---:|"]
-    lines += [f"| {name} | {g:.1f} | {100 * f:.0f}% |" for name, g, f in gemms]
+            speed = [f"{r.stats.median_ms / ours[p].stats.median_ms:.2f}x" if p in ours and r is not ours[p] else ""
+                     for p in ("fp32", "bf16")]
+            lines.append(f"| {r.model} | {r.setting} | {r.runtime} | {r.precision} | {r.stats.median_ms:.2f} | "
+                         f"{r.stats.p90_ms:.2f} | {r.gflop / r.stats.median_ms * 1e3:.1f} | {speed[0]} | {speed[1]} | "
+                         f"{r.max_abs_diff:.1e} |")
+    lines += ["", f"Measured peaks (all threads): fp32 FMA {peaks['fp32']:.1f} GFLOP/s, bf16 dot product "
+              f"{peaks['bf16']:.1f} GFLOP/s", "",
+              "| canao GEMM | precision | GFLOP/s | fraction of that precision's peak |", "|---|---|---:|---:|"]
+    lines += [f"| {name} | {precision} | {g:.1f} | {100 * f:.0f}% |" for name, precision, g, f in gemms]
     return "\n".join(lines) + "\n"
 
 
@@ -225,9 +285,9 @@ def main() -> None:
     import onnxruntime
 
     header = (f"Machine: {machine.cpu_model}, {machine.cores} cores, SIMD {simd} (flags: {' '.join(machine.simd_flags)}); "
-              f"{args.threads} threads for every runtime; batch 1; fp32. torch {torch.__version__}, "
+              f"{args.threads} threads for every runtime; batch 1. torch {torch.__version__}, "
               f"onnxruntime {onnxruntime.__version__}, numpy {np.__version__}, python {platform.python_version()}.")
-    peak, gemms = gemm_efficiency(simd, args.threads)
+    peaks, gemms = gemm_efficiency(simd, args.threads)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -240,7 +300,7 @@ def main() -> None:
             for seq in (128, 384):
                 rows += bench_encoder("BERT-base shape", base, seq, args.threads, args.runs, args.tune_s, work)
             rows += bench_decoder(args.threads, args.runs, args.tune_s, work)
-    table = to_markdown(rows, peak, gemms, header)
+    table = to_markdown(rows, peaks, gemms, header)
     print(table)
     if args.write:
         args.write.parent.mkdir(parents=True, exist_ok=True)

@@ -425,12 +425,15 @@ def evaluate(
     data: Path = typer.Option(..., help="Evaluation file in the task's standard format."),
     predictions: Optional[Path] = typer.Option(None, help="Write predictions here (SQuAD: {id: answer})."),
     max_length: int = typer.Option(384), squad_v2: bool = typer.Option(False, help="SQuAD v2.0 no-answer scoring."),
+    runtime: str = typer.Option("pytorch", help="pytorch, or compiled (compile for this CPU, score its outputs)."),
+    precision: str = typer.Option("fp32", help="GEMM precision of the compiled runtime: fp32 or bf16."),
 ) -> None:
     """Print a checkpoint's official task metrics on a data file."""
     from canao.train.evaluate import evaluate_checkpoint
 
     try:
-        metrics, preds = evaluate_checkpoint(model, task, data, max_length=max_length, version_2=squad_v2)
+        metrics, preds = evaluate_checkpoint(model, task, data, max_length=max_length, version_2=squad_v2,
+                                             runtime=runtime, precision=precision)
     except CanaoError as err:
         _fail(err)
     console.print(json.dumps(metrics, indent=2))
