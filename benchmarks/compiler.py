@@ -25,6 +25,7 @@ import argparse
 import copy
 import os
 import platform
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -73,14 +74,14 @@ class _LastHidden(torch.nn.Module):
 def _ort_session(model: torch.nn.Module, seq: int, threads: int, workdir: Path, int8: bool = False):
     import onnxruntime as ort
 
-    path = workdir / f"model{seq}.onnx"
+    path = workdir / f"{re.sub(r'[^A-Za-z0-9]+', '_', model.spec.describe())}-{seq}.onnx"
     if not path.exists():
         torch.onnx.export(_LastHidden(model), (torch.zeros(1, seq, dtype=torch.long),), str(path), dynamo=False,
                           input_names=["ids"], output_names=["hidden"], dynamic_axes={"ids": {1: "seq"}})
     if int8:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        quantized = workdir / f"model{seq}-int8.onnx"
+        quantized = path.with_name(path.stem + "-int8.onnx")
         quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8)
         path = quantized
     options = ort.SessionOptions()

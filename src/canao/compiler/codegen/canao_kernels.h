@@ -45,11 +45,27 @@ static inline vf vload_partial(const float *p, int len) {
 static inline vf vselect(vi mask, vf if_true, vf if_false) {
     return (vf)((mask & (vi)if_true) | (~mask & (vi)if_false));
 }
-static inline vf vmax(vf a, vf b) { return vselect(a > b, a, b); }
-static inline vf vmin(vf a, vf b) { return vselect(a < b, a, b); }
-static inline vf vfloor(vf x) {
-    vf t = __builtin_convertvector(__builtin_convertvector(x, vi), vf); /* truncation */
-    return t + __builtin_convertvector(t > x, vf);                      /* true lanes are -1 */
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+/* Lane-wise max/min: one instruction where the ISA has it (a compare and a blend otherwise). */
+static inline vf vmax(vf a, vf b) {
+#if defined(__AVX512F__)
+    return (vf)_mm512_max_ps((__m512)a, (__m512)b);
+#elif defined(__AVX2__)
+    return (vf)_mm256_max_ps((__m256)a, (__m256)b);
+#else
+    return vselect(a > b, a, b);
+#endif
+}
+static inline vf vmin(vf a, vf b) {
+#if defined(__AVX512F__)
+    return (vf)_mm512_min_ps((__m512)a, (__m512)b);
+#elif defined(__AVX2__)
+    return (vf)_mm256_min_ps((__m256)a, (__m256)b);
+#else
+    return vselect(a < b, a, b);
+#endif
 }
 static inline float vsum(vf v) {
     float s = 0.0f;
@@ -59,10 +75,15 @@ static inline float vsum(vf v) {
 
 /* exp(x): Cody-Waite range reduction x = n ln2 + r, degree-6 polynomial for
  * e^r on |r| <= ln2/2 (Cephes expf coefficients), scale by 2^n through the
- * exponent bits. Relative error ~2 ulp; inputs clamped to [-87.3, 88.7]. */
+ * exponent bits. Relative error ~2 ulp; inputs clamped to [-87.3, 88.3].
+ * Rounding x/ln2 to the nearest integer n adds 1.5 * 2^23 + 127: the sum's
+ * low mantissa bits are then n + 127, which shifted left by 23 are the
+ * exponent field of 2^n (no float/int conversions on the critical path). */
 static inline vf vexp(vf x) {
-    x = vmin(vmax(x, vbroadcast(-87.3f)), vbroadcast(88.7f));
-    vf n = vfloor(x * 1.44269504088896341f + 0.5f); /* nearest integer to x / ln2 */
+    const float shifter = 12582912.0f + 127.0f;
+    x = vmin(vmax(x, vbroadcast(-87.3f)), vbroadcast(88.3f));
+    vf t = x * 1.44269504088896341f + shifter;
+    vf n = t - shifter;
     vf r = x - n * 0.693359375f + n * 2.12194440e-4f;
     vf p = vbroadcast(1.9875691500e-4f);
     p = p * r + 1.3981999507e-3f;
@@ -71,7 +92,9 @@ static inline vf vexp(vf x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    vi bits = (__builtin_convertvector(n, vi) + 127) << 23;
+    vi bits;
+    memcpy(&bits, &t, sizeof bits);
+    bits <<= 23;
     vf scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
@@ -252,7 +275,6 @@ static inline void rows_to_bf16(const float *A, int lda, int M, int K, uint16_t 
 }
 
 #if defined(__AVX512BF16__) && VL == 16
-#include <immintrin.h>
 #define CANAO_BF16_NATIVE 1
 typedef vu bf16_b;
 static inline bf16_b bf16_load_b(const uint32_t *p) { return vload_u(p); }
@@ -411,7 +433,7 @@ static inline void add_layer_norm(const float *x, const float *r, const float *g
 #endif
 
 /* Scores of ATT_RB query rows against keys j..j+2*VL-1 (two vectors per row: 2 KT loads feed 2*rows FMAs). */
-static inline void attention_scores_pair(const float *Q, int ldq, const float *KT, int Sp, int j, int t0, int rows,
+static inline __attribute__((always_inline)) void attention_scores_pair(const float *Q, int ldq, const float *KT, int Sp, int j, int t0, int rows,
                                          int hd, vf *acc0, vf *acc1) {
     for (int r = 0; r < ATT_RB; ++r) { acc0[r] = (vf){0}; acc1[r] = (vf){0}; }
     for (int d = 0; d < hd; ++d) {
@@ -445,7 +467,8 @@ static inline void attention_scores_block(const float *Q, int ldq, const float *
     for (int r = 0; r < ATT_RB; ++r) row_max[r] = vbroadcast(-INFINITY);
     int j = 0;
     for (; j + 2 * VL <= Sp && j < block_keys; j += 2 * VL) {
-        attention_scores_pair(Q, ldq, KT, Sp, j, t0, rows, hd, acc0, acc1);
+        if (rows == ATT_RB) attention_scores_pair(Q, ldq, KT, Sp, j, t0, ATT_RB, hd, acc0, acc1);
+        else attention_scores_pair(Q, ldq, KT, Sp, j, t0, rows, hd, acc0, acc1);
         attention_store_scores(scores, Sp, mask_row, j, t0, rows, past, causal, acc0, row_max);
         attention_store_scores(scores, Sp, mask_row, j + VL, t0, rows, past, causal, acc1, row_max);
     }
@@ -484,7 +507,7 @@ static inline void attention_softmax_rows(float *scores, const float *maxima, fl
     }
 }
 
-static inline void attention_context_block(const float *scores, const float *inv_sum, int Sp, const float *V, int ldv,
+static inline __attribute__((always_inline)) void attention_context_block(const float *scores, const float *inv_sum, int Sp, const float *V, int ldv,
                                            float *out, int ldo, int t0, int rows, int keys, int hd) {
     int d = 0;
     for (; d + 2 * VL <= hd; d += 2 * VL) {
@@ -536,9 +559,15 @@ static inline int attention(const float *Q, int ldq, const float *K, int ldk, co
         }
         float *KT = scratch, *scores = scratch + (size_t)hd * Sp, *mask_row = scores + (size_t)ATT_RB * Sp;
         for (int j = 0; j < Sp; ++j) mask_row[j] = j < S ? (mask ? mask[j] : 0.0f) : -INFINITY;
-        for (int j = 0; j < S; ++j) {
-            const float *k = K + (size_t)j * ldk + h * hd;
-            for (int d = 0; d < hd; ++d) KT[(size_t)d * Sp + j] = k[d];
+        for (int j0 = 0; j0 < S; j0 += 16) {
+            int j1 = j0 + 16 < S ? j0 + 16 : S;
+            for (int d0 = 0; d0 < hd; d0 += 16) {
+                int d1 = d0 + 16 < hd ? d0 + 16 : hd;
+                for (int j = j0; j < j1; ++j) {
+                    const float *k = K + (size_t)j * ldk + h * hd;
+                    for (int d = d0; d < d1; ++d) KT[(size_t)d * Sp + j] = k[d];
+                }
+            }
         }
         for (int d = 0; d < hd; ++d)
             for (int j = S; j < Sp; ++j) KT[(size_t)d * Sp + j] = 0.0f;
@@ -548,7 +577,10 @@ static inline int attention(const float *Q, int ldq, const float *K, int ldk, co
             float maxima[ATT_RB], inv_sum[ATT_RB];
             attention_scores_block(Q + h * hd, ldq, KT, Sp, mask_row, scores, maxima, t0, rows, past, hd, causal);
             attention_softmax_rows(scores, maxima, inv_sum, rows, Sp, keys);
-            attention_context_block(scores, inv_sum, Sp, V + h * hd, ldv, out + h * hd, ldo, t0, rows, keys, hd);
+            if (rows == ATT_RB)
+                attention_context_block(scores, inv_sum, Sp, V + h * hd, ldv, out + h * hd, ldo, t0, ATT_RB, keys, hd);
+            else
+                attention_context_block(scores, inv_sum, Sp, V + h * hd, ldv, out + h * hd, ldo, t0, rows, keys, hd);
         }
         free(scratch);
     }
