@@ -70,7 +70,7 @@ def test_encoder_matches_reference_on_every_simd_level(simd):
     if not can_run(simd):
         pytest.skip(f"this CPU cannot run {simd} code")
     compiled = CompiledModel.build(lower_model(torch_model(ENC, "qa")), simd=simd, precision="bf16")
-    assert compiled.graph.meta["gemm_precision"] == "bf16"
+    assert compiled.graph.meta["matmul_precision"] == "bf16"
     assert all(n.attr("packed").startswith("bf16") for n in compiled.graph.nodes if n.op == "gemm")
     x = encoder_inputs(9)
     want = run_reference(compiled.graph, x)[compiled.graph.outputs[0]]
@@ -128,7 +128,7 @@ def test_artifact_keeps_bf16_through_a_rebuild(tmp_path):
     first = load_artifact(path).model
     levels = _runnable_levels()
     other = load_artifact(path, simd=levels[-1]).model  # a forced level is built now, from model.safetensors
-    assert other.graph.meta["gemm_precision"] == first.graph.meta["gemm_precision"] == "bf16"
+    assert other.graph.meta["matmul_precision"] == first.graph.meta["matmul_precision"] == "bf16"
     ids = np.arange(10) % ENC.vocab_size
     assert np.abs(first.run(ids)["last_hidden_state"] - other.run(ids)["last_hidden_state"]).max() < TOL
     with pytest.raises(CanaoError, match="precision"):

@@ -1,5 +1,6 @@
-"""The elementwise kernels of canao_kernels.h against float64 NumPy: exp over its whole range, GELU (erf and
-tanh forms), tanh; every x86-64 SIMD level this CPU runs (the vector-lane code and the scalar tails)."""
+"""Kernels of canao_kernels.h against float64 NumPy: exp over its whole range, GELU (erf and tanh forms),
+tanh, and fused attention (fp32 and bf16, odd head dims, causal with a past, padded keys); every x86-64
+SIMD level this CPU runs (the vector-lane code and the scalar tails)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from canao.compiler.codegen.c import KERNELS_H
+from canao.compiler.layout import round_to_bf16
 from canao.compiler.toolchain import build_shared_library
 from tests.compiler.test_runtime import can_run
 
@@ -20,6 +22,12 @@ void run_exp(const float *x, float *y, long n) {
     for (; i < n; ++i) { vf v = vexp(vbroadcast(x[i])); y[i] = v[0]; }
 }
 void run_activation(const float *x, float *y, long n, int kind) { activation(x, y, n, kind, 1.0f); }
+int run_attention(const float *qkv, const float *mask, float *out, int T, int S, int past, int heads, int hd,
+                  int causal, int bf16) {
+    int H = heads * hd; /* q: rows past..past+T-1 of the S rows, k and v: all S rows, merged [S, 3H] */
+    return attention(qkv + (size_t)past * 3 * H, 3 * H, qkv + H, 3 * H, qkv + 2 * H, 3 * H, mask, out, H, T, S, past,
+                     heads, hd, causal, bf16);
+}
 int code_of(int which) { int codes[] = {EPI_GELU, EPI_GELU_TANH, EPI_TANH}; return codes[which]; }
 """
 
@@ -28,6 +36,7 @@ def _lib(simd: str) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(build_shared_library("#include <stdlib.h>\n" + KERNELS_H.read_text() + _HARNESS, simd=simd)))
     lib.run_exp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
     lib.run_activation.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long, ctypes.c_int]
+    lib.run_attention.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 7
     return lib
 
 
@@ -56,3 +65,42 @@ def test_exp_and_activations_match_float64(simd):
     for which, want in ((0, gelu), (1, gelu_tanh), (2, np.tanh(a64))):
         got = _apply(lib.run_activation, a, lib.code_of(which))
         assert np.max(np.abs(got - want) / np.maximum(1.0, np.abs(want))) < 1e-6, which
+
+
+def _attention_reference(qkv, mask, t, past, heads, hd, causal, bf16):
+    s_len, width = qkv.shape[0], heads * hd
+    q, k, v = (qkv[:, i * width:(i + 1) * width].reshape(s_len, heads, hd).transpose(1, 0, 2).astype(np.float64)
+               for i in range(3))
+    q = q[:, past:past + t]
+    if bf16:
+        q, k, v = (round_to_bf16(x.astype(np.float32)).astype(np.float64) for x in (q, k, v))
+    scores = q @ k.transpose(0, 2, 1) + mask
+    if causal:
+        scores += np.where(np.arange(s_len)[None] > past + np.arange(t)[:, None], -np.inf, 0.0)
+    e = np.exp(scores - scores.max(-1, keepdims=True))
+    if bf16:
+        return ((round_to_bf16(e.astype(np.float32)) @ v) / e.sum(-1, keepdims=True)).transpose(1, 0, 2).reshape(t, -1)
+    return ((e @ v) / e.sum(-1, keepdims=True)).transpose(1, 0, 2).reshape(t, -1)
+
+
+@pytest.mark.parametrize("simd", ["avx512bf16", "avx512", "avx2", "scalar"])
+@pytest.mark.parametrize("bf16", [0, 1])
+def test_attention_matches_float64(simd, bf16):
+    if not can_run(simd):
+        pytest.skip(f"this CPU cannot run {simd} code")
+    lib = _lib(simd)
+    rng = np.random.default_rng(bf16)
+    # (T, S, past, heads, head dim, causal): full and partial row blocks and key vectors, odd head dims
+    for t, s_len, past, heads, hd, causal in ((37, 37, 0, 3, 32, 0), (9, 70, 0, 2, 17, 0), (128, 128, 0, 2, 64, 0),
+                                              (5, 45, 40, 3, 8, 1), (1, 33, 32, 2, 64, 1), (21, 21, 0, 4, 5, 1)):
+        qkv = (rng.normal(size=(s_len, 3 * heads * hd)) * 0.5).astype(np.float32)
+        mask = np.zeros(s_len, np.float32)
+        if not causal:
+            mask[-3:] = np.finfo(np.float32).min  # padded keys
+        out = np.full((t, heads * hd), np.nan, np.float32)
+        assert lib.run_attention(qkv.ctypes.data, mask.ctypes.data, out.ctypes.data, t, s_len, past, heads, hd,
+                                 causal, bf16) == 0
+        want = _attention_reference(qkv, mask, t, past, heads, hd, causal, bf16)
+        # bf16: the kernel's exp and numpy's may round a probability to neighbouring bf16 values (2^-8 apart)
+        tol = 4e-3 * np.abs(qkv).max() if bf16 else 2e-6
+        assert np.abs(out - want).max() < tol, (t, s_len, past, heads, hd, causal)

@@ -69,7 +69,7 @@ def _write_build(directory: Path, final: Graph, source: str, library: Path, simd
     weight_blob(final).tofile(directory / "weights.bin")
     gemms = {n.output: {"mr": n.attr("mr", 6), "kc": n.attr("kc", 0)} for n in final.nodes if n.op == "gemm"}
     tuning = {"version": ARTIFACT_VERSION, "simd": simd, "lanes": SIMD_LANES[simd], "gemm_nr": panel_width_for(simd),
-              "precision": final.meta.get("gemm_precision", "fp32"),
+              "precision": final.meta.get("matmul_precision", "fp32"),
               "threads": threads, "tuned_seq_len": final.meta.get("tuned_seq_len"),
               "tuned_gemms": sum(1 for n in final.nodes if n.op == "gemm" and n.attr("mr", None) is not None),
               "gemms": gemms, "flags": list(compile_flags(simd))}

@@ -33,9 +33,10 @@ Fused ops, made by passes:
       "bias" (+ next extra input), "residual" (+ next extra input, same shape as the output),
       "gelu"/"gelu_tanh", "tanh", "scale:<f>"; `packed` names the weight layout ("", "panel<NR>" or "bf16panel<NR>", see layout.py)
   add_layer_norm(x, r, g, b)[eps] -> layer_norm(x + r)
-  attention(q, k, v, mask?)[heads, head_dim, causal, q_start, k_start, v_start] -> [T, heads*head_dim]
+  attention(q, k, v, mask?)[heads, head_dim, causal, q_start, k_start, v_start, precision?] -> [T, heads*head_dim]
       softmax(q k^T + mask) v per head, reading q/k/v at column offsets of their inputs; no [T,S]
-      matrix is stored.
+      matrix is stored. precision="bf16": q, k, v and the unnormalised exp(s - max) are rounded
+      to bf16 for the two products (fp32 sums); the row sums that normalise stay fp32.
 
 Example::
 

@@ -86,12 +86,20 @@ def _attention(node: Node, q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np
     qs = _heads(q[:, node.attr("q_start"):node.attr("q_start") + width], heads, hd)
     ks = _heads(k[:, node.attr("k_start"):node.attr("k_start") + width], heads, hd)
     vs = _heads(v[:, node.attr("v_start"):node.attr("v_start") + width], heads, hd)
+    bf16 = node.attr("precision", "fp32") == "bf16"
+    if bf16:
+        qs, ks, vs = round_to_bf16(qs), round_to_bf16(ks), round_to_bf16(vs)
     s = qs @ ks.transpose(0, 2, 1)
     if mask is not None:
         s = s + mask
     if node.attr("causal"):
         s = s + _causal(s.shape[1], s.shape[2])
-    return (softmax(s) @ vs).transpose(1, 0, 2).reshape(q.shape[0], width)
+    if bf16:  # the kernel rounds the unnormalised exponentials, then divides by their fp32 sum
+        e = np.exp(s - s.max(-1, keepdims=True))
+        context = (round_to_bf16(e) @ vs) / e.sum(-1, keepdims=True)
+    else:
+        context = softmax(s) @ vs
+    return context.transpose(1, 0, 2).reshape(q.shape[0], width)
 
 
 class _Context:

@@ -40,3 +40,13 @@ def test_decoder_reads_cache_and_kv_append_reads_slices():
 def test_numerics_unchanged(spec, task):
     before = _merged(spec, task)
     assert_same_outputs(before, fuse_attention(before))
+
+
+@pytest.mark.parametrize("spec,task", [(ENC, "backbone"), (DEC, "lm")])
+def test_bf16_graphs_get_bf16_attention_close_to_fp32(spec, task):
+    before = _merged(spec, task)
+    assert all(n.attr("precision", "fp32") == "fp32" for n in fuse_attention(before).nodes if n.op == "attention")
+    bf16 = fuse_attention(before.with_nodes(before.nodes, matmul_precision="bf16"))
+    attention = [n for n in bf16.nodes if n.op == "attention"]
+    assert attention and all(n.attr("precision") == "bf16" for n in attention)
+    assert_same_outputs(before, bf16, tol=0.05)  # bf16 operands: close to the unfused fp32 graph, not equal

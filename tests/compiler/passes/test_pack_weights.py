@@ -69,7 +69,7 @@ def test_bf16_pack_unpack_round_trip(n, k, nr):
 
 def test_bf16_gemms_read_pair_panels_and_round_their_operands():
     before = fuse_epilogues(lowered(ENC))
-    after = pack_weights(before.with_nodes(before.nodes, gemm_nr=8, gemm_precision="bf16"))
+    after = pack_weights(before.with_nodes(before.nodes, gemm_nr=8, matmul_precision="bf16"))
     verify(after)
     up = after.producer()["l0_act"]
     assert up.attr("packed") == "bf16panel8" and up.inputs[1] == "layers.0.ffn.up.weight@bf16panel8"
@@ -82,7 +82,7 @@ def test_bf16_gemms_read_pair_panels_and_round_their_operands():
 
 def test_bf16_reference_gemm_is_the_rounded_product():
     before = fuse_epilogues(lowered(ENC))
-    after = pack_weights(before.with_nodes(before.nodes, gemm_nr=8, gemm_precision="bf16"))
+    after = pack_weights(before.with_nodes(before.nodes, gemm_nr=8, matmul_precision="bf16"))
     node = after.producer()["l0_act"]
     x = np.random.default_rng(3).normal(size=(5, 20)).astype(np.float32)
     w = before.constants["layers.0.ffn.up.weight"]
@@ -97,4 +97,4 @@ def test_bf16_reference_gemm_is_the_rounded_product():
 def test_unknown_precision_is_refused():
     before = fuse_epilogues(lowered(ENC))
     with pytest.raises(ValueError, match="precision"):
-        pack_weights(before.with_nodes(before.nodes, gemm_precision="int4"))
+        pack_weights(before.with_nodes(before.nodes, matmul_precision="int4"))

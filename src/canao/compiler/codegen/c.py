@@ -141,7 +141,8 @@ def _attention(n: Node, v: _Names) -> list[str]:
     return [f"int status = attention({v.ptr(q)} + {n.attr('q_start')}, {v.width(q)}, {v.ptr(k)} + {n.attr('k_start')}, {v.width(k)}, "
             f"{v.ptr(val)} + {n.attr('v_start')}, {v.width(val)}, {v.ptr(mask[0]) if mask else 'NULL'}, "
             f"{v.ptr(n.output)}, {v.width(n.output)}, c->T, c->S, c->past, {n.attr('heads')}, {n.attr('head_dim')}, "
-            f"{1 if n.attr('causal') else 0});", "if (status) *c->err = status;"]
+            f"{1 if n.attr('causal') else 0}, {1 if n.attr('precision', 'fp32') == 'bf16' else 0});",
+            "if (status) *c->err = status;"]
 
 
 def _gather(n: Node, v: _Names) -> list[str]:

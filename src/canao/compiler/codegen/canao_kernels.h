@@ -256,12 +256,11 @@ static inline uint16_t bf16_of(float x) {
     return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
-/* A[M, K] (row stride lda) -> bf16 rows of 2*K2 halves, zero-padded to an even K. */
-static inline void rows_to_bf16(const float *A, int lda, int M, int K, uint16_t *out) {
-    int K2 = (K + 1) / 2;
+/* A[M, K] (row stride lda) -> bf16 rows of ld2 words (ld2 >= ceil(K/2)), zero-padded to an even K. */
+static inline void rows_to_bf16(const float *A, int lda, int M, int K, uint32_t *out, int ld2) {
     for (int m = 0; m < M; ++m) {
         const float *a = A + (size_t)m * lda;
-        uint16_t *o = out + (size_t)m * 2 * K2;
+        uint16_t *o = (uint16_t *)(out + (size_t)m * ld2);
         int k = 0;
         for (; k + VL <= K; k += VL) {
             vu u;
@@ -366,7 +365,7 @@ static inline int gemm_packed_bf16(const float *A, int lda, const void *Wp, int 
     int K2 = (K + 1) / 2, kc2 = (kc + 1) / 2;
     uint32_t *A2 = malloc((size_t)M * K2 * sizeof(uint32_t) + 64);
     if (!A2) return 4;
-    rows_to_bf16(A, lda, M, K, (uint16_t *)A2);
+    rows_to_bf16(A, lda, M, K, A2, K2);
     const uint32_t *W = (const uint32_t *)Wp;
     switch (mr) {
     case 4: gemm_bf16_mr4(A2, K2, W, N, C, ldc, M, e, kc2); break;
@@ -433,8 +432,9 @@ static inline void add_layer_norm(const float *x, const float *r, const float *g
 #endif
 
 /* Scores of ATT_RB query rows against keys j..j+2*VL-1 (two vectors per row: 2 KT loads feed 2*rows FMAs). */
-static inline __attribute__((always_inline)) void attention_scores_pair(const float *Q, int ldq, const float *KT, int Sp, int j, int t0, int rows,
-                                         int hd, vf *acc0, vf *acc1) {
+static inline __attribute__((always_inline)) void attention_scores_pair(const float *Q, int ldq, const float *KT, int Sp,
+                                                                        int j, int t0, int rows, int hd, vf *acc0,
+                                                                        vf *acc1) {
     for (int r = 0; r < ATT_RB; ++r) { acc0[r] = (vf){0}; acc1[r] = (vf){0}; }
     for (int d = 0; d < hd; ++d) {
         vf k0 = vload(KT + (size_t)d * Sp + j), k1 = vload(KT + (size_t)d * Sp + j + VL);
@@ -442,6 +442,21 @@ static inline __attribute__((always_inline)) void attention_scores_pair(const fl
             vf q = vbroadcast(Q[(size_t)(t0 + r) * ldq + d]);
             acc0[r] += q * k0;
             acc1[r] += q * k1;
+        }
+    }
+}
+
+/* The same from bf16 pairs along the head dimension: Q2 [rows][hd2] words, KT2 [hd2][Sp] words. */
+static inline __attribute__((always_inline)) void attention_scores_pair_bf16(const uint32_t *Q2, int hd2,
+                                                                             const uint32_t *KT2, int Sp, int j,
+                                                                             int rows, vf *acc0, vf *acc1) {
+    for (int r = 0; r < ATT_RB; ++r) { acc0[r] = (vf){0}; acc1[r] = (vf){0}; }
+    for (int dd = 0; dd < hd2; ++dd) {
+        bf16_b k0 = bf16_load_b(KT2 + (size_t)dd * Sp + j), k1 = bf16_load_b(KT2 + (size_t)dd * Sp + j + VL);
+        for (int r = 0; r < rows; ++r) {
+            uint32_t q = Q2[(size_t)r * hd2 + dd];
+            acc0[r] = bf16_dot(acc0[r], q, k0);
+            acc1[r] = bf16_dot(acc1[r], q, k1);
         }
     }
 }
@@ -459,26 +474,34 @@ static inline void attention_store_scores(float *scores, int Sp, const float *ma
     }
 }
 
+/* Per-head operands of one attention call. fp32: KT [hd][Sp] and Vc [S][hd] (a contiguous copy: rows
+ * of the merged QKV tensor lie a multiple of 1-4 KiB apart and would share a few L1 sets). bf16: KT2 [hd2][Sp] and V2 [Sp/2][hdv]
+ * words (bf16 pairs along d, resp. along keys; hdv = hd rounded up to VL), Q2 [ATT_RB][hd2] and
+ * P2 [ATT_RB][Sp/2] words for the current row block. Sp = S rounded up to 2*VL; padding is zero. */
+typedef struct {
+    const float *KT, *Vc;
+    uint32_t *KT2, *V2, *Q2, *P2;
+    int Sp, hd, hd2, hdv, bf16;
+} AttentionOperands;
+
 /* Scores (+ mask) of rows t0.. into `scores`; each row's maximum into `maxima`. */
-static inline void attention_scores_block(const float *Q, int ldq, const float *KT, int Sp, const float *mask_row,
-                                          float *scores, float *maxima, int t0, int rows, int past, int hd, int causal) {
+static inline void attention_scores_block(const AttentionOperands *o, const float *Q, int ldq, const float *mask_row,
+                                          float *scores, float *maxima, int t0, int rows, int past, int causal) {
+    const int Sp = o->Sp;
     int block_keys = causal ? past + t0 + rows : Sp; /* keys past this are masked for every row */
     vf acc0[ATT_RB], acc1[ATT_RB], row_max[ATT_RB];
     for (int r = 0; r < ATT_RB; ++r) row_max[r] = vbroadcast(-INFINITY);
     int j = 0;
-    for (; j + 2 * VL <= Sp && j < block_keys; j += 2 * VL) {
-        if (rows == ATT_RB) attention_scores_pair(Q, ldq, KT, Sp, j, t0, ATT_RB, hd, acc0, acc1);
-        else attention_scores_pair(Q, ldq, KT, Sp, j, t0, rows, hd, acc0, acc1);
-        attention_store_scores(scores, Sp, mask_row, j, t0, rows, past, causal, acc0, row_max);
-        attention_store_scores(scores, Sp, mask_row, j + VL, t0, rows, past, causal, acc1, row_max);
-    }
-    for (; j < Sp && j < block_keys; j += VL) { /* one vector of keys left */
-        for (int r = 0; r < ATT_RB; ++r) acc0[r] = (vf){0};
-        for (int d = 0; d < hd; ++d) {
-            vf k = vload(KT + (size_t)d * Sp + j);
-            for (int r = 0; r < rows; ++r) acc0[r] += Q[(size_t)(t0 + r) * ldq + d] * k;
+    for (; j < Sp && j < block_keys; j += 2 * VL) { /* Sp is a multiple of 2 * VL */
+        if (o->bf16) {
+            if (rows == ATT_RB) attention_scores_pair_bf16(o->Q2, o->hd2, o->KT2, Sp, j, ATT_RB, acc0, acc1);
+            else attention_scores_pair_bf16(o->Q2, o->hd2, o->KT2, Sp, j, rows, acc0, acc1);
+        } else {
+            if (rows == ATT_RB) attention_scores_pair(Q, ldq, o->KT, Sp, j, t0, ATT_RB, o->hd, acc0, acc1);
+            else attention_scores_pair(Q, ldq, o->KT, Sp, j, t0, rows, o->hd, acc0, acc1);
         }
         attention_store_scores(scores, Sp, mask_row, j, t0, rows, past, causal, acc0, row_max);
+        attention_store_scores(scores, Sp, mask_row, j + VL, t0, rows, past, causal, acc1, row_max);
     }
     for (; j < Sp; j += VL)
         for (int r = 0; r < rows; ++r) vstore(scores + (size_t)r * Sp + j, vbroadcast(-INFINITY));
@@ -507,8 +530,9 @@ static inline void attention_softmax_rows(float *scores, const float *maxima, fl
     }
 }
 
-static inline __attribute__((always_inline)) void attention_context_block(const float *scores, const float *inv_sum, int Sp, const float *V, int ldv,
-                                           float *out, int ldo, int t0, int rows, int keys, int hd) {
+static inline __attribute__((always_inline)) void attention_context_block(const float *scores, const float *inv_sum,
+                                                                          int Sp, const float *V, int ldv, float *out,
+                                                                          int ldo, int t0, int rows, int keys, int hd) {
     int d = 0;
     for (; d + 2 * VL <= hd; d += 2 * VL) {
         vf acc0[ATT_RB] = {{0}}, acc1[ATT_RB] = {{0}};
@@ -542,45 +566,118 @@ static inline __attribute__((always_inline)) void attention_context_block(const 
     }
 }
 
-/* Returns 0, or 4 when the per-head scratch (K^T, a block of scores, the mask row) cannot be
- * allocated; scratch is on the heap because it grows with S x head_dim. */
+/* Store `len` (<= VL) lanes of a context row, scaled by the row's 1/sum. */
+static inline void attention_store_out(float *out, vf acc, float inv_sum, int len) {
+    vf v = acc * inv_sum;
+    if (len == VL) vstore(out, v);
+    else memcpy(out, &v, (size_t)len * sizeof(float));
+}
+
+/* The context product from bf16 pairs along the keys: P2 [rows][Sp/2] words (the block's exps), V2. */
+static inline __attribute__((always_inline)) void attention_context_block_bf16(const AttentionOperands *o,
+                                                                               const float *inv_sum, float *out,
+                                                                               int ldo, int t0, int rows, int keys) {
+    const int pairs = (keys + 1) / 2, Sp2 = o->Sp / 2, hdv = o->hdv, hd = o->hd;
+    for (int d = 0; d < hdv; d += 2 * VL) {
+        int two = d + 2 * VL <= hdv; /* hdv is a multiple of VL: a last single vector may be left */
+        vf acc0[ATT_RB] = {{0}}, acc1[ATT_RB] = {{0}};
+        for (int jj = 0; jj < pairs; ++jj) {
+            const uint32_t *v = o->V2 + (size_t)jj * hdv + d;
+            bf16_b v0 = bf16_load_b(v), v1 = two ? bf16_load_b(v + VL) : v0;
+            for (int r = 0; r < rows; ++r) {
+                uint32_t p = o->P2[(size_t)r * Sp2 + jj];
+                acc0[r] = bf16_dot(acc0[r], p, v0);
+                if (two) acc1[r] = bf16_dot(acc1[r], p, v1);
+            }
+        }
+        for (int r = 0; r < rows; ++r) {
+            float *row = out + (size_t)(t0 + r) * ldo;
+            int len0 = hd - d < VL ? hd - d : VL, len1 = hd - d - VL < VL ? hd - d - VL : VL;
+            attention_store_out(row + d, acc0[r], inv_sum[r], len0);
+            if (two && len1 > 0) attention_store_out(row + d + VL, acc1[r], inv_sum[r], len1);
+        }
+    }
+}
+
+static inline uint32_t bf16_pair(float lo, float hi) { return (uint32_t)bf16_of(lo) | (uint32_t)bf16_of(hi) << 16; }
+
+/* Fill a head's K (and V) operands from the row-major K/V columns of head h; padding is zero. */
+static inline void attention_prepare_head(AttentionOperands *o, float *KT, const float *K, int ldk, const float *V,
+                                          int ldv, int S) {
+    const int Sp = o->Sp, hd = o->hd;
+    if (!o->bf16) {
+        for (int j0 = 0; j0 < Sp; j0 += 16) /* blocked transpose: 16 keys x 16 dims at a time */
+            for (int d0 = 0; d0 < hd; d0 += 16)
+                for (int j = j0; j < j0 + 16 && j < Sp; ++j)
+                    for (int d = d0; d < d0 + 16 && d < hd; ++d)
+                        KT[(size_t)d * Sp + j] = j < S ? K[(size_t)j * ldk + d] : 0.0f;
+        float *Vc = KT + (size_t)hd * Sp;
+        for (int j = 0; j < S; ++j) memcpy(Vc + (size_t)j * hd, V + (size_t)j * ldv, (size_t)hd * sizeof(float));
+        o->KT = KT;
+        o->Vc = Vc;
+        return;
+    }
+    for (int j0 = 0; j0 < Sp; j0 += 16)
+        for (int dd0 = 0; dd0 < o->hd2; dd0 += 8)
+            for (int j = j0; j < j0 + 16 && j < Sp; ++j)
+                for (int dd = dd0; dd < dd0 + 8 && dd < o->hd2; ++dd) {
+                    float lo = j < S ? K[(size_t)j * ldk + 2 * dd] : 0.0f;
+                    float hi = j < S && 2 * dd + 1 < hd ? K[(size_t)j * ldk + 2 * dd + 1] : 0.0f;
+                    o->KT2[(size_t)dd * Sp + j] = bf16_pair(lo, hi);
+                }
+    for (int jj = 0; jj < Sp / 2; ++jj)
+        for (int d = 0; d < o->hdv; ++d) {
+            float lo = 2 * jj < S && d < hd ? V[(size_t)(2 * jj) * ldv + d] : 0.0f;
+            float hi = 2 * jj + 1 < S && d < hd ? V[(size_t)(2 * jj + 1) * ldv + d] : 0.0f;
+            o->V2[(size_t)jj * o->hdv + d] = bf16_pair(lo, hi);
+        }
+}
+
+/* Returns 0, or 4 when the per-head scratch (K^T, a block of scores, the mask row, and the bf16
+ * operands) cannot be allocated; scratch is on the heap because it grows with S x head_dim.
+ * bf16 != 0: both products read bf16-rounded q, k, v and exps with fp32 sums (softmax in fp32). */
 static inline int attention(const float *Q, int ldq, const float *K, int ldk, const float *V, int ldv,
                             const float *mask, float *out, int ldo, int T, int S, int past,
-                            int heads, int hd, int causal) {
-    const int Sp = (S + VL - 1) / VL * VL;
+                            int heads, int hd, int causal, int bf16) {
+    const int Sp = (S + 2 * VL - 1) / (2 * VL) * (2 * VL), hd2 = (hd + 1) / 2, hdv = (hd + VL - 1) / VL * VL;
+    const size_t fp32_words = bf16 ? 0 : 2 * (size_t)hd * Sp;
+    const size_t bf16_words = bf16 ? (size_t)hd2 * Sp + (size_t)(Sp / 2) * hdv + (size_t)ATT_RB * hd2
+                                         + (size_t)ATT_RB * (Sp / 2) : 0;
     int status = 0;
 #pragma omp parallel for schedule(static) if (T * S * heads * hd > 8192)
     for (int h = 0; h < heads; ++h) {
-        float *scratch = malloc(((size_t)hd * Sp + (size_t)ATT_RB * Sp + (size_t)Sp) * sizeof(float));
+        float *scratch = malloc((fp32_words + bf16_words + (size_t)ATT_RB * Sp + (size_t)Sp) * sizeof(float));
         if (scratch == NULL) {
 #pragma omp atomic write
             status = 4;
             continue;
         }
-        float *KT = scratch, *scores = scratch + (size_t)hd * Sp, *mask_row = scores + (size_t)ATT_RB * Sp;
-        for (int j = 0; j < Sp; ++j) mask_row[j] = j < S ? (mask ? mask[j] : 0.0f) : -INFINITY;
-        for (int j0 = 0; j0 < S; j0 += 16) {
-            int j1 = j0 + 16 < S ? j0 + 16 : S;
-            for (int d0 = 0; d0 < hd; d0 += 16) {
-                int d1 = d0 + 16 < hd ? d0 + 16 : hd;
-                for (int j = j0; j < j1; ++j) {
-                    const float *k = K + (size_t)j * ldk + h * hd;
-                    for (int d = d0; d < d1; ++d) KT[(size_t)d * Sp + j] = k[d];
-                }
-            }
+        float *KT = scratch, *scores = scratch + fp32_words + bf16_words, *mask_row = scores + (size_t)ATT_RB * Sp;
+        AttentionOperands o = {NULL, NULL, NULL, NULL, NULL, NULL, Sp, hd, hd2, hdv, bf16};
+        if (bf16) {
+            o.KT2 = (uint32_t *)scratch;
+            o.V2 = o.KT2 + (size_t)hd2 * Sp;
+            o.Q2 = o.V2 + (size_t)(Sp / 2) * hdv;
+            o.P2 = o.Q2 + (size_t)ATT_RB * hd2;
         }
-        for (int d = 0; d < hd; ++d)
-            for (int j = S; j < Sp; ++j) KT[(size_t)d * Sp + j] = 0.0f;
+        for (int j = 0; j < Sp; ++j) mask_row[j] = j < S ? (mask ? mask[j] : 0.0f) : -INFINITY;
+        attention_prepare_head(&o, KT, K + h * hd, ldk, V + h * hd, ldv, S);
         for (int t0 = 0; t0 < T; t0 += ATT_RB) {
             int rows = T - t0 < ATT_RB ? T - t0 : ATT_RB;
             int keys = causal ? past + t0 + rows : S; /* the last row of the block sees the most keys */
             float maxima[ATT_RB], inv_sum[ATT_RB];
-            attention_scores_block(Q + h * hd, ldq, KT, Sp, mask_row, scores, maxima, t0, rows, past, hd, causal);
+            if (bf16) rows_to_bf16(Q + (size_t)t0 * ldq + h * hd, ldq, rows, hd, o.Q2, hd2);
+            attention_scores_block(&o, Q + h * hd, ldq, mask_row, scores, maxima, t0, rows, past, causal);
             attention_softmax_rows(scores, maxima, inv_sum, rows, Sp, keys);
-            if (rows == ATT_RB)
-                attention_context_block(scores, inv_sum, Sp, V + h * hd, ldv, out + h * hd, ldo, t0, ATT_RB, keys, hd);
-            else
-                attention_context_block(scores, inv_sum, Sp, V + h * hd, ldv, out + h * hd, ldo, t0, rows, keys, hd);
+            if (bf16) {
+                rows_to_bf16(scores, Sp, rows, keys, o.P2, Sp / 2);
+                if (rows == ATT_RB) attention_context_block_bf16(&o, inv_sum, out + h * hd, ldo, t0, ATT_RB, keys);
+                else attention_context_block_bf16(&o, inv_sum, out + h * hd, ldo, t0, rows, keys);
+            } else if (rows == ATT_RB) {
+                attention_context_block(scores, inv_sum, Sp, o.Vc, hd, out + h * hd, ldo, t0, ATT_RB, keys, hd);
+            } else {
+                attention_context_block(scores, inv_sum, Sp, o.Vc, hd, out + h * hd, ldo, t0, rows, keys, hd);
+            }
         }
         free(scratch);
     }

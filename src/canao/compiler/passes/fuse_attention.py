@@ -7,6 +7,9 @@ a time, so no [heads, T, S] tensor is written to memory (FlashAttention's
 point, Dao et al. 2022, at the granularity of a row). Q, K and V that are
 slice_cols of a merged QKV GEMM are read in place at their column offsets,
 and so are the new keys/values a kv_append copies into the cache.
+With graph.meta["matmul_precision"] == "bf16" the fused op gets
+precision="bf16": its two products (q k^T and p v) read bf16-rounded
+operands with fp32 sums, like the GEMMs; softmax stays fp32.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ def fuse_attention(graph: Graph) -> Graph:
     consumers, producer = graph.consumers(), graph.producer()
     fused: dict[str, Node] = {}  # attn_context output -> fused node
     dropped: set[str] = set()
+    extra = {"precision": "bf16"} if graph.meta.get("matmul_precision") == "bf16" else {}
     for node in graph.nodes:
         if node.op != "attn_scores":
             continue
@@ -40,7 +44,7 @@ def fuse_attention(graph: Graph) -> Graph:
         fused[ctx.output] = make_node(
             "attention", (q, k, v, *mask.inputs[1:]), ctx.output, node.source,
             heads=node.attr("heads"), head_dim=node.attr("head_dim"), causal=mask.attr("causal"),
-            q_start=q_start, k_start=k_start, v_start=v_start,
+            q_start=q_start, k_start=k_start, v_start=v_start, **extra,
         )
         dropped |= {node.output, mask.output, soft.output}
     nodes = []

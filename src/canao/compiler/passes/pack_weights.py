@@ -3,7 +3,7 @@
 Preconditions: fuse_epilogues has run (weights are read by `gemm`; a bare
 matmul with a constant weight is turned into an epilogue-free gemm here).
 graph.meta["gemm_nr"] gives the panel width NR the code generator's
-micro-kernel uses (2 SIMD vectors); graph.meta["gemm_precision"] ("fp32",
+micro-kernel uses (2 SIMD vectors); graph.meta["matmul_precision"] ("fp32",
 the default, or "bf16") whether GEMM weights keep fp32 or are rounded to bf16
 pairs for the bf16 kernels (which also round the activations they read; they
 accumulate in fp32). Embeddings, LayerNorm and attention stay fp32.
@@ -23,7 +23,7 @@ PRECISIONS = ("fp32", "bf16")
 
 def pack_weights(graph: Graph) -> Graph:
     nr = int(graph.meta.get("gemm_nr", DEFAULT_NR))
-    precision = str(graph.meta.get("gemm_precision", "fp32"))
+    precision = str(graph.meta.get("matmul_precision", "fp32"))
     if precision not in PRECISIONS:
         raise IRError(f"gemm precision must be one of {PRECISIONS}, but the graph asks for {precision!r}.")
     layout, pack = (f"panel{nr}", pack_panels) if precision == "fp32" else (f"bf16panel{nr}", pack_panels_bf16)

@@ -46,7 +46,7 @@ def run_pipeline_stages(graph: Graph, *, nr: int = 16, precision: str = "fp32",
     """Yield ("lowered", graph) and then each pass's name and output graph.
 
     `precision` is the GEMM precision ("fp32" or "bf16", see pack_weights)."""
-    graph = graph.with_nodes(graph.nodes, gemm_nr=nr, gemm_precision=precision)
+    graph = graph.with_nodes(graph.nodes, gemm_nr=nr, matmul_precision=precision)
     yield "lowered", graph
     for name, fn in PIPELINE:
         graph = fn(graph)
