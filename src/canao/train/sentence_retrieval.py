@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 import torch
@@ -79,9 +79,21 @@ def retrieval_items(articles: Iterable[Article], limit: Optional[int] = None) ->
     return items
 
 
-def embed_texts(model: torch.nn.Module, tokenizer, texts: list[str], *, batch_size: int = 32,
+def embed_texts(model: Any, tokenizer, texts: list[str], *, batch_size: int = 32,
                 max_tokens: int = 256, progress: Optional[Callable[[int], None]] = None) -> np.ndarray:
-    """L2-normalised mean-pooled embeddings (N, hidden) of `texts` with the encoder backbone."""
+    """L2-normalised mean-pooled embeddings (N, hidden) of `texts` with the encoder backbone.
+
+    `model` is a PyTorch encoder, or a compiled backbone (canao.compiler.runtime.CompiledModel), which
+    runs each text unpadded, so the same retrieval metric measures what a deployment computes."""
+    if hasattr(model, "run"):
+        rows = []
+        for text in texts:
+            hidden = model.run(tokenizer.encode(text).ids[:max_tokens])["last_hidden_state"][0]
+            pooled = hidden.mean(0)
+            rows.append(pooled / max(float(np.linalg.norm(pooled)), 1e-12))
+            if progress is not None:
+                progress(1)
+        return np.stack(rows)
     encoder = backbone_of(model)
     out = []
     for i in range(0, len(texts), batch_size):
@@ -104,7 +116,7 @@ def _overlap_rank(item: RetrievalItem) -> int:
     return sum(score > scores[item.gold] for score in scores)
 
 
-def evaluate_sentence_retrieval(model: torch.nn.Module, tokenizer, items: list[RetrievalItem], *,
+def evaluate_sentence_retrieval(model: Any, tokenizer, items: list[RetrievalItem], *,
                                 progress: Optional[Callable[[int], None]] = None) -> RetrievalResult:
     """Top-1 and MRR of ranking each question's paragraph sentences by embedding similarity."""
     if not items:
