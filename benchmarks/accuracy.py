@@ -8,8 +8,8 @@ Stages (run one or all; each appends its figures, command and wall time to
            questions of the other 12 (> 1,000); --squad-train/--squad-dev take the official files instead
   distill  distill encoder L4 H256 (8 heads x 32, FFN 1024; a slice of the teacher) from the SST-2
            teacher, report its dev accuracy and the gap
-  precision  score the models the stages above left in --work with PyTorch, compiled fp32 and compiled
-           bf16 (the deployed runtimes), and how many predictions each compiled one shares with PyTorch
+  precision  score the models the stages above left in --work with PyTorch and compiled fp32, bf16 and
+           int8 (the deployed runtimes), and how many predictions each compiled one shares with PyTorch
 
     .venv/bin/python benchmarks/accuracy.py --stages sst2,distill --results docs/accuracy.jsonl
 """
@@ -102,7 +102,7 @@ def stage_precision(args) -> None:
             print(f"skipped {model}: not trained yet (run its stage first)")
             continue
         start, scores = time.perf_counter(), {}
-        for runtime, precision in (("pytorch", "fp32"), ("compiled", "fp32"), ("compiled", "bf16")):
+        for runtime, precision in (("pytorch", "fp32"), ("compiled", "fp32"), ("compiled", "bf16"), ("compiled", "int8")):
             metrics, predictions = evaluate_checkpoint(model, task, data, max_length=max_length, runtime=runtime,
                                                        precision=precision, threads=args.threads)
             scores[f"{runtime} {precision}"] = (metrics, predictions)
@@ -138,11 +138,14 @@ def write_markdown(results: Path, out: Path) -> None:
     if precision:
         lines += ["", "## Deployed precision", "",
                   "The fine-tuned models above, scored by PyTorch (fp32) and by the compiled model on this CPU with fp32 "
-                  "and with bf16 GEMMs (bf16 weights and activations into the GEMMs, fp32 sums; LayerNorm, softmax "
-                  "and attention in fp32). Command: `.venv/bin/python benchmarks/accuracy.py --stages precision`.", "",
+                  "with bf16 matrix products (bf16 operands into the GEMMs and attention's two products, fp32 sums; "
+                  "LayerNorm and softmax in fp32) and with dynamic int8 GEMMs (int8 weights per output column, "
+                  "activations quantized per row at run time, int32 sums; attention in fp32). Command: `.venv/bin/python benchmarks/accuracy.py --stages precision`.", "",
                   "| task | model | runtime | metrics | predictions equal to PyTorch's |", "|---|---|---|---|---:|"]
         for r in precision:
-            for runtime in ("pytorch fp32", "compiled fp32", "compiled bf16"):
+            for runtime in ("pytorch fp32", "compiled fp32", "compiled bf16", "compiled int8"):
+                if runtime not in r:
+                    continue
                 m = r[runtime]
                 metrics = ", ".join(f"{k} {v:.2f}" for k, v in m.items() if k not in ("same_predictions_as_pytorch",
                                                                                      "predictions"))

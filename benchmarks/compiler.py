@@ -9,11 +9,12 @@ weights), one decode step at a context of 128 with a KV cache. Every
 runtime's output is checked against PyTorch fp32 before it is timed.
 
 Precisions: fp32 for every runtime (the like-for-like comparison), plus
-canao with bf16 GEMMs and the reduced-precision peers a user would weigh
-it against: PyTorch with bf16 weights (oneDNN's bf16 kernels) and ONNX
-Runtime with dynamic int8 quantization of the linear layers. Also: this
-machine's measured fp32 FMA and bf16 dot-product peaks and the canao
-GEMMs' fractions of them on 768x768x128 and 3072x768x128.
+canao with bf16 matrix products and with dynamic int8 GEMMs, and the
+reduced-precision peers a user would weigh them against: PyTorch with bf16
+weights (oneDNN's bf16 kernels) and ONNX Runtime with dynamic int8
+quantization of the linear layers. Also: this machine's measured fp32 FMA,
+bf16 and int8 dot-product peaks and the canao GEMMs' fractions of them on
+768x768x128 and 3072x768x128.
 
     .venv/bin/python benchmarks/compiler.py                 # print the table
     .venv/bin/python benchmarks/compiler.py --write docs/benchmarks.md
@@ -90,7 +91,9 @@ def _ort_session(model: torch.nn.Module, seq: int, threads: int, workdir: Path, 
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-PEER_PRECISION = {"PyTorch bf16": "bf16", "ONNX Runtime int8": "int8 (dynamic)", "canao bf16": "bf16"}
+PEER_PRECISION = {"PyTorch bf16": "bf16", "ONNX Runtime int8": "int8 (dynamic)", "canao bf16": "bf16",
+                  "canao int8": "int8 (dynamic)"}
+CANAO_PRECISIONS = ("fp32", "bf16", "int8")
 
 
 def bench_encoder(name: str, model: torch.nn.Module, seq: int, threads: int, runs: int, tune_s: float,
@@ -125,10 +128,10 @@ def bench_encoder(name: str, model: torch.nn.Module, seq: int, threads: int, run
 
     diffs["PyTorch bf16"] = float(np.abs(eager_bf16().last_hidden_state.float().numpy() - want).max())
     peers["PyTorch bf16"] = eager_bf16
-    for precision in ("fp32", "bf16"):
+    for precision in CANAO_PRECISIONS:
         compiled = CompiledModel.build(lower_model(model), threads=threads, tune_budget_s=tune_s, tune_seq_len=seq,
                                        precision=precision)
-        label = "canao" if precision == "fp32" else "canao bf16"
+        label = "canao" if precision == "fp32" else f"canao {precision}"
         diffs[label] = float(np.abs(compiled.run(ids)["last_hidden_state"] - want).max())
         peers[label] = lambda compiled=compiled: compiled.run(ids)
     stats = measure_interleaved_ms(peers, runs=runs)
@@ -204,7 +207,7 @@ def bench_decoder(threads: int, runs: int, tune_s: float, workdir: Path, context
 
     half_diff = float(np.abs(eager_bf16().logits[0].float().numpy() - want).max())
     sessions = {}
-    for precision in ("fp32", "bf16"):
+    for precision in CANAO_PRECISIONS:
         compiled = CompiledModel.build(lower_model(model), threads=threads, tune_budget_s=tune_s, tune_seq_len=1,
                                        precision=precision)
         sessions[precision] = compiled.new_session()
@@ -219,14 +222,16 @@ def bench_decoder(threads: int, runs: int, tune_s: float, workdir: Path, context
         return decode
 
     diffs = {p: float(np.abs(decoder(p)() - want).max()) for p in sessions}
-    stats = measure_interleaved_ms({"eager": eager, "eager bf16": eager_bf16, "canao": decoder("fp32"),
-                                    "canao bf16": decoder("bf16")}, runs=runs)
+    stats = measure_interleaved_ms({"eager": eager, "eager bf16": eager_bf16,
+                                    **{f"canao {p}": decoder(p) for p in CANAO_PRECISIONS}}, runs=runs)
     rows = [Row("GPT-2 small", f"decode @ ctx {context}", "PyTorch eager (KV cache)", stats["eager"], gflop, 0.0),
             Row("GPT-2 small", f"decode @ ctx {context}", "PyTorch bf16 (KV cache)", stats["eager bf16"], gflop,
                 half_diff, "bf16"),
-            Row("GPT-2 small", f"decode @ ctx {context}", "canao (KV cache)", stats["canao"], gflop, diffs["fp32"]),
+            Row("GPT-2 small", f"decode @ ctx {context}", "canao (KV cache)", stats["canao fp32"], gflop, diffs["fp32"]),
             Row("GPT-2 small", f"decode @ ctx {context}", "canao bf16 (KV cache)", stats["canao bf16"], gflop,
-                diffs["bf16"], "bf16")]
+                diffs["bf16"], "bf16"),
+            Row("GPT-2 small", f"decode @ ctx {context}", "canao int8 (KV cache)", stats["canao int8"], gflop,
+                diffs["int8"], "int8 (dynamic)")]
     try:
         ct2 = _ct2_decode(model, prompt, threads, runs, workdir)
     except Exception as err:
@@ -238,12 +243,13 @@ def bench_decoder(threads: int, runs: int, tune_s: float, workdir: Path, context
 
 
 def gemm_efficiency(simd: str, threads: int) -> tuple[dict[str, float], list[tuple[str, str, float, float]]]:
-    """Measured peaks (fp32 FMA, bf16 dot product) and the tuned canao GEMMs' GFLOP/s and fraction of them."""
+    """Measured peaks (fp32 FMA, bf16 and int8 dot products) and the tuned canao GEMMs' fraction of them."""
     lib = bench_library(simd)
-    peaks = {p: max(lib.canao_bench_peak_gflops(threads, int(p == "bf16")) for _ in range(3))  # noise only lowers it
-             for p in ("fp32", "bf16")}
+    codes = {"fp32": 0, "bf16": 1, "int8": 2}
+    peaks = {p: max(lib.canao_bench_peak_gflops(threads, codes[p]) for _ in range(3))  # noise only lowers it
+             for p in CANAO_PRECISIONS}
     out = []
-    for precision in ("fp32", "bf16"):
+    for precision in CANAO_PRECISIONS:
         for m, n, k in ((128, 768, 768), (128, 3072, 768)):
             result = measure_shape(lib, simd, m, n, k, threads, time.monotonic() + 60, precision)
             out.append((f"{n}x{k}x{m} (N x K x M)", precision, result["gflops"], result["gflops"] / peaks[precision]))
@@ -252,22 +258,25 @@ def gemm_efficiency(simd: str, threads: int) -> tuple[dict[str, float], list[tup
 
 def to_markdown(rows: list[Row], peaks: dict[str, float], gemms: list, header: str) -> str:
     lines = [header, "",
-             "Speed-up columns: the row's median time / canao's (fp32 and bf16): above 1 means canao is faster.", "",
+             "Speed-up columns: the row's median time / canao's at that precision: above 1 means canao is faster. "
+             "GFLOP/s counts the model's multiply-adds whatever the precision.", "",
              "| model | setting | runtime | precision | median ms | p90 ms | GFLOP/s | canao fp32 speed-up | "
-             "canao bf16 speed-up | max abs diff vs PyTorch fp32 |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+             "canao bf16 speed-up | canao int8 speed-up | max abs diff vs PyTorch fp32 |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for key in dict.fromkeys((r.model, r.setting) for r in rows):
         group = [r for r in rows if (r.model, r.setting) == key]
-        ours = {("bf16" if "bf16" in r.runtime else "fp32"): r for r in group if r.runtime.startswith("canao")}
+        ours = {next((p for p in ("bf16", "int8") if p in r.runtime), "fp32"): r
+                for r in group if r.runtime.startswith("canao")}
         for r in group:
             speed = [f"{r.stats.median_ms / ours[p].stats.median_ms:.2f}x" if p in ours and r is not ours[p] else ""
-                     for p in ("fp32", "bf16")]
+                     for p in CANAO_PRECISIONS]
             lines.append(f"| {r.model} | {r.setting} | {r.runtime} | {r.precision} | {r.stats.median_ms:.2f} | "
-                         f"{r.stats.p90_ms:.2f} | {r.gflop / r.stats.median_ms * 1e3:.1f} | {speed[0]} | {speed[1]} | "
+                         f"{r.stats.p90_ms:.2f} | {r.gflop / r.stats.median_ms * 1e3:.1f} | {' | '.join(speed)} | "
                          f"{r.max_abs_diff:.1e} |")
-    lines += ["", f"Measured peaks (all threads): fp32 FMA {peaks['fp32']:.1f} GFLOP/s, bf16 dot product "
-              f"{peaks['bf16']:.1f} GFLOP/s", "",
-              "| canao GEMM | precision | GFLOP/s | fraction of that precision's peak |", "|---|---|---:|---:|"]
+    lines += ["", "Measured peaks (all threads): " + ", ".join(
+        f"{p} {'FMA' if p == 'fp32' else 'dot product'} {peaks[p]:.1f} G{'FL' if p != 'int8' else ''}OP/s"
+        for p in CANAO_PRECISIONS), "",
+              "| canao GEMM | precision | G(FL)OP/s | fraction of that precision's peak |", "|---|---|---:|---:|"]
     lines += [f"| {name} | {precision} | {g:.1f} | {100 * f:.0f}% |" for name, precision, g, f in gemms]
     return "\n".join(lines) + "\n"
 

@@ -140,8 +140,9 @@ def compile_cmd(
     out: Path = typer.Option(Path("artifact"), help="Artifact directory to write."),
     task: Optional[str] = typer.Option(None, help="Override the task: backbone, classification, qa, lm."),
     simd: str = typer.Option("auto", help="SIMD level: auto, avx512bf16, avx512, avx2, neon, scalar."),
-    precision: str = typer.Option("fp32", help="GEMM precision: fp32, or bf16 (bf16 operands, fp32 sums; "
-                                  "about 2x faster GEMMs on CPUs with AVX-512 BF16)."),
+    precision: str = typer.Option("fp32", help="Matrix-product precision: fp32; bf16 (bf16 operands, fp32 sums; "
+                                  "~2x faster GEMMs with AVX-512 BF16); int8 (dynamic quantization: int8 weights "
+                                  "per column, activations per row at run time; ~4x with AVX-512 VNNI)."),
     explain: bool = typer.Option(False, help="Print per-pass op/tensor counts and planned memory."),
     dump: Optional[Path] = typer.Option(None, help="Write the IR after every pass and the C source here."),
 ) -> None:
@@ -432,7 +433,7 @@ def evaluate(
     predictions: Optional[Path] = typer.Option(None, help="Write predictions here (SQuAD: {id: answer})."),
     max_length: int = typer.Option(384), squad_v2: bool = typer.Option(False, help="SQuAD v2.0 no-answer scoring."),
     runtime: str = typer.Option("pytorch", help="pytorch, or compiled (compile for this CPU, score its outputs)."),
-    precision: str = typer.Option("fp32", help="GEMM precision of the compiled runtime: fp32 or bf16."),
+    precision: str = typer.Option("fp32", help="Matrix-product precision of the compiled runtime: fp32, bf16, int8."),
 ) -> None:
     """Print a checkpoint's official task metrics on a data file."""
     from canao.train.evaluate import evaluate_checkpoint

@@ -26,7 +26,7 @@ def test_bad_devices_are_explained():
 def test_simd_levels_from_flags():
     assert simd_level_from_flags("x86_64", {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq"}) == "avx512"
     assert simd_level_from_flags("x86_64", {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq",
-                                            "avx512_bf16"}) == "avx512bf16"
+                                            "avx512_bf16", "avx512_vnni"}) == "avx512bf16"
     assert simd_level_from_flags("x86_64", {"avx2", "fma"}) == "avx2"
     assert simd_level_from_flags("x86_64", {"sse4_2"}) == "scalar"
     assert simd_level_from_flags("aarch64", {"asimd"}) == "neon"

@@ -107,8 +107,8 @@ def write_artifact(path: Path, spec: ArchSpec, weights: Mapping[str, np.ndarray]
                    simd: Optional[str] = None, tune_budget_s: float = 0.0, precision: str = "fp32") -> Path:
     """Write a complete artifact atomically (temp dir, then rename into place).
 
-    `precision` "bf16" stores the choice in task.json: every build of the
-    artifact (on any CPU) runs its GEMMs on bf16 operands with fp32 sums."""
+    `precision` ("bf16" or "int8"; see runtime.optimize) is stored in
+    task.json: every build of the artifact, on any CPU, keeps it."""
     if precision not in PRECISIONS:
         raise RuntimeLoadError(f"`precision` must be one of {PRECISIONS}, but got {precision!r}.")
     from safetensors.numpy import save_file

@@ -14,6 +14,15 @@ an fp32 on CPUs without it. The words travel in the float32 weight blob as
 raw bits (numpy copies keep the bits; nothing does arithmetic on them).
 Rounding to bf16 is round-to-nearest-even, as the hardware conversion does.
 
+"i8panel<NR>" quantizes each output column symmetrically to int8 (scale
+max|W[n]| / 127, round to nearest even): [ceil(N/NR), ceil(K/4) + 2, NR]
+32-bit words; word (j, kk, n) packs q[n, 4kk..4kk+3] as bytes (k ascending
+from the low byte; zeros pad K), the operand order of AVX-512 VNNI's
+vpdpbusd. The panel's last two rows hold each column's scale (float32 bits)
+and the sum of its quantized values (int32), which the kernel needs to
+remove the activations' zero point: with a row quantized as
+a ~ sa * (qa - za), sum_k a W ~ sa * sw * (qa . qw - za * sum_k qw).
+
 Example::
 
     packed = pack_panels(w, nr=16)
@@ -66,3 +75,52 @@ def unpack_panels_bf16(packed: np.ndarray, n: int, k: int) -> np.ndarray:
     out = np.empty((panels * nr, pairs * 2), dtype=np.uint32)
     out[:, 0::2], out[:, 1::2] = words << 16, words & 0xFFFF0000
     return out.view(np.float32)[:n, :k]
+
+
+def quantize_columns_int8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-output-column int8: (q [N, K] int8, scale [N] float32), w ~ q * scale[:, None]."""
+    w = np.asarray(w, dtype=np.float32)
+    scale = (np.abs(w).max(axis=1) / np.float32(127.0)).astype(np.float32)
+    scale[scale == 0] = 1.0
+    q = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
+    return q, scale
+
+
+def pack_panels_int8(w: np.ndarray, nr: int) -> np.ndarray:
+    n, k = w.shape
+    q, scale = quantize_columns_int8(w)
+    panels, quads = -(-n // nr), -(-k // 4)
+    padded = np.zeros((panels * nr, quads * 4), dtype=np.uint8)
+    padded[:n, :k] = q.view(np.uint8)
+    words = padded.view("<u4").reshape(panels * nr, quads)  # little-endian: k ascending from the low byte
+    body = np.zeros((panels * nr, quads + 2), dtype=np.uint32)
+    body[:, :quads] = words
+    body[:n, quads] = scale.view(np.uint32)
+    body[:n, quads + 1] = q.astype(np.int32).sum(axis=1).astype(np.int32).view(np.uint32)
+    return np.ascontiguousarray(body.reshape(panels, nr, quads + 2).transpose(0, 2, 1)).view(np.float32)
+
+
+def unpack_panels_int8(packed: np.ndarray, n: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(q [n, k] int8, scale [n] float32, column sums [n] int32) of an i8panel array."""
+    panels, rows, nr = packed.shape
+    quads = rows - 2
+    body = np.ascontiguousarray(np.ascontiguousarray(packed).view(np.uint32).transpose(0, 2, 1)).reshape(panels * nr, rows)
+    q = np.ascontiguousarray(body[:, :quads]).astype("<u4").view(np.int8).reshape(panels * nr, quads * 4)[:n, :k]
+    return q, body[:n, quads].view(np.float32), body[:n, quads + 1].view(np.int32)
+
+
+def quantize_rows_u8(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Asymmetric per-row uint8, exactly as the int8 kernels quantize activations at run time.
+
+    Returns (q [M, K] int32 in 0..255, scale [M], zero point [M] int32), a ~ scale * (q - zero_point)."""
+    a = np.asarray(a, dtype=np.float32)
+    lo = np.minimum(a.min(axis=1), np.float32(0))
+    hi = np.maximum(a.max(axis=1), np.float32(0))
+    span = (hi - lo).astype(np.float32)
+    flat = span < np.float32(1e-30)
+    span[flat] = 255.0
+    inv = (np.float32(255.0) / span).astype(np.float32)
+    scale = (span / np.float32(255.0)).astype(np.float32)
+    zero = np.clip(np.rint(-lo * inv), 0, 255).astype(np.float32)
+    q = np.clip(np.rint(a * inv[:, None]) + zero[:, None], 0, 255).astype(np.int32)
+    return q, scale, zero.astype(np.int32)

@@ -104,8 +104,11 @@ def optimize(lowered: Graph, *, simd: str, threads: int, tune_budget_s: float = 
              progress: Optional[Callable[[int, int], None]] = None, precision: str = "fp32") -> Graph:
     """Pass pipeline + tuned kernel variants: the graph code generation takes.
 
-    `precision` "bf16" runs the GEMMs on bf16-rounded weights and activations
-    with fp32 sums (natively on AVX-512 BF16 CPUs, widened to fp32 elsewhere)."""
+    `precision` "bf16" runs the GEMMs and attention's products on bf16-rounded
+    operands with fp32 sums (natively on AVX-512 BF16 CPUs, widened to fp32
+    elsewhere); "int8" runs the GEMMs on int8 weights (per output column) and
+    activations quantized per row at run time, int32 sums (natively with
+    AVX-512 VNNI), attention in fp32."""
     from canao.compiler.tune import TuningDatabase, apply_tuning, tune_gemms
 
     final = run_pipeline(lowered, nr=panel_width_for(simd), precision=precision)
@@ -144,7 +147,7 @@ class CompiledModel:
 
         Tuned choices come from the tuning database for this CPU; with a
         budget, shapes missing from it are measured now (see tune.py).
-        `precision`: "fp32" (default) or "bf16" GEMMs (see optimize)."""
+        `precision`: "fp32" (default), "bf16" or "int8" (see optimize)."""
         simd = resolve_simd(simd)
         final = optimize(lowered, simd=simd, threads=threads, tune_budget_s=tune_budget_s, tune_seq_len=tune_seq_len,
                          precision=precision)

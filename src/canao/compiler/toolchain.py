@@ -25,7 +25,8 @@ from canao.latency.device import c_compiler, describe_machine
 
 _AVX512 = ("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma", "-mf16c")
 SIMD_FLAGS: dict[str, tuple[str, ...]] = {
-    "avx512bf16": (*_AVX512, "-mavx512bf16"),  # AVX-512 plus the bf16 dot product (bf16 GEMMs run natively)
+    # AVX-512 plus the bf16 and int8 (VNNI) dot products: bf16 and int8 GEMMs run natively
+    "avx512bf16": (*_AVX512, "-mavx512bf16", "-mavx512vnni"),
     "avx512": _AVX512,
     "avx2": ("-mavx2", "-mfma", "-mf16c"),
     "neon": (),  # NEON is part of the aarch64 baseline

@@ -1,7 +1,7 @@
 """Auto-tuning: pick the fastest GEMM variant per shape by measuring on this device; a shared database.
 
 For every distinct GEMM shape of a compiled graph (M = the sequence length
-tuned for, N outputs, K inputs, fp32 or bf16 kernels), the variants (register tile height MR and K
+tuned for, N outputs, K inputs, fp32, bf16 or int8 kernels), the variants (register tile height MR and K
 block KC) are timed with a small native benchmark built from the same
 kernels the model uses. Results go to a JSON database keyed by the device
 fingerprint and SIMD level, then by shape, so a second compile, or another
@@ -40,13 +40,15 @@ _BENCH_SOURCE = r"""
 #include <time.h>
 static double bench_now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
 
-/* Best-of-3 mean time (ms) of `reps` GEMMs of one variant on synthetic data; bf16 != 0 times the bf16 kernels. */
-double canao_bench_gemm(int mr, int kc, int M, int N, int K, int reps, int threads, int bf16) {
+/* Best-of-3 mean time (ms) of `reps` GEMMs of one variant on synthetic data; precision 0 fp32, 1 bf16, 2 int8. */
+double canao_bench_gemm(int mr, int kc, int M, int N, int K, int reps, int threads, int precision) {
+    int bf16 = precision == 1, int8 = precision == 2;
 #ifdef _OPENMP
     omp_set_num_threads(threads);
 #endif
     int panels = (N + NR - 1) / NR;
-    size_t w_floats = bf16 ? (size_t)panels * NR * ((K + 1) / 2) : (size_t)panels * NR * K;
+    size_t w_floats = bf16 ? (size_t)panels * NR * ((K + 1) / 2)
+                      : int8 ? (size_t)panels * NR * ((K + 3) / 4 + 2) : (size_t)panels * NR * K;
     float *A = aligned_alloc(64, ((size_t)M * K * 4 + 63) / 64 * 64);
     float *W = aligned_alloc(64, (w_floats * 4 + 63) / 64 * 64);
     float *C = aligned_alloc(64, ((size_t)M * N * 4 + 63) / 64 * 64);
@@ -57,6 +59,9 @@ double canao_bench_gemm(int mr, int kc, int M, int N, int K, int reps, int threa
         if (bf16) {
             uint32_t pair = 0x3c233c23u + (uint32_t)(i % 7) * 0x00010001u; /* two bf16 near 0.01 */
             memcpy(W + i, &pair, sizeof pair);
+        } else if (int8) { /* small quads; scale and sum rows are read as float / int32 bits */
+            uint32_t quad = 0x01020304u + (uint32_t)(i % 7);
+            memcpy(W + i, &quad, sizeof quad);
         } else {
             W[i] = (float)(i % 7) * 0.01f;
         }
@@ -68,6 +73,7 @@ double canao_bench_gemm(int mr, int kc, int M, int N, int K, int reps, int threa
         double t0 = bench_now();
         for (int r = 0; r < (trial < 0 ? 1 : reps); ++r) {
             if (bf16) gemm_packed_bf16(A, K, W, K, N, C, N, M, &e, mr, kc);
+            else if (int8) gemm_packed_i8(A, K, W, K, N, C, N, M, &e, mr, kc);
             else gemm_packed(A, K, W, K, N, C, N, M, &e, mr, kc);
         }
         double ms = (bench_now() - t0) * 1e3 / reps;
@@ -77,9 +83,11 @@ double canao_bench_gemm(int mr, int kc, int M, int N, int K, int reps, int threa
     return best;
 }
 
-/* Measured peak (GFLOP/s, all threads) of the GEMM inner operation in registers, independent chains:
- * fp32 FMA (bf16 == 0), or the bf16 pair dot product (2 multiply-adds per lane). */
-double canao_bench_peak_gflops(int threads, int bf16) {
+/* Measured peak (G(FL)OP/s, all threads) of the GEMM inner operation in registers, independent chains:
+ * precision 0 fp32 FMA, 1 the bf16 pair dot product (2 multiply-adds per lane), 2 the int8 quad dot
+ * product (4 multiply-adds per lane). */
+double canao_bench_peak_gflops(int threads, int precision) {
+    int bf16 = precision == 1, int8 = precision == 2;
     double total = 0.0;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads) reduction(+ : total)
@@ -98,6 +106,14 @@ double canao_bench_peak_gflops(int threads, int bf16) {
             for (long it = 0; it < iters; ++it) {
                 _Pragma("GCC unroll 12") for (int i = 0; i < 12; ++i) acc[i] = bf16_dot(acc[i], a_pair, pair);
             }
+        } else if (int8) {
+            vi iacc[12];
+            for (int i = 0; i < 12; ++i) iacc[i] = (vi){0} + i;
+            const i8_b quads = i8_load_b(bits);
+            for (long it = 0; it < iters; ++it) {
+                _Pragma("GCC unroll 12") for (int i = 0; i < 12; ++i) iacc[i] = i8_dot(iacc[i], 0x01010101u, quads);
+            }
+            for (int i = 0; i < 12; ++i) acc[i] = __builtin_convertvector(iacc[i], vf);
         } else {
             for (long it = 0; it < iters; ++it) {
                 _Pragma("GCC unroll 12") for (int i = 0; i < 12; ++i) acc[i] = acc[i] * b + c;
@@ -106,7 +122,7 @@ double canao_bench_peak_gflops(int threads, int bf16) {
         double seconds = bench_now() - t0;
         float sink = 0.0f;
         for (int i = 0; i < 12; ++i) sink += acc[i][0];
-        total += (double)iters * 12 * VL * (bf16 ? 4 : 2) / seconds / 1e9 + (sink == 12345.0f ? 1e-9 : 0.0);
+        total += (double)iters * 12 * VL * (int8 ? 8 : bf16 ? 4 : 2) / seconds / 1e9 + (sink == 12345.0f ? 1e-9 : 0.0);
     }
     return total;
 }
@@ -166,7 +182,7 @@ def gemm_shape(graph: Graph, node: Node, seq_len: int) -> tuple[int, int, int, s
     """(M, N, K, precision) of a gemm node with the symbolic rows bound to `seq_len`."""
     rows = graph.types[node.inputs[0]].shape[0]
     m = seq_len if isinstance(rows, str) else int(rows)
-    precision = "bf16" if str(node.attr("packed", "")).startswith("bf16") else "fp32"
+    precision = {"bf16": "bf16", "i8": "int8"}.get(str(node.attr("packed", "")).split("panel")[0], "fp32")
     return m, int(graph.types[node.output].shape[-1]), int(graph.types[node.inputs[0]].shape[-1]), precision
 
 
@@ -187,7 +203,8 @@ def measure_shape(lib: ctypes.CDLL, simd: str, m: int, n: int, k: int, threads: 
     for mr, kc in _variants(simd, k):
         if candidates and time.monotonic() > deadline:
             break
-        candidates[f"mr{mr}_kc{kc}"] = lib.canao_bench_gemm(mr, kc, m, n, k, reps, threads, int(precision == "bf16"))
+        candidates[f"mr{mr}_kc{kc}"] = lib.canao_bench_gemm(mr, kc, m, n, k, reps, threads,
+                                                            {"fp32": 0, "bf16": 1, "int8": 2}[precision])
     best = min(candidates, key=candidates.get)
     mr, kc = (int(part[2:]) for part in best.split("_"))
     ms = candidates[best]

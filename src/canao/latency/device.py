@@ -70,7 +70,7 @@ def simd_level_from_flags(arch: str, flags: set[str]) -> str:
     if arch in ("aarch64", "arm64"):
         return "neon" if ("asimd" in flags or not flags) else "scalar"
     if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
-        return "avx512bf16" if "avx512_bf16" in flags else "avx512"
+        return "avx512bf16" if {"avx512_bf16", "avx512_vnni"} <= flags else "avx512"
     if {"avx2", "fma"} <= flags:
         return "avx2"
     return "scalar"

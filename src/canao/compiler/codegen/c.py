@@ -130,8 +130,9 @@ def _gemm(n: Node, v: _Names) -> list[str]:
     args = (f"{v.ptr(x)}, {k}, {v.ptr(w)}, {k}, {out_n}, {v.ptr(n.output)}, {out_n}, {v.rows(x)}, &e, "
             f"{n.attr('mr', v.default_mr)}, {n.attr('kc', 0)}")
     call = f"gemm_packed({args});"
-    if n.attr("packed").startswith("bf16"):
-        call = f"int status = gemm_packed_bf16({args});\nif (status) *c->err = status;"
+    kernel = {"bf16": "gemm_packed_bf16", "i8": "gemm_packed_i8"}.get(n.attr("packed").split("panel")[0])
+    if kernel:
+        call = f"int status = {kernel}({args});\nif (status) *c->err = status;"
     return [f"const Epilogue e = {{{{{', '.join(steps + ['EPI_END'])}}}, {bias}, {residual}, {out_n}, {scale}}};",
             *call.split("\n")]
 

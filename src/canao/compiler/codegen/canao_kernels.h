@@ -377,6 +377,187 @@ static inline int gemm_packed_bf16(const float *A, int lda, const void *Wp, int 
     return 0;
 }
 
+/* -------------------------------------------------------------- int8 GEMM */
+/* Dynamic quantization: W per output column symmetric int8 (layout.py, "i8panel<NR>": ceil(K/4)
+ * rows of 4-byte quads, then a row of column scales and a row of column sums per panel); each A row
+ * is quantized when the GEMM runs to uint8 with its own scale and zero point, so
+ *   C[m, n] = sa[m] * sw[n] * (qa[m] . qw[n] - za[m] * sum_k qw[n, k])   (int32 dot products).
+ * AVX-512 VNNI's vpdpbusd adds 4 u8 x s8 products per int32 lane (4x the fp32 FMA rate); elsewhere
+ * the bytes are widened to int32 lanes and multiplied (correct, not fast: use fp32 or bf16 there). */
+typedef uint8_t vb __attribute__((vector_size(VL)));
+
+/* A[M, K] -> uint8 rows of ld4 words (quads, zero-padded) with per-row scale and zero point. */
+static inline void rows_to_u8(const float *A, int lda, int M, int K, uint32_t *out, int ld4, float *scale,
+                              int32_t *zero) {
+    const float shifter = 12582912.0f; /* adding and removing 1.5 * 2^23 rounds to nearest even */
+    for (int m = 0; m < M; ++m) {
+        const float *a = A + (size_t)m * lda;
+        vf lo_v = vbroadcast(0.0f), hi_v = vbroadcast(0.0f);
+        int k = 0;
+        for (; k + VL <= K; k += VL) {
+            vf x = vload(a + k);
+            lo_v = vmin(lo_v, x);
+            hi_v = vmax(hi_v, x);
+        }
+        float lo = 0.0f, hi = 0.0f;
+        for (int l = 0; l < VL; ++l) {
+            lo = lo_v[l] < lo ? lo_v[l] : lo;
+            hi = hi_v[l] > hi ? hi_v[l] : hi;
+        }
+        for (; k < K; ++k) {
+            lo = a[k] < lo ? a[k] : lo;
+            hi = a[k] > hi ? a[k] : hi;
+        }
+        float span = hi - lo < 1e-30f ? 255.0f : hi - lo, inv = 255.0f / span;
+        float zp = (-lo * inv + shifter) - shifter;
+        zp = zp < 0.0f ? 0.0f : (zp > 255.0f ? 255.0f : zp);
+        scale[m] = span / 255.0f;
+        zero[m] = (int32_t)zp;
+        uint8_t *o = (uint8_t *)(out + (size_t)m * ld4);
+        for (k = 0; k + VL <= K; k += VL) {
+            vf q = (vload(a + k) * inv + shifter) - shifter + zp;
+            q = vmin(vmax(q, vbroadcast(0.0f)), vbroadcast(255.0f));
+            vb bytes = __builtin_convertvector(__builtin_convertvector(q, vi), vb);
+            memcpy(o + k, &bytes, sizeof bytes);
+        }
+        for (; k < K; ++k) {
+            float q = (a[k] * inv + shifter) - shifter + zp;
+            o[k] = (uint8_t)(q < 0.0f ? 0.0f : (q > 255.0f ? 255.0f : q));
+        }
+        for (; k < ld4 * 4; ++k) o[k] = 0;
+    }
+}
+
+#if defined(__AVX512VNNI__) && VL == 16
+#define CANAO_INT8_NATIVE 1
+typedef vu i8_b;
+static inline i8_b i8_load_b(const uint32_t *p) { return vload_u(p); }
+static inline vi i8_dot(vi acc, uint32_t a_quad, i8_b b) {
+    return (vi)_mm512_dpbusd_epi32((__m512i)acc, _mm512_set1_epi32((int)a_quad), (__m512i)b);
+}
+#else
+#define CANAO_INT8_NATIVE 0
+typedef struct { vi b0, b1, b2, b3; } i8_b;
+static inline i8_b i8_load_b(const uint32_t *p) {
+    vi w;
+    memcpy(&w, p, sizeof w);
+    i8_b b = {(w << 24) >> 24, (w << 16) >> 24, (w << 8) >> 24, w >> 24}; /* sign-extended bytes */
+    return b;
+}
+static inline vi i8_dot(vi acc, uint32_t a_quad, i8_b b) {
+    return acc + (int32_t)(a_quad & 0xffu) * b.b0 + (int32_t)((a_quad >> 8) & 0xffu) * b.b1
+           + (int32_t)((a_quad >> 16) & 0xffu) * b.b2 + (int32_t)(a_quad >> 24) * b.b3;
+}
+#endif
+
+/* Dequantize one vector of int32 sums (columns n.. of row m; the panel's scale and sum rows start at
+ * column n - n0 of `qrow`) and store it like gemm_store: partial K blocks add up in C. */
+static inline void gemm_store_i8(float *C, int ldc, int m, int n, int N, vi acc, const Epilogue *e, int first, int last,
+                                 const uint32_t *qrow, float sa, int32_t za) {
+    int len = N - n < VL ? N - n : VL;
+    if (len <= 0) return;
+    vf sw;
+    vi sums;
+    memcpy(&sw, qrow, sizeof sw);
+    memcpy(&sums, qrow + NR, sizeof sums);
+    vf v = __builtin_convertvector(last ? acc - za * sums : acc, vf) * (sw * sa);
+    float *c = C + (size_t)m * ldc + n;
+    if (!first) v += vload_partial(c, len);
+    if (last) v = epilogue_apply(e, v, m, n, len);
+    if (len == VL) vstore(c, v);
+    else memcpy(c, &v, (size_t)len * sizeof(float));
+}
+
+typedef struct {
+    const uint32_t *A4; /* quantized rows, K4 words each */
+    const float *scale;
+    const int32_t *zero;
+    int K4;
+} QuantRows;
+
+/* The last rows (fewer than MR) of an int8 panel; k0, k1 count quads. */
+static inline void gemm_i8_tile_rows(const QuantRows *a, const uint32_t *panel, int k0, int k1, float *C, int ldc,
+                                     int m0, int rows, int n0, int N, const Epilogue *e, int first, int last) {
+    const uint32_t *qrow = panel + (size_t)a->K4 * NR;
+    for (int r = 0; r < rows; ++r) {
+        vi acc0 = {0}, acc1 = {0};
+        const uint32_t *q = a->A4 + (size_t)(m0 + r) * a->K4;
+        for (int k = k0; k < k1; ++k) {
+            acc0 = i8_dot(acc0, q[k], i8_load_b(panel + (size_t)k * NR));
+            acc1 = i8_dot(acc1, q[k], i8_load_b(panel + (size_t)k * NR + VL));
+        }
+        int m = m0 + r;
+        gemm_store_i8(C, ldc, m, n0, N, acc0, e, first, last, qrow, a->scale[m], a->zero[m]);
+        gemm_store_i8(C, ldc, m, n0 + VL, N, acc1, e, first, last, qrow + VL, a->scale[m], a->zero[m]);
+    }
+}
+
+#define DEFINE_GEMM_I8(MRV)                                                                                    \
+    static inline void gemm_i8_tile_##MRV(const QuantRows *a, const uint32_t *panel, int k0, int k1, float *C,  \
+                                          int ldc, int m0, int n0, int N, const Epilogue *e, int first, int last) { \
+        vi acc0[MRV], acc1[MRV];                                                                               \
+        for (int r = 0; r < MRV; ++r) { acc0[r] = (vi){0}; acc1[r] = (vi){0}; }                                 \
+        const uint32_t *q = a->A4 + (size_t)m0 * a->K4;                                                        \
+        for (int k = k0; k < k1; ++k) {                                                                        \
+            i8_b b0 = i8_load_b(panel + (size_t)k * NR), b1 = i8_load_b(panel + (size_t)k * NR + VL);          \
+            _Pragma("GCC unroll 16") for (int r = 0; r < MRV; ++r) {                                           \
+                uint32_t quad = q[(size_t)r * a->K4 + k];                                                      \
+                acc0[r] = i8_dot(acc0[r], quad, b0);                                                           \
+                acc1[r] = i8_dot(acc1[r], quad, b1);                                                           \
+            }                                                                                                  \
+        }                                                                                                      \
+        const uint32_t *qrow = panel + (size_t)a->K4 * NR;                                                     \
+        for (int r = 0; r < MRV; ++r) {                                                                        \
+            int m = m0 + r;                                                                                    \
+            gemm_store_i8(C, ldc, m, n0, N, acc0[r], e, first, last, qrow, a->scale[m], a->zero[m]);           \
+            gemm_store_i8(C, ldc, m, n0 + VL, N, acc1[r], e, first, last, qrow + VL, a->scale[m], a->zero[m]); \
+        }                                                                                                      \
+    }                                                                                                          \
+    static inline void gemm_i8_mr##MRV(const QuantRows *a, const uint32_t *Wp, int N, float *C, int ldc, int M, \
+                                       const Epilogue *e, int kc4) {                                           \
+        int panels = (N + NR - 1) / NR, row_blocks = (M + MRV - 1) / MRV, K4 = a->K4;                          \
+        int step = kc4 > 0 && kc4 < K4 ? kc4 : K4;                                                             \
+        for (int k0 = 0; k0 < K4; k0 += step) {                                                                \
+            int k1 = k0 + step < K4 ? k0 + step : K4, first = k0 == 0, last = k1 == K4;                        \
+            _Pragma("omp parallel for collapse(2) schedule(static) if ((long)M * N * K4 > 8192)")              \
+            for (int p = 0; p < panels; ++p) {                                                                 \
+                for (int rb = 0; rb < row_blocks; ++rb) {                                                      \
+                    const uint32_t *panel = Wp + (size_t)p * (K4 + 2) * NR;                                    \
+                    int m0 = rb * MRV, rows = M - m0 < MRV ? M - m0 : MRV;                                     \
+                    if (rows == MRV) gemm_i8_tile_##MRV(a, panel, k0, k1, C, ldc, m0, p * NR, N, e, first, last); \
+                    else gemm_i8_tile_rows(a, panel, k0, k1, C, ldc, m0, rows, p * NR, N, e, first, last);     \
+                }                                                                                              \
+            }                                                                                                  \
+        }                                                                                                      \
+    }
+
+DEFINE_GEMM_I8(4)
+DEFINE_GEMM_I8(6)
+DEFINE_GEMM_I8(8)
+DEFINE_GEMM_I8(12)
+
+/* C[M,N] = epilogue(dequant(u8(A) x int8(W)^T)), W in i8 panels; kc counts K steps (rounded to quads).
+ * Returns 0, or 4 when the quantized copy of A cannot be allocated (C is then untouched). */
+static inline int gemm_packed_i8(const float *A, int lda, const void *Wp, int K, int N, float *C, int ldc, int M,
+                                 const Epilogue *e, int mr, int kc) {
+    int K4 = (K + 3) / 4, kc4 = (kc + 3) / 4;
+    uint32_t *A4 = malloc(((size_t)M * K4 + 2 * (size_t)M) * sizeof(uint32_t) + 64);
+    if (!A4) return 4;
+    float *scale = (float *)(A4 + (size_t)M * K4);
+    int32_t *zero = (int32_t *)(scale + M);
+    rows_to_u8(A, lda, M, K, A4, K4, scale, zero);
+    const QuantRows a = {A4, scale, zero, K4};
+    const uint32_t *W = (const uint32_t *)Wp;
+    switch (mr) {
+    case 4: gemm_i8_mr4(&a, W, N, C, ldc, M, e, kc4); break;
+    case 8: gemm_i8_mr8(&a, W, N, C, ldc, M, e, kc4); break;
+    case 12: gemm_i8_mr12(&a, W, N, C, ldc, M, e, kc4); break;
+    default: gemm_i8_mr6(&a, W, N, C, ldc, M, e, kc4); break;
+    }
+    free(A4);
+    return 0;
+}
+
 /* -------------------------------------------------------------- row ops */
 static inline float dot(const float *a, const float *b, int n) {
     vf acc = {0};

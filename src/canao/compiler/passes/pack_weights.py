@@ -4,9 +4,11 @@ Preconditions: fuse_epilogues has run (weights are read by `gemm`; a bare
 matmul with a constant weight is turned into an epilogue-free gemm here).
 graph.meta["gemm_nr"] gives the panel width NR the code generator's
 micro-kernel uses (2 SIMD vectors); graph.meta["matmul_precision"] ("fp32",
-the default, or "bf16") whether GEMM weights keep fp32 or are rounded to bf16
-pairs for the bf16 kernels (which also round the activations they read; they
-accumulate in fp32). Embeddings, LayerNorm and attention stay fp32.
+the default, "bf16" or "int8") whether GEMM weights keep fp32, are rounded to
+bf16 pairs for the bf16 kernels (which also round the activations they read;
+they accumulate in fp32), or are quantized per output column to int8 for the
+int8 kernels (which quantize each activation row to uint8 when they run and
+accumulate in int32). Embeddings, LayerNorm and softmax stay fp32.
 See canao.compiler.layout.
 """
 
@@ -14,11 +16,12 @@ from __future__ import annotations
 
 from canao.compiler.ir import Graph, Node, TensorType
 from canao.compiler.ir import IRError
-from canao.compiler.layout import pack_panels, pack_panels_bf16
+from canao.compiler.layout import pack_panels, pack_panels_bf16, pack_panels_int8
 from canao.compiler.passes.common import with_attrs
 
 DEFAULT_NR = 16
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "int8")
+_LAYOUTS = {"fp32": ("panel", pack_panels), "bf16": ("bf16panel", pack_panels_bf16), "int8": ("i8panel", pack_panels_int8)}
 
 
 def pack_weights(graph: Graph) -> Graph:
@@ -26,7 +29,8 @@ def pack_weights(graph: Graph) -> Graph:
     precision = str(graph.meta.get("matmul_precision", "fp32"))
     if precision not in PRECISIONS:
         raise IRError(f"gemm precision must be one of {PRECISIONS}, but the graph asks for {precision!r}.")
-    layout, pack = (f"panel{nr}", pack_panels) if precision == "fp32" else (f"bf16panel{nr}", pack_panels_bf16)
+    prefix, pack = _LAYOUTS[precision]
+    layout = f"{prefix}{nr}"
     constants, types = dict(graph.constants), dict(graph.types)
     nodes = []
     for node in graph.nodes:
