@@ -4,7 +4,6 @@ the precision through rebuilds; tuning keeps bf16 shapes apart from fp32 ones.""
 
 from __future__ import annotations
 
-import ctypes
 import json
 
 import numpy as np
@@ -12,7 +11,7 @@ import pytest
 import torch
 
 from canao.compiler.artifact import load_artifact, write_artifact
-from canao.compiler.codegen.c import KERNELS_H, generate_c, weight_blob
+from canao.compiler.codegen.c import generate_c, weight_blob
 from canao.compiler.layout import pack_panels_bf16, round_to_bf16
 from canao.compiler.lower import lower_model
 from canao.compiler.passes.pipeline import run_pipeline
@@ -23,49 +22,26 @@ from canao.compiler.tune import TuningDatabase, apply_tuning, gemm_shape, shape_
 from canao.errors import CanaoError
 from canao.models import load_teacher
 from tests.compiler.graphs import DEC, ENC, encoder_inputs, run_decoder_twice, torch_model
-from tests.compiler.test_runtime import can_run
+from tests.compiler.kernel_harness import LEVELS, can_run, check_gemm_kernel
 
 # Whole models, compiled vs reference on bf16 operands: an fp32 last-bit difference upstream (exp, LayerNorm)
 # can round an activation to the other bf16 neighbour (a 2^-8 relative step), which then propagates.
 TOL = 5e-3
 
 
-_GEMM_HARNESS = r"""
-int run_gemm(const float *A, const void *W, const float *bias, float *C, int M, int N, int K, int mr, int kc) {
-    Epilogue e = {{EPI_BIAS, EPI_END}, bias, NULL, 0, 1.0f};
-    return gemm_packed_bf16(A, K, W, K, N, C, N, M, &e, mr, kc);
-}
-"""
-
-
-@pytest.mark.parametrize("simd", ["avx512bf16", "avx512", "avx2", "scalar"])
+@pytest.mark.parametrize("simd", LEVELS)
 def test_kernel_is_exact_on_rounded_operands(simd):
-    """One bf16 GEMM = float64 product of the bf16-rounded operands, to fp32 accumulation error: odd K,
-    N off the panel width, M off every tile height, K blocks."""
-    if not can_run(simd):
-        pytest.skip(f"this CPU cannot run {simd} code")
-    lib = ctypes.CDLL(str(build_shared_library("#include <stdlib.h>\n" + KERNELS_H.read_text() + _GEMM_HARNESS,
-                                               simd=simd)))
-    rng = np.random.default_rng(0)
-    ptr = ctypes.c_void_p
-    for m, n, k in ((13, 30, 21), (1, 70, 64), (29, 33, 300)):
-        a, w = rng.normal(size=(m, k)).astype(np.float32), rng.normal(size=(n, k)).astype(np.float32)
-        bias = rng.normal(size=n).astype(np.float32)
-        packed = pack_panels_bf16(w, panel_width_for(simd))
-        want = round_to_bf16(a).astype(np.float64) @ round_to_bf16(w).astype(np.float64).T + bias
-        for mr in (4, 6, 8, 12):
-            for kc in (0, 7, 64):
-                c = np.full((m, n), np.nan, np.float32)
-                assert lib.run_gemm(ptr(a.ctypes.data), ptr(packed.ctypes.data), ptr(bias.ctypes.data),
-                                    ptr(c.ctypes.data), m, n, k, mr, kc) == 0
-                assert np.abs(c - want).max() < 2e-6 * k, (m, n, k, mr, kc)
+    """One bf16 GEMM = the float64 product of the bf16-rounded operands, to fp32 accumulation error."""
+    check_gemm_kernel(simd, "gemm_packed_bf16", pack_panels_bf16,
+                      lambda a, w, _: round_to_bf16(a).astype(np.float64) @ round_to_bf16(w).astype(np.float64).T,
+                      tol=1e-6)
 
 
 def _runnable_levels() -> list[str]:
-    return [s for s in ("avx512bf16", "avx512", "avx2", "scalar") if can_run(s)] or [host_simd()]
+    return [s for s in LEVELS if can_run(s)] or [host_simd()]
 
 
-@pytest.mark.parametrize("simd", ["avx512bf16", "avx512", "avx2", "scalar"])
+@pytest.mark.parametrize("simd", LEVELS)
 def test_encoder_matches_reference_on_every_simd_level(simd):
     if not can_run(simd):
         pytest.skip(f"this CPU cannot run {simd} code")

@@ -3,26 +3,19 @@ and widened kernels against exact integer arithmetic, whole models against the r
 
 from __future__ import annotations
 
-import ctypes
-
 import numpy as np
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from canao.compiler.codegen.c import KERNELS_H
 from canao.compiler.layout import pack_panels_int8, quantize_columns_int8, quantize_rows_u8, unpack_panels_int8
 from canao.compiler.lower import lower_model
 from canao.compiler.reference import run_reference
 from canao.compiler.runtime import CompiledModel
-from canao.compiler.toolchain import build_shared_library, panel_width_for
 from canao.models import load_teacher
 from tests.compiler.graphs import DEC, ENC, encoder_inputs, run_decoder_twice, torch_model
-from tests.compiler.test_runtime import can_run
-
-LEVELS = ["avx512bf16", "avx512", "avx2", "scalar"]
-
+from tests.compiler.kernel_harness import LEVELS, can_run, check_gemm_kernel
 
 @given(st.integers(1, 70), st.integers(1, 23), st.sampled_from([8, 16, 32]))
 def test_pack_unpack_round_trip(n, k, nr):
@@ -48,40 +41,19 @@ def test_row_quantization_keeps_zero_exact_and_errors_within_half_a_step():
     np.testing.assert_array_equal(quantize_rows_u8(np.zeros((1, 3), np.float32))[0], 0)
 
 
-_HARNESS = r"""
-int run_gemm(const float *A, const void *W, const float *bias, float *C, int M, int N, int K, int mr, int kc) {
-    Epilogue e = {{EPI_BIAS, EPI_END}, bias, NULL, 0, 1.0f};
-    return gemm_packed_i8(A, K, W, K, N, C, N, M, &e, mr, kc);
-}
-"""
+def _integer_product(a: np.ndarray, w: np.ndarray, packed: np.ndarray) -> np.ndarray:
+    q, w_scale, w_sums = unpack_panels_int8(packed, *w.shape)
+    qa, a_scale, a_zero = quantize_rows_u8(a)
+    dots = qa.astype(np.int64) @ q.astype(np.int64).T - a_zero[:, None] * w_sums[None].astype(np.int64)
+    product = dots * (a_scale[:, None].astype(np.float64) * w_scale[None])
+    assert np.abs(product - a @ w.T).max() < 0.05 * np.abs(a @ w.T).max()  # and it approximates fp32
+    return product
 
 
 @pytest.mark.parametrize("simd", LEVELS)
 def test_kernel_is_exact_integer_arithmetic(simd):
-    """One int8 GEMM = the exact integer products of the quantized operands, scaled: K off the quad size,
-    N off the panel width, M off every tile height, K blocks, a constant row."""
-    if not can_run(simd):
-        pytest.skip(f"this CPU cannot run {simd} code")
-    lib = ctypes.CDLL(str(build_shared_library("#include <stdlib.h>\n" + KERNELS_H.read_text() + _HARNESS,
-                                               simd=simd)))
-    rng = np.random.default_rng(0)
-    ptr = ctypes.c_void_p
-    for m, n, k in ((13, 30, 21), (1, 70, 64), (29, 33, 303)):
-        a, w = rng.normal(size=(m, k)).astype(np.float32), rng.normal(size=(n, k)).astype(np.float32)
-        a[0] = 1.5
-        bias = rng.normal(size=n).astype(np.float32)
-        packed = pack_panels_int8(w, panel_width_for(simd))
-        q, w_scale, w_sums = unpack_panels_int8(packed, n, k)
-        qa, a_scale, a_zero = quantize_rows_u8(a)
-        dots = qa.astype(np.int64) @ q.astype(np.int64).T - a_zero[:, None] * w_sums[None].astype(np.int64)
-        want = dots * (a_scale[:, None].astype(np.float64) * w_scale[None]) + bias
-        for mr in (4, 6, 8, 12):
-            for kc in (0, 7, 64):
-                c = np.full((m, n), np.nan, np.float32)
-                assert lib.run_gemm(ptr(a.ctypes.data), ptr(packed.ctypes.data), ptr(bias.ctypes.data),
-                                    ptr(c.ctypes.data), m, n, k, mr, kc) == 0
-                assert np.abs(c - want).max() < 1e-5 * (1 + np.abs(want).max()), (m, n, k, mr, kc)
-        assert np.abs(want - bias - a @ w.T).max() < 0.05 * np.abs(a @ w.T).max()  # and it approximates fp32
+    """One int8 GEMM = the exact integer products of the quantized operands, scaled (to fp32 rounding)."""
+    check_gemm_kernel(simd, "gemm_packed_i8", pack_panels_int8, _integer_product, tol=1e-5)
 
 
 # Whole models: a value within 1e-6 of a quantization boundary in one runtime may round to the

@@ -10,10 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from canao.compiler.codegen.c import KERNELS_H
 from canao.compiler.layout import round_to_bf16
-from canao.compiler.toolchain import build_shared_library
-from tests.compiler.test_runtime import can_run
+from tests.compiler.kernel_harness import LEVELS, kernels_with
 
 _HARNESS = r"""
 void run_exp(const float *x, float *y, long n) {
@@ -33,7 +31,7 @@ int code_of(int which) { int codes[] = {EPI_GELU, EPI_GELU_TANH, EPI_TANH}; retu
 
 
 def _lib(simd: str) -> ctypes.CDLL:
-    lib = ctypes.CDLL(str(build_shared_library("#include <stdlib.h>\n" + KERNELS_H.read_text() + _HARNESS, simd=simd)))
+    lib = kernels_with(_HARNESS, simd)
     lib.run_exp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
     lib.run_activation.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long, ctypes.c_int]
     lib.run_attention.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 7
@@ -46,10 +44,8 @@ def _apply(fn, x: np.ndarray, *extra) -> np.ndarray:
     return y
 
 
-@pytest.mark.parametrize("simd", ["avx512bf16", "avx512", "avx2", "scalar"])
+@pytest.mark.parametrize("simd", LEVELS)
 def test_exp_and_activations_match_float64(simd):
-    if not can_run(simd):
-        pytest.skip(f"this CPU cannot run {simd} code")
     lib = _lib(simd)
     x = np.concatenate([np.linspace(-87.0, 88.0, 100_003), [0.0, -0.0, 1e-30, -1e-30]]).astype(np.float32)
     want = np.exp(x.astype(np.float64))
@@ -83,11 +79,9 @@ def _attention_reference(qkv, mask, t, past, heads, hd, causal, bf16):
     return ((e @ v) / e.sum(-1, keepdims=True)).transpose(1, 0, 2).reshape(t, -1)
 
 
-@pytest.mark.parametrize("simd", ["avx512bf16", "avx512", "avx2", "scalar"])
+@pytest.mark.parametrize("simd", LEVELS)
 @pytest.mark.parametrize("bf16", [0, 1])
 def test_attention_matches_float64(simd, bf16):
-    if not can_run(simd):
-        pytest.skip(f"this CPU cannot run {simd} code")
     lib = _lib(simd)
     rng = np.random.default_rng(bf16)
     # (T, S, past, heads, head dim, causal): full and partial row blocks and key vectors, odd head dims

@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 from canao.arch import ArchSpec, LayerSpec
 from canao.compiler.lower import lower_model
 from canao.compiler.runtime import CompiledModel
-from canao.compiler.toolchain import SIMD_LANES, BuildError, host_simd, resolve_simd
+from canao.compiler.toolchain import SIMD_LANES
 from canao.models import load_teacher
 from tests.compiler.graphs import DEC, ENC, torch_model
+from tests.compiler.kernel_harness import can_run
 
 TOL = 1e-4
 
@@ -93,17 +94,6 @@ def test_random_architectures_match_pytorch(kind, hidden, layer_list, seq, seed)
     got = compiled.run(ids)
     assert np.abs(got["last_hidden_state"] - want.last_hidden_state.numpy()).max() < TOL
     assert np.abs(got["pooled"] - want.pooled.numpy()).max() < TOL
-
-
-def can_run(simd: str) -> bool:
-    """Whether this host runs code built for an x86-64 SIMD level (forcing one the CPU lacks is refused)."""
-    if host_simd() not in ("avx2", "avx512", "avx512bf16"):
-        return False
-    try:
-        resolve_simd(simd)
-    except BuildError:
-        return False
-    return True
 
 
 @pytest.mark.parametrize("simd", ["avx2", "scalar", "avx512", "avx512bf16"])

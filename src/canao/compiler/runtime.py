@@ -108,7 +108,7 @@ def optimize(lowered: Graph, *, simd: str, threads: int, tune_budget_s: float = 
     operands with fp32 sums (natively on AVX-512 BF16 CPUs, widened to fp32
     elsewhere); "int8" runs the GEMMs on int8 weights (per output column) and
     activations quantized per row at run time, int32 sums (natively with
-    AVX-512 VNNI), attention in fp32."""
+    AVX-512 VNNI), attention's products in bf16."""
     from canao.compiler.tune import TuningDatabase, apply_tuning, tune_gemms
 
     final = run_pipeline(lowered, nr=panel_width_for(simd), precision=precision)

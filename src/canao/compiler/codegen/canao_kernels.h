@@ -183,6 +183,28 @@ static inline void gemm_tile_rows(const float *A, int lda, const float *panel, i
     }
 }
 
+/* The loop every GEMM precision shares: K blocks (KC steps; 0 = all) outside; inside, the (panel,
+ * row block) pairs split statically over the threads, each a register tile of MRV rows (TILE) or, at
+ * the bottom, the last rows one at a time (TILE_ROWS). K_STEPS counts the kernel's K steps (K, pairs,
+ * quads), PANEL_WORDS one panel's size; the trailing arguments are the A operand the tiles take. */
+#define GEMM_PANEL_LOOP(MRV, K, K_STEPS, KC, WP, PANEL_WORDS, TILE, TILE_ROWS, ...)                                 \
+    do {                                                                                                        \
+        int panels = (N + NR - 1) / NR, row_blocks = (M + MRV - 1) / MRV;                                       \
+        int step = (KC) > 0 && (KC) < (K_STEPS) ? (KC) : (K_STEPS);                                            \
+        for (int k0 = 0; k0 < (K_STEPS); k0 += step) {                                                          \
+            int k1 = k0 + step < (K_STEPS) ? k0 + step : (K_STEPS), first = k0 == 0, last = k1 == (K_STEPS);     \
+            _Pragma("omp parallel for collapse(2) schedule(static) if ((long)M * N * (K) > 32768)")             \
+            for (int p = 0; p < panels; ++p) {                                                                  \
+                for (int rb = 0; rb < row_blocks; ++rb) {                                                       \
+                    const void *panel = (const char *)(WP) + (size_t)p * (PANEL_WORDS) * 4;                     \
+                    int m0 = rb * MRV, rows = M - m0 < MRV ? M - m0 : MRV;                                      \
+                    if (rows == MRV) TILE(__VA_ARGS__, panel, k0, k1, C, ldc, m0, p * NR, N, e, first, last);   \
+                    else TILE_ROWS(__VA_ARGS__, panel, k0, k1, C, ldc, m0, rows, p * NR, N, e, first, last);    \
+                }                                                                                               \
+            }                                                                                                   \
+        }                                                                                                       \
+    } while (0)
+
 #define DEFINE_GEMM(MRV)                                                                                       \
     static inline void gemm_tile_##MRV(const float *A, int lda, const float *panel, int k0, int k1, float *C,   \
                                        int ldc, int m0, int n0, int N, const Epilogue *e, int first, int last) { \
@@ -205,20 +227,7 @@ static inline void gemm_tile_rows(const float *A, int lda, const float *panel, i
     /* C[M,N] = epilogue(A[M,K] x W^T), W packed as ceil(N/NR) panels of K x NR. */                            \
     static inline void gemm_packed_mr##MRV(const float *A, int lda, const float *Wp, int K, int N, float *C,   \
                                            int ldc, int M, const Epilogue *e, int kc) {                        \
-        int panels = (N + NR - 1) / NR, row_blocks = (M + MRV - 1) / MRV;                                      \
-        int step = kc > 0 && kc < K ? kc : K;                                                                  \
-        for (int k0 = 0; k0 < K; k0 += step) {                                                                 \
-            int k1 = k0 + step < K ? k0 + step : K, first = k0 == 0, last = k1 == K;                           \
-            _Pragma("omp parallel for collapse(2) schedule(static) if ((long)M * N * K > 32768)")              \
-            for (int p = 0; p < panels; ++p) {                                                                 \
-                for (int rb = 0; rb < row_blocks; ++rb) {                                                      \
-                    const float *panel = Wp + (size_t)p * K * NR;                                              \
-                    int m0 = rb * MRV, rows = M - m0 < MRV ? M - m0 : MRV;                                     \
-                    if (rows == MRV) gemm_tile_##MRV(A, lda, panel, k0, k1, C, ldc, m0, p * NR, N, e, first, last); \
-                    else gemm_tile_rows(A, lda, panel, k0, k1, C, ldc, m0, rows, p * NR, N, e, first, last);   \
-                }                                                                                              \
-            }                                                                                                  \
-        }                                                                                                      \
+        GEMM_PANEL_LOOP(MRV, K, K, kc, Wp, (size_t)K * NR, gemm_tile_##MRV, gemm_tile_rows, A, lda);          \
     }
 
 DEFINE_GEMM(4)
@@ -335,22 +344,9 @@ static inline void gemm_bf16_tile_rows(const uint32_t *A2, int lda2, const uint3
             gemm_store(C, ldc, m0 + r, n0 + VL, N, acc1[r], e, first, last);                                   \
         }                                                                                                      \
     }                                                                                                          \
-    static inline void gemm_bf16_mr##MRV(const uint32_t *A2, int K2, const uint32_t *Wp, int N, float *C,      \
+    static inline void gemm_bf16_mr##MRV(const uint32_t *A2, int K2, const uint32_t *Wp, int K, int N, float *C, \
                                          int ldc, int M, const Epilogue *e, int kc2) {                         \
-        int panels = (N + NR - 1) / NR, row_blocks = (M + MRV - 1) / MRV;                                      \
-        int step = kc2 > 0 && kc2 < K2 ? kc2 : K2;                                                             \
-        for (int k0 = 0; k0 < K2; k0 += step) {                                                                \
-            int k1 = k0 + step < K2 ? k0 + step : K2, first = k0 == 0, last = k1 == K2;                        \
-            _Pragma("omp parallel for collapse(2) schedule(static) if ((long)M * N * K2 > 16384)")             \
-            for (int p = 0; p < panels; ++p) {                                                                 \
-                for (int rb = 0; rb < row_blocks; ++rb) {                                                      \
-                    const uint32_t *panel = Wp + (size_t)p * K2 * NR;                                          \
-                    int m0 = rb * MRV, rows = M - m0 < MRV ? M - m0 : MRV;                                     \
-                    if (rows == MRV) gemm_bf16_tile_##MRV(A2, K2, panel, k0, k1, C, ldc, m0, p * NR, N, e, first, last); \
-                    else gemm_bf16_tile_rows(A2, K2, panel, k0, k1, C, ldc, m0, rows, p * NR, N, e, first, last); \
-                }                                                                                              \
-            }                                                                                                  \
-        }                                                                                                      \
+        GEMM_PANEL_LOOP(MRV, K, K2, kc2, Wp, (size_t)K2 * NR, gemm_bf16_tile_##MRV, gemm_bf16_tile_rows, A2, K2); \
     }
 
 DEFINE_GEMM_BF16(4)
@@ -368,10 +364,10 @@ static inline int gemm_packed_bf16(const float *A, int lda, const void *Wp, int 
     rows_to_bf16(A, lda, M, K, A2, K2);
     const uint32_t *W = (const uint32_t *)Wp;
     switch (mr) {
-    case 4: gemm_bf16_mr4(A2, K2, W, N, C, ldc, M, e, kc2); break;
-    case 8: gemm_bf16_mr8(A2, K2, W, N, C, ldc, M, e, kc2); break;
-    case 12: gemm_bf16_mr12(A2, K2, W, N, C, ldc, M, e, kc2); break;
-    default: gemm_bf16_mr6(A2, K2, W, N, C, ldc, M, e, kc2); break;
+    case 4: gemm_bf16_mr4(A2, K2, W, K, N, C, ldc, M, e, kc2); break;
+    case 8: gemm_bf16_mr8(A2, K2, W, K, N, C, ldc, M, e, kc2); break;
+    case 12: gemm_bf16_mr12(A2, K2, W, K, N, C, ldc, M, e, kc2); break;
+    default: gemm_bf16_mr6(A2, K2, W, K, N, C, ldc, M, e, kc2); break;
     }
     free(A2);
     return 0;
@@ -513,22 +509,9 @@ static inline void gemm_i8_tile_rows(const QuantRows *a, const uint32_t *panel, 
             gemm_store_i8(C, ldc, m, n0 + VL, N, acc1[r], e, first, last, qrow + VL, a->scale[m], a->zero[m]); \
         }                                                                                                      \
     }                                                                                                          \
-    static inline void gemm_i8_mr##MRV(const QuantRows *a, const uint32_t *Wp, int N, float *C, int ldc, int M, \
-                                       const Epilogue *e, int kc4) {                                           \
-        int panels = (N + NR - 1) / NR, row_blocks = (M + MRV - 1) / MRV, K4 = a->K4;                          \
-        int step = kc4 > 0 && kc4 < K4 ? kc4 : K4;                                                             \
-        for (int k0 = 0; k0 < K4; k0 += step) {                                                                \
-            int k1 = k0 + step < K4 ? k0 + step : K4, first = k0 == 0, last = k1 == K4;                        \
-            _Pragma("omp parallel for collapse(2) schedule(static) if ((long)M * N * K4 > 8192)")              \
-            for (int p = 0; p < panels; ++p) {                                                                 \
-                for (int rb = 0; rb < row_blocks; ++rb) {                                                      \
-                    const uint32_t *panel = Wp + (size_t)p * (K4 + 2) * NR;                                    \
-                    int m0 = rb * MRV, rows = M - m0 < MRV ? M - m0 : MRV;                                     \
-                    if (rows == MRV) gemm_i8_tile_##MRV(a, panel, k0, k1, C, ldc, m0, p * NR, N, e, first, last); \
-                    else gemm_i8_tile_rows(a, panel, k0, k1, C, ldc, m0, rows, p * NR, N, e, first, last);     \
-                }                                                                                              \
-            }                                                                                                  \
-        }                                                                                                      \
+    static inline void gemm_i8_mr##MRV(const QuantRows *a, const uint32_t *Wp, int K, int N, float *C, int ldc, \
+                                       int M, const Epilogue *e, int kc4) {                                    \
+        GEMM_PANEL_LOOP(MRV, K, a->K4, kc4, Wp, (size_t)(a->K4 + 2) * NR, gemm_i8_tile_##MRV, gemm_i8_tile_rows, a); \
     }
 
 DEFINE_GEMM_I8(4)
@@ -549,10 +532,10 @@ static inline int gemm_packed_i8(const float *A, int lda, const void *Wp, int K,
     const QuantRows a = {A4, scale, zero, K4};
     const uint32_t *W = (const uint32_t *)Wp;
     switch (mr) {
-    case 4: gemm_i8_mr4(&a, W, N, C, ldc, M, e, kc4); break;
-    case 8: gemm_i8_mr8(&a, W, N, C, ldc, M, e, kc4); break;
-    case 12: gemm_i8_mr12(&a, W, N, C, ldc, M, e, kc4); break;
-    default: gemm_i8_mr6(&a, W, N, C, ldc, M, e, kc4); break;
+    case 4: gemm_i8_mr4(&a, W, K, N, C, ldc, M, e, kc4); break;
+    case 8: gemm_i8_mr8(&a, W, K, N, C, ldc, M, e, kc4); break;
+    case 12: gemm_i8_mr12(&a, W, K, N, C, ldc, M, e, kc4); break;
+    default: gemm_i8_mr6(&a, W, K, N, C, ldc, M, e, kc4); break;
     }
     free(A4);
     return 0;

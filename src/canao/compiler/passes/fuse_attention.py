@@ -7,9 +7,11 @@ a time, so no [heads, T, S] tensor is written to memory (FlashAttention's
 point, Dao et al. 2022, at the granularity of a row). Q, K and V that are
 slice_cols of a merged QKV GEMM are read in place at their column offsets,
 and so are the new keys/values a kv_append copies into the cache.
-With graph.meta["matmul_precision"] == "bf16" the fused op gets
+With graph.meta["matmul_precision"] "bf16" or "int8" the fused op gets
 precision="bf16": its two products (q k^T and p v) read bf16-rounded
-operands with fp32 sums, like the GEMMs; softmax stays fp32.
+operands with fp32 sums; softmax stays fp32. (int8 GEMMs keep bf16 here:
+both operands change with every input, so they cannot be quantized ahead,
+and bf16 keeps attention accurate where an 8-bit p would not.)
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def fuse_attention(graph: Graph) -> Graph:
     consumers, producer = graph.consumers(), graph.producer()
     fused: dict[str, Node] = {}  # attn_context output -> fused node
     dropped: set[str] = set()
-    extra = {"precision": "bf16"} if graph.meta.get("matmul_precision") == "bf16" else {}
+    extra = {"precision": "bf16"} if graph.meta.get("matmul_precision") in ("bf16", "int8") else {}
     for node in graph.nodes:
         if node.op != "attn_scores":
             continue

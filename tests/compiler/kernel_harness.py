@@ -1,0 +1,60 @@
+"""Small C harnesses around canao_kernels.h for kernel-level tests, built for one SIMD level."""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from canao.compiler.codegen.c import KERNELS_H
+from canao.compiler.toolchain import BuildError, build_shared_library, host_simd, panel_width_for, resolve_simd
+
+LEVELS = ("avx512bf16", "avx512", "avx2", "scalar")  # x86-64 levels, widest first
+
+_GEMM = r"""
+int run_gemm(const float *A, const void *W, const float *bias, float *C, int M, int N, int K, int mr, int kc) {
+    Epilogue e = {{EPI_BIAS, EPI_END}, bias, NULL, 0, 1.0f};
+    return %s(A, K, W, K, N, C, N, M, &e, mr, kc);
+}
+"""
+
+
+def can_run(simd: str) -> bool:
+    """Whether this host runs code built for an x86-64 SIMD level (forcing one the CPU lacks is refused)."""
+    if host_simd() not in ("avx2", "avx512", "avx512bf16"):
+        return False
+    try:
+        resolve_simd(simd)
+    except BuildError:
+        return False
+    return True
+
+
+def kernels_with(source: str, simd: str) -> ctypes.CDLL:
+    """The kernels plus `source`, compiled for `simd` (the test is skipped where the CPU cannot run it)."""
+    if not can_run(simd):
+        pytest.skip(f"this CPU cannot run {simd} code")
+    return ctypes.CDLL(str(build_shared_library("#include <stdlib.h>\n" + KERNELS_H.read_text() + source, simd=simd)))
+
+
+def check_gemm_kernel(simd: str, kernel: str, pack: Callable[[np.ndarray, int], np.ndarray],
+                      expected: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray], tol: float) -> None:
+    """Run `kernel` (a gemm_packed_* with a bias epilogue) for every tile height and K block on shapes with odd
+    K, N off the panel width and M off every tile height; compare with expected(a, w, packed) + bias."""
+    lib = kernels_with(_GEMM % kernel, simd)
+    rng = np.random.default_rng(0)
+    ptr = ctypes.c_void_p
+    for m, n, k in ((13, 30, 21), (1, 70, 64), (29, 33, 303)):
+        a, w = rng.normal(size=(m, k)).astype(np.float32), rng.normal(size=(n, k)).astype(np.float32)
+        a[0] = 1.5  # a constant row
+        bias = rng.normal(size=n).astype(np.float32)
+        packed = pack(w, panel_width_for(simd))
+        want = expected(a, w, packed) + bias
+        for mr in (4, 6, 8, 12):
+            for kc in (0, 7, 64):
+                c = np.full((m, n), np.nan, np.float32)
+                assert lib.run_gemm(ptr(a.ctypes.data), ptr(packed.ctypes.data), ptr(bias.ctypes.data),
+                                    ptr(c.ctypes.data), m, n, k, mr, kc) == 0
+                assert np.abs(c - want).max() < tol * (1 + np.abs(want).max()), (m, n, k, mr, kc)
