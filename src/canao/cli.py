@@ -115,7 +115,8 @@ def _print_teacher_report(report) -> None:
         ("  mean reciprocal rank", f"{r.mrr:.3f}"),
         ("  word-overlap baseline top-1", f"{100 * r.overlap_top1:.1f} %"),
         ("  chance top-1", f"{100 * r.chance_top1:.1f} %"),
-        (f"PyTorch eager latency, batch 1, seq {report.seq_len}, {report.threads} threads (peers in alternating rounds)",
+        (f"PyTorch eager latency, batch 1, seq {report.seq_len}, {report.threads} threads "
+         "(peers in alternating rounds)",
          f"{lat.median_ms:.2f} ms median, {lat.p90_ms:.2f} ms p90 ({lat.runs} runs)"),
         (f"canao compiled ({report.compiled_simd}) latency, same conditions",
          f"{report.compiled_latency.median_ms:.2f} ms median, {report.compiled_latency.p90_ms:.2f} ms p90"),
@@ -286,6 +287,8 @@ def profile(
     reps: int = typer.Option(30, min=5, help="Timed runs per block."),
     simd: Optional[str] = typer.Option(None, help="Target SIMD level for a remote template (e.g. neon)."),
     compiler: Optional[str] = typer.Option(None, help="C (cross) compiler for the target."),
+    precision: str = typer.Option("fp32", help="Matrix-product precision the blocks are compiled with: fp32, bf16, "
+                                  "int8 (a profile predicts models compiled the same way)."),
 ) -> None:
     """Profile the compiled building blocks of a search space on a device (resumable)."""
     from canao.arch import SearchSpace
@@ -296,7 +299,7 @@ def profile(
     try:
         search_space = default_encoder_space() if space is None else SearchSpace.from_json(space.read_text())
         lens = tuple(int(x) for x in seq_lens.split(",") if x.strip())
-        config = ProfileConfig(search_space, seq_lens=lens, threads=threads, reps=reps)
+        config = ProfileConfig(search_space, seq_lens=lens, threads=threads, reps=reps, precision=precision)
         executor = make_executor(device, simd=simd, compiler=compiler)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console) as bar:
@@ -328,15 +331,17 @@ def latency(
     try:
         spec = ArchSpec.from_json(arch_path.read_text())
         executor = make_executor("local")
-        predictor = LatencyPredictor(DeviceProfile.load(profile_path, device=executor_fingerprint(executor)))
+        prof = DeviceProfile.load(profile_path, device=executor_fingerprint(executor))
+        predictor = LatencyPredictor(prof)
         start = time.perf_counter()
         predicted = predictor.predict_ms(spec, seq_len)
         predict_us = (time.perf_counter() - start) * 1e6
-        measured = measure_model(spec, executor, seq_len, threads=threads) if measure else None
+        measured = measure_model(spec, executor, seq_len, threads=threads,
+                                 precision=prof.precision) if measure else None
     except (CanaoError, ValueError, OSError) as err:
         _fail(err)
     console.print(spec.describe())
-    console.print(f"predicted: {predicted:.3f} ms (seq {seq_len}; prediction took {predict_us:.0f} us)")
+    console.print(f"predicted: {predicted:.3f} ms (seq {seq_len}, {prof.precision}; prediction took {predict_us:.0f} us)")
     if measured is not None:
         error = 100 * (predicted - measured.median_ms) / measured.median_ms
         console.print(f"measured:  {measured.median_ms:.3f} ms median (p10 {measured.p10_ms:.3f}, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -127,3 +128,19 @@ def test_synthetic_weights_match_the_reference_model():
     dec = spec.replace(kind="decoder", type_vocab_size=None, norm_eps=None, activation=None)
     want = {k: tuple(v.shape) for k, v in build_model(dec, "lm").state_dict().items()}
     assert {k: v.shape for k, v in synthetic_weights(dec, np.random.default_rng(0)).items()} == want
+
+
+def test_profiles_are_per_precision(profiled, tmp_path):
+    path, profile = profiled
+    assert profile.precision == "fp32"
+    with pytest.raises(ProfileError, match="other settings"):  # an fp32 profile is not resumed as int8
+        profile_device(dataclasses.replace(CONFIG, precision="int8"), make_executor("local"), path)
+    legacy = tmp_path / "legacy.json"  # written before profiles had a precision: fp32, and resumable as such
+    data = json.loads(path.read_text())
+    del data["config"]["precision"]
+    legacy.write_text(json.dumps(data))
+    assert DeviceProfile.load(legacy).precision == "fp32"
+    assert profile_device(CONFIG, make_executor("local"), legacy).blocks == profile.blocks
+    small = dataclasses.replace(CONFIG, seq_lens=(8,), calibration_models=1, passes=1, precision="int8")
+    int8 = profile_device(small, make_executor("local"), tmp_path / "int8.json")
+    assert int8.precision == "int8" and LatencyPredictor(int8).predict_ms(SPACE.largest(), 8) > 0

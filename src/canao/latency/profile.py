@@ -62,6 +62,7 @@ class ProfileConfig:
     calibration_models: int = 12
     passes: int = 3  # sweeps over the grid; a block's latency is its fastest sweep's median
     seed: int = 0
+    precision: str = "fp32"  # of the compiled matrix products (fp32, bf16, int8): a profile is per precision
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,10 @@ class DeviceProfile:
     def space(self) -> SearchSpace:
         return SearchSpace.from_json(json.dumps(self.config["space"]))
 
+    @property
+    def precision(self) -> str:
+        return str(self.config.get("precision", "fp32"))
+
     def save(self, path: Path) -> None:
         write_json_atomically(path, asdict(self))
 
@@ -186,7 +191,7 @@ class DeviceProfile:
 def _new_profile(config: ProfileConfig, executor: Executor) -> DeviceProfile:
     cfg = {"space": json.loads(config.space.to_json()), "seq_lens": list(config.seq_lens), "threads": config.threads,
            "warmup": config.warmup, "reps": config.reps, "calibration_models": config.calibration_models,
-           "passes": config.passes, "seed": config.seed}
+           "passes": config.passes, "seed": config.seed, "precision": config.precision}
     machine = json.loads(json.dumps(describe_machine().to_dict()))  # as it reads back from the file
     return DeviceProfile(executor_fingerprint(executor), executor.description, machine, cfg)
 
@@ -200,16 +205,17 @@ def _measure_block(job: tuple[str, int, int, int, int], config: ProfileConfig, e
         spec = spec.replace(vocab_size=1)
     weights = synthetic_weights(spec, np.random.default_rng(config.seed))
     lowered = lower_block(spec, weights, block)
-    final = optimize(lowered, simd=executor.simd, threads=config.threads, tune_seq_len=workload(space.kind, seq)[0])
+    final = optimize(lowered, simd=executor.simd, threads=config.threads, tune_seq_len=workload(space.kind, seq)[0],
+                     precision=config.precision)
     return time_graph(final, executor, seq, config.warmup, config.reps, workdir)
 
 
 def measure_model(spec: ArchSpec, executor: Executor, seq_len: int, *, threads: int = 2, warmup: int = 5,
-                  reps: int = 30, seed: int = 0) -> BlockTiming:
+                  reps: int = 30, seed: int = 0, precision: str = "fp32") -> BlockTiming:
     """End-to-end compiled latency of a whole model (random weights) on the executor's device."""
     weights = synthetic_weights(spec, np.random.default_rng(seed))
     final = optimize(lower_spec(spec, weights), simd=executor.simd, threads=threads,
-                     tune_seq_len=workload(spec.kind, seq_len)[0])
+                     tune_seq_len=workload(spec.kind, seq_len)[0], precision=precision)
     with tempfile.TemporaryDirectory() as tmp:
         return time_graph(final, executor, seq_len, warmup, reps, Path(tmp))
 
@@ -226,7 +232,7 @@ def profile_device(config: ProfileConfig, executor: Executor, path: Path,
     profile = _new_profile(config, executor)
     if path.exists():
         old = DeviceProfile.load(path, device=profile.device)
-        if old.config != profile.config:
+        if {"precision": "fp32", **old.config} != profile.config:  # profiles from before precisions were fp32
             raise ProfileError(f"{path} holds a profile with other settings; remove it or pass another --out.")
         profile = old
     jobs, calib = _grid(config), [(spec, seq) for spec in calibration_specs(config) for seq in config.seq_lens]
@@ -251,7 +257,7 @@ def profile_device(config: ProfileConfig, executor: Executor, path: Path,
                 if len(entry.get("sweeps", [])) > sweep:
                     continue
                 timing = measure_model(spec, executor, seq, threads=config.threads, warmup=config.warmup,
-                                       reps=config.reps, seed=config.seed)
+                                       reps=config.reps, seed=config.seed, precision=config.precision)
                 entry = {"spec": spec.to_dict(), "seq_len": seq, **_record(entry, timing)}
                 if index is None:
                     existing[key] = len(profile.calibration)
