@@ -137,10 +137,10 @@ def write_markdown(results: Path, out: Path) -> None:
         lines.append(f"| {r['stage']} | {model} | {data} | {metrics} | {r['steps']} | {r['wall_min']:.1f} min |")
     if precision:
         lines += ["", "## Deployed precision", "",
-                  "The fine-tuned models above, scored by PyTorch (fp32) and by the compiled model on this CPU with "
-                  "fp32 "
-                  "with bf16 matrix products (bf16 operands into the GEMMs and attention's two products, fp32 sums; "
-                  "LayerNorm and softmax in fp32) and with dynamic int8 GEMMs (int8 weights per output column, "
+                  "The fine-tuned models above, scored by PyTorch (fp32) and by the compiled model on this CPU: "
+                  "fp32, "
+                  "bf16 matrix products (bf16 operands into the GEMMs and attention's two products, fp32 sums; "
+                  "LayerNorm and softmax in fp32) and dynamic int8 GEMMs (int8 weights per output column, "
                   "activations quantized per row at run time, int32 sums; attention's products in bf16). "
                   "Command: `.venv/bin/python benchmarks/accuracy.py --stages precision`.", "",
                   "| task | model | runtime | metrics | predictions equal to PyTorch's |", "|---|---|---|---|---:|"]
