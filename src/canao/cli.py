@@ -80,7 +80,7 @@ def teacher(
     squad: Optional[Path] = typer.Option(None, help="SQuAD v1.1/v2.0 JSON (default: bundled 2-article dev sample)."),
     max_questions: Optional[int] = typer.Option(None, min=1, help="Evaluate at most this many questions."),
     threads: int = typer.Option(2, min=1, help="Threads for PyTorch."),
-    out: Optional[Path] = typer.Option(None, help="Directory to write report.json into."),
+    out: Optional[Path] = typer.Option(None, help="Directory to write report.json, report.html and latency.png into."),
 ) -> None:
     """Report on a teacher: size, parity with transformers, SQuAD sentence retrieval, latency."""
     from canao.report.teacher import TeacherReportConfig, make_teacher_report
@@ -97,7 +97,10 @@ def teacher(
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.json").write_text(report.to_json())
-        console.print(f"wrote {out / 'report.json'}")
+        from canao.report.teacher_html import write_teacher_html
+
+        page = write_teacher_html(report, out)
+        console.print(f"wrote {out / 'report.json'} and {page} (with {out / 'latency.png'})")
 
 
 def _print_teacher_report(report) -> None:
