@@ -28,7 +28,7 @@ def pack_weights(graph: Graph) -> Graph:
     nr = int(graph.meta.get("gemm_nr", DEFAULT_NR))
     precision = str(graph.meta.get("matmul_precision", "fp32"))
     if precision not in PRECISIONS:
-        raise IRError(f"gemm precision must be one of {PRECISIONS}, but the graph asks for {precision!r}.")
+        raise IRError(f"matmul precision must be one of {PRECISIONS}, but the graph asks for {precision!r}.")
     prefix, pack = _LAYOUTS[precision]
     layout = f"{prefix}{nr}"
     constants, types = dict(graph.constants), dict(graph.types)
