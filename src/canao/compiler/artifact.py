@@ -36,8 +36,8 @@ from canao.arch import ArchSpec
 from canao.compiler.codegen.c import constants_from_blob, generate_c, weight_blob
 from canao.compiler.ir import Graph
 from canao.compiler.lower import lower_spec
-from canao.compiler.runtime import CompiledModel, NativeLibrary, RuntimeLoadError, optimize
 from canao.compiler.passes.pack_weights import PRECISIONS
+from canao.compiler.runtime import CompiledModel, NativeLibrary, RuntimeLoadError, optimize
 from canao.compiler.toolchain import SIMD_LANES, build_shared_library, compile_flags, panel_width_for, resolve_simd
 from canao.errors import CanaoError
 from canao.latency.device import fingerprint
@@ -84,7 +84,7 @@ def compile_into(path: Path, spec: ArchSpec, weights: Mapping[str, np.ndarray], 
 
     GEMM variants come from the tuning database; with `tune_budget_s` > 0,
     shapes it lacks are measured on this device first. `precision` is the
-    artifact's GEMM precision (task.json), kept by every rebuild."""
+    artifact's matrix-product precision (task.json), kept by every rebuild."""
     simd = resolve_simd(simd)
     final = optimize(lower_spec(spec, weights, task), simd=simd, threads=threads, tune_budget_s=tune_budget_s,
                      tune_seq_len=tune_seq_len, progress=progress, precision=precision)
@@ -155,10 +155,10 @@ def _read_model_weights(path: Path) -> dict[str, np.ndarray]:
 
 
 def _precision_of(task: Mapping[str, Any]) -> str:
-    """The artifact's GEMM precision (artifacts written before the choice existed are fp32)."""
+    """The artifact's matrix-product precision (artifacts written before the choice existed are fp32)."""
     precision = task.get("precision", "fp32")
     if precision not in PRECISIONS:
-        raise RuntimeLoadError(f"task.json asks for GEMM precision {precision!r}; this canao knows {PRECISIONS}.")
+        raise RuntimeLoadError(f"task.json asks for precision {precision!r}; this canao knows {PRECISIONS}.")
     return str(precision)
 
 

@@ -9,7 +9,10 @@
  * GEMM: C[M,N] = A[M,K] * W^T with W pre-packed in panels of NR = 2*VL
  * output columns (see canao/compiler/layout.py); an MR x NR register tile is
  * accumulated over K, then the LP-Fusion epilogue (bias, residual, GELU,
- * tanh, scale) is applied to the tile before it is stored.
+ * tanh, scale) is applied to the tile before it is stored. The same tiles
+ * exist for bf16 operands (vdpbf16ps with AVX-512 BF16) and for int8
+ * (vpdpbusd with AVX-512 VNNI), each with a portable widening fallback; a few
+ * x86 intrinsics are used only under the matching target macros.
  */
 #include <math.h>
 #include <stdint.h>

@@ -45,7 +45,7 @@ def run_pipeline_stages(graph: Graph, *, nr: int = 16, precision: str = "fp32",
                         check: bool = True) -> Iterator[tuple[str, Graph]]:
     """Yield ("lowered", graph) and then each pass's name and output graph.
 
-    `precision` is the GEMM precision ("fp32" or "bf16", see pack_weights)."""
+    `precision` is the matrix-product precision ("fp32", "bf16" or "int8"; see pack_weights)."""
     graph = graph.with_nodes(graph.nodes, gemm_nr=nr, matmul_precision=precision)
     yield "lowered", graph
     for name, fn in PIPELINE:
