@@ -45,11 +45,12 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--precision", default="fp32", help="matrix-product precision: fp32, bf16 or int8")
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     space, executor = default_encoder_space(), make_executor("local")
-    config = ProfileConfig(space, threads=args.threads)
+    config = ProfileConfig(space, threads=args.threads, precision=args.precision)
     profile_s = None
     if not args.profile.exists():
         start = time.perf_counter()
@@ -72,7 +73,8 @@ def main() -> None:
                      "predict_us": predict_us})
     for sweep in range(config.passes):  # same statistic as the profile: the fastest sweep's median
         for i, (spec, row) in enumerate(zip(specs, rows)):
-            row["sweeps"].append(measure_model(spec, executor, args.seq_len, threads=args.threads).median_ms)
+            row["sweeps"].append(measure_model(spec, executor, args.seq_len, threads=args.threads,
+                                               precision=args.precision).median_ms)
             row["measured_ms"] = min(row["sweeps"])
             print(f"[sweep {sweep + 1}, {i + 1}/{len(specs)}] {row['spec']}: predicted {row['predicted_ms']:.2f} ms, "
                   f"measured {row['measured_ms']:.2f} ms", flush=True)
@@ -81,7 +83,8 @@ def main() -> None:
     mape = float(np.mean(np.abs(pred - meas) / meas) * 100)
     machine = describe_machine()
     lines = [
-        f"Machine: {machine.cpu_model}, SIMD {executor.simd}, {args.threads} threads; {len(rows)} random architectures "
+        f"Machine: {machine.cpu_model}, SIMD {executor.simd}, {args.threads} threads, {args.precision} matrix "
+        f"products; {len(rows)} random architectures "
         f"of the default encoder space at {args.seq_len} tokens, batch 1; compiled latency measured natively "
         f"(median of 30 calls after 5 warm-up calls, fastest of {config.passes} sweeps over the models, the "
         f"statistic the profile uses).",
@@ -106,7 +109,8 @@ def main() -> None:
     print(text)
     if args.write:
         args.write.write_text("# Latency model benchmark\n\nCommand: `.venv/bin/python benchmarks/latency_model.py "
-                              f"--profile {args.profile} --write {args.write}`\n\n" + text)
+                              f"--profile {args.profile} --precision {args.precision} --write {args.write}`\n\n"
+                              + text)
 
 
 if __name__ == "__main__":
