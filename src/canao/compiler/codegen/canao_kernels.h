@@ -286,14 +286,12 @@ static inline void rows_to_bf16(const float *A, int lda, int M, int K, uint32_t 
 }
 
 #if defined(__AVX512BF16__) && VL == 16
-#define CANAO_BF16_NATIVE 1
 typedef vu bf16_b;
 static inline bf16_b bf16_load_b(const uint32_t *p) { return vload_u(p); }
 static inline vf bf16_dot(vf acc, uint32_t a_pair, bf16_b b) {
     return (vf)_mm512_dpbf16_ps((__m512)acc, (__m512bh)_mm512_set1_epi32((int)a_pair), (__m512bh)b);
 }
 #else
-#define CANAO_BF16_NATIVE 0
 typedef struct { vf even, odd; } bf16_b;
 static inline bf16_b bf16_load_b(const uint32_t *p) {
     vu w = vload_u(p);
@@ -428,14 +426,12 @@ static inline void rows_to_u8(const float *A, int lda, int M, int K, uint32_t *o
 }
 
 #if defined(__AVX512VNNI__) && VL == 16
-#define CANAO_INT8_NATIVE 1
 typedef vu i8_b;
 static inline i8_b i8_load_b(const uint32_t *p) { return vload_u(p); }
 static inline vi i8_dot(vi acc, uint32_t a_quad, i8_b b) {
     return (vi)_mm512_dpbusd_epi32((__m512i)acc, _mm512_set1_epi32((int)a_quad), (__m512i)b);
 }
 #else
-#define CANAO_INT8_NATIVE 0
 typedef struct { vi b0, b1, b2, b3; } i8_b;
 static inline i8_b i8_load_b(const uint32_t *p) {
     vi w;
@@ -641,12 +637,11 @@ static inline void attention_store_scores(float *scores, int Sp, const float *ma
     }
 }
 
-/* Per-head operands of one attention call. fp32: KT [hd][Sp] and Vc [S][hd] (a contiguous copy: rows
- * of the merged QKV tensor lie a multiple of 1-4 KiB apart and would share a few L1 sets). bf16: KT2 [hd2][Sp] and V2 [Sp/2][hdv]
- * words (bf16 pairs along d, resp. along keys; hdv = hd rounded up to VL), Q2 [ATT_RB][hd2] and
+/* Per-head operands of one attention call. fp32: KT [hd][Sp] (V is read in place). bf16: KT2 [hd2][Sp]
+ * and V2 [Sp/2][hdv] words (bf16 pairs along d, resp. along keys; hdv = hd rounded up to VL), Q2 [ATT_RB][hd2] and
  * P2 [ATT_RB][Sp/2] words for the current row block. Sp = S rounded up to 2*VL; padding is zero. */
 typedef struct {
-    const float *KT, *Vc;
+    const float *KT;
     uint32_t *KT2, *V2, *Q2, *P2;
     int Sp, hd, hd2, hdv, bf16;
 } AttentionOperands;
@@ -768,7 +763,7 @@ static inline __attribute__((always_inline)) void attention_context_block_bf16(c
 
 static inline uint32_t bf16_pair(float lo, float hi) { return (uint32_t)bf16_of(lo) | (uint32_t)bf16_of(hi) << 16; }
 
-/* Fill a head's K (and V) operands from the row-major K/V columns of head h; padding is zero. */
+/* Fill a head's packed operands from its row-major K/V columns: K^T (fp32), or K^T and V as bf16 pairs; padding is zero. */
 static inline void attention_prepare_head(AttentionOperands *o, float *KT, const float *K, int ldk, const float *V,
                                           int ldv, int S) {
     const int Sp = o->Sp, hd = o->hd;
@@ -778,10 +773,7 @@ static inline void attention_prepare_head(AttentionOperands *o, float *KT, const
                 for (int j = j0; j < j0 + 16 && j < Sp; ++j)
                     for (int d = d0; d < d0 + 16 && d < hd; ++d)
                         KT[(size_t)d * Sp + j] = j < S ? K[(size_t)j * ldk + d] : 0.0f;
-        float *Vc = KT + (size_t)hd * Sp;
-        for (int j = 0; j < S; ++j) memcpy(Vc + (size_t)j * hd, V + (size_t)j * ldv, (size_t)hd * sizeof(float));
         o->KT = KT;
-        o->Vc = Vc;
         return;
     }
     for (int j0 = 0; j0 < Sp; j0 += 16)
@@ -807,7 +799,7 @@ static inline int attention(const float *Q, int ldq, const float *K, int ldk, co
                             const float *mask, float *out, int ldo, int T, int S, int past,
                             int heads, int hd, int causal, int bf16) {
     const int Sp = (S + 2 * VL - 1) / (2 * VL) * (2 * VL), hd2 = (hd + 1) / 2, hdv = (hd + VL - 1) / VL * VL;
-    const size_t fp32_words = bf16 ? 0 : 2 * (size_t)hd * Sp;
+    const size_t fp32_words = bf16 ? 0 : (size_t)hd * Sp;
     const size_t bf16_words = bf16 ? (size_t)hd2 * Sp + (size_t)(Sp / 2) * hdv + (size_t)ATT_RB * hd2
                                          + (size_t)ATT_RB * (Sp / 2) : 0;
     int status = 0;
@@ -820,7 +812,7 @@ static inline int attention(const float *Q, int ldq, const float *K, int ldk, co
             continue;
         }
         float *KT = scratch, *scores = scratch + fp32_words + bf16_words, *mask_row = scores + (size_t)ATT_RB * Sp;
-        AttentionOperands o = {NULL, NULL, NULL, NULL, NULL, NULL, Sp, hd, hd2, hdv, bf16};
+        AttentionOperands o = {NULL, NULL, NULL, NULL, NULL, Sp, hd, hd2, hdv, bf16};
         if (bf16) {
             o.KT2 = (uint32_t *)scratch;
             o.V2 = o.KT2 + (size_t)hd2 * Sp;
@@ -841,9 +833,9 @@ static inline int attention(const float *Q, int ldq, const float *K, int ldk, co
                 if (rows == ATT_RB) attention_context_block_bf16(&o, inv_sum, out + h * hd, ldo, t0, ATT_RB, keys);
                 else attention_context_block_bf16(&o, inv_sum, out + h * hd, ldo, t0, rows, keys);
             } else if (rows == ATT_RB) {
-                attention_context_block(scores, inv_sum, Sp, o.Vc, hd, out + h * hd, ldo, t0, ATT_RB, keys, hd);
+                attention_context_block(scores, inv_sum, Sp, V + h * hd, ldv, out + h * hd, ldo, t0, ATT_RB, keys, hd);
             } else {
-                attention_context_block(scores, inv_sum, Sp, o.Vc, hd, out + h * hd, ldo, t0, rows, keys, hd);
+                attention_context_block(scores, inv_sum, Sp, V + h * hd, ldv, out + h * hd, ldo, t0, rows, keys, hd);
             }
         }
         free(scratch);
