@@ -40,7 +40,7 @@ from canao.arch import ArchSpec
 from canao.compiler.lower import lower_model
 from canao.compiler.runtime import CompiledModel
 from canao.compiler.toolchain import resolve_simd
-from canao.compiler.tune import bench_library, measure_shape
+from canao.compiler.tune import PRECISION_CODES, bench_library, measure_shape
 from canao.latency.device import describe_machine
 from canao.latency.timing import TimingStats, measure_interleaved_ms
 from canao.models import build_model, load_teacher
@@ -246,8 +246,7 @@ def bench_decoder(threads: int, runs: int, tune_s: float, workdir: Path, context
 def gemm_efficiency(simd: str, threads: int) -> tuple[dict[str, float], list[tuple[str, str, float, float]]]:
     """Measured peaks (fp32 FMA, bf16 and int8 dot products) and the tuned canao GEMMs' fraction of them."""
     lib = bench_library(simd)
-    codes = {"fp32": 0, "bf16": 1, "int8": 2}
-    peaks = {p: max(lib.canao_bench_peak_gflops(threads, codes[p]) for _ in range(3))  # noise only lowers it
+    peaks = {p: max(lib.canao_bench_peak_gflops(threads, PRECISION_CODES[p]) for _ in range(3))  # noise only lowers it
              for p in CANAO_PRECISIONS}
     out = []
     for precision in CANAO_PRECISIONS:

@@ -36,7 +36,7 @@ from canao.arch import ArchSpec
 from canao.compiler.codegen.c import constants_from_blob, generate_c, weight_blob
 from canao.compiler.ir import Graph
 from canao.compiler.lower import lower_spec
-from canao.compiler.passes.pack_weights import PRECISIONS
+from canao.compiler.passes.pack_weights import PRECISIONS, check_precision
 from canao.compiler.runtime import CompiledModel, NativeLibrary, RuntimeLoadError, optimize
 from canao.compiler.toolchain import SIMD_LANES, build_shared_library, compile_flags, panel_width_for, resolve_simd
 from canao.errors import CanaoError
@@ -109,8 +109,7 @@ def write_artifact(path: Path, spec: ArchSpec, weights: Mapping[str, np.ndarray]
 
     `precision` ("bf16" or "int8"; see runtime.optimize) is stored in
     task.json: every build of the artifact, on any CPU, keeps it."""
-    if precision not in PRECISIONS:
-        raise RuntimeLoadError(f"`precision` must be one of {PRECISIONS}, but got {precision!r}.")
+    check_precision(precision)  # before anything is written
     from safetensors.numpy import save_file
 
     path = Path(path)

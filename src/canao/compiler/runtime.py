@@ -109,11 +109,8 @@ def optimize(lowered: Graph, *, simd: str, threads: int, tune_budget_s: float = 
     elsewhere); "int8" runs the GEMMs on int8 weights (per output column) and
     activations quantized per row at run time, int32 sums (natively with
     AVX-512 VNNI), attention's products in bf16."""
-    from canao.compiler.passes.pack_weights import PRECISIONS
     from canao.compiler.tune import TuningDatabase, apply_tuning, tune_gemms
 
-    if precision not in PRECISIONS:
-        raise InputError(f"`precision` must be one of {PRECISIONS}, but got {precision!r}.")
     final = run_pipeline(lowered, nr=panel_width_for(simd), precision=precision)
     choices, _ = tune_gemms(final, TuningDatabase.load(), simd=simd, seq_len=tune_seq_len, threads=threads,
                             budget_s=tune_budget_s, progress=progress)

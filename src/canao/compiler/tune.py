@@ -28,6 +28,7 @@ from typing import Callable, Optional
 from canao.compiler.codegen.c import KERNELS_H
 from canao.compiler.ir import Graph, Node
 from canao.compiler.passes.common import with_attrs
+from canao.compiler.passes.pack_weights import packed_precision
 from canao.compiler.toolchain import build_shared_library
 from canao.latency.device import fingerprint
 from canao.storage import write_json_atomically
@@ -35,6 +36,7 @@ from canao.storage import write_json_atomically
 DB_VERSION = 1
 MR_CHOICES = {"avx512bf16": (4, 6, 8, 12), "avx512": (4, 6, 8, 12), "avx2": (4, 6), "neon": (4, 6, 8), "scalar": (4, 6)}
 KC_CHOICES = (0, 128, 256)
+PRECISION_CODES = {"fp32": 0, "bf16": 1, "int8": 2}  # the bench library's `precision` argument
 
 _BENCH_SOURCE = r"""
 #include <time.h>
@@ -182,7 +184,7 @@ def gemm_shape(graph: Graph, node: Node, seq_len: int) -> tuple[int, int, int, s
     """(M, N, K, precision) of a gemm node with the symbolic rows bound to `seq_len`."""
     rows = graph.types[node.inputs[0]].shape[0]
     m = seq_len if isinstance(rows, str) else int(rows)
-    precision = {"bf16": "bf16", "i8": "int8"}.get(str(node.attr("packed", "")).split("panel")[0], "fp32")
+    precision = packed_precision(node)
     return m, int(graph.types[node.output].shape[-1]), int(graph.types[node.inputs[0]].shape[-1]), precision
 
 
@@ -203,8 +205,7 @@ def measure_shape(lib: ctypes.CDLL, simd: str, m: int, n: int, k: int, threads: 
     for mr, kc in _variants(simd, k):
         if candidates and time.monotonic() > deadline:
             break
-        candidates[f"mr{mr}_kc{kc}"] = lib.canao_bench_gemm(mr, kc, m, n, k, reps, threads,
-                                                            {"fp32": 0, "bf16": 1, "int8": 2}[precision])
+        candidates[f"mr{mr}_kc{kc}"] = lib.canao_bench_gemm(mr, kc, m, n, k, reps, threads, PRECISION_CODES[precision])
     best = min(candidates, key=candidates.get)
     mr, kc = (int(part[2:]) for part in best.split("_"))
     ms = candidates[best]

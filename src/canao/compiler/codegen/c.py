@@ -31,6 +31,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from canao.compiler.ir import Graph, IRError, Node, TensorType
+from canao.compiler.passes.pack_weights import packed_precision
 from canao.compiler.passes.plan_memory import ALIGN_FLOATS
 
 KERNELS_H = Path(__file__).with_name("canao_kernels.h")
@@ -130,7 +131,7 @@ def _gemm(n: Node, v: _Names) -> list[str]:
     args = (f"{v.ptr(x)}, {k}, {v.ptr(w)}, {k}, {out_n}, {v.ptr(n.output)}, {out_n}, {v.rows(x)}, &e, "
             f"{n.attr('mr', v.default_mr)}, {n.attr('kc', 0)}")
     call = f"gemm_packed({args});"
-    kernel = {"bf16": "gemm_packed_bf16", "i8": "gemm_packed_i8"}.get(n.attr("packed").split("panel")[0])
+    kernel = {"bf16": "gemm_packed_bf16", "int8": "gemm_packed_i8"}.get(packed_precision(n))
     if kernel:
         call = f"int status = {kernel}({args});\nif (status) *c->err = status;"
     return [f"const Epilogue e = {{{{{', '.join(steps + ['EPI_END'])}}}, {bias}, {residual}, {out_n}, {scale}}};",

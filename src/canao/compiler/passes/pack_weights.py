@@ -24,11 +24,22 @@ PRECISIONS = ("fp32", "bf16", "int8")
 _LAYOUTS = {"fp32": ("panel", pack_panels), "bf16": ("bf16panel", pack_panels_bf16), "int8": ("i8panel", pack_panels_int8)}
 
 
+def check_precision(precision: str) -> str:
+    """`precision` if canao compiles it, else a clear error naming the choices."""
+    if precision not in PRECISIONS:
+        raise IRError(f"`precision` must be one of {PRECISIONS}, but got {precision!r}.")
+    return precision
+
+
+def packed_precision(node: Node) -> str:
+    """The precision a gemm's weights were packed for, read from its `packed` layout name (unpacked: fp32)."""
+    prefix = str(node.attr("packed", "")).rstrip("0123456789")
+    return next((p for p, (name, _) in _LAYOUTS.items() if name == prefix), "fp32")
+
+
 def pack_weights(graph: Graph) -> Graph:
     nr = int(graph.meta.get("gemm_nr", DEFAULT_NR))
-    precision = str(graph.meta.get("matmul_precision", "fp32"))
-    if precision not in PRECISIONS:
-        raise IRError(f"matmul precision must be one of {PRECISIONS}, but the graph asks for {precision!r}.")
+    precision = check_precision(str(graph.meta.get("matmul_precision", "fp32")))
     prefix, pack = _LAYOUTS[precision]
     layout = f"{prefix}{nr}"
     constants, types = dict(graph.constants), dict(graph.types)
