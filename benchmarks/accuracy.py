@@ -119,7 +119,7 @@ def stage_precision(args) -> None:
 
 def write_markdown(results: Path, out: Path) -> None:
     """docs/accuracy.md from the JSON lines of the stages run so far."""
-    from canao.latency.device import describe_machine
+    from canao.device import describe_machine
 
     machine = describe_machine()
     lines = ["# Accuracy benchmark", "",

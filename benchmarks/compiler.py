@@ -38,10 +38,10 @@ import torch
 
 from canao.arch import ArchSpec
 from canao.compiler.lower import lower_model
-from canao.compiler.runtime import CompiledModel
-from canao.compiler.toolchain import resolve_simd
-from canao.compiler.tune import PRECISION_CODES, bench_library, measure_shape
-from canao.latency.device import describe_machine
+from canao.compiler.build import BuildOptions, build
+from canao.compiler.layout import Precision
+from canao.compiler.tune import bench_library, measure_shape
+from canao.device import describe_machine, resolve_simd
 from canao.latency.timing import TimingStats, measure_interleaved_ms
 from canao.models import build_model, load_teacher
 
@@ -129,8 +129,8 @@ def bench_encoder(name: str, model: torch.nn.Module, seq: int, threads: int, run
     diffs["PyTorch bf16"] = float(np.abs(eager_bf16().last_hidden_state.float().numpy() - want).max())
     peers["PyTorch bf16"] = eager_bf16
     for precision in CANAO_PRECISIONS:
-        compiled = CompiledModel.build(lower_model(model), threads=threads, tune_budget_s=tune_s, tune_seq_len=seq,
-                                       precision=precision)
+        options = BuildOptions(threads=threads, tune_budget_s=tune_s, tune_seq_len=seq, precision=precision)
+        compiled = build(lower_model(model), options).load()
         label = "canao" if precision == "fp32" else f"canao {precision}"
         diffs[label] = float(np.abs(compiled.run(ids)["last_hidden_state"] - want).max())
         peers[label] = lambda compiled=compiled: compiled.run(ids)
@@ -208,8 +208,8 @@ def bench_decoder(threads: int, runs: int, tune_s: float, workdir: Path, context
     half_diff = float(np.abs(eager_bf16().logits[0].float().numpy() - want).max())
     sessions = {}
     for precision in CANAO_PRECISIONS:
-        compiled = CompiledModel.build(lower_model(model), threads=threads, tune_budget_s=tune_s, tune_seq_len=1,
-                                       precision=precision)
+        options = BuildOptions(threads=threads, tune_budget_s=tune_s, tune_seq_len=1, precision=precision)
+        compiled = build(lower_model(model), options).load()
         sessions[precision] = compiled.new_session()
         sessions[precision].prefill(prompt)
 
@@ -246,7 +246,7 @@ def bench_decoder(threads: int, runs: int, tune_s: float, workdir: Path, context
 def gemm_efficiency(simd: str, threads: int) -> tuple[dict[str, float], list[tuple[str, str, float, float]]]:
     """Measured peaks (fp32 FMA, bf16 and int8 dot products) and the tuned canao GEMMs' fraction of them."""
     lib = bench_library(simd)
-    peaks = {p: max(lib.canao_bench_peak_gflops(threads, PRECISION_CODES[p]) for _ in range(3))  # noise only lowers it
+    peaks = {p: max(lib.canao_bench_peak_gflops(threads, Precision(p).layout.c_code) for _ in range(3))  # noise only lowers it
              for p in CANAO_PRECISIONS}
     out = []
     for precision in CANAO_PRECISIONS:

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from canao.latency.device import describe_machine, executor_fingerprint, make_executor
+from canao.device import describe_machine
+from canao.latency.device import executor_fingerprint, make_executor
 from canao.latency.predictor import LatencyPredictor, spearman
 from canao.latency.profile import DeviceProfile, ProfileConfig, calibration_specs, measure_model, profile_device
 from canao.latency.timing import measure_ms

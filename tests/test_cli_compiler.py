@@ -81,7 +81,7 @@ def test_finetune_evaluate_distill_commands(tmp_path):
     result = runner.invoke(app, ["finetune", "--task", "sst2", "--teacher", str(ckpt), "--out", str(tmp_path / "ft"),
                                  "--max-steps", "3", "--batch-size", "8", "--max-length", "32"])
     assert result.exit_code == 0 and "accuracy" in result.output, result.output
-    from canao.data.squad import SAMPLES_DIR
+    from canao.data.bundled import SAMPLES_DIR
 
     result = runner.invoke(app, ["evaluate", "--model", str(tmp_path / "ft" / "model"), "--task", "sst2", "--data",
                                  str(SAMPLES_DIR / "sst2-dev.tsv"), "--predictions", str(tmp_path / "pred.json")])

@@ -7,14 +7,14 @@ import torch
 
 from canao import ArchSpec
 from canao.compiler.lower import lower_model
-from canao.compiler.runtime import CompiledModel
+from canao.compiler.build import BuildOptions, build
 from canao.models import build_model
 
 
 def test_spec_to_compiled_model():
     spec = ArchSpec.uniform("encoder", vocab_size=40, max_positions=12, hidden=16, num_layers=1, heads=2)
     model = build_model(spec).eval()
-    compiled = CompiledModel.build(lower_model(model))
+    compiled = build(lower_model(model)).load()
     ids = np.array([1, 2, 3])
     with torch.no_grad():
         want = model(torch.tensor(ids[None])).last_hidden_state.numpy()

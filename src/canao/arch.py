@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -34,11 +35,20 @@ ACTIVATIONS: tuple[str, ...] = ("gelu", "gelu_tanh")
 SPEC_VERSION = 1
 
 
+# Sane upper bounds: far above any model canao targets (BERT-large: hidden 1024, 24 layers, 512 positions),
+# low enough that a typo cannot ask for terabytes of weights or a native size overflow.
+LIMITS: dict[str, int] = {"vocab_size": 10_000_000, "max_positions": 1 << 20, "hidden": 65_536,
+                          "type_vocab_size": 1_024, "heads": 1_024, "head_dim": 4_096, "ffn": 1 << 20,
+                          "num_layers": 1_024, "seq_len": 1 << 20}
+
+
 def _require_int(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise SpecError(f"`{name}` must be an integer, but got {value!r} ({type(value).__name__}).")
     if value < minimum:
         raise SpecError(f"`{name} >= {minimum}` must hold, but got {name}={value}.")
+    if name in LIMITS and value > LIMITS[name]:
+        raise SpecError(f"`{name} <= {LIMITS[name]:,}` must hold (canao's sanity limit), but got {name}={value:,}.")
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,7 @@ class ArchSpec:
         layers = tuple(self.layers)
         if not layers:
             raise SpecError("`layers` must hold at least one LayerSpec, but got an empty sequence.")
+        _require_int("num_layers", len(layers), 1)
         for i, layer in enumerate(layers):
             if not isinstance(layer, LayerSpec):
                 raise SpecError(f"`layers[{i}]` must be a LayerSpec, but got {type(layer).__name__}.")
@@ -231,8 +242,8 @@ class ArchSpec:
     def from_json(cls, text: str) -> "ArchSpec":
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise SpecError(f"ArchSpec JSON does not parse: {err}.") from err
+        except (json.JSONDecodeError, RecursionError) as err:
+            raise SpecError(f"ArchSpec JSON does not parse: {type(err).__name__}: {err}.") from err
         return cls.from_dict(data)
 
     def describe(self) -> str:
@@ -299,6 +310,40 @@ class SearchSpace:
 
     @classmethod
     def from_json(cls, text: str) -> "SearchSpace":
-        data = json.loads(text)
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as err:
+            raise SpecError(f"SearchSpace JSON does not parse: {type(err).__name__}: {err}.") from err
+        if not isinstance(data, dict):
+            raise SpecError(f"a SearchSpace must be a JSON object, but got {type(data).__name__}.")
+        known = set(cls.__dataclass_fields__)
+        if set(data) - known or {f for f in known if f != "version"} - set(data):
+            raise SpecError(f"SearchSpace needs the fields {sorted(known - {'version'})}; got {sorted(data)}.")
+        try:
+            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        except (TypeError, ValueError) as err:
+            if isinstance(err, SpecError):
+                raise
+            raise SpecError(f"SearchSpace holds a value of the wrong type ({err}).") from err
 
+
+
+def read_text_file(path: Path, what: str) -> str:
+    """A small UTF-8 text file a user named, or a SpecError naming the file and what is wrong with it."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise SpecError(f"{path}: is a directory; give the {what} file.") from None
+    except UnicodeDecodeError as err:
+        raise SpecError(f"{path}: is not UTF-8 text ({err.reason} at byte {err.start}); give the {what} JSON file.") from None
+    except OSError as err:
+        raise SpecError(f"{path}: cannot be read ({err.strerror or err}).") from None
+
+
+def read_arch(path: Path) -> ArchSpec:
+    """An ArchSpec JSON file, with errors that name the file."""
+    text = read_text_file(path, "ArchSpec")
+    try:
+        return ArchSpec.from_json(text)
+    except SpecError as err:
+        raise SpecError(f"{path}: {err}") from None

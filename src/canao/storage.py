@@ -1,31 +1,48 @@
-"""Writing files and directories so that a crash never leaves a half-written one in place.
+"""Writing files and directories so that a crash never leaves a half-written one in place, and nothing of the
+user's is lost.
 
 Files are written to a temp file beside the target and renamed over it; a
 directory is built in a temp directory and swapped in (an existing target is
-moved aside first and deleted after the swap). Used by checkpoints,
-artifacts, device profiles and the tuning database.
+moved aside first and deleted after the swap). Before a tool writes a
+directory it calls `prepare_target`, which refuses to replace a directory
+that holds anything the tool did not write (or, with force, moves it aside:
+never deletes it). Used by checkpoints, artifacts, device profiles and the
+tuning database.
 
 Example::
 
     write_json_atomically(Path("profile.json"), data)
+    prepare_target(Path("art"), is_ours=artifact_foreign_files, force=False)
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
+
+from canao.errors import CanaoError
+
+
+class ExistingDirectoryError(CanaoError, FileExistsError):
+    """The output directory exists and holds files this tool did not write."""
 
 
 def write_json_atomically(path: Path, data: Any, indent: int = 1) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=indent)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=indent)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; results are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def replace_directory(new: Path, target: Path) -> None:
@@ -38,3 +55,43 @@ def replace_directory(new: Path, target: Path) -> None:
     os.replace(target, old)
     os.replace(new, target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def set_aside(path: Path) -> Path:
+    """Rename `path` to the first free `<name>.old-<n>` beside it and return the new name."""
+    for n in range(1, 10_000):
+        aside = path.with_name(f"{path.name}.old-{n}")
+        if not aside.exists():
+            os.replace(path, aside)
+            return aside
+    raise ExistingDirectoryError(f"{path}: too many set-aside copies beside it; clean them up.")
+
+
+def prepare_target(path: Path, *, is_ours: Callable[[Path], Optional[list[Path]]], force: bool) -> None:
+    """Make sure writing a tool's directory at `path` loses nothing of the user's.
+
+    `is_ours(path)` returns the entries of an existing directory the tool did
+    not write, or None if the directory is not the tool's at all. A missing or
+    empty target, or one of the tool's holding only its own files, may be
+    replaced; anything else is refused, or with `force` moved aside."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ExistingDirectoryError(f"{path.parent}: cannot create the output's parent directory ({err}).") from err
+    if not path.exists() and not path.is_symlink():
+        return
+    if not path.is_dir() or path.is_symlink():
+        foreign: Optional[list[Path]] = None
+    elif not any(path.iterdir()):
+        return
+    else:
+        foreign = is_ours(path)
+        if foreign == []:
+            return
+    what = "is not a directory canao wrote" if foreign is None else \
+        f"holds files canao did not write ({', '.join(p.name for p in foreign[:5])})"
+    if not force:
+        raise ExistingDirectoryError(f"{path} {what}; choose another output path, or pass --force to move it "
+                                     "aside (it is renamed, never deleted).")
+    aside = set_aside(path)
+    logging.getLogger(__name__).warning("%s %s; moved it to %s.", path, what, aside)

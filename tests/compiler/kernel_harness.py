@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from canao.compiler.codegen.c import KERNELS_H
-from canao.compiler.toolchain import BuildError, build_shared_library, host_simd, panel_width_for, resolve_simd
+from canao.compiler.toolchain import build_shared_library
+from canao.device import SimdError, host_simd, resolve_simd, simd_level
 
+PRELUDE = f"#define CANAO_DEFAULT_MR {simd_level('scalar').default_mr}\n"
 LEVELS = ("avx512bf16", "avx512", "avx2", "scalar")  # x86-64 levels, widest first
 
 _GEMM = r"""
@@ -27,7 +29,7 @@ def can_run(simd: str) -> bool:
         return False
     try:
         resolve_simd(simd)
-    except BuildError:
+    except SimdError:
         return False
     return True
 
@@ -36,7 +38,7 @@ def kernels_with(source: str, simd: str) -> ctypes.CDLL:
     """The kernels plus `source`, compiled for `simd` (the test is skipped where the CPU cannot run it)."""
     if not can_run(simd):
         pytest.skip(f"this CPU cannot run {simd} code")
-    return ctypes.CDLL(str(build_shared_library("#include <stdlib.h>\n" + KERNELS_H.read_text() + source, simd=simd)))
+    return ctypes.CDLL(str(build_shared_library(PRELUDE + KERNELS_H.read_text() + source, simd=simd)))
 
 
 def check_gemm_kernel(simd: str, kernel: str, pack: Callable[[np.ndarray, int], np.ndarray],
@@ -50,7 +52,7 @@ def check_gemm_kernel(simd: str, kernel: str, pack: Callable[[np.ndarray, int], 
         a, w = rng.normal(size=(m, k)).astype(np.float32), rng.normal(size=(n, k)).astype(np.float32)
         a[0] = 1.5  # a constant row
         bias = rng.normal(size=n).astype(np.float32)
-        packed = pack(w, panel_width_for(simd))
+        packed = pack(w, simd_level(simd).panel_width)
         want = expected(a, w, packed) + bias
         for mr in (4, 6, 8, 12):
             for kc in (0, 7, 64):

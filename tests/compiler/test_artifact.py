@@ -13,7 +13,7 @@ import torch
 
 from canao.compiler.artifact import build_dir_name, load_artifact, write_artifact
 from canao.compiler.runtime import RuntimeLoadError
-from canao.compiler.toolchain import resolve_simd
+from canao.device import resolve_simd
 from tests.compiler.graphs import ENC, torch_model
 
 

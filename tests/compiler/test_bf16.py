@@ -13,11 +13,13 @@ import torch
 from canao.compiler.artifact import load_artifact, write_artifact
 from canao.compiler.codegen.c import generate_c, weight_blob
 from canao.compiler.layout import pack_panels_bf16, round_to_bf16
+from canao.compiler.build import BuildOptions, build
 from canao.compiler.lower import lower_model
 from canao.compiler.passes.pipeline import run_pipeline
 from canao.compiler.reference import run_reference
 from canao.compiler.runtime import CompiledModel, NativeLibrary
-from canao.compiler.toolchain import build_shared_library, host_simd, panel_width_for
+from canao.compiler.toolchain import build_shared_library
+from canao.device import host_simd, simd_level
 from canao.compiler.tune import TuningDatabase, apply_tuning, gemm_shape, shape_key, tune_gemms
 from canao.errors import CanaoError
 from canao.models import load_teacher
@@ -45,7 +47,7 @@ def _runnable_levels() -> list[str]:
 def test_encoder_matches_reference_on_every_simd_level(simd):
     if not can_run(simd):
         pytest.skip(f"this CPU cannot run {simd} code")
-    compiled = CompiledModel.build(lower_model(torch_model(ENC, "qa")), simd=simd, precision="bf16")
+    compiled = build(lower_model(torch_model(ENC, "qa")), BuildOptions(simd=simd, precision="bf16")).load()
     assert compiled.graph.meta["matmul_precision"] == "bf16"
     assert all(n.attr("packed").startswith("bf16") for n in compiled.graph.nodes if n.op == "gemm")
     x = encoder_inputs(9)
@@ -57,7 +59,7 @@ def test_encoder_matches_reference_on_every_simd_level(simd):
 
 def test_decoder_kv_cache_matches_reference():
     model = torch_model(DEC, "lm")
-    compiled = CompiledModel.build(lower_model(model), precision="bf16")
+    compiled = build(lower_model(model), BuildOptions(precision="bf16")).load()
     ids = np.random.default_rng(2).integers(0, DEC.vocab_size, 9).astype(np.int32)
     want = run_decoder_twice(compiled.graph, ids, 6)
     session = compiled.new_session()
@@ -68,7 +70,7 @@ def test_decoder_kv_cache_matches_reference():
 def test_every_variant_matches_reference():
     """Each (MR, KC) bf16 variant, forced on every GEMM (KC 7 and 8 split K into partial pair blocks)."""
     simd = host_simd()
-    graph = run_pipeline(lower_model(torch_model(ENC, "backbone")), nr=panel_width_for(simd), precision="bf16")
+    graph = run_pipeline(lower_model(torch_model(ENC, "backbone")), nr=simd_level(simd).panel_width, precision="bf16")
     x = encoder_inputs(13)
     want = run_reference(graph, x)[graph.outputs[0]]  # the last hidden states
     for mr in (4, 6, 8, 12):
@@ -76,7 +78,7 @@ def test_every_variant_matches_reference():
             choices = {shape_key(*gemm_shape(graph, n, 13)): {"mr": mr, "kc": kc} for n in graph.nodes if n.op == "gemm"}
             tuned = apply_tuning(graph, choices, 13)
             lib = NativeLibrary.load(build_shared_library(generate_c(tuned), simd=simd))
-            got = CompiledModel(tuned, weight_blob(tuned), lib).run(x["input_ids"], (x["mask"] == 0).astype(int),
+            got = CompiledModel(tuned, weight_blob(tuned), lib, simd=simd).run(x["input_ids"], (x["mask"] == 0).astype(int),
                                                                     x["token_type_ids"])["last_hidden_state"][0]
             assert np.abs(got - want).max() < TOL, (mr, kc)
 
@@ -86,8 +88,8 @@ def test_minilm_stays_within_bf16_accuracy_of_pytorch_fp32():
     ids = np.array([teacher.tokenizer.encode("How fast can BERT run on a phone when it is compiled?").ids])
     with torch.no_grad():
         want = teacher.model(torch.tensor(ids)).last_hidden_state.numpy()[0]
-    fp32 = CompiledModel.build(lower_model(teacher.model)).run(ids)["last_hidden_state"][0]
-    bf16 = CompiledModel.build(lower_model(teacher.model), precision="bf16").run(ids)["last_hidden_state"][0]
+    fp32 = build(lower_model(teacher.model)).load().run(ids)["last_hidden_state"][0]
+    bf16 = build(lower_model(teacher.model), BuildOptions(precision="bf16")).load().run(ids)["last_hidden_state"][0]
     err_fp32, err_bf16 = np.abs(fp32 - want).max(), np.abs(bf16 - want).max()
     assert err_fp32 < 1e-4 and 1e-4 < err_bf16 < 0.1  # bf16 really rounds, and only by bf16's 3 digits
     cosine = (bf16 * want).sum(-1) / np.linalg.norm(bf16, axis=-1) / np.linalg.norm(want, axis=-1)
@@ -115,8 +117,8 @@ def test_tuning_keeps_bf16_shapes_apart(tmp_path):
     simd = host_simd()
     lowered = lower_model(torch_model(ENC, "backbone"))
     db = TuningDatabase.load(tmp_path / "db.json")
-    fp32 = run_pipeline(lowered, nr=panel_width_for(simd))
-    bf16 = run_pipeline(lowered, nr=panel_width_for(simd), precision="bf16")
+    fp32 = run_pipeline(lowered, nr=simd_level(simd).panel_width)
+    bf16 = run_pipeline(lowered, nr=simd_level(simd).panel_width, precision="bf16")
     choices32, measured32 = tune_gemms(fp32, db, simd=simd, seq_len=16, threads=2, budget_s=30)
     choices16, measured16 = tune_gemms(bf16, db, simd=simd, seq_len=16, threads=2, budget_s=30)
     assert measured32 == measured16 == len(choices16) >= 3  # the bf16 shapes were not taken from fp32 entries

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from canao.compiler.codegen.c import generate_c, weight_blob
-from canao.compiler.codegen.runner import generate_runner, read_outputs, write_calls
+from canao.compiler.codegen.runner import RUNNER_MAIN, read_outputs, write_calls
 from canao.compiler.passes.pipeline import run_pipeline
 from canao.compiler.reference import run_reference
-from canao.compiler.toolchain import compile_flags, host_simd, panel_width_for
+from canao.compiler.toolchain import CODEGEN_DIR, compile_flags
+from canao.device import host_simd, simd_level
 from tests.compiler.graphs import DEC, ENC, encoder_inputs, lowered
 
 CROSS_CC, QEMU = "aarch64-linux-gnu-gcc", "qemu-aarch64"
@@ -29,7 +30,7 @@ def _close(got: np.ndarray, want: np.ndarray, precision: str) -> bool:
 
 
 def _final(spec, task, simd, precision="fp32"):
-    return run_pipeline(lowered(spec, task), nr=panel_width_for(simd), precision=precision)
+    return run_pipeline(lowered(spec, task), nr=simd_level(simd).panel_width, precision=precision)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
@@ -68,9 +69,10 @@ def _expected(graph, calls):
 
 
 def _run_runner(tmp_path, graph, calls, compile_cmd, run_prefix, env=None):
-    (tmp_path / "runner.c").write_text(generate_runner(graph))
+    (tmp_path / "model.c").write_text(generate_c(graph))
     exe = tmp_path / "runner"
-    proc = subprocess.run([*compile_cmd, str(tmp_path / "runner.c"), "-o", str(exe), "-lm"], capture_output=True, text=True)
+    proc = subprocess.run([*compile_cmd, "-I", str(CODEGEN_DIR), str(tmp_path / "model.c"), str(RUNNER_MAIN), "-o", str(exe),
+                           "-lm"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     weight_blob(graph).tofile(tmp_path / "w.bin")
     write_calls(tmp_path / "calls.bin", calls)

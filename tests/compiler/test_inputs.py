@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from canao.compiler.build import BuildOptions, build
 from canao.compiler.lower import lower_model
 from canao.compiler.runtime import CompiledModel, InputError
 from tests.compiler.graphs import DEC, ENC, torch_model
@@ -12,12 +13,12 @@ from tests.compiler.graphs import DEC, ENC, torch_model
 
 @pytest.fixture(scope="module")
 def encoder() -> CompiledModel:
-    return CompiledModel.build(lower_model(torch_model(ENC, "backbone")))
+    return build(lower_model(torch_model(ENC, "backbone"))).load()
 
 
 @pytest.fixture(scope="module")
 def decoder() -> CompiledModel:
-    return CompiledModel.build(lower_model(torch_model(DEC, "lm")))
+    return build(lower_model(torch_model(DEC, "lm"))).load()
 
 
 @pytest.mark.parametrize("ids,message", [

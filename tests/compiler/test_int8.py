@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from canao.compiler.layout import pack_panels_int8, quantize_columns_int8, quantize_rows_u8, unpack_panels_int8
 from canao.compiler.lower import lower_model
 from canao.compiler.reference import run_reference
-from canao.compiler.runtime import CompiledModel
+from canao.compiler.build import BuildOptions, build
 from canao.models import load_teacher
 from tests.compiler.graphs import DEC, ENC, encoder_inputs, run_decoder_twice, torch_model
 from tests.compiler.kernel_harness import LEVELS, can_run, check_gemm_kernel
@@ -62,13 +62,13 @@ def test_kernel_is_exact_integer_arithmetic(simd):
 def test_encoder_and_decoder_match_reference(simd):
     if not can_run(simd):
         pytest.skip(f"this CPU cannot run {simd} code")
-    compiled = CompiledModel.build(lower_model(torch_model(ENC, "backbone")), simd=simd, precision="int8")
+    compiled = build(lower_model(torch_model(ENC, "backbone")), BuildOptions(simd=simd, precision="int8")).load()
     assert all(n.attr("packed").startswith("i8panel") for n in compiled.graph.nodes if n.op == "gemm")
     x = encoder_inputs(9)
     want = run_reference(compiled.graph, x)[compiled.graph.outputs[0]]
     got = compiled.run(x["input_ids"], (x["mask"] == 0).astype(int), x["token_type_ids"])["last_hidden_state"][0]
     assert np.abs(got - want).max() < 0.02 * np.abs(want).max()
-    decoder = CompiledModel.build(lower_model(torch_model(DEC, "lm")), simd=simd, precision="int8")
+    decoder = build(lower_model(torch_model(DEC, "lm")), BuildOptions(simd=simd, precision="int8")).load()
     ids = np.random.default_rng(2).integers(0, DEC.vocab_size, 9).astype(np.int32)
     want = run_decoder_twice(decoder.graph, ids, 6)
     session = decoder.new_session()
@@ -81,6 +81,6 @@ def test_minilm_int8_stays_close_to_pytorch_fp32():
     ids = np.array([teacher.tokenizer.encode("How fast can BERT run on a phone when it is compiled?").ids])
     with torch.no_grad():
         want = teacher.model(torch.tensor(ids)).last_hidden_state.numpy()[0]
-    got = CompiledModel.build(lower_model(teacher.model), precision="int8").run(ids)["last_hidden_state"][0]
+    got = build(lower_model(teacher.model), BuildOptions(precision="int8")).load().run(ids)["last_hidden_state"][0]
     cosine = (got * want).sum(-1) / np.linalg.norm(got, axis=-1) / np.linalg.norm(want, axis=-1)
     assert 1e-3 < np.abs(got - want).max() < 1.0 and cosine.min() > 0.98

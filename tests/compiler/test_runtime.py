@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from canao.arch import ArchSpec, LayerSpec
 from canao.compiler.lower import lower_model
-from canao.compiler.runtime import CompiledModel
-from canao.compiler.toolchain import SIMD_LANES
+from canao.compiler.build import BuildOptions, build
+from canao.device import simd_level
 from canao.models import load_teacher
 from tests.compiler.graphs import DEC, ENC, torch_model
 from tests.compiler.kernel_harness import can_run
@@ -27,7 +27,7 @@ def _torch_encoder_outputs(model, ids, mask, types):
 
 def test_minilm_teacher_matches_pytorch():
     teacher = load_teacher()
-    compiled = CompiledModel.build(lower_model(teacher.model))
+    compiled = build(lower_model(teacher.model)).load()
     texts = ["How fast can BERT run on a phone?", "Compilers fuse layers."]
     enc = [teacher.tokenizer.encode(t).ids for t in texts]
     width = max(map(len, enc))
@@ -43,7 +43,7 @@ def test_minilm_teacher_matches_pytorch():
 @pytest.mark.parametrize("task", ["classification", "qa"])
 def test_task_heads_match(task):
     model = torch_model(ENC, task)
-    compiled = CompiledModel.build(lower_model(model))
+    compiled = build(lower_model(model)).load()
     ids = np.random.default_rng(0).integers(0, 61, (2, 9))
     types = np.zeros_like(ids)
     types[:, 5:] = 1
@@ -69,7 +69,7 @@ def _decode_matches_recompute(model, compiled, ids: np.ndarray, split: int) -> f
 
 def test_decoder_kv_cache_equals_full_recompute():
     model = torch_model(DEC, "lm")
-    compiled = CompiledModel.build(lower_model(model))
+    compiled = build(lower_model(model)).load()
     ids = np.random.default_rng(3).integers(0, 61, 15)
     assert _decode_matches_recompute(model, compiled, ids, 6) < TOL
     assert _decode_matches_recompute(model, compiled, ids[:1], 1) < TOL  # a one-token prompt
@@ -84,7 +84,7 @@ layers = st.builds(LayerSpec, st.integers(1, 4), st.integers(1, 19), st.integers
 def test_random_architectures_match_pytorch(kind, hidden, layer_list, seq, seed):
     spec = ArchSpec(kind, 37, 20, hidden, tuple(layer_list))
     model = torch_model(spec, "lm" if kind == "decoder" else "backbone", seed)
-    compiled = CompiledModel.build(lower_model(model))
+    compiled = build(lower_model(model)).load()
     ids = np.random.default_rng(seed).integers(0, 37, seq)
     if kind == "decoder":
         assert _decode_matches_recompute(model, compiled, ids, max(1, seq // 2)) < TOL
@@ -101,8 +101,8 @@ def test_forced_simd_levels(simd):
     if not can_run(simd):
         pytest.skip(f"this CPU cannot run {simd} code")
     model = torch_model(ENC, "backbone")
-    compiled = CompiledModel.build(lower_model(model), simd=simd)
-    assert compiled.library.lib.canao_vector_width() == SIMD_LANES[simd]
+    compiled = build(lower_model(model), BuildOptions(simd=simd)).load()
+    assert compiled.library.lib.canao_vector_width() == simd_level(simd).lanes
     ids = np.random.default_rng(5).integers(0, 61, 11)
     with torch.no_grad():
         want = model(torch.tensor(ids[None]).long()).last_hidden_state.numpy()
@@ -110,7 +110,7 @@ def test_forced_simd_levels(simd):
 
 
 def test_threads_do_not_change_results():
-    compiled = CompiledModel.build(lower_model(torch_model(ENC, "backbone")))
+    compiled = build(lower_model(torch_model(ENC, "backbone"))).load()
     ids = np.arange(20) % 61
     compiled.set_threads(1)
     one = compiled.run(ids)["last_hidden_state"]

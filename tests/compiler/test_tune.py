@@ -9,15 +9,15 @@ import torch
 
 from canao.compiler.lower import lower_model
 from canao.compiler.passes.pipeline import run_pipeline
-from canao.compiler.runtime import CompiledModel
-from canao.compiler.toolchain import host_simd, panel_width_for
+from canao.compiler.build import BuildOptions, build
+from canao.device import host_simd, simd_level
 from canao.compiler.tune import TuningDatabase, apply_tuning, device_key, gemm_shape, shape_key, tune_gemms
 from tests.compiler.graphs import ENC, torch_model
 
 
 def _final():
     simd = host_simd()
-    return run_pipeline(lower_model(torch_model(ENC, "backbone")), nr=panel_width_for(simd)), simd
+    return run_pipeline(lower_model(torch_model(ENC, "backbone")), nr=simd_level(simd).panel_width), simd
 
 
 def test_tuning_twice_measures_nothing_new(tmp_path):
@@ -55,7 +55,7 @@ def test_zero_budget_only_reads_the_database(tmp_path):
 
 def test_tuned_model_is_still_exact():
     model = torch_model(ENC, "backbone")
-    compiled = CompiledModel.build(lower_model(model), tune_budget_s=30, tune_seq_len=9)
+    compiled = build(lower_model(model), BuildOptions(tune_budget_s=30, tune_seq_len=9)).load()
     assert any(n.attr("mr", None) is not None for n in compiled.graph.nodes if n.op == "gemm")
     ids = np.arange(9) % 61
     with torch.no_grad():
@@ -81,5 +81,5 @@ def test_every_variant_is_exact():
             tuned = apply_tuning(graph, choices, 13)
             assert all(n.attr("mr") == mr for n in tuned.nodes if n.op == "gemm")
             lib = NativeLibrary.load(build_shared_library(generate_c(tuned), simd=simd))
-            got = CompiledModel(tuned, weight_blob(tuned), lib).run(ids)["last_hidden_state"]
+            got = CompiledModel(tuned, weight_blob(tuned), lib, simd=simd).run(ids)["last_hidden_state"]
             assert np.abs(got - want).max() < 1e-4, (mr, kc)

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from canao.data.glue import read_glue
-from canao.data.squad import SAMPLES_DIR, best_answers, bundled_squad_sample, qa_examples, qa_features, read_squad
-from canao.data.text import bundled_text_sample, pack_blocks, read_text
+from canao.data.bundled import SAMPLES_DIR, bundled_squad_sample, bundled_text_sample
+from canao.data.squad import best_answers, qa_examples, qa_features, read_squad
+from canao.data.text import pack_blocks, read_text
 from canao.errors import DataError
 from canao.models import load_tokenizer, teacher_dir
 from canao.train.metrics import squad_scores

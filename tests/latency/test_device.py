@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from canao.latency.device import ExecutorError, executor_fingerprint, make_executor, simd_level_from_flags
+from canao.device import simd_level_from_flags
+from canao.latency.device import ExecutorError, executor_fingerprint, make_executor
 
 
 def test_local_and_template_executors():

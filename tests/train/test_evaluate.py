@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from canao.data.squad import SAMPLES_DIR
+from canao.data.bundled import SAMPLES_DIR
 from canao.errors import SpecError
 from canao.models import teacher_dir
 from canao.train.evaluate import evaluate_checkpoint

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from canao.compiler.lower import lower_model
-from canao.compiler.runtime import CompiledModel
-from canao.data.text import bundled_text_sample
+from canao.compiler.build import BuildOptions, build
+from canao.data.bundled import bundled_text_sample
 from canao.models import load_pretrained
 from canao.train.lm import PRESETS, train_language_model
 
@@ -23,7 +23,7 @@ def test_train_compile_generate(tmp_path, monkeypatch):
     assert result.history[-1]["loss"] < result.history[0]["loss"] - 0.5
     loaded = load_pretrained(tmp_path / "model")
     assert loaded.task == "lm" and loaded.tokenizer.get_vocab_size() <= 512
-    compiled = CompiledModel.build(lower_model(loaded.model))
+    compiled = build(lower_model(loaded.model)).load()
     ids = loaded.tokenizer.encode("ROMEO:").ids
     logits = compiled.new_session().prefill(np.array(ids))
     with torch.no_grad():
@@ -44,7 +44,7 @@ def test_bundled_decoder_loads_compiles_and_generates():
 
     loaded = load_pretrained(bundled_decoder_dir())
     assert loaded.task == "lm" and loaded.spec.num_layers == 4
-    compiled = CompiledModel.build(lower_model(loaded.model))
+    compiled = build(lower_model(loaded.model)).load()
     ids = loaded.tokenizer.encode("ROMEO:").ids
     session = compiled.new_session()
     token = int(np.argmax(session.prefill(np.array(ids))[-1]))

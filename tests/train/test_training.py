@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from canao.arch import ArchSpec, LayerSpec
-from canao.data.squad import SAMPLES_DIR
+from canao.data.bundled import SAMPLES_DIR
 from canao.errors import SpecError
 from canao.models import load_pretrained, teacher_dir
 from canao.train.distill import DistillConfig, distill, layer_map

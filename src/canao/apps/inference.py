@@ -11,12 +11,17 @@ Example::
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
 from canao.compiler.artifact import Artifact
 from canao.errors import CanaoError
+
+
+log = logging.getLogger(__name__)
 
 
 class AppError(CanaoError, ValueError):
@@ -30,8 +35,16 @@ def _need(art: Artifact, task: str) -> None:
         raise AppError(f"this needs a `{task}` artifact, but {art.path} is `{art.model.task}`.")
 
 
-def _ids(art: Artifact, text: str, pair: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    enc = art.tokenizer.encode(text, pair) if pair is not None else art.tokenizer.encode(text)
+def _encode(art: Artifact, text: str, pair: Optional[str] = None):  # -> tokenizers.Encoding
+    """Tokenise; text the tokenizer cannot take (e.g. lone surrogates from undecodable bytes) is a user error."""
+    try:
+        return art.tokenizer.encode(text, pair) if pair is not None else art.tokenizer.encode(text)
+    except (TypeError, ValueError, UnicodeError) as err:
+        raise AppError(f"the tokenizer cannot encode this text ({err}); pass valid UTF-8 text.") from err
+
+
+def _ids(art: Artifact, text: str, pair: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
+    enc = _encode(art, text, pair)
     limit = art.model.spec.max_positions
     return np.array(enc.ids[:limit]), np.array(enc.type_ids[:limit])
 
@@ -67,7 +80,7 @@ class Answer:
 def answer(art: Artifact, question: str, context: str, max_answer_tokens: int = 30) -> Answer:
     """The best span (start <= end, inside the context, at most max_answer_tokens) by start+end logit."""
     _need(art, "qa")
-    enc = art.tokenizer.encode(question, context)
+    enc = _encode(art, question, context)
     limit = art.model.spec.max_positions
     ids, types = np.array(enc.ids[:limit]), np.array(enc.type_ids[:limit])
     out = art.model.run(ids, token_type_ids=types)
@@ -84,13 +97,30 @@ def answer(art: Artifact, question: str, context: str, max_answer_tokens: int = 
     return Answer(context[enc.offsets[i][0]:enc.offsets[j][1]], best[0])
 
 
-def greedy_generate(art: Artifact, prompt: str, max_new_tokens: int = 20) -> str:
-    """Greedy continuation of `prompt` with the KV-cached decoder."""
+@dataclass(frozen=True)
+class Generation:
+    text: str  # the continuation only
+    new_tokens: int
+    prompt_tokens_dropped: int  # tokens cut from the left of a prompt too long for the context window
+
+
+def greedy_generate(art: Artifact, prompt: str, max_new_tokens: int = 20) -> Generation:
+    """Greedy continuation of `prompt` with the KV-cached decoder.
+
+    A prompt that leaves no room for `max_new_tokens` in the context window is
+    cut from the left (the most recent tokens are kept) and the cut is reported."""
     _need(art, "lm")
-    ids = art.tokenizer.encode(prompt).ids or [0]
-    session = art.model.new_session()
+    if max_new_tokens < 1:
+        raise AppError(f"`max_new_tokens >= 1` must hold, but got {max_new_tokens=}.")
+    ids = _encode(art, prompt).ids or [0]
     room = art.model.spec.max_positions
-    ids = ids[-room:]
+    keep = max(1, room - max_new_tokens)
+    dropped = max(0, len(ids) - keep)
+    if dropped:
+        log.warning("the prompt has %d tokens; kept the last %d so that %d new tokens fit the %d-token context.",
+                    len(ids), keep, min(max_new_tokens, room - keep), room)
+        ids = ids[-keep:]
+    session = art.model.new_session()
     logits = session.prefill(np.array(ids))[-1]
     new: list[int] = []
     for _ in range(min(max_new_tokens, room - len(ids))):
@@ -99,4 +129,32 @@ def greedy_generate(art: Artifact, prompt: str, max_new_tokens: int = 20) -> str
         if session.length >= room:
             break
         logits = session.decode_step(token)[-1]
-    return art.tokenizer.decode(new)
+    return Generation(art.tokenizer.decode(new), len(new), dropped)
+
+
+def run_text(art: Artifact, texts: list[str], *, context: Optional[str] = None,
+             max_new_tokens: int = 20) -> list[str]:
+    """`canao run`: what the artifact's task does with `texts`, as lines to print.
+
+    backbone: embeddings (and the cosine of two texts); classification: label
+    probabilities (a second text is the pair); qa: the answer span in
+    `context`; lm: the prompt and its greedy continuation."""
+    if not texts:
+        raise AppError("give at least one --text.")
+    task = art.model.task
+    if task == "backbone":
+        vectors = embed(art, texts)
+        lines = [f"{t!r}: embedding[{v.size}] = [{', '.join(f'{x:+.4f}' for x in v[:6])}, ...]"
+                 for t, v in zip(texts, vectors)]
+        return lines + ([f"cosine similarity: {float(vectors[0] @ vectors[1]):.4f}"] if len(texts) > 1 else [])
+    if task == "classification":
+        return [str(classify(art, texts[0], texts[1] if len(texts) > 1 else None))]
+    if task == "qa":
+        if context is None:
+            raise AppError("a span-QA artifact needs --context with the paragraph to search.")
+        ans = answer(art, texts[0], context)
+        return [f"answer: {ans.text!r} (score {ans.score:.2f})"]
+    generation = greedy_generate(art, texts[0], max_new_tokens)
+    note = [f"(the prompt was cut: its first {generation.prompt_tokens_dropped} tokens did not fit the context "
+            "window)"] if generation.prompt_tokens_dropped else []
+    return [texts[0] + generation.text, *note]

@@ -1,50 +1,63 @@
-"""The deployable artifact directory: write it atomically, load it with numpy + the shared library.
+"""The deployable artifact directory: write it atomically, verify it, load it with numpy + the shared library.
 
 Layout (DESIGN.md)::
 
   artifact/
     arch.json  model.safetensors  tokenizer.json  task.json
+    manifest.json                      sha256 + size of every file above, written last
     compiled/<device-fingerprint>/  ir.json  kernel.c  libmodel.so  weights.bin  tuning.json
+                                    manifest.json      the build's own files, written last
 
 model.safetensors keeps the unpacked weights (canao naming) so the artifact
 can be compiled again for another device; compiled/<fp>/ holds the final
-graph, the generated C, the library and the packed weight blob for one CPU.
-Loading never imports torch; a missing build for this CPU is compiled from
-model.safetensors on the spot.
+graph, the generated C, the library and the packed weight blob for one CPU,
+and tuning.json records how it was built (BuildOptions, task, tile choices).
+
+Integrity: a damaged shared library can crash the process on load, and a
+damaged weight blob of the right size runs with wrong outputs, so every file
+is checked against its manifest before anything is loaded. A damaged or
+missing build, or one whose record disagrees with task.json (another task or
+precision), is rebuilt from model.safetensors (itself verified); damage to
+the top-level files is refused with a message naming the file. Loading never
+imports torch.
 
 Example::
 
     write_artifact(Path("art"), spec, weights, task="backbone", tokenizer=tok)
-    model, tokenizer = load_artifact(Path("art"))
+    art = load_artifact(Path("art"))
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
 from canao.arch import ArchSpec
-from canao.compiler.codegen.c import constants_from_blob, generate_c, weight_blob
+from canao.compiler.build import Build, BuildOptions, Progress, build
+from canao.compiler.codegen.c import constants_from_blob
 from canao.compiler.ir import Graph
+from canao.compiler.layout import Precision
 from canao.compiler.lower import lower_spec
-from canao.compiler.passes.pack_weights import PRECISIONS, check_precision
-from canao.compiler.runtime import CompiledModel, NativeLibrary, RuntimeLoadError, optimize
-from canao.compiler.toolchain import SIMD_LANES, build_shared_library, compile_flags, panel_width_for, resolve_simd
+from canao.compiler.runtime import CompiledModel, NativeLibrary, RuntimeLoadError
+from canao.device import SIMD_LEVELS, fingerprint, resolve_simd
 from canao.errors import CanaoError
-from canao.latency.device import fingerprint
-from canao.storage import replace_directory
+from canao.storage import ExistingDirectoryError, prepare_target, replace_directory, write_json_atomically
 
 log = logging.getLogger(__name__)
 ARTIFACT_VERSION = 1
+MANIFEST = "manifest.json"
+TOP_FILES = ("arch.json", "task.json", "model.safetensors", "tokenizer.json")
+BUILD_FILES = ("ir.json", "kernel.c", "libmodel.so", "weights.bin", "tuning.json")
 
 
 @dataclass(frozen=True)
@@ -55,75 +68,114 @@ class Artifact:
     task: dict[str, Any]
 
 
+class BuildDamaged(RuntimeLoadError):
+    """A compiled build is missing, altered or made for another task/precision: rebuild it."""
+
+
+# ----------------------------------------------------------------- manifests
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_manifest(directory: Path, names: list[str]) -> None:
+    """Record sha256 and size of `names` (those that exist) in directory/manifest.json; written last."""
+    files = {n: {"sha256": file_digest(directory / n), "bytes": (directory / n).stat().st_size}
+             for n in names if (directory / n).is_file()}
+    write_json_atomically(directory / MANIFEST, {"version": ARTIFACT_VERSION, "files": files})
+
+
+def verify_manifest(directory: Path, names: Optional[list[str]] = None, *, error: type = RuntimeLoadError) -> dict:
+    """Check the files of directory/manifest.json (or only `names`) and return the manifest; raise `error` naming
+    the first missing or altered file."""
+    manifest = _read_json(directory / MANIFEST, error=error)
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise error(f"{directory / MANIFEST}: malformed manifest (no `files`).")
+    for name in files if names is None else [n for n in names if n in files]:
+        path, want = directory / name, files[name]
+        if not path.is_file():
+            raise error(f"{path}: missing or not a file, but {directory / MANIFEST} lists it.")
+        if path.stat().st_size != want.get("bytes") or file_digest(path) != want.get("sha256"):
+            raise error(f"{path}: altered or corrupt (its checksum differs from {directory / MANIFEST}).")
+    return manifest
+
+
+# ------------------------------------------------------------------- writing
 def build_dir_name(simd: str) -> str:
     """compiled/<name>: the device fingerprint, plus the SIMD level when forced below the host's."""
     host = resolve_simd(None)
     return fingerprint() if simd == host else f"{fingerprint()}@{simd}"
 
 
-def _write_build(directory: Path, final: Graph, source: str, library: Path, simd: str, threads: int) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
+def _write_build(directory: Path, built: Build, task: str) -> None:
+    final, options = built.graph, built.options
     (directory / "ir.json").write_text(final.to_json())
-    (directory / "kernel.c").write_text(source)
-    shutil.copy2(library, directory / "libmodel.so")
-    weight_blob(final).tofile(directory / "weights.bin")
-    gemms = {n.output: {"mr": n.attr("mr", 6), "kc": n.attr("kc", 0)} for n in final.nodes if n.op == "gemm"}
-    tuning = {"version": ARTIFACT_VERSION, "simd": simd, "lanes": SIMD_LANES[simd], "gemm_nr": panel_width_for(simd),
-              "precision": final.meta.get("matmul_precision", "fp32"),
-              "threads": threads, "tuned_seq_len": final.meta.get("tuned_seq_len"),
+    (directory / "kernel.c").write_text(built.source)
+    shutil.copy2(built.library, directory / "libmodel.so")
+    built.weights().tofile(directory / "weights.bin")
+    level = SIMD_LEVELS[options.simd]
+    gemms = {n.output: {"mr": n.attr("mr", level.default_mr), "kc": n.attr("kc", 0)}
+             for n in final.nodes if n.op == "gemm"}
+    record = {"version": ARTIFACT_VERSION, "task": task, "options": options.to_dict(), "simd": options.simd,
+              "precision": options.precision.value, "lanes": level.lanes, "gemm_nr": level.panel_width,
+              "threads": options.threads, "tuned_seq_len": final.meta.get("tuned_seq_len"),
               "tuned_gemms": sum(1 for n in final.nodes if n.op == "gemm" and n.attr("mr", None) is not None),
-              "gemms": gemms, "flags": list(compile_flags(simd))}
-    (directory / "tuning.json").write_text(json.dumps(tuning, indent=2))
+              "gemms": gemms}
+    (directory / "tuning.json").write_text(json.dumps(record, indent=2))
+    write_manifest(directory, list(BUILD_FILES))
 
 
 def compile_into(path: Path, spec: ArchSpec, weights: Mapping[str, np.ndarray], task: str,
-                 simd: Optional[str] = None, *, threads: int = 2, tune_budget_s: float = 0.0,
-                 tune_seq_len: int = 128, progress: Optional[Callable[[int, int], None]] = None,
-                 precision: str = "fp32") -> Path:
-    """Compile for this CPU into path/compiled/<fingerprint>/ (replacing an older build).
+                 options: BuildOptions = BuildOptions(), progress: Optional[Progress] = None) -> tuple[Path, Build]:
+    """Compile for this CPU into path/compiled/<fingerprint>/ (replacing an older build of it).
 
-    GEMM variants come from the tuning database; with `tune_budget_s` > 0,
-    shapes it lacks are measured on this device first. `precision` is the
-    artifact's matrix-product precision (task.json), kept by every rebuild."""
-    simd = resolve_simd(simd)
-    final = optimize(lower_spec(spec, weights, task), simd=simd, threads=threads, tune_budget_s=tune_budget_s,
-                     tune_seq_len=tune_seq_len, progress=progress, precision=precision)
-    source = generate_c(final)
-    library = build_shared_library(source, simd=simd)
-    target = path / "compiled" / build_dir_name(simd)
+    GEMM variants come from the tuning database; with `options.tune_budget_s`
+    > 0, shapes it lacks are measured on this device first."""
+    options = options.resolved()
+    built = build(lower_spec(spec, weights, task), options, progress)
+    target = path / "compiled" / build_dir_name(options.simd)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; an artifact is meant to be shared
     try:
-        _write_build(tmp, final, source, library, simd, threads)
+        _write_build(tmp, built, task)
         replace_directory(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return target
+    return target, built
 
 
 def write_artifact(path: Path, spec: ArchSpec, weights: Mapping[str, np.ndarray], *, task: str,
                    labels: Optional[dict[int, str]] = None, tokenizer: Any = None,
-                   simd: Optional[str] = None, tune_budget_s: float = 0.0, precision: str = "fp32") -> Path:
+                   options: BuildOptions = BuildOptions(), force: bool = False) -> Path:
     """Write a complete artifact atomically (temp dir, then rename into place).
 
-    `precision` ("bf16" or "int8"; see runtime.optimize) is stored in
-    task.json: every build of the artifact, on any CPU, keeps it."""
-    check_precision(precision)  # before anything is written
+    The precision of `options` is stored in task.json: every build of the
+    artifact, on any CPU, keeps it. An existing directory is replaced only if
+    it is a canao artifact holding nothing but canao's files; anything else is
+    refused, or with `force` moved aside (never deleted)."""
     from safetensors.numpy import save_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    options = options.resolved()  # checks the options before anything is written
+    prepare_target(path, is_ours=_owned_artifact_files, force=force)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; an artifact is meant to be shared
+    os.chmod(tmp, 0o755)
     try:
         (tmp / "arch.json").write_text(spec.to_json())
-        (tmp / "task.json").write_text(json.dumps({"version": ARTIFACT_VERSION, "task": task, "precision": precision,
+        (tmp / "task.json").write_text(json.dumps({"version": ARTIFACT_VERSION, "task": task,
+                                                   "precision": options.precision.value,
                                                    "labels": {str(k): v for k, v in (labels or {}).items()}}, indent=2))
         save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}, str(tmp / "model.safetensors"))
         if tokenizer is not None:  # a tokenizers.Tokenizer
             tokenizer.save(str(tmp / "tokenizer.json"))
-        compile_into(tmp, spec, weights, task, simd, tune_budget_s=tune_budget_s, precision=precision)
+        write_manifest(tmp, list(TOP_FILES))
+        compile_into(tmp, spec, weights, task, options)
         replace_directory(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -131,84 +183,130 @@ def write_artifact(path: Path, spec: ArchSpec, weights: Mapping[str, np.ndarray]
     return path
 
 
-def retune_artifact(path: Path, *, budget_s: float, seq_len: int = 128, threads: int = 2,
-                    simd: Optional[str] = None, progress: Optional[Callable[[int, int], None]] = None) -> Path:
-    """Re-compile an artifact's build for this CPU with GEMM variants tuned on it (within `budget_s`)."""
+def _owned_artifact_files(directory: Path) -> Optional[list[Path]]:
+    """The entries of `directory` that are not canao's (None if it is no artifact at all)."""
+    if not (directory / "arch.json").is_file() or not (directory / "task.json").is_file():
+        return None
+    ours = {*TOP_FILES, MANIFEST, "compiled", "report.html", "report.json"}
+    return [p for p in directory.iterdir() if p.name not in ours]
+
+
+def retune_artifact(path: Path, options: BuildOptions, progress: Optional[Progress] = None) -> tuple[Path, Build]:
+    """Re-compile an artifact's build for this CPU with GEMM variants tuned on it (within `options.tune_budget_s`);
+    the precision stays the artifact's."""
     path = Path(path)
-    spec = ArchSpec.from_dict(_read_json(path / "arch.json"))
-    task = _read_json(path / "task.json")
-    weights = _read_model_weights(path)
-    return compile_into(path, spec, weights, task["task"], simd, threads=threads, tune_budget_s=budget_s,
-                        tune_seq_len=seq_len, progress=progress, precision=_precision_of(task))
+    spec, task = _read_top(path)
+    options = replace(options, precision=_precision_of(path, task))
+    return compile_into(path, spec, _read_model_weights(path), task["task"], options, progress)
+
+
+# ------------------------------------------------------------------- loading
+def _read_json(file: Path, *, error: type = RuntimeLoadError) -> dict[str, Any]:
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise error(f"{file}: missing; the artifact is incomplete (re-run `canao compile`).") from err
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise error(f"{file}: corrupt or unreadable ({type(err).__name__}: {err}); re-run `canao compile`.") from err
+    if not isinstance(data, dict):
+        raise error(f"{file}: corrupt (expected a JSON object); re-run `canao compile`.")
+    return data
 
 
 def _read_model_weights(path: Path) -> dict[str, np.ndarray]:
-    """The artifact's unpacked weights (model.safetensors), read with numpy."""
+    """The artifact's unpacked weights (model.safetensors), verified against the manifest, read with numpy."""
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
+    if (path / MANIFEST).exists():
+        verify_manifest(path, ["model.safetensors"])
     try:
         return load_file(str(path / "model.safetensors"))
-    except (SafetensorError, FileNotFoundError, OSError) as err:
+    except (SafetensorError, OSError) as err:
         raise RuntimeLoadError(f"{path / 'model.safetensors'}: cannot be read ({err}).") from err
 
 
-def _precision_of(task: Mapping[str, Any]) -> str:
+def _precision_of(path: Path, task: Mapping[str, Any]) -> Precision:
     """The artifact's matrix-product precision (artifacts written before the choice existed are fp32)."""
-    precision = task.get("precision", "fp32")
-    if precision not in PRECISIONS:
-        raise RuntimeLoadError(f"task.json asks for precision {precision!r}; this canao knows {PRECISIONS}.")
-    return str(precision)
-
-
-def _read_json(file: Path) -> dict[str, Any]:
-    if not file.exists():
-        raise RuntimeLoadError(f"{file}: missing; the artifact is incomplete (re-run `canao compile`).")
     try:
-        return json.loads(file.read_text())
-    except json.JSONDecodeError as err:
-        raise RuntimeLoadError(f"{file}: corrupt JSON ({err}); re-run `canao compile`.") from err
+        return Precision.parse(task.get("precision", "fp32"))
+    except CanaoError as err:
+        raise RuntimeLoadError(f"{path / 'task.json'}: {err}") from err
 
 
-def _load_build(build: Path, threads: int) -> CompiledModel:
-    """Graph, weight blob and library of one build, cross-checked against each other."""
-    for name in ("ir.json", "libmodel.so", "weights.bin"):
-        if not (build / name).exists():
-            raise RuntimeLoadError(f"{build / name}: missing; the build is incomplete (re-run `canao compile`).")
-    text = (build / "ir.json").read_text()
-    weights = np.fromfile(build / "weights.bin", dtype=np.float32)
+def _read_top(path: Path) -> tuple[ArchSpec, dict[str, Any]]:
+    """arch.json and task.json, verified against the artifact's manifest (older artifacts have none)."""
+    if (path / MANIFEST).exists():
+        verify_manifest(path, ["arch.json", "task.json", "tokenizer.json"])
     try:
+        spec = ArchSpec.from_dict(_read_json(path / "arch.json"))
+    except RuntimeLoadError:
+        raise
+    except (CanaoError, TypeError, KeyError, ValueError) as err:
+        raise RuntimeLoadError(f"{path / 'arch.json'}: {err}") from err
+    task = _read_json(path / "task.json")
+    if not isinstance(task.get("task"), str):
+        raise RuntimeLoadError(f"{path / 'task.json'}: no `task` field; re-run `canao compile`.")
+    return spec, task
+
+
+def _load_build(build_path: Path, spec: ArchSpec, task: Mapping[str, Any], precision: Precision,
+                threads: int) -> CompiledModel:
+    """Graph, weight blob and library of one build, verified and cross-checked; BuildDamaged if anything is off."""
+    if not build_path.is_dir():
+        raise BuildDamaged(f"{build_path}: no build for this CPU.")
+    verify_manifest(build_path, error=BuildDamaged)
+    record = _read_json(build_path / "tuning.json", error=BuildDamaged)
+    if record.get("task") != task["task"] or record.get("precision") != precision.value:
+        raise BuildDamaged(f"{build_path}: built for task {record.get('task')!r} in {record.get('precision')!r}, "
+                           f"but task.json asks for {task['task']!r} in {precision.value!r}.")
+    try:
+        text = (build_path / "ir.json").read_text(encoding="utf-8")
+        weights = np.fromfile(build_path / "weights.bin", dtype=np.float32)
         skeleton = Graph.from_json(text)
         names = json.loads(text)["constants"]
         graph = dataclasses.replace(skeleton, constants=constants_from_blob(names, skeleton.types, weights))
-    except (ValueError, KeyError, TypeError) as err:  # JSONDecodeError and IRError are ValueErrors
-        raise RuntimeLoadError(f"{build}: ir.json and weights.bin do not fit together ({err}); re-run `canao compile`.") from err
-    return CompiledModel(graph, weights, NativeLibrary.load(build / "libmodel.so"), threads=threads)
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:  # JSONDecodeError, IRError: ValueErrors
+        raise BuildDamaged(f"{build_path}: ir.json and weights.bin do not fit together ({err}).") from err
+    model = CompiledModel(graph, weights, NativeLibrary.load(build_path / "libmodel.so"), threads=threads,
+                          simd=str(record.get("simd")))
+    if model.spec != spec:
+        raise BuildDamaged(f"{build_path}: compiled for another architecture than arch.json.")
+    return model
 
 
 def load_artifact(path: Path | str, *, threads: int = 2, simd: Optional[str] = None) -> Artifact:
-    """Load an artifact for this CPU, compiling it here first if it has no build for this CPU."""
+    """Load an artifact for this CPU, compiling it here first if its build for this CPU is missing or damaged."""
     path = Path(path)
     if not path.is_dir():
         raise RuntimeLoadError(f"{path}: artifact directory not found; create one with `canao compile`.")
+    spec, task = _read_top(path)
+    precision = _precision_of(path, task)
+    options = BuildOptions(simd=simd or "auto", precision=precision, threads=threads).resolved()
+    build_path = path / "compiled" / build_dir_name(options.simd)
     try:
-        spec = ArchSpec.from_dict(_read_json(path / "arch.json"))
-    except CanaoError as err:
-        raise RuntimeLoadError(f"{path / 'arch.json'}: {err}") from err
-    task = _read_json(path / "task.json")
-    simd = resolve_simd(simd)
-    build = path / "compiled" / build_dir_name(simd)
-    if not build.exists():
-        log.warning("%s has no build for this CPU (%s); compiling it now.", path, build.name)
-        compile_into(path, spec, _read_model_weights(path), task["task"], simd, precision=_precision_of(task))
-    model = _load_build(build, threads)
-    if model.spec != spec:
-        raise RuntimeLoadError(f"{build}: compiled for another architecture than {path / 'arch.json'}; recompile.")
-    tokenizer = None
-    if (path / "tokenizer.json").exists():
-        from tokenizers import Tokenizer
+        model = _load_build(build_path, spec, task, precision, threads)
+    except BuildDamaged as err:
+        log.warning("%s; compiling it again from %s.", err, path / "model.safetensors")
+        compile_into(path, spec, _read_model_weights(path), task["task"], options)
+        model = _load_build(build_path, spec, task, precision, threads)
+    return Artifact(path, model, _load_tokenizer(path), task)
 
-        tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
-        tokenizer.no_padding()
-        tokenizer.no_truncation()
-    return Artifact(path, model, tokenizer, task)
+
+def _load_tokenizer(path: Path) -> Any:
+    file = path / "tokenizer.json"
+    if not file.exists():
+        return None
+    from tokenizers import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.from_file(str(file))
+    except Exception as err:  # tokenizers raises plain Exceptions for unreadable files
+        raise RuntimeLoadError(f"{file}: cannot be read as a tokenizer ({err}); re-run `canao compile`.") from err
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokenizer
+
+
+__all__ = ["Artifact", "BuildDamaged", "ExistingDirectoryError", "build_dir_name", "compile_into", "load_artifact",
+           "retune_artifact", "verify_manifest", "write_artifact", "write_manifest"]

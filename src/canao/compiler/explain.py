@@ -14,9 +14,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from canao.compiler.build import BuildOptions
 from canao.compiler.codegen.c import generate_c
 from canao.compiler.ir import Graph
 from canao.compiler.passes.pipeline import run_pipeline_stages
+from canao.device import SIMD_LEVELS
 
 
 @dataclass(frozen=True)
@@ -35,17 +37,23 @@ def stage_stats(name: str, graph: Graph) -> StageStats:
     return StageStats(name, len(graph.nodes), len(produced), total, graph.meta.get("peak_activation_bytes"))
 
 
-def explain_pipeline(lowered: Graph, *, nr: int = 16, precision: str = "fp32") -> list[StageStats]:
-    return [stage_stats(name, graph) for name, graph in run_pipeline_stages(lowered, nr=nr, precision=precision)]
+def _stages(lowered: Graph, options: BuildOptions) -> list[tuple[str, Graph]]:
+    """The pass pipeline's stages for the options' SIMD width and precision (untuned GEMMs)."""
+    options = options.resolved()
+    return list(run_pipeline_stages(lowered, nr=SIMD_LEVELS[options.simd].panel_width, precision=options.precision))
 
 
-def dump_stages(lowered: Graph, directory: Path, *, nr: int = 16, parts: tuple[str, ...] = ("ir", "passes", "c"),
-                precision: str = "fp32") -> list[Path]:
+def explain_pipeline(lowered: Graph, options: BuildOptions = BuildOptions()) -> list[StageStats]:
+    return [stage_stats(name, graph) for name, graph in _stages(lowered, options)]
+
+
+def dump_stages(lowered: Graph, directory: Path, options: BuildOptions = BuildOptions(),
+                parts: tuple[str, ...] = ("ir", "passes", "c")) -> list[Path]:
     """Write lowered IR ("ir"), the IR after each pass ("passes") and the C source ("c")."""
     directory.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     final = lowered
-    for i, (name, graph) in enumerate(run_pipeline_stages(lowered, nr=nr, precision=precision)):
+    for i, (name, graph) in enumerate(_stages(lowered, options)):
         final = graph
         if (name == "lowered" and "ir" in parts) or (name != "lowered" and "passes" in parts):
             path = directory / f"{i:02d}_{name}.ir.txt"

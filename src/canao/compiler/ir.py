@@ -47,6 +47,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Union
@@ -220,3 +221,8 @@ def verify(graph: Graph) -> None:
     for name in graph.outputs:
         if name not in defined:
             raise IRError(f"graph output `{name}` is never defined.")
+
+
+def graph_hash(graph: Graph) -> str:
+    """A short id of a graph's structure and meta (not its weights): what a compiled library was built for."""
+    return hashlib.sha256(graph.to_json().encode()).hexdigest()[:16]

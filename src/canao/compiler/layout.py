@@ -32,7 +32,61 @@ Example::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import Enum
+from typing import Callable
+
 import numpy as np
+
+from canao.errors import SpecError
+
+
+class Precision(str, Enum):
+    """The matrix-product precision of a compiled model; its value is what files and the CLI spell."""
+
+    FP32 = "fp32"  # fp32 weights and activations, fp32 sums
+    BF16 = "bf16"  # bf16-rounded weights and activations, fp32 sums
+    INT8 = "int8"  # int8 weights per output column, uint8 activations per row at run time, int32 sums
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    @classmethod
+    def parse(cls, value: "str | Precision") -> "Precision":
+        """`value` as a Precision, or a clear error naming the choices."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise SpecError(f"`precision` must be one of {[p.value for p in cls]}, but got {value!r}.") from None
+
+    @property
+    def layout(self) -> "Layout":
+        return LAYOUTS[self]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How GEMM weights of one precision are packed, and how generated C and the bench harness name it."""
+
+    prefix: str  # layout name = prefix + NR, e.g. "bf16panel32"
+    pack: Callable[[np.ndarray, int], np.ndarray]  # (W [N, K], NR) -> packed float32 array
+    gemm_kernel: str  # the kernel header's GEMM entry point for these panels
+    c_code: int  # the bench harness's `precision` argument (canao_bench_gemm, canao_bench_peak_gflops)
+
+    def name(self, nr: int) -> str:
+        return f"{self.prefix}{nr}"
+
+
+def parse_layout(name: str) -> tuple[Precision, int]:
+    """(precision, NR) of a packed layout name such as "i8panel16" (the inverse of Layout.name)."""
+    for precision, layout in LAYOUTS.items():
+        width = name[len(layout.prefix):]
+        if name.startswith(layout.prefix) and width.isdigit():
+            return precision, int(width)
+    raise SpecError(f"unknown packed weight layout {name!r}; known: {[lay.prefix + '<NR>' for lay in LAYOUTS.values()]}.")
 
 
 def pack_panels(w: np.ndarray, nr: int) -> np.ndarray:
@@ -124,3 +178,10 @@ def quantize_rows_u8(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     zero = np.clip(np.rint(-lo * inv), 0, 255).astype(np.float32)
     q = np.clip(np.rint(a * inv[:, None]) + zero[:, None], 0, 255).astype(np.int32)
     return q, scale, zero.astype(np.int32)
+
+
+LAYOUTS: dict[Precision, Layout] = {
+    Precision.FP32: Layout("panel", pack_panels, "gemm_packed", 0),
+    Precision.BF16: Layout("bf16panel", pack_panels_bf16, "gemm_packed_bf16", 1),
+    Precision.INT8: Layout("i8panel", pack_panels_int8, "gemm_packed_i8", 2),
+}

@@ -20,6 +20,7 @@ import numpy as np
 from canao.compiler.ir import Graph, IRError, Node
 from canao.compiler.layout import (quantize_rows_u8, round_to_bf16, unpack_panels, unpack_panels_bf16,
                                    unpack_panels_int8)
+from canao.compiler.layout import Precision
 from canao.compiler.passes.pack_weights import packed_precision
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -61,12 +62,12 @@ def _gemm(ctx: "_Context", node: Node, x: np.ndarray, w: np.ndarray, *extras: np
     int8-packed weights quantize x per row to uint8 as the kernel does (exact integer dot products)."""
     layout, n_out = node.attr("packed", ""), ctx.graph.types[node.output].shape[-1]
     precision = packed_precision(node)
-    if precision == "int8":
+    if precision == Precision.INT8:
         q, w_scale, w_sums = unpack_panels_int8(w, n_out, x.shape[-1])
         qa, a_scale, a_zero = quantize_rows_u8(x)
         dots = qa.astype(np.int64) @ q.astype(np.int64).T - a_zero[:, None].astype(np.int64) * w_sums[None]
         product = dots * (a_scale[:, None] * w_scale[None]).astype(np.float64)
-    elif precision == "bf16":
+    elif precision == Precision.BF16:
         product = round_to_bf16(x) @ unpack_panels_bf16(w, n_out, x.shape[-1]).T
     else:
         product = x @ (unpack_panels(w, n_out) if layout else w).T

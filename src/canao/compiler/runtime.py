@@ -4,12 +4,13 @@ Everything is checked in Python before native code runs (shape, dtype,
 emptiness, length <= max positions, ids in range), and the C entry point
 checks lengths and ids again and returns an error code instead of touching
 memory out of range, so bad input raises `InputError` and never crashes the
-process. This module imports numpy and ctypes only: a deployed artifact runs
-without torch.
+process. This module imports numpy and ctypes only (never the passes, the code
+generator or the toolchain: compiling is canao.compiler.build's job), so a
+deployed artifact runs without torch or a C compiler.
 
 Example::
 
-    model = CompiledModel.build(lower_model(torch_model))      # or load_artifact(path)
+    model = build(lower_model(torch_model)).load()             # or load_artifact(path).model
     out = model.run(input_ids, attention_mask)                 # encoder
     session = model.new_session(); session.prefill(ids); session.decode_step(token)  # decoder
 """
@@ -20,18 +21,17 @@ import ctypes
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 
 from canao.arch import ArchSpec
-from canao.compiler.codegen.c import ABI_VERSION, generate_c, graph_hash, weight_blob
-from canao.compiler.ir import Graph
-from canao.compiler.passes.pipeline import run_pipeline
-from canao.compiler.toolchain import build_shared_library, panel_width_for, resolve_simd
+from canao.compiler.abi import ABI_VERSION, REQUIRED_SYMBOLS
+from canao.compiler.ir import Graph, graph_hash
 from canao.errors import CanaoError
 
 MASK_MIN = float(np.finfo(np.float32).min)  # additive mask value for padded keys, as in PyTorch/HF
+MAX_THREADS = 256  # OpenMP threads one model may be given; more only thrashes (and huge counts crash libgomp)
 
 
 class InputError(CanaoError, ValueError):
@@ -52,7 +52,7 @@ def aligned_empty(floats: int, align_bytes: int = 64) -> np.ndarray:
 def _as_token_matrix(name: str, value: Any, *, upper: int, max_len: int) -> np.ndarray:
     """Validate ids: integers, 1-D or 2-D, non-empty, length <= max_len, 0 <= id < upper -> (B, T) int32."""
     array = np.asarray(value)
-    if array.dtype == object or not (np.issubdtype(array.dtype, np.integer) or array.dtype == bool):
+    if array.dtype.kind not in "iub":  # signed, unsigned, bool; not timedelta64 ("m"), which numpy calls integer
         raise InputError(f"`{name}` must hold integers, but got dtype {array.dtype}.")
     if array.ndim == 1:
         array = array[None]
@@ -83,7 +83,7 @@ class NativeLibrary:
             lib = ctypes.CDLL(str(path))
         except OSError as err:
             raise RuntimeLoadError(f"{path}: cannot be loaded as a shared library ({err}); recompile the model.") from err
-        for name in ("canao_forward", "canao_abi_version", "canao_graph_hash", "canao_arena_floats"):
+        for name in REQUIRED_SYMBOLS:
             if not hasattr(lib, name):
                 raise RuntimeLoadError(f"{path}: symbol `{name}` is missing; this is not a canao model library.")
         lib.canao_forward.restype = ctypes.c_int
@@ -100,28 +100,12 @@ class NativeLibrary:
         return cls(path, lib)
 
 
-def optimize(lowered: Graph, *, simd: str, threads: int, tune_budget_s: float = 0.0, tune_seq_len: int = 128,
-             progress: Optional[Callable[[int, int], None]] = None, precision: str = "fp32") -> Graph:
-    """Pass pipeline + tuned kernel variants: the graph code generation takes.
-
-    `precision` "bf16" runs the GEMMs and attention's products on bf16-rounded
-    operands with fp32 sums (natively on AVX-512 BF16 CPUs, widened to fp32
-    elsewhere); "int8" runs the GEMMs on int8 weights (per output column) and
-    activations quantized per row at run time, int32 sums (natively with
-    AVX-512 VNNI), attention's products in bf16."""
-    from canao.compiler.tune import TuningDatabase, apply_tuning, tune_gemms
-
-    final = run_pipeline(lowered, nr=panel_width_for(simd), precision=precision)
-    choices, _ = tune_gemms(final, TuningDatabase.load(), simd=simd, seq_len=tune_seq_len, threads=threads,
-                            budget_s=tune_budget_s, progress=progress)
-    return apply_tuning(final, choices, tune_seq_len)
-
-
 class CompiledModel:
     """A model compiled for this CPU: the final graph, its weight blob and the native library."""
 
-    def __init__(self, graph: Graph, weights: np.ndarray, library: NativeLibrary, *, threads: int = 2) -> None:
-        self.graph, self.library = graph, library
+    def __init__(self, graph: Graph, weights: np.ndarray, library: NativeLibrary, *, simd: str,
+                 threads: int = 2) -> None:
+        self.graph, self.library, self.simd = graph, library, simd
         self.spec = ArchSpec.from_dict(dict(graph.meta["spec"]))
         self.task = str(graph.meta["task"])
         lib = library.lib
@@ -138,28 +122,12 @@ class CompiledModel:
         self._lock = threading.Lock()  # one arena: calls are serialised
         self.set_threads(threads)
 
-    # ------------------------------------------------------------ building
-    @classmethod
-    def build(cls, lowered: Graph, *, simd: Optional[str] = None, threads: int = 2,
-              extra_flags: tuple[str, ...] = (), tune_budget_s: float = 0.0, tune_seq_len: int = 128,
-              precision: str = "fp32") -> "CompiledModel":
-        """Run the pass pipeline on a lowered graph, apply tuned GEMM variants, generate C, compile, load.
-
-        Tuned choices come from the tuning database for this CPU; with a
-        budget, shapes missing from it are measured now (see tune.py).
-        `precision`: "fp32" (default), "bf16" or "int8" (see optimize)."""
-        simd = resolve_simd(simd)
-        final = optimize(lowered, simd=simd, threads=threads, tune_budget_s=tune_budget_s, tune_seq_len=tune_seq_len,
-                         precision=precision)
-        path = build_shared_library(generate_c(final), simd=simd, extra_flags=extra_flags)
-        model = cls(final, weight_blob(final), NativeLibrary.load(path), threads=threads)
-        model.simd = simd
-        return model
-
     def set_threads(self, threads: int) -> None:
-        if threads < 1:
-            raise InputError(f"`threads >= 1` must hold, but got {threads=}.")
-        self.library.lib.canao_set_threads(int(threads))
+        """OpenMP threads for the following calls (1..MAX_THREADS)."""
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= MAX_THREADS:
+            raise InputError(f"`1 <= threads <= {MAX_THREADS}` must hold, but got threads={threads!r}.")
+        self.threads = int(threads)
+        self.library.lib.canao_set_threads(self.threads)
 
     # ------------------------------------------------------------- running
     def _forward(self, ids: np.ndarray, type_ids: Optional[np.ndarray], mask: Optional[np.ndarray],

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from canao.errors import DataError
 
-SAMPLES_DIR = Path(__file__).parent / "samples"
 
 
 @dataclass(frozen=True)
@@ -48,8 +47,6 @@ class Article:
     paragraphs: tuple[Paragraph, ...]
 
 
-def bundled_squad_sample() -> Path:
-    return SAMPLES_DIR / "squad-v1.1-dev-sample.json"
 
 
 def _question(raw: dict, where: str) -> Question:

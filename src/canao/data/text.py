@@ -17,11 +17,8 @@ import numpy as np
 
 from canao.errors import DataError
 
-SAMPLES_DIR = Path(__file__).parent / "samples"
 
 
-def bundled_text_sample() -> Path:
-    return SAMPLES_DIR / "tinyshakespeare-sample.txt"
 
 
 def read_text(path: Path | str) -> str:

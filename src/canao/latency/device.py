@@ -1,10 +1,7 @@
-"""What machine this is (CPU model, cores, SIMD level, compiler, fingerprint) and how to run on it.
+"""How to run on the device being profiled: executors for this machine, qemu-aarch64 or a remote template.
 
-Compiled kernels and tuning results are only valid for the CPU they were made
-on, so everything the compiler caches is keyed by `fingerprint()`. SIMD
-flags come from /proc/cpuinfo (x86 `flags`, aarch64 `Features`).
-
-An `Executor` runs the profiler's timing executables on the target: locally,
+What this machine is (CPU, SIMD level, fingerprint) lives in canao.device;
+this module adds the device the latency model is built for. An `Executor` runs the profiler's timing executables on the target: locally,
 or through a command template such as `ssh phone {cmd}` or
 `qemu-aarch64 -L /usr/aarch64-linux-gnu {cmd}`, so a phone can be profiled
 from a workstation (with a shared or pushed file system: the template's
@@ -12,103 +9,20 @@ from a workstation (with a shared or pushed file system: the template's
 
 Example::
 
-    info = describe_machine()
-    info.simd_level  # 'avx512bf16' | 'avx512' | 'avx2' | 'neon' | 'scalar'
     executor = make_executor("qemu-aarch64")
+    executor.run([str(exe), "weights.bin", "128", "0", "5", "30"])
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import platform
 import shlex
-import shutil
 import subprocess
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
+from canao.device import describe_machine, fingerprint
 from canao.errors import CanaoError
-
-_INTERESTING_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512dq",
-                      "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "asimd", "asimddp", "sve")
-
-
-@dataclass(frozen=True)
-class MachineInfo:
-    arch: str
-    cpu_model: str
-    cores: int
-    simd_flags: tuple[str, ...]
-    simd_level: str
-    compiler: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def _cpuinfo(path: Path = Path("/proc/cpuinfo")) -> dict[str, str]:
-    """The first processor block of /proc/cpuinfo as a dict (empty where unavailable)."""
-    try:
-        text = path.read_text()
-    except OSError:
-        return {}
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            if fields:
-                break
-            continue
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    return fields
-
-
-def simd_level_from_flags(arch: str, flags: set[str]) -> str:
-    """The widest SIMD level canao has kernels for, given the CPU's flags."""
-    if arch in ("aarch64", "arm64"):
-        return "neon" if ("asimd" in flags or not flags) else "scalar"
-    if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
-        return "avx512bf16" if {"avx512_bf16", "avx512_vnni"} <= flags else "avx512"
-    if {"avx2", "fma"} <= flags:
-        return "avx2"
-    return "scalar"
-
-
-def c_compiler(cc: Optional[str] = None) -> str:
-    """First line of `<cc> --version` (default: $CC, else cc), or 'none found'."""
-    cc = cc or os.environ.get("CC", "cc")
-    if shutil.which(cc) is None:
-        return "none found"
-    try:
-        out = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return "none found"
-    return out.splitlines()[0].strip() if out else "unknown"
-
-
-def describe_machine() -> MachineInfo:
-    info = _cpuinfo()
-    arch = platform.machine()
-    flags = set((info.get("flags") or info.get("Features") or "").split())
-    model = info.get("model name") or info.get("Hardware") or info.get("CPU part") or platform.processor() or "unknown"
-    return MachineInfo(
-        arch=arch,
-        cpu_model=model,
-        cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1),
-        simd_flags=tuple(f for f in _INTERESTING_FLAGS if f in flags),
-        simd_level=simd_level_from_flags(arch, flags),
-        compiler=c_compiler(),
-    )
-
-
-def fingerprint(info: MachineInfo | None = None) -> str:
-    """A short stable id of (arch, CPU model, SIMD flags, compiler): the key of compiled/tuned caches."""
-    info = info or describe_machine()
-    key = "|".join([info.arch, info.cpu_model, ",".join(info.simd_flags), info.compiler])
-    return f"{info.arch}-{info.simd_level}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
-
 
 class ExecutorError(CanaoError, RuntimeError):
     """A timing executable failed on the target device."""

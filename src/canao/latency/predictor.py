@@ -27,13 +27,17 @@ Example::
 from __future__ import annotations
 
 import bisect
-from typing import Sequence
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
 
 import numpy as np
 
 from canao.arch import ArchSpec
 from canao.errors import SpecError
-from canao.latency.profile import DeviceProfile, ProfileError, block_key
+from canao.latency.device import executor_fingerprint, make_executor
+from canao.latency.profile import BlockTiming, DeviceProfile, ProfileError, block_key, measure_model
 
 
 def isotonic(values: Sequence[float]) -> list[float]:
@@ -149,3 +153,27 @@ class LatencyPredictor:
 
     def predict_ms(self, spec: ArchSpec, seq_len: int = 128) -> float:
         return self.scale * self.raw_ms(spec, seq_len) + self.offset
+
+
+@dataclass(frozen=True)
+class LatencyCheck:
+    """`canao latency`: one architecture's predicted latency and, optionally, its measured one."""
+
+    spec: ArchSpec
+    precision: str
+    predicted_ms: float
+    predict_us: float  # time the prediction took
+    measured: Optional[BlockTiming]
+
+
+def predict_and_measure(spec: ArchSpec, profile_path: Path, seq_len: int, *, measure: bool = True,
+                        threads: int = 2) -> LatencyCheck:
+    """Predict `spec` from this machine's profile and (with `measure`) compile and time it here."""
+    executor = make_executor("local")
+    profile = DeviceProfile.load(profile_path, device=executor_fingerprint(executor))
+    predictor = LatencyPredictor(profile)
+    start = time.perf_counter()
+    predicted = predictor.predict_ms(spec, seq_len)
+    predict_us = (time.perf_counter() - start) * 1e6
+    measured = measure_model(spec, executor, seq_len, threads=threads, precision=profile.precision) if measure else None
+    return LatencyCheck(spec, profile.precision, predicted, predict_us, measured)

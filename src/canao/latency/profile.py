@@ -33,15 +33,14 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from canao.arch import ArchSpec, LayerSpec, SearchSpace
+from canao.arch import LIMITS, ArchSpec, LayerSpec, SearchSpace
+from canao.compiler.build import BuildOptions, build_timing_executable
 from canao.compiler.codegen.c import weight_blob
-from canao.compiler.codegen.profiler import generate_profiler
 from canao.compiler.ir import Graph
 from canao.compiler.lower import lower_block, lower_spec
-from canao.compiler.runtime import optimize
-from canao.compiler.toolchain import build_executable
-from canao.errors import CanaoError
-from canao.latency.device import Executor, describe_machine, executor_fingerprint
+from canao.device import describe_machine
+from canao.errors import CanaoError, SpecError
+from canao.latency.device import Executor, executor_fingerprint
 from canao.storage import write_json_atomically
 
 PROFILE_VERSION = 1
@@ -112,13 +111,20 @@ def synthetic_weights(spec: ArchSpec, rng: np.random.Generator) -> dict[str, np.
     return weights
 
 
-def time_graph(final: Graph, executor: Executor, seq_len: int, warmup: int, reps: int, workdir: Path) -> BlockTiming:
-    """Compile `final` into a timing executable for the executor's target and time one workload on it."""
-    exe = build_executable(generate_profiler(final), simd=executor.simd, compiler=executor.compiler)
+def build_options(executor: Executor, threads: int, seq_len: int, kind: str, precision: str) -> BuildOptions:
+    """How blocks and whole models are compiled for the executor's target (tuned for the timed workload)."""
+    return BuildOptions(simd=executor.simd, compiler=executor.compiler, threads=threads, precision=precision,
+                        tune_seq_len=workload(kind, seq_len)[0])
+
+
+def time_graph(lowered: Graph, executor: Executor, options: BuildOptions, seq_len: int, warmup: int, reps: int,
+               workdir: Path) -> BlockTiming:
+    """Compile `lowered` into a timing executable for the executor's target and time one workload on it."""
+    timing = build_timing_executable(lowered, options)
     weights = workdir / "weights.bin"
-    weight_blob(final).tofile(weights)
-    t, past = workload(final.meta["kind"], seq_len)
-    out = executor.run([str(exe), str(weights), str(t), str(past), str(warmup), str(reps)])
+    weight_blob(timing.graph).tofile(weights)
+    t, past = workload(timing.graph.meta["kind"], seq_len)
+    out = executor.run([str(timing.executable), str(weights), str(t), str(past), str(warmup), str(reps)])
     samples = np.array([float(line) for line in out.split()], dtype=np.float64)
     if samples.size != reps:
         raise ProfileError(f"the timing executable printed {samples.size} times, expected {reps}.")
@@ -204,20 +210,17 @@ def _measure_block(job: tuple[str, int, int, int, int], config: ProfileConfig, e
     if block == "layer":  # a layer reads no embedding table: skip drawing vocab x hidden random weights
         spec = spec.replace(vocab_size=1)
     weights = synthetic_weights(spec, np.random.default_rng(config.seed))
-    lowered = lower_block(spec, weights, block)
-    final = optimize(lowered, simd=executor.simd, threads=config.threads, tune_seq_len=workload(space.kind, seq)[0],
-                     precision=config.precision)
-    return time_graph(final, executor, seq, config.warmup, config.reps, workdir)
+    options = build_options(executor, config.threads, seq, space.kind, config.precision)
+    return time_graph(lower_block(spec, weights, block), executor, options, seq, config.warmup, config.reps, workdir)
 
 
 def measure_model(spec: ArchSpec, executor: Executor, seq_len: int, *, threads: int = 2, warmup: int = 5,
                   reps: int = 30, seed: int = 0, precision: str = "fp32") -> BlockTiming:
     """End-to-end compiled latency of a whole model (random weights) on the executor's device."""
     weights = synthetic_weights(spec, np.random.default_rng(seed))
-    final = optimize(lower_spec(spec, weights), simd=executor.simd, threads=threads,
-                     tune_seq_len=workload(spec.kind, seq_len)[0], precision=precision)
+    options = build_options(executor, threads, seq_len, spec.kind, precision)
     with tempfile.TemporaryDirectory() as tmp:
-        return time_graph(final, executor, seq_len, warmup, reps, Path(tmp))
+        return time_graph(lower_spec(spec, weights), executor, options, seq_len, warmup, reps, Path(tmp))
 
 
 def _record(entry: dict, timing: BlockTiming) -> dict:
@@ -282,6 +285,17 @@ def calibration_specs(config: ProfileConfig) -> list[ArchSpec]:
         layers = tuple(spec.layers[j % spec.num_layers] for j in range(depth))
         specs.append(spec.replace(hidden=space.hidden_choices[i % len(space.hidden_choices)], layers=layers))
     return specs
+
+
+def parse_seq_lens(text: str) -> tuple[int, ...]:
+    """"64,128,256" -> (64, 128, 256), with a clear error for anything else."""
+    try:
+        lens = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise SpecError(f"`seq_lens` must be comma-separated integers such as 64,128,256, but got {text!r}.") from None
+    if not lens or min(lens) < 1 or max(lens) > LIMITS["seq_len"]:
+        raise SpecError(f"`seq_lens` must hold integers in 1..{LIMITS['seq_len']}, but got {text!r}.")
+    return lens
 
 
 def expected_jobs(config: ProfileConfig) -> int:

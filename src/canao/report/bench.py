@@ -27,6 +27,12 @@ class BenchRow:
     max_abs_diff: float  # vs PyTorch on the timed input
 
 
+@dataclass(frozen=True)
+class BenchResult:
+    seq_len: int  # what was measured: the asked length, capped by the model's max positions
+    rows: list[BenchRow]
+
+
 def _torch_model(art: Artifact):
     import torch
     from safetensors.torch import load_file
@@ -40,7 +46,7 @@ def _torch_model(art: Artifact):
     return model.eval(), torch
 
 
-def bench_artifact(art: Artifact, *, seq_len: int = 128, runs: int = 20, threads: int = 2) -> list[BenchRow]:
+def bench_artifact(art: Artifact, *, seq_len: int = 128, runs: int = 20, threads: int = 2) -> BenchResult:
     model, torch = _torch_model(art)
     torch.set_num_threads(threads)
     art.model.set_threads(threads)
@@ -60,7 +66,7 @@ def bench_artifact(art: Artifact, *, seq_len: int = 128, runs: int = 20, threads
         out = next(iter(art.model.run(ids).values()))
         diff = float(np.abs(out - ref.numpy()).max())
         stats = measure_interleaved_ms({"eager": eager, "canao": lambda: art.model.run(ids)}, runs=runs)
-        return [BenchRow("pytorch-eager", stats["eager"], 0.0), BenchRow("canao", stats["canao"], diff)]
+        return BenchResult(seq_len, [BenchRow("pytorch-eager", stats["eager"], 0.0), BenchRow("canao", stats["canao"], diff)])
     session = art.model.new_session()
     session.prefill(ids)
     token = int(rng.integers(0, spec.vocab_size))
@@ -79,4 +85,5 @@ def bench_artifact(art: Artifact, *, seq_len: int = 128, runs: int = 20, threads
 
     diff = float(np.abs(decode() - ref).max())
     stats = measure_interleaved_ms({"eager": eager, "canao": decode}, runs=runs)
-    return [BenchRow("pytorch-eager (KV cache)", stats["eager"], 0.0), BenchRow("canao (KV cache)", stats["canao"], diff)]
+    return BenchResult(seq_len, [BenchRow("pytorch-eager (KV cache)", stats["eager"], 0.0),
+                                 BenchRow("canao (KV cache)", stats["canao"], diff)])

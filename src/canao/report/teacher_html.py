@@ -6,23 +6,26 @@ report is for; the tables repeat every figure with its conditions.
 
 Example::
 
-    write_teacher_html(make_teacher_report(TeacherReportConfig()), Path("out"))
+    write_teacher_report(make_teacher_report(TeacherReportConfig()), Path("out"))
 """
 
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 
 from canao.report.teacher import TeacherReport
+from canao.storage import write_json_atomically
 
 
 def _latency_rows(report: TeacherReport) -> list[tuple[str, float, float, float]]:
     """(runtime, median ms, p90 ms, max |diff| vs PyTorch) per timed runtime."""
-    return [("PyTorch eager", report.latency.median_ms, report.latency.p90_ms, 0.0),
-            (f"canao fp32 ({report.compiled_simd})", report.compiled_latency.median_ms,
-             report.compiled_latency.p90_ms, report.compiled_max_abs_diff),
-            ("canao bf16", report.bf16_latency.median_ms, report.bf16_latency.p90_ms, report.bf16_max_abs_diff)]
+    rows = [("PyTorch eager", report.latency.median_ms, report.latency.p90_ms, 0.0)]
+    for precision, result in report.compiled.items():
+        rows.append((f"canao {precision} ({report.compiled_simd})", result.latency.median_ms, result.latency.p90_ms,
+                     result.max_abs_diff))
+    return rows
 
 
 def plot_latency(report: TeacherReport, path: Path) -> Path:
@@ -35,7 +38,8 @@ def plot_latency(report: TeacherReport, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 3.2), dpi=120)
     names, medians = [r[0] for r in rows], [r[1] for r in rows]
     whiskers = [[0.0] * len(rows), [max(r[2] - r[1], 0.0) for r in rows]]
-    bars = ax.barh(names, medians, xerr=whiskers, color=["#9e9e9e", "#3b7dd8", "#1a9e5c"], capsize=3)
+    colours = ["#9e9e9e", "#3b7dd8", "#1a9e5c", "#d8893b", "#8e3bd8"][:len(rows)]
+    bars = ax.barh(names, medians, xerr=whiskers, color=colours, capsize=3)
     for bar, (_, median, p90, _) in zip(bars, rows):
         ax.text(max(median, p90), bar.get_y() + bar.get_height() / 2, f"  {median:.1f} ms", va="center", fontsize=8)
     ax.invert_yaxis()
@@ -55,16 +59,19 @@ def _table(title: str, rows: list[tuple[str, str]]) -> str:
 
 
 def render_html(report: TeacherReport, chart_name: str) -> str:
-    r, b = report.retrieval, report.bf16_retrieval
+    r = report.retrieval
     parity = "n/a (transformers not installed)" if report.max_abs_diff_vs_transformers is None \
         else f"{report.max_abs_diff_vs_transformers:.2e}"
     model = [("architecture", report.spec_summary), ("parameters", f"{report.params / 1e6:.2f} M"),
              (f"GFLOPs at {report.seq_len} tokens", f"{report.gflops:.2f}"),
              ("max |canao - transformers| (hidden states)", parity)]
     retrieval = [("questions", str(r.questions)), ("top-1, PyTorch", f"{100 * r.top1:.1f} %"),
-                 ("MRR, PyTorch", f"{r.mrr:.3f}"), ("top-1, compiled bf16 build", f"{100 * b.top1:.1f} %"),
-                 ("MRR, compiled bf16 build", f"{b.mrr:.3f}"),
-                 ("word-overlap baseline top-1", f"{100 * r.overlap_top1:.1f} %"),
+                 ("MRR, PyTorch", f"{r.mrr:.3f}")]
+    for precision, result in report.compiled.items():
+        if result.retrieval is not None:
+            retrieval += [(f"top-1, compiled {precision} build", f"{100 * result.retrieval.top1:.1f} %"),
+                          (f"MRR, compiled {precision} build", f"{result.retrieval.mrr:.3f}")]
+    retrieval += [("word-overlap baseline top-1", f"{100 * r.overlap_top1:.1f} %"),
                  ("chance top-1", f"{100 * r.chance_top1:.1f} %")]
     eager = report.latency.median_ms
     latency = [(name, f"{median:.2f} ms median, {p90:.2f} ms p90, {eager / median:.2f}x eager, max |diff| {diff:.1e}")
@@ -77,9 +84,9 @@ def render_html(report: TeacherReport, chart_name: str) -> str:
 table{{border-collapse:collapse;margin-bottom:1rem}}td{{border-bottom:1px solid #ddd;padding:.25rem .6rem}}
 td.v{{text-align:right;font-variant-numeric:tabular-nums}}h2{{font-size:1.05rem;margin-top:1.4rem}}</style></head>
 <body><h1>Teacher report: {html.escape(report.spec_summary)}</h1>
-<p>Batch-1 latency of PyTorch eager and of the model compiled by canao for this CPU (fp32, and bf16 matrix
-products with fp32 sums), timed in alternating rounds; zero-shot SQuAD answer-sentence retrieval with the
-PyTorch model and with the compiled bf16 build.</p>
+<p>Batch-1 latency of PyTorch eager and of the model compiled by canao for this CPU in each matrix-product
+precision shown, timed in alternating rounds; zero-shot SQuAD answer-sentence retrieval with the PyTorch
+model and with compiled builds.</p>
 <img src="{html.escape(chart_name)}" alt="latency chart" style="max-width:100%">
 {_table("Latency", latency)}{_table("Model", model)}{_table("SQuAD answer-sentence retrieval", retrieval)}
 {_table("Machine", machine)}
@@ -87,9 +94,10 @@ PyTorch model and with the compiled bf16 build.</p>
 """
 
 
-def write_teacher_html(report: TeacherReport, out: Path) -> Path:
-    """Write out/latency.png and out/report.html; returns the page's path."""
+def write_teacher_report(report: TeacherReport, out: Path) -> Path:
+    """Write out/report.json, out/latency.png and out/report.html; returns the page's path."""
     out.mkdir(parents=True, exist_ok=True)
+    write_json_atomically(out / "report.json", json.loads(report.to_json()))
     chart = plot_latency(report, out / "latency.png")
     page = out / "report.html"
     page.write_text(render_html(report, chart.name))

@@ -15,7 +15,11 @@ Example::
 
 from __future__ import annotations
 
-from canao.arch import SearchSpace
+from pathlib import Path
+from typing import Optional
+
+from canao.arch import SearchSpace, read_text_file
+from canao.errors import SpecError
 
 
 def default_encoder_space() -> SearchSpace:
@@ -24,3 +28,14 @@ def default_encoder_space() -> SearchSpace:
         hidden_choices=(256, 320, 384), layer_choices=(2, 3, 4, 5, 6),
         heads_choices=(4, 6, 8, 12), head_dim=32, ffn_choices=(384, 768, 1152, 1536),
     )
+
+
+def load_space(path: Optional[Path]) -> SearchSpace:
+    """A SearchSpace JSON file (errors name the file), or the default encoder space when `path` is None."""
+    if path is None:
+        return default_encoder_space()
+    text = read_text_file(path, "SearchSpace")
+    try:
+        return SearchSpace.from_json(text)
+    except SpecError as err:
+        raise SpecError(f"{path}: {err}") from None

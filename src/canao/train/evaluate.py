@@ -72,10 +72,11 @@ def evaluate_checkpoint(model_dir: Path, task_name: str, data_path: Path, *, max
     if runtime == "compiled":
         if task_name == "lm":
             raise SpecError("compiled evaluation covers the encoder tasks; evaluate a decoder with runtime='pytorch'.")
+        from canao.compiler.build import BuildOptions, build
         from canao.compiler.lower import lower_model
-        from canao.compiler.runtime import CompiledModel
 
-        model = CompiledAsModule(CompiledModel.build(lower_model(loaded.model), precision=precision, threads=threads))
+        options = BuildOptions(precision=precision, threads=threads)
+        model = CompiledAsModule(build(lower_model(loaded.model), options).load())
     if task_name == "squad":
         return task.score(model, data, version_2=version_2)
     metrics, predictions = task.score(model, data)

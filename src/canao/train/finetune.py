@@ -18,7 +18,9 @@ import json
 import logging
 import math
 import os
+import signal
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -26,7 +28,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from canao.errors import SpecError
+from canao.errors import CanaoError, DataError, SpecError
 from canao.models.hf import load_pretrained, save_pretrained
 from canao.train.tasks import MODEL_TASK, TASK_NAMES, TaskData, get_task
 
@@ -49,6 +51,7 @@ class FinetuneConfig:
     doc_stride: int = 128
     eval_every: int = 0  # optimizer steps between evaluations; 0: at the end only
     save_every: int = 100  # optimizer steps between checkpoints
+    save_every_s: float = 300.0  # ... and at most this many seconds apart (a slow step count loses little on kill -9)
     max_steps: Optional[int] = None  # stop early (tests, quick runs)
     dropout: float = 0.1
     seed: int = 0
@@ -65,6 +68,13 @@ class FinetuneConfig:
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "output_dir": str(self.output_dir)}, indent=2)
+
+    def identity(self) -> dict[str, Any]:
+        """The settings a resumed run must share (how often it checkpoints may change between sittings)."""
+        data = json.loads(self.to_json())
+        for name in ("save_every", "save_every_s"):
+            data.pop(name, None)
+        return data
 
 
 @dataclass
@@ -123,6 +133,8 @@ def run_training(config: FinetuneConfig, modules: dict[str, torch.nn.Module], pa
                  evaluate: Optional[Callable[[], dict[str, float]]] = None,
                  progress: Optional[Progress] = None) -> TrainResult:
     """The shared loop: resumes from output_dir/checkpoint.pt when it exists and matches the config."""
+    if not data.features:
+        raise DataError("the training data holds no examples (is the file empty or only a header?).")
     steps = total_steps(config, len(data.features))
     optimizer, scheduler = make_optimizer(params, config, steps)
     ckpt = Path(config.output_dir) / "checkpoint.pt"
@@ -130,7 +142,7 @@ def run_training(config: FinetuneConfig, modules: dict[str, torch.nn.Module], pa
     saved_config = Path(config.output_dir) / "train_config.json"
     start, history = 0, []
     if ckpt.exists():
-        if not saved_config.exists() or saved_config.read_text() != config.to_json():
+        if not saved_config.exists() or _saved_identity(saved_config) != config.identity():
             raise SpecError(f"{ckpt} belongs to a run with other settings; use another --out or delete it.")
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         for name, module in modules.items():
@@ -141,30 +153,83 @@ def run_training(config: FinetuneConfig, modules: dict[str, torch.nn.Module], pa
         log.info("resuming %s at step %d of %d", config.output_dir, start, steps)
     saved_config.write_text(config.to_json())
     loss_value = float("nan")
-    for step in range(start, steps):
-        for m in modules.values():
-            m.train()
-        torch.manual_seed(config.seed * 1_000_003 + step)  # dropout masks depend only on (seed, step)
-        optimizer.zero_grad(set_to_none=True)
-        micro = _micro_batches(config, len(data.features), step)
-        total = sum(len(i) for i in micro)
-        loss_value = 0.0
-        for index in micro:
-            loss = loss_fn(collate(data, index)) * (len(index) / total)
-            loss.backward()
-            loss_value += float(loss.detach())
-        torch.nn.utils.clip_grad_norm_([p for _, p in params if p.requires_grad], 1.0)
-        optimizer.step()
-        scheduler.step()
-        history.append({"step": step + 1, "loss": loss_value, "lr": scheduler.get_last_lr()[0]})
-        if progress:
-            progress(step + 1, steps, loss_value)
-        if evaluate and config.eval_every and (step + 1) % config.eval_every == 0 and step + 1 < steps:
-            history[-1].update({f"eval_{k}": v for k, v in evaluate().items()})
-        if (step + 1) % config.save_every == 0 or step + 1 == steps:
-            _save_checkpoint(ckpt, modules, optimizer, scheduler, step + 1, history)
+    last_save = time.monotonic()
+    with StopRequests() as stop:
+        for step in range(start, steps):
+            loss_value = _train_step(config, modules, params, loss_fn, data, collate, optimizer, scheduler, step)
+            history.append({"step": step + 1, "loss": loss_value, "lr": scheduler.get_last_lr()[0]})
+            if progress:
+                progress(step + 1, steps, loss_value)
+            if evaluate and config.eval_every and (step + 1) % config.eval_every == 0 and step + 1 < steps:
+                history[-1].update({f"eval_{k}": v for k, v in evaluate().items()})
+            due = (step + 1) % config.save_every == 0 or time.monotonic() - last_save >= config.save_every_s
+            if due or step + 1 == steps or stop.requested:
+                _save_checkpoint(ckpt, modules, optimizer, scheduler, step + 1, history)
+                last_save = time.monotonic()
+            if stop.requested and step + 1 < steps:
+                raise TrainingStopped(f"stopped by {stop.requested} after step {step + 1} of {steps}; the "
+                                      f"checkpoint {ckpt} is saved: run the same command again to resume.")
     metrics = evaluate() if evaluate else {}
     return TrainResult(steps, loss_value, metrics, history)
+
+
+def _saved_identity(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    for name in ("save_every", "save_every_s"):
+        data.pop(name, None)
+    return data
+
+
+class TrainingStopped(CanaoError, RuntimeError):
+    """Training was stopped by a signal after saving a checkpoint; the same command resumes it."""
+
+
+class StopRequests:
+    """While active, SIGTERM and SIGINT ask the loop to stop after the current step (it then checkpoints)
+    instead of killing it mid-step. Only the main thread can install handlers; elsewhere this does nothing."""
+
+    def __init__(self) -> None:
+        self.requested: Optional[str] = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.requested = signal.Signals(signum).name
+
+    def __enter__(self) -> "StopRequests":
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                break
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _train_step(config: FinetuneConfig, modules: dict[str, torch.nn.Module], params: list,
+                loss_fn: Callable[[dict[str, torch.Tensor]], torch.Tensor], data: TaskData, collate: Callable,
+                optimizer: Any, scheduler: Any, step: int) -> float:
+    """One optimizer step over its micro-batches; returns the step's loss."""
+    for m in modules.values():
+        m.train()
+    torch.manual_seed(config.seed * 1_000_003 + step)  # dropout masks depend only on (seed, step)
+    optimizer.zero_grad(set_to_none=True)
+    micro = _micro_batches(config, len(data.features), step)
+    total = sum(len(i) for i in micro)
+    loss_value = 0.0
+    for index in micro:
+        loss = loss_fn(collate(data, index)) * (len(index) / total)
+        loss.backward()
+        loss_value += float(loss.detach())
+    torch.nn.utils.clip_grad_norm_([p for _, p in params if p.requires_grad], 1.0)
+    optimizer.step()
+    scheduler.step()
+    return loss_value
 
 
 def finetune(config: FinetuneConfig, model_dir: Optional[Path], train_path: Path, eval_path: Optional[Path] = None,

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -101,11 +102,11 @@ def train_language_model(text_path: Path, output_dir: Path, *, preset: str = "ti
                           evaluate, progress)
     model.eval()
     save_pretrained(model, Path(output_dir) / "model", tokenizer=tokenizer)
+    unigram = _unigram_perplexity(ids[:split], ids[split:], spec.vocab_size)
     summary = {"spec": spec.describe(), "train_tokens": split, "valid_tokens": len(ids) - split,
-               "metrics": result.metrics, "steps": result.steps,
-               "unigram_perplexity": _unigram_perplexity(ids[:split], ids[split:], spec.vocab_size)}
+               "metrics": result.metrics, "steps": result.steps, "unigram_perplexity": unigram}
     (Path(output_dir) / "metrics.json").write_text(json.dumps(summary, indent=2))
-    return result
+    return dataclasses.replace(result, metrics={**result.metrics, "unigram_perplexity": unigram})
 
 
 def _unigram_perplexity(train: list[int], valid: list[int], vocab: int) -> float:

@@ -23,25 +23,24 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
 
-from canao.compiler.ir import Graph, IRError, Node, TensorType
+from canao.compiler.abi import ABI_VERSION, ERRORS
+from canao.compiler.ir import Graph, IRError, Node, TensorType, graph_hash
+from canao.compiler.layout import Precision
 from canao.compiler.passes.pack_weights import packed_precision
 from canao.compiler.passes.plan_memory import ALIGN_FLOATS
+from canao.device import SIMD_LEVELS
 
 KERNELS_H = Path(__file__).with_name("canao_kernels.h")
-ABI_VERSION = 2
+DEFAULT_MR = SIMD_LEVELS["scalar"].default_mr  # of graphs that do not name theirs (meta "default_mr")
 _EPILOGUE_CODES = {"bias": "EPI_BIAS", "residual": "EPI_RESIDUAL", "gelu": "EPI_GELU", "gelu_tanh": "EPI_GELU_TANH",
                    "tanh": "EPI_TANH"}
 _ACTIVATION_CODES = {"gelu": "EPI_GELU", "gelu_tanh": "EPI_GELU_TANH", "tanh": "EPI_TANH", "scale": "EPI_SCALE"}
-ERRORS = {1: "sequence length out of range (need 1 <= T and past + T <= max positions)",
-          2: "a token id is out of the vocabulary range", 3: "a token type id is out of range",
-          4: "out of memory for the kernels' scratch buffers"}
 
 
 def weight_layout(graph: Graph) -> tuple[dict[str, int], int]:
@@ -74,10 +73,6 @@ def weight_blob(graph: Graph) -> np.ndarray:
         array = graph.constants[name]
         blob[offset:offset + array.size] = array.ravel()
     return blob
-
-
-def graph_hash(graph: Graph) -> str:
-    return hashlib.sha256(graph.to_json().encode()).hexdigest()[:16]
 
 
 class _Names:
@@ -130,10 +125,10 @@ def _gemm(n: Node, v: _Names) -> list[str]:
             residual = v.ptr(extras.pop(0))
     args = (f"{v.ptr(x)}, {k}, {v.ptr(w)}, {k}, {out_n}, {v.ptr(n.output)}, {out_n}, {v.rows(x)}, &e, "
             f"{n.attr('mr', v.default_mr)}, {n.attr('kc', 0)}")
-    call = f"gemm_packed({args});"
-    kernel = {"bf16": "gemm_packed_bf16", "int8": "gemm_packed_i8"}.get(packed_precision(n))
-    if kernel:
-        call = f"int status = {kernel}({args});\nif (status) *c->err = status;"
+    precision = packed_precision(n)
+    call = f"{precision.layout.gemm_kernel}({args});"
+    if precision != Precision.FP32:  # the bf16 and int8 kernels allocate scratch and report failure
+        call = f"int status = {precision.layout.gemm_kernel}({args});\nif (status) *c->err = status;"
     return [f"const Epilogue e = {{{{{', '.join(steps + ['EPI_END'])}}}, {bias}, {residual}, {out_n}, {scale}}};",
             *call.split("\n")]
 
@@ -212,7 +207,8 @@ def _id_bounds(graph: Graph) -> dict[str, int]:
 
 def _entry(graph: Graph, functions: list[str]) -> list[str]:
     bounds = _id_bounds(graph)
-    checks = ["    if (T < 1 || past < 0 || past + T > MAX_POSITIONS) return 1;"]
+    # written so that no sum can overflow, whatever ints a caller passes
+    checks = ["    if (T < 1 || past < 0 || past > MAX_POSITIONS || T > MAX_POSITIONS - past) return 1;"]
     for name, code, ptr in (("input_ids", 2, "ids"), ("token_type_ids", 3, "type_ids")):
         if name in bounds:
             checks.append(f"    for (int t = 0; t < T; ++t) if ({ptr}[t] < 0 || {ptr}[t] >= {bounds[name]}) return {code};")
@@ -240,10 +236,50 @@ def _entry(graph: Graph, functions: list[str]) -> list[str]:
     ]
 
 
-def generate_c(graph: Graph, *, mr: int = 6) -> str:
-    """The whole model as C source (kernels inlined)."""
+def _count_expr(graph: Graph, name: str) -> str:
+    """C expression for the number of floats of value `name` given T and past."""
+    dims = [{"T": "T", "S": "(past + T)", "M": "MAX_POSITIONS"}.get(d, str(d)) if isinstance(d, str) else str(d)
+            for d in graph.types[name].shape]
+    return " * ".join(f"(long){d}" for d in dims) or "1L"
+
+
+def _describe_io(graph: Graph) -> list[str]:
+    """Entry points that tell a C program (runner, profiler, export) the model's inputs, caches and outputs."""
+    caches = [n for n in graph.inputs if n.startswith("cache_")]
+    plan = graph.meta["memory_plan"]
+    hidden = int(graph.types["hidden_in"].shape[1]) if "hidden_in" in graph.types else 0
+
+    def table(values: list[str]) -> str:
+        return ", ".join(values) or "0"
+
+    def cases(exprs: list[str]) -> list[str]:
+        return [f"    case {i}: return {e};" for i, e in enumerate(exprs)]
+
+    return [
+        f"int canao_max_positions(void) {{ return MAX_POSITIONS; }}",
+        f"int canao_num_caches(void) {{ return {len(caches)}; }}",
+        f"static const long cache_floats_[] = {{{table([f'(long)MAX_POSITIONS * {int(graph.types[c].shape[1])}' for c in caches])}}};",
+        f"long canao_cache_floats(int i) {{ return i >= 0 && i < {len(caches)} ? cache_floats_[i] : 0L; }}",
+        f"int canao_num_outputs(void) {{ return {len(graph.outputs)}; }}",
+        f"static const long output_offsets_[] = {{{table([f'{plan[o]}L' for o in graph.outputs])}}};",
+        f"long canao_output_offset(int i) {{ return i >= 0 && i < {len(graph.outputs)} ? output_offsets_[i] : -1L; }}",
+        "long canao_output_floats(int i, int T, int past) {",
+        "    (void)T; (void)past;",
+        "    switch (i) {",
+        *cases([_count_expr(graph, o) for o in graph.outputs]),
+        "    default: return 0L;",
+        "    }",
+        "}",
+        f"int canao_id_bound(void) {{ return {_id_bounds(graph).get('input_ids', 1)}; }}",
+        f"int canao_hidden_in_width(void) {{ return {hidden}; }}",
+    ]
+
+
+def generate_c(graph: Graph) -> str:
+    """The whole model as C source (kernels inlined); untuned GEMMs use the graph's meta "default_mr"."""
     if "memory_plan" not in graph.meta:
         raise IRError("the graph has no memory plan; run the full pass pipeline before code generation.")
+    mr = int(graph.meta.get("default_mr", DEFAULT_MR))
     names = _Names(graph, mr)
     _, weight_floats = weight_layout(graph)
     spec = graph.meta.get("spec", {})
@@ -252,6 +288,7 @@ def generate_c(graph: Graph, *, mr: int = 6) -> str:
         f"{len(spec.get('layers', []))} layers, task {graph.meta.get('task')}.",
         f" * graph {graph_hash(graph)}: {len(graph.nodes)} ops {graph.op_counts()}",
         f" * arena {graph.meta['arena_floats']} floats, weights {weight_floats} floats. Do not edit: regenerate. */",
+        f"#define CANAO_DEFAULT_MR {mr}",
         KERNELS_H.read_text(),
         f"#define MAX_POSITIONS {int(graph.meta['max_positions'])}",
         f"#define PACKED_NR {int(graph.meta.get('gemm_nr', 16))}",
@@ -298,6 +335,8 @@ def generate_c(graph: Graph, *, mr: int = 6) -> str:
         "    (void)n;",
         "#endif",
         "}",
+        "",
+        *_describe_io(graph),
         "",
     ]
     return "\n".join(lines)

@@ -22,6 +22,14 @@
 #include <omp.h>
 #endif
 
+/* The tile height of an untuned GEMM comes from canao.device.SIMD_LEVELS: the generated model (or the
+ * compiler's -D flag for the tuning harness) defines it; every MR the table lists is instantiated below. */
+#ifndef CANAO_DEFAULT_MR
+#error "define CANAO_DEFAULT_MR (canao.device.SIMD_LEVELS) before including canao_kernels.h"
+#endif
+#define CANAO_CAT_(a, b) a##b
+#define CANAO_CAT(a, b) CANAO_CAT_(a, b)
+
 #if defined(__AVX512F__)
 #define VL 16
 #elif defined(__AVX2__)
@@ -245,7 +253,8 @@ static inline void gemm_packed(const float *A, int lda, const float *Wp, int K, 
     case 4: gemm_packed_mr4(A, lda, Wp, K, N, C, ldc, M, e, kc); break;
     case 8: gemm_packed_mr8(A, lda, Wp, K, N, C, ldc, M, e, kc); break;
     case 12: gemm_packed_mr12(A, lda, Wp, K, N, C, ldc, M, e, kc); break;
-    default: gemm_packed_mr6(A, lda, Wp, K, N, C, ldc, M, e, kc); break;
+    case 6: gemm_packed_mr6(A, lda, Wp, K, N, C, ldc, M, e, kc); break;
+    default: CANAO_CAT(gemm_packed_mr, CANAO_DEFAULT_MR)(A, lda, Wp, K, N, C, ldc, M, e, kc); break;
     }
 }
 
@@ -368,7 +377,8 @@ static inline int gemm_packed_bf16(const float *A, int lda, const void *Wp, int 
     case 4: gemm_bf16_mr4(A2, K2, W, K, N, C, ldc, M, e, kc2); break;
     case 8: gemm_bf16_mr8(A2, K2, W, K, N, C, ldc, M, e, kc2); break;
     case 12: gemm_bf16_mr12(A2, K2, W, K, N, C, ldc, M, e, kc2); break;
-    default: gemm_bf16_mr6(A2, K2, W, K, N, C, ldc, M, e, kc2); break;
+    case 6: gemm_bf16_mr6(A2, K2, W, K, N, C, ldc, M, e, kc2); break;
+    default: CANAO_CAT(gemm_bf16_mr, CANAO_DEFAULT_MR)(A2, K2, W, K, N, C, ldc, M, e, kc2); break;
     }
     free(A2);
     return 0;
@@ -534,7 +544,8 @@ static inline int gemm_packed_i8(const float *A, int lda, const void *Wp, int K,
     case 4: gemm_i8_mr4(&a, W, K, N, C, ldc, M, e, kc4); break;
     case 8: gemm_i8_mr8(&a, W, K, N, C, ldc, M, e, kc4); break;
     case 12: gemm_i8_mr12(&a, W, K, N, C, ldc, M, e, kc4); break;
-    default: gemm_i8_mr6(&a, W, K, N, C, ldc, M, e, kc4); break;
+    case 6: gemm_i8_mr6(&a, W, K, N, C, ldc, M, e, kc4); break;
+    default: CANAO_CAT(gemm_i8_mr, CANAO_DEFAULT_MR)(&a, W, K, N, C, ldc, M, e, kc4); break;
     }
     free(A4);
     return 0;

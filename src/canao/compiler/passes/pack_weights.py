@@ -15,33 +15,22 @@ See canao.compiler.layout.
 from __future__ import annotations
 
 from canao.compiler.ir import Graph, Node, TensorType
-from canao.compiler.ir import IRError
-from canao.compiler.layout import pack_panels, pack_panels_bf16, pack_panels_int8
+from canao.compiler.layout import Precision, parse_layout
 from canao.compiler.passes.common import with_attrs
 
 DEFAULT_NR = 16
-PRECISIONS = ("fp32", "bf16", "int8")
-_LAYOUTS = {"fp32": ("panel", pack_panels), "bf16": ("bf16panel", pack_panels_bf16), "int8": ("i8panel", pack_panels_int8)}
 
 
-def check_precision(precision: str) -> str:
-    """`precision` if canao compiles it, else a clear error naming the choices."""
-    if precision not in PRECISIONS:
-        raise IRError(f"`precision` must be one of {PRECISIONS}, but got {precision!r}.")
-    return precision
-
-
-def packed_precision(node: Node) -> str:
-    """The precision a gemm's weights were packed for, read from its `packed` layout name (unpacked: fp32)."""
-    prefix = str(node.attr("packed", "")).rstrip("0123456789")
-    return next((p for p, (name, _) in _LAYOUTS.items() if name == prefix), "fp32")
+def packed_precision(node: Node) -> Precision:
+    """The precision a gemm's weights were packed for, read from its `packed` layout (unpacked: fp32)."""
+    layout = str(node.attr("packed", ""))
+    return parse_layout(layout)[0] if layout else Precision.FP32
 
 
 def pack_weights(graph: Graph) -> Graph:
     nr = int(graph.meta.get("gemm_nr", DEFAULT_NR))
-    precision = check_precision(str(graph.meta.get("matmul_precision", "fp32")))
-    prefix, pack = _LAYOUTS[precision]
-    layout = f"{prefix}{nr}"
+    precision = Precision.parse(graph.meta.get("matmul_precision", "fp32"))
+    layout, pack = precision.layout.name(nr), precision.layout.pack
     constants, types = dict(graph.constants), dict(graph.types)
     nodes = []
     for node in graph.nodes:

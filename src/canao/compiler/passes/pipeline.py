@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Callable, Iterator
 
 from canao.compiler.ir import Graph, verify
+from canao.compiler.layout import Precision
 from canao.compiler.passes.eliminate_dead_code import eliminate_dead_code
 from canao.compiler.passes.fold_constants import fold_constants
 from canao.compiler.passes.fuse_add_layer_norm import fuse_add_layer_norm
@@ -41,12 +42,12 @@ PIPELINE: tuple[tuple[str, Pass], ...] = (
 )
 
 
-def run_pipeline_stages(graph: Graph, *, nr: int = 16, precision: str = "fp32",
+def run_pipeline_stages(graph: Graph, *, nr: int = 16, precision: str | Precision = Precision.FP32,
                         check: bool = True) -> Iterator[tuple[str, Graph]]:
     """Yield ("lowered", graph) and then each pass's name and output graph.
 
-    `precision` is the matrix-product precision ("fp32", "bf16" or "int8"; see pack_weights)."""
-    graph = graph.with_nodes(graph.nodes, gemm_nr=nr, matmul_precision=precision)
+    `precision` is the matrix-product precision (canao.compiler.layout.Precision; see pack_weights)."""
+    graph = graph.with_nodes(graph.nodes, gemm_nr=nr, matmul_precision=Precision.parse(precision).value)
     yield "lowered", graph
     for name, fn in PIPELINE:
         graph = fn(graph)
@@ -55,7 +56,10 @@ def run_pipeline_stages(graph: Graph, *, nr: int = 16, precision: str = "fp32",
         yield name, graph
 
 
-def run_pipeline(graph: Graph, *, nr: int = 16, precision: str = "fp32", check: bool = True) -> Graph:
-    for _, graph in run_pipeline_stages(graph, nr=nr, precision=precision, check=check):
+def run_pipeline(graph: Graph, *, nr: int = 16, precision: str | Precision = Precision.FP32,
+                 check: bool = True) -> Graph:
+    """The final graph: every pass of PIPELINE applied in order."""
+    final = graph
+    for _, final in run_pipeline_stages(graph, nr=nr, precision=precision, check=check):
         pass
-    return graph
+    return final
