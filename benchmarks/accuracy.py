@@ -29,8 +29,9 @@ from canao.train.distill import DistillConfig, distill
 from canao.train.finetune import FinetuneConfig, finetune
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-STUDENT = ArchSpec.uniform("encoder", vocab_size=30522, max_positions=512, hidden=256, num_layers=4, heads=8,
-                           head_dim=32, ffn=1024)
+STUDENT = ArchSpec.uniform(
+    "encoder", vocab_size=30522, max_positions=512, hidden=256, num_layers=4, heads=8, head_dim=32, ffn=1024
+)
 
 
 def _log(step: int, total: int, loss: float) -> None:
@@ -47,11 +48,21 @@ def _record(results: Path, entry: dict) -> None:
 
 def stage_sst2(args) -> None:
     start = time.perf_counter()
-    config = FinetuneConfig("sst2", args.work / "sst2", epochs=args.epochs, batch_size=32, lr=5e-5, max_length=128,
-                            save_every=500)
+    config = FinetuneConfig(
+        "sst2", args.work / "sst2", epochs=args.epochs, batch_size=32, lr=5e-5, max_length=128, save_every=500
+    )
     result = finetune(config, None, SHARED / "glue/SST-2/train.tsv", SHARED / "glue/SST-2/dev.tsv", progress=_log)
-    _record(args.results, {"stage": "sst2 fine-tune (teacher)", "model": "all-MiniLM-L6-v2", "metrics": result.metrics,
-                           "steps": result.steps, "epochs": args.epochs, "wall_min": (time.perf_counter() - start) / 60})
+    _record(
+        args.results,
+        {
+            "stage": "sst2 fine-tune (teacher)",
+            "model": "all-MiniLM-L6-v2",
+            "metrics": result.metrics,
+            "steps": result.steps,
+            "epochs": args.epochs,
+            "wall_min": (time.perf_counter() - start) / 60,
+        },
+    )
 
 
 def _split_squad(args) -> tuple[Path, Path]:
@@ -70,50 +81,106 @@ def stage_squad(args) -> None:
     start = time.perf_counter()
     train, dev = _split_squad(args)
     questions = sum(len(p.questions) for a in read_squad(dev) for p in a.paragraphs)
-    config = FinetuneConfig("squad", args.work / "squad", epochs=args.epochs, batch_size=16, lr=1e-4, max_length=384,
-                            doc_stride=128, save_every=200)
+    config = FinetuneConfig(
+        "squad",
+        args.work / "squad",
+        epochs=args.epochs,
+        batch_size=16,
+        lr=1e-4,
+        max_length=384,
+        doc_stride=128,
+        save_every=200,
+    )
     result = finetune(config, None, train, dev, progress=_log)
-    _record(args.results, {"stage": "squad v1.1 fine-tune (teacher, article split)", "eval_questions": questions,
-                           "metrics": result.metrics, "steps": result.steps,
-                           "wall_min": (time.perf_counter() - start) / 60})
+    _record(
+        args.results,
+        {
+            "stage": "squad v1.1 fine-tune (teacher, article split)",
+            "eval_questions": questions,
+            "metrics": result.metrics,
+            "steps": result.steps,
+            "wall_min": (time.perf_counter() - start) / 60,
+        },
+    )
 
 
 def stage_distill(args) -> None:
     start = time.perf_counter()
-    config = DistillConfig(FinetuneConfig("sst2", args.work / "distill-sst2", epochs=args.epochs, batch_size=32,
-                                          lr=1e-4, max_length=128, save_every=500))
-    result = distill(config, args.work / "sst2" / "model", STUDENT, SHARED / "glue/SST-2/train.tsv",
-                     SHARED / "glue/SST-2/dev.tsv", progress=_log)
+    config = DistillConfig(
+        FinetuneConfig(
+            "sst2",
+            args.work / "distill-sst2",
+            epochs=args.epochs,
+            batch_size=32,
+            lr=1e-4,
+            max_length=128,
+            save_every=500,
+        )
+    )
+    result = distill(
+        config,
+        args.work / "sst2" / "model",
+        STUDENT,
+        SHARED / "glue/SST-2/train.tsv",
+        SHARED / "glue/SST-2/dev.tsv",
+        progress=_log,
+    )
     teacher = json.loads((args.work / "sst2" / "metrics.json").read_text())
-    _record(args.results, {"stage": "sst2 distill", "student": STUDENT.describe(), "metrics": result.metrics,
-                           "teacher_accuracy": teacher.get("accuracy"),
-                           "gap_points": teacher.get("accuracy", float("nan")) - result.metrics.get("accuracy", float("nan")),
-                           "steps": result.steps, "wall_min": (time.perf_counter() - start) / 60})
+    _record(
+        args.results,
+        {
+            "stage": "sst2 distill",
+            "student": STUDENT.describe(),
+            "metrics": result.metrics,
+            "teacher_accuracy": teacher.get("accuracy"),
+            "gap_points": teacher.get("accuracy", float("nan")) - result.metrics.get("accuracy", float("nan")),
+            "steps": result.steps,
+            "wall_min": (time.perf_counter() - start) / 60,
+        },
+    )
 
 
 def stage_precision(args) -> None:
     from canao.train.evaluate import evaluate_checkpoint
 
-    runs = [("sst2", args.work / "sst2" / "model", SHARED / "glue/SST-2/dev.tsv", 128),
-            ("sst2", args.work / "distill-sst2" / "model", SHARED / "glue/SST-2/dev.tsv", 128),
-            ("squad", args.work / "squad" / "model", _split_squad(args)[1], 384)]
+    runs = [
+        ("sst2", args.work / "sst2" / "model", SHARED / "glue/SST-2/dev.tsv", 128),
+        ("sst2", args.work / "distill-sst2" / "model", SHARED / "glue/SST-2/dev.tsv", 128),
+        ("squad", args.work / "squad" / "model", _split_squad(args)[1], 384),
+    ]
     for task, model, data, max_length in runs:
         if not model.exists():
             print(f"skipped {model}: not trained yet (run its stage first)")
             continue
         start, scores = time.perf_counter(), {}
-        for runtime, precision in (("pytorch", "fp32"), ("compiled", "fp32"), ("compiled", "bf16"), ("compiled", "int8")):
-            metrics, predictions = evaluate_checkpoint(model, task, data, max_length=max_length, runtime=runtime,
-                                                       precision=precision, threads=args.threads)
+        for runtime, precision in (
+            ("pytorch", "fp32"),
+            ("compiled", "fp32"),
+            ("compiled", "bf16"),
+            ("compiled", "int8"),
+        ):
+            metrics, predictions = evaluate_checkpoint(
+                model, task, data, max_length=max_length, runtime=runtime, precision=precision, threads=args.threads
+            )
             scores[f"{runtime} {precision}"] = (metrics, predictions)
         reference = scores["pytorch fp32"][1]
-        entry = {"stage": "precision", "task": task, "model": str(model.relative_to(args.work)),
-                 "wall_min": (time.perf_counter() - start) / 60}
+        entry = {
+            "stage": "precision",
+            "task": task,
+            "model": str(model.relative_to(args.work)),
+            "wall_min": (time.perf_counter() - start) / 60,
+        }
         for name, (metrics, predictions) in scores.items():
-            same = (sum(reference[k] == predictions[k] for k in reference) if isinstance(reference, dict) else
-                    sum(a["prediction"] == b["prediction"] for a, b in zip(reference, predictions)))
-            entry[name] = {**{k: v for k, v in metrics.items() if isinstance(v, float)},
-                           "same_predictions_as_pytorch": same, "predictions": len(reference)}
+            same = (
+                sum(reference[k] == predictions[k] for k in reference)
+                if isinstance(reference, dict)
+                else sum(a["prediction"] == b["prediction"] for a, b in zip(reference, predictions))
+            )
+            entry[name] = {
+                **{k: v for k, v in metrics.items() if isinstance(v, float)},
+                "same_predictions_as_pytorch": same,
+                "predictions": len(reference),
+            }
         _record(args.results, entry)
 
 
@@ -122,10 +189,15 @@ def write_markdown(results: Path, out: Path) -> None:
     from canao.device import describe_machine
 
     machine = describe_machine()
-    lines = ["# Accuracy benchmark", "",
-             f"Machine: {machine.cpu_model}, 2 threads, fp32. Command: `.venv/bin/python benchmarks/accuracy.py "
-             f"--stages sst2,distill,squad --epochs 1`.", "",
-             "| stage | model | data | metrics | steps | wall time |", "|---|---|---|---|---:|---:|"]
+    lines = [
+        "# Accuracy benchmark",
+        "",
+        f"Machine: {machine.cpu_model}, 2 threads, fp32. Command: `.venv/bin/python benchmarks/accuracy.py "
+        f"--stages sst2,distill,squad --epochs 1`.",
+        "",
+        "| stage | model | data | metrics | steps | wall time |",
+        "|---|---|---|---|---:|---:|",
+    ]
     entries = [json.loads(line) for line in results.read_text().splitlines()]
     precision = [r for r in entries if r["stage"] == "precision"]
     for r in (r for r in entries if r["stage"] != "precision"):
@@ -136,23 +208,32 @@ def write_markdown(results: Path, out: Path) -> None:
             metrics += f"; teacher {r['teacher_accuracy']:.2f}, gap {r['gap_points']:.2f} points"
         lines.append(f"| {r['stage']} | {model} | {data} | {metrics} | {r['steps']} | {r['wall_min']:.1f} min |")
     if precision:
-        lines += ["", "## Deployed precision", "",
-                  "The fine-tuned models above, scored by PyTorch (fp32) and by the compiled model on this CPU: "
-                  "fp32, "
-                  "bf16 matrix products (bf16 operands into the GEMMs and attention's two products, fp32 sums; "
-                  "LayerNorm and softmax in fp32) and dynamic int8 GEMMs (int8 weights per output column, "
-                  "activations quantized per row at run time, int32 sums; attention's products in bf16). "
-                  "Command: `.venv/bin/python benchmarks/accuracy.py --stages precision`.", "",
-                  "| task | model | runtime | metrics | predictions equal to PyTorch's |", "|---|---|---|---|---:|"]
+        lines += [
+            "",
+            "## Deployed precision",
+            "",
+            "The fine-tuned models above, scored by PyTorch (fp32) and by the compiled model on this CPU: "
+            "fp32, "
+            "bf16 matrix products (bf16 operands into the GEMMs and attention's two products, fp32 sums; "
+            "LayerNorm and softmax in fp32) and dynamic int8 GEMMs (int8 weights per output column, "
+            "activations quantized per row at run time, int32 sums; attention's products in bf16). "
+            "Command: `.venv/bin/python benchmarks/accuracy.py --stages precision`.",
+            "",
+            "| task | model | runtime | metrics | predictions equal to PyTorch's |",
+            "|---|---|---|---|---:|",
+        ]
         for r in precision:
             for runtime in ("pytorch fp32", "compiled fp32", "compiled bf16", "compiled int8"):
                 if runtime not in r:
                     continue
                 m = r[runtime]
-                metrics = ", ".join(f"{k} {v:.2f}" for k, v in m.items() if k not in ("same_predictions_as_pytorch",
-                                                                                     "predictions"))
-                lines.append(f"| {r['task']} | {r['model']} | {runtime} | {metrics} | "
-                             f"{m['same_predictions_as_pytorch']} / {m['predictions']} |")
+                metrics = ", ".join(
+                    f"{k} {v:.2f}" for k, v in m.items() if k not in ("same_predictions_as_pytorch", "predictions")
+                )
+                lines.append(
+                    f"| {r['task']} | {r['model']} | {runtime} | {metrics} | "
+                    f"{m['same_predictions_as_pytorch']} / {m['predictions']} |"
+                )
     out.write_text("\n".join(lines) + "\n")
 
 

@@ -37,9 +37,9 @@ import numpy as np
 import torch
 
 from canao.arch import ArchSpec
-from canao.compiler.lower import lower_model
 from canao.compiler.build import BuildOptions, build
 from canao.compiler.layout import Precision
+from canao.compiler.lower import lower_model
 from canao.compiler.tune import bench_library, measure_shape
 from canao.device import describe_machine, resolve_simd
 from canao.latency.timing import TimingStats, measure_interleaved_ms
@@ -77,8 +77,15 @@ def _ort_session(model: torch.nn.Module, seq: int, threads: int, workdir: Path, 
 
     path = workdir / f"{re.sub(r'[^A-Za-z0-9]+', '_', model.spec.describe())}-{seq}.onnx"
     if not path.exists():
-        torch.onnx.export(_LastHidden(model), (torch.zeros(1, seq, dtype=torch.long),), str(path), dynamo=False,
-                          input_names=["ids"], output_names=["hidden"], dynamic_axes={"ids": {1: "seq"}})
+        torch.onnx.export(
+            _LastHidden(model),
+            (torch.zeros(1, seq, dtype=torch.long),),
+            str(path),
+            dynamo=False,
+            input_names=["ids"],
+            output_names=["hidden"],
+            dynamic_axes={"ids": {1: "seq"}},
+        )
     if int8:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -91,13 +98,18 @@ def _ort_session(model: torch.nn.Module, seq: int, threads: int, workdir: Path, 
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-PEER_PRECISION = {"PyTorch bf16": "bf16", "ONNX Runtime int8": "int8 (dynamic)", "canao bf16": "bf16",
-                  "canao int8": "int8 (dynamic)"}
+PEER_PRECISION = {
+    "PyTorch bf16": "bf16",
+    "ONNX Runtime int8": "int8 (dynamic)",
+    "canao bf16": "bf16",
+    "canao int8": "int8 (dynamic)",
+}
 CANAO_PRECISIONS = ("fp32", "bf16", "int8")
 
 
-def bench_encoder(name: str, model: torch.nn.Module, seq: int, threads: int, runs: int, tune_s: float,
-                  workdir: Path) -> list[Row]:
+def bench_encoder(
+    name: str, model: torch.nn.Module, seq: int, threads: int, runs: int, tune_s: float, workdir: Path
+) -> list[Row]:
     spec = model.spec
     gflop = spec.flops(seq) / 1e9
     ids = np.random.default_rng(seq).integers(1000, 2000, (1, seq))
@@ -135,12 +147,15 @@ def bench_encoder(name: str, model: torch.nn.Module, seq: int, threads: int, run
         diffs[label] = float(np.abs(compiled.run(ids)["last_hidden_state"] - want).max())
         peers[label] = lambda compiled=compiled: compiled.run(ids)
     stats = measure_interleaved_ms(peers, runs=runs)
-    return [Row(name, f"seq {seq}", peer, stats[peer], gflop, diffs[peer], PEER_PRECISION.get(peer, "fp32"))
-            for peer in peers]
+    return [
+        Row(name, f"seq {seq}", peer, stats[peer], gflop, diffs[peer], PEER_PRECISION.get(peer, "fp32"))
+        for peer in peers
+    ]
 
 
-def _ct2_decode(model: torch.nn.Module, context: np.ndarray, threads: int, runs: int,
-                workdir: Path) -> Optional[tuple[TimingStats, float]]:
+def _ct2_decode(
+    model: torch.nn.Module, context: np.ndarray, threads: int, runs: int, workdir: Path
+) -> Optional[tuple[TimingStats, float]]:
     """Per-token decode time of CTranslate2 on the same weights (None if it is not installed)."""
     try:
         import ctranslate2
@@ -168,8 +183,7 @@ def _ct2_decode(model: torch.nn.Module, context: np.ndarray, threads: int, runs:
 
     def generate(n: int) -> float:
         start = time.perf_counter()
-        generator.generate_batch(prompt, max_length=n, sampling_topk=1, include_prompt_in_result=False,
-                                 min_length=n)
+        generator.generate_batch(prompt, max_length=n, sampling_topk=1, include_prompt_in_result=False, min_length=n)
         return (time.perf_counter() - start) * 1e3
 
     for _ in range(2):
@@ -219,20 +233,44 @@ def bench_decoder(threads: int, runs: int, tune_s: float, workdir: Path, context
         def decode() -> np.ndarray:
             session.length = context - 1  # every timed step decodes at the same context length
             return session.decode_step(token)
+
         return decode
 
     diffs = {p: float(np.abs(decoder(p)() - want).max()) for p in sessions}
-    stats = measure_interleaved_ms({"eager": eager, "eager bf16": eager_bf16,
-                                    **{f"canao {p}": decoder(p) for p in CANAO_PRECISIONS}}, runs=runs)
-    rows = [Row("GPT-2 small", f"decode @ ctx {context}", "PyTorch eager (KV cache)", stats["eager"], gflop, 0.0),
-            Row("GPT-2 small", f"decode @ ctx {context}", "PyTorch bf16 (KV cache)", stats["eager bf16"], gflop,
-                half_diff, "bf16"),
-            Row("GPT-2 small", f"decode @ ctx {context}", "canao (KV cache)", stats["canao fp32"], gflop,
-                diffs["fp32"]),
-            Row("GPT-2 small", f"decode @ ctx {context}", "canao bf16 (KV cache)", stats["canao bf16"], gflop,
-                diffs["bf16"], "bf16"),
-            Row("GPT-2 small", f"decode @ ctx {context}", "canao int8 (KV cache)", stats["canao int8"], gflop,
-                diffs["int8"], "int8 (dynamic)")]
+    stats = measure_interleaved_ms(
+        {"eager": eager, "eager bf16": eager_bf16, **{f"canao {p}": decoder(p) for p in CANAO_PRECISIONS}}, runs=runs
+    )
+    rows = [
+        Row("GPT-2 small", f"decode @ ctx {context}", "PyTorch eager (KV cache)", stats["eager"], gflop, 0.0),
+        Row(
+            "GPT-2 small",
+            f"decode @ ctx {context}",
+            "PyTorch bf16 (KV cache)",
+            stats["eager bf16"],
+            gflop,
+            half_diff,
+            "bf16",
+        ),
+        Row("GPT-2 small", f"decode @ ctx {context}", "canao (KV cache)", stats["canao fp32"], gflop, diffs["fp32"]),
+        Row(
+            "GPT-2 small",
+            f"decode @ ctx {context}",
+            "canao bf16 (KV cache)",
+            stats["canao bf16"],
+            gflop,
+            diffs["bf16"],
+            "bf16",
+        ),
+        Row(
+            "GPT-2 small",
+            f"decode @ ctx {context}",
+            "canao int8 (KV cache)",
+            stats["canao int8"],
+            gflop,
+            diffs["int8"],
+            "int8 (dynamic)",
+        ),
+    ]
     try:
         ct2 = _ct2_decode(model, prompt, threads, runs, workdir)
     except Exception as err:
@@ -246,8 +284,12 @@ def bench_decoder(threads: int, runs: int, tune_s: float, workdir: Path, context
 def gemm_efficiency(simd: str, threads: int) -> tuple[dict[str, float], list[tuple[str, str, float, float]]]:
     """Measured peaks (fp32 FMA, bf16 and int8 dot products) and the tuned canao GEMMs' fraction of them."""
     lib = bench_library(simd)
-    peaks = {p: max(lib.canao_bench_peak_gflops(threads, Precision(p).layout.c_code) for _ in range(3))  # noise only lowers it
-             for p in CANAO_PRECISIONS}
+    peaks = {
+        p: max(
+            lib.canao_bench_peak_gflops(threads, Precision(p).layout.c_code) for _ in range(3)
+        )  # noise only lowers it
+        for p in CANAO_PRECISIONS
+    }
     out = []
     for precision in CANAO_PRECISIONS:
         for m, n, k in ((128, 768, 768), (128, 3072, 768)):
@@ -257,26 +299,44 @@ def gemm_efficiency(simd: str, threads: int) -> tuple[dict[str, float], list[tup
 
 
 def to_markdown(rows: list[Row], peaks: dict[str, float], gemms: list, header: str) -> str:
-    lines = [header, "",
-             "Speed-up columns: the row's median time / canao's at that precision: above 1 means canao is faster. "
-             "GFLOP/s counts the model's multiply-adds whatever the precision.", "",
-             "| model | setting | runtime | precision | median ms | p90 ms | GFLOP/s | canao fp32 speed-up | "
-             "canao bf16 speed-up | canao int8 speed-up | max abs diff vs PyTorch fp32 |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        header,
+        "",
+        "Speed-up columns: the row's median time / canao's at that precision: above 1 means canao is faster. "
+        "GFLOP/s counts the model's multiply-adds whatever the precision.",
+        "",
+        "| model | setting | runtime | precision | median ms | p90 ms | GFLOP/s | canao fp32 speed-up | "
+        "canao bf16 speed-up | canao int8 speed-up | max abs diff vs PyTorch fp32 |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for key in dict.fromkeys((r.model, r.setting) for r in rows):
         group = [r for r in rows if (r.model, r.setting) == key]
-        ours = {next((p for p in ("bf16", "int8") if p in r.runtime), "fp32"): r
-                for r in group if r.runtime.startswith("canao")}
+        ours = {
+            next((p for p in ("bf16", "int8") if p in r.runtime), "fp32"): r
+            for r in group
+            if r.runtime.startswith("canao")
+        }
         for r in group:
-            speed = [f"{r.stats.median_ms / ours[p].stats.median_ms:.2f}x" if p in ours and r is not ours[p] else ""
-                     for p in CANAO_PRECISIONS]
-            lines.append(f"| {r.model} | {r.setting} | {r.runtime} | {r.precision} | {r.stats.median_ms:.2f} | "
-                         f"{r.stats.p90_ms:.2f} | {r.gflop / r.stats.median_ms * 1e3:.1f} | {' | '.join(speed)} | "
-                         f"{r.max_abs_diff:.1e} |")
-    lines += ["", "Measured peaks (all threads): " + ", ".join(
-        f"{p} {'FMA' if p == 'fp32' else 'dot product'} {peaks[p]:.1f} G{'FL' if p != 'int8' else ''}OP/s"
-        for p in CANAO_PRECISIONS), "",
-              "| canao GEMM | precision | G(FL)OP/s | fraction of that precision's peak |", "|---|---|---:|---:|"]
+            speed = [
+                f"{r.stats.median_ms / ours[p].stats.median_ms:.2f}x" if p in ours and r is not ours[p] else ""
+                for p in CANAO_PRECISIONS
+            ]
+            lines.append(
+                f"| {r.model} | {r.setting} | {r.runtime} | {r.precision} | {r.stats.median_ms:.2f} | "
+                f"{r.stats.p90_ms:.2f} | {r.gflop / r.stats.median_ms * 1e3:.1f} | {' | '.join(speed)} | "
+                f"{r.max_abs_diff:.1e} |"
+            )
+    lines += [
+        "",
+        "Measured peaks (all threads): "
+        + ", ".join(
+            f"{p} {'FMA' if p == 'fp32' else 'dot product'} {peaks[p]:.1f} G{'FL' if p != 'int8' else ''}OP/s"
+            for p in CANAO_PRECISIONS
+        ),
+        "",
+        "| canao GEMM | precision | G(FL)OP/s | fraction of that precision's peak |",
+        "|---|---|---:|---:|",
+    ]
     lines += [f"| {name} | {precision} | {g:.1f} | {100 * f:.0f}% |" for name, precision, g, f in gemms]
     return "\n".join(lines) + "\n"
 
@@ -294,9 +354,11 @@ def main() -> None:
     machine, simd = describe_machine(), resolve_simd(None)
     import onnxruntime
 
-    header = (f"Machine: {machine.cpu_model}, {machine.cores} cores, SIMD {simd} (flags: {' '.join(machine.simd_flags)}); "
-              f"{args.threads} threads for every runtime; batch 1. torch {torch.__version__}, "
-              f"onnxruntime {onnxruntime.__version__}, numpy {np.__version__}, python {platform.python_version()}.")
+    header = (
+        f"Machine: {machine.cpu_model}, {machine.cores} cores, SIMD {simd} (flags: {' '.join(machine.simd_flags)}); "
+        f"{args.threads} threads for every runtime; batch 1. torch {torch.__version__}, "
+        f"onnxruntime {onnxruntime.__version__}, numpy {np.__version__}, python {platform.python_version()}."
+    )
     peaks, gemms = gemm_efficiency(simd, args.threads)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -314,8 +376,10 @@ def main() -> None:
     print(table)
     if args.write:
         args.write.parent.mkdir(parents=True, exist_ok=True)
-        args.write.write_text("# Compiler benchmark\n\nCommand: `.venv/bin/python benchmarks/compiler.py "
-                              f"--write {args.write}`\n\n" + table)
+        args.write.write_text(
+            "# Compiler benchmark\n\nCommand: `.venv/bin/python benchmarks/compiler.py "
+            f"--write {args.write}`\n\n" + table
+        )
 
 
 if __name__ == "__main__":

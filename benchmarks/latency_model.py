@@ -55,7 +55,9 @@ def main() -> None:
     profile_s = None
     if not args.profile.exists():
         start = time.perf_counter()
-        profile_device(config, executor, args.profile, lambda key, done, total: print(f"[{done}/{total}] {key}", flush=True))
+        profile_device(
+            config, executor, args.profile, lambda key, done, total: print(f"[{done}/{total}] {key}", flush=True)
+        )
         profile_s = time.perf_counter() - start
     predictor = LatencyPredictor(DeviceProfile.load(args.profile, device=executor_fingerprint(executor)))
     excluded = {json.dumps(s.to_dict(), sort_keys=True) for s in calibration_specs(config)}
@@ -65,20 +67,31 @@ def main() -> None:
         if json.dumps(spec.to_dict(), sort_keys=True) not in excluded:
             specs.append(spec)
     rows = []
-    for i, spec in enumerate(specs):
+    for spec in specs:
         start = time.perf_counter()
         predicted = predictor.predict_ms(spec, args.seq_len)
         predict_us = (time.perf_counter() - start) * 1e6
-        rows.append({"spec": spec.describe(), "predicted_ms": predicted, "sweeps": [],
-                     "gflops": spec.flops(args.seq_len) / 1e9, "eager_ms": eager_ms(spec, args.seq_len, 10),
-                     "predict_us": predict_us})
+        rows.append(
+            {
+                "spec": spec.describe(),
+                "predicted_ms": predicted,
+                "sweeps": [],
+                "gflops": spec.flops(args.seq_len) / 1e9,
+                "eager_ms": eager_ms(spec, args.seq_len, 10),
+                "predict_us": predict_us,
+            }
+        )
     for sweep in range(config.passes):  # same statistic as the profile: the fastest sweep's median
         for i, (spec, row) in enumerate(zip(specs, rows)):
-            row["sweeps"].append(measure_model(spec, executor, args.seq_len, threads=args.threads,
-                                               precision=args.precision).median_ms)
+            row["sweeps"].append(
+                measure_model(spec, executor, args.seq_len, threads=args.threads, precision=args.precision).median_ms
+            )
             row["measured_ms"] = min(row["sweeps"])
-            print(f"[sweep {sweep + 1}, {i + 1}/{len(specs)}] {row['spec']}: predicted {row['predicted_ms']:.2f} ms, "
-                  f"measured {row['measured_ms']:.2f} ms", flush=True)
+            print(
+                f"[sweep {sweep + 1}, {i + 1}/{len(specs)}] {row['spec']}: predicted {row['predicted_ms']:.2f} ms, "
+                f"measured {row['measured_ms']:.2f} ms",
+                flush=True,
+            )
     pred = np.array([r["predicted_ms"] for r in rows])
     meas = np.array([r["measured_ms"] for r in rows])
     mape = float(np.mean(np.abs(pred - meas) / meas) * 100)
@@ -103,15 +116,19 @@ def main() -> None:
         "| architecture | predicted ms | measured ms | error | GFLOPs | PyTorch eager ms |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    lines += [f"| {r['spec']} | {r['predicted_ms']:.2f} | {r['measured_ms']:.2f} | "
-              f"{100 * (r['predicted_ms'] - r['measured_ms']) / r['measured_ms']:+.1f}% | {r['gflops']:.2f} | "
-              f"{r['eager_ms']:.2f} |" for r in rows]
+    lines += [
+        f"| {r['spec']} | {r['predicted_ms']:.2f} | {r['measured_ms']:.2f} | "
+        f"{100 * (r['predicted_ms'] - r['measured_ms']) / r['measured_ms']:+.1f}% | {r['gflops']:.2f} | "
+        f"{r['eager_ms']:.2f} |"
+        for r in rows
+    ]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.write:
-        args.write.write_text("# Latency model benchmark\n\nCommand: `.venv/bin/python benchmarks/latency_model.py "
-                              f"--profile {args.profile} --precision {args.precision} --write {args.write}`\n\n"
-                              + text)
+        args.write.write_text(
+            "# Latency model benchmark\n\nCommand: `.venv/bin/python benchmarks/latency_model.py "
+            f"--profile {args.profile} --precision {args.precision} --write {args.write}`\n\n" + text
+        )
 
 
 if __name__ == "__main__":

@@ -13,24 +13,48 @@ def perturb(model: torch.nn.Module, scale: float = 0.05) -> torch.nn.Module:
     return model.eval()
 
 
-def hf_bert(cls_name: str, *, hidden: int, layers: int, heads: int, ffn: int, vocab: int = 97,
-            positions: int = 40, act: str = "gelu", num_labels: int = 2) -> torch.nn.Module:
+def hf_bert(
+    cls_name: str,
+    *,
+    hidden: int,
+    layers: int,
+    heads: int,
+    ffn: int,
+    vocab: int = 97,
+    positions: int = 40,
+    act: str = "gelu",
+    num_labels: int = 2,
+) -> torch.nn.Module:
     import transformers
 
     config = transformers.BertConfig(
-        vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-        intermediate_size=ffn, max_position_embeddings=positions, hidden_act=act, num_labels=num_labels,
+        vocab_size=vocab,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=ffn,
+        max_position_embeddings=positions,
+        hidden_act=act,
+        num_labels=num_labels,
     )
     config._attn_implementation = "eager"
     return perturb(getattr(transformers, cls_name)(config))
 
 
-def hf_gpt2(*, hidden: int, layers: int, heads: int, ffn: int | None = None, vocab: int = 101,
-            positions: int = 48) -> torch.nn.Module:
+def hf_gpt2(
+    *, hidden: int, layers: int, heads: int, ffn: int | None = None, vocab: int = 101, positions: int = 48
+) -> torch.nn.Module:
     import transformers
 
-    config = transformers.GPT2Config(vocab_size=vocab, n_embd=hidden, n_layer=layers, n_head=heads,
-                                     n_inner=ffn, n_positions=positions,
-                                     bos_token_id=vocab - 1, eos_token_id=vocab - 1)
+    config = transformers.GPT2Config(
+        vocab_size=vocab,
+        n_embd=hidden,
+        n_layer=layers,
+        n_head=heads,
+        n_inner=ffn,
+        n_positions=positions,
+        bos_token_id=vocab - 1,
+        eos_token_id=vocab - 1,
+    )
     config._attn_implementation = "eager"
     return perturb(transformers.GPT2LMHeadModel(config))

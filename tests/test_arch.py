@@ -14,8 +14,12 @@ MINILM = ArchSpec.uniform("encoder", vocab_size=30522, max_positions=512, hidden
 
 layer_specs = st.builds(LayerSpec, st.integers(1, 16), st.integers(1, 96), st.integers(1, 4096))
 arch_specs = st.builds(
-    ArchSpec, st.sampled_from(["encoder", "decoder"]), st.integers(1, 60000), st.integers(1, 2048),
-    st.integers(1, 1024), st.lists(layer_specs, min_size=1, max_size=12).map(tuple),
+    ArchSpec,
+    st.sampled_from(["encoder", "decoder"]),
+    st.integers(1, 60000),
+    st.integers(1, 2048),
+    st.integers(1, 1024),
+    st.lists(layer_specs, min_size=1, max_size=12).map(tuple),
 )
 
 
@@ -47,11 +51,19 @@ def test_flops_formula():
     assert 21e9 < base.flops(128) < 23e9
 
 
-@pytest.mark.parametrize("changes,field", [
-    ({"hidden": 0}, "hidden >= 1"), ({"kind": "seq2seq"}, "kind"), ({"vocab_size": 2.5}, "vocab_size"),
-    ({"layers": ()}, "layers"), ({"activation": "relu"}, "activation"), ({"norm_eps": 0.0}, "norm_eps"),
-    ({"version": 99}, "version"), ({"max_positions": True}, "max_positions"),
-])
+@pytest.mark.parametrize(
+    "changes,field",
+    [
+        ({"hidden": 0}, "hidden >= 1"),
+        ({"kind": "seq2seq"}, "kind"),
+        ({"vocab_size": 2.5}, "vocab_size"),
+        ({"layers": ()}, "layers"),
+        ({"activation": "relu"}, "activation"),
+        ({"norm_eps": 0.0}, "norm_eps"),
+        ({"version": 99}, "version"),
+        ({"max_positions": True}, "max_positions"),
+    ],
+)
 def test_invalid_fields_are_named(changes, field):
     with pytest.raises(SpecError, match=field):
         MINILM.replace(**changes)

@@ -10,10 +10,28 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "canao"
 # package -> packages it must never import (DESIGN.md: nothing imports apps or cli;
 # models know nothing of training, search or the compiler).
+# docs/architecture.md draws the same layers.
 FORBIDDEN = {
-    "models": ("canao.apps", "canao.cli", "canao.search", "canao.train", "canao.compiler", "canao.report"),
-    "compiler": ("canao.apps", "canao.cli", "canao.search", "canao.train", "canao.report"),
-    "latency": ("canao.apps", "canao.cli", "canao.report"),
+    "models": (
+        "canao.apps",
+        "canao.cli",
+        "canao.search",
+        "canao.train",
+        "canao.compiler",
+        "canao.report",
+        "canao.latency",
+    ),
+    "compiler": (
+        "canao.apps",
+        "canao.cli",
+        "canao.search",
+        "canao.train",
+        "canao.report",
+        "canao.latency",
+        "canao.optimize",
+        "canao.export",
+    ),
+    "latency": ("canao.apps", "canao.cli", "canao.report", "canao.search", "canao.train"),
     "train": ("canao.apps", "canao.cli", "canao.search", "canao.report"),
     "data": ("canao.apps", "canao.cli", "canao.models", "canao.train", "canao.search"),
     "search": ("canao.apps", "canao.cli", "canao.report"),
@@ -39,8 +57,63 @@ def test_import_arrows_point_one_way():
                 if name.startswith(forbidden):
                     bad.append(f"{path.relative_to(SRC)} imports {name}")
     for path in SRC.rglob("*.py"):
-        if path.name != "cli.py" and "apps" not in path.parts:
-            bad += [f"{path.relative_to(SRC)} imports {n}" for n in _imports(path) if n.startswith(("canao.cli", "canao.apps"))]
+        if path.name not in ("cli.py", "__main__.py") and "apps" not in path.parts:
+            bad += [
+                f"{path.relative_to(SRC)} imports {n}"
+                for n in _imports(path)
+                if n.startswith(("canao.cli", "canao.apps"))
+            ]
+    assert not bad, bad
+
+
+# module -> what it must never import (loading and running a model needs no passes, code generator or compiler)
+FORBIDDEN_MODULES = {
+    "compiler/runtime.py": (
+        "canao.compiler.passes",
+        "canao.compiler.codegen",
+        "canao.compiler.toolchain",
+        "canao.compiler.build",
+        "canao.compiler.tune",
+        "canao.compiler.lower",
+        "torch",
+    ),
+    "device.py": ("canao.compiler", "canao.latency", "canao.models", "canao.train", "canao.search", "torch"),
+    "storage.py": ("canao.compiler", "canao.latency", "canao.models", "torch"),
+}
+
+
+def test_module_boundaries():
+    bad = [
+        f"{module} imports {name}"
+        for module, forbidden in FORBIDDEN_MODULES.items()
+        for name in _imports(SRC / module)
+        if name.startswith(forbidden)
+    ]
+    assert not bad, bad
+
+
+def test_one_build_sequence():
+    """Only compiler/build.py runs the pass pipeline and the C compiler for a model (explain.py shows the passes)."""
+    allowed = {
+        "compiler/build.py": ("run_pipeline", "build_shared_library", "build_executable"),
+        "compiler/explain.py": ("run_pipeline_stages",),
+        "compiler/tune.py": ("build_shared_library",),
+        "compiler/passes/pipeline.py": ("run_pipeline", "run_pipeline_stages"),
+        "compiler/toolchain.py": ("build_shared_library", "build_executable"),
+    }
+    bad = []
+    for path in SRC.rglob("*.py"):
+        rel = str(path.relative_to(SRC))
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+                if name in (
+                    "run_pipeline",
+                    "run_pipeline_stages",
+                    "build_shared_library",
+                    "build_executable",
+                ) and name not in allowed.get(rel, ()):
+                    bad.append(f"{rel} calls {name}")
     assert not bad, bad
 
 

@@ -21,10 +21,10 @@ def test_version_and_info():
 def test_arch_command_validates(tmp_path):
     spec = ArchSpec.uniform("encoder", vocab_size=100, max_positions=16, hidden=32, num_layers=2, heads=4)
     (tmp_path / "good.json").write_text(spec.to_json())
-    result = runner.invoke(app, ["arch", str(tmp_path / "good.json")])
+    result = runner.invoke(app, ["arch", "--arch", str(tmp_path / "good.json")])
     assert result.exit_code == 0 and "encoder L2 H32" in result.output
     (tmp_path / "bad.json").write_text(json.dumps({**spec.to_dict(), "hidden": -1}))
-    result = runner.invoke(app, ["arch", str(tmp_path / "bad.json")])
+    result = runner.invoke(app, ["arch", "--arch", str(tmp_path / "bad.json")])
     assert result.exit_code == 2 and "hidden >= 1" in result.output
 
 
@@ -49,3 +49,43 @@ def test_teacher_report_runs_end_to_end(tmp_path):
 def test_teacher_report_bad_squad_path(tmp_path):
     result = runner.invoke(app, ["teacher", "--squad", str(tmp_path / "missing.json")])
     assert result.exit_code == 2 and "file not found" in result.output
+
+
+def test_python_dash_m_canao_is_the_cli():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "canao", "version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("canao ")
+
+
+def test_user_errors_are_one_line_without_traceback(tmp_path):
+    (tmp_path / "binary.json").write_bytes(bytes(range(256)))
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (tmp_path / "dir.json").mkdir()
+    for path, message in (
+        (tmp_path / "binary.json", "not UTF-8"),
+        (tmp_path / "deep.json", "does not parse"),
+        (tmp_path / "dir.json", "is a directory"),
+        (tmp_path / "none.json", "cannot be read"),
+    ):
+        result = runner.invoke(app, ["arch", "--arch", str(path)])
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 3
+    result = runner.invoke(app, ["compile", "--precision", "fp8", "--out", str(tmp_path / "a")])
+    assert result.exit_code == 2 and "fp32" in result.output and "int8" in result.output
+    result = runner.invoke(app, ["profile", "--space", str(tmp_path / "binary.json")])
+    assert result.exit_code == 2 and "not UTF-8" in result.output
+
+
+def test_a_bug_is_reported_as_one_line_and_traced_with_verbose(monkeypatch, tmp_path):
+    import canao.arch
+
+    def broken(path):
+        raise TypeError("an internal mistake")
+
+    monkeypatch.setattr(canao.arch, "read_arch", broken)
+    result = runner.invoke(app, ["arch", "--arch", str(tmp_path / "x.json")])
+    assert result.exit_code == 1 and "internal error" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["--verbose", "arch", "--arch", str(tmp_path / "x.json")])
+    assert result.exit_code == 1 and "Traceback" in result.output and "an internal mistake" in result.output

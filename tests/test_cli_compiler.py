@@ -15,15 +15,37 @@ runner = CliRunner()
 
 def test_compile_run_bench_encoder(tmp_path):
     ckpt = tmp_path / "bert"
-    hf_bert("BertForQuestionAnswering", hidden=16, layers=1, heads=2, ffn=24, vocab=30522, positions=64).save_pretrained(ckpt)
+    hf_bert(
+        "BertForQuestionAnswering", hidden=16, layers=1, heads=2, ffn=24, vocab=30522, positions=64
+    ).save_pretrained(ckpt)
     shutil.copy(teacher_dir() / "tokenizer.json", ckpt / "tokenizer.json")
-    result = runner.invoke(app, ["compile", "--model", str(ckpt), "--out", str(tmp_path / "art"), "--explain",
-                                 "--dump", str(tmp_path / "dump")])
+    result = runner.invoke(
+        app,
+        [
+            "compile",
+            "--model",
+            str(ckpt),
+            "--out",
+            str(tmp_path / "art"),
+            "--explain",
+            "--dump",
+            str(tmp_path / "dump"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "plan_memory" in result.output and (tmp_path / "dump" / "kernel.c").exists()
     assert len(list((tmp_path / "dump").glob("*.ir.txt"))) == 10
-    result = runner.invoke(app, ["run", str(tmp_path / "art"), "--text", "who wrote it?",
-                                 "--context", "The compiler was written by the canao team in 2026."])
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            str(tmp_path / "art"),
+            "--text",
+            "who wrote it?",
+            "--context",
+            "The compiler was written by the canao team in 2026.",
+        ],
+    )
     assert result.exit_code == 0 and "answer:" in result.output, result.output
     result = runner.invoke(app, ["bench", str(tmp_path / "art"), "--seq-len", "16", "--runs", "20"])
     assert result.exit_code == 0 and "canao" in result.output and "pytorch-eager" in result.output, result.output
@@ -58,15 +80,30 @@ def test_profile_and_latency_commands(tmp_path):
 
     space = SearchSpace("encoder", 50, 32, (16,), (1, 2), (1, 2), 8, (16, 24))
     (tmp_path / "space.json").write_text(space.to_json())
-    result = runner.invoke(app, ["profile", "--space", str(tmp_path / "space.json"), "--out", str(tmp_path / "p.json"),
-                                 "--seq-lens", "8", "--reps", "5"])
+    result = runner.invoke(
+        app,
+        [
+            "profile",
+            "--space",
+            str(tmp_path / "space.json"),
+            "--out",
+            str(tmp_path / "p.json"),
+            "--seq-lens",
+            "8",
+            "--reps",
+            "5",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "p.json").read_text())["blocks"]
     (tmp_path / "arch.json").write_text(ArchSpec("encoder", 50, 32, 16, (LayerSpec(2, 8, 24),) * 2).to_json())
-    result = runner.invoke(app, ["latency", "--arch", str(tmp_path / "arch.json"), "--profile", str(tmp_path / "p.json"),
-                                 "--seq-len", "8"])
+    result = runner.invoke(
+        app, ["latency", "--arch", str(tmp_path / "arch.json"), "--profile", str(tmp_path / "p.json"), "--seq-len", "8"]
+    )
     assert result.exit_code == 0 and "predicted" in result.output and "measured" in result.output, result.output
-    result = runner.invoke(app, ["latency", "--arch", str(tmp_path / "arch.json"), "--profile", str(tmp_path / "x.json")])
+    result = runner.invoke(
+        app, ["latency", "--arch", str(tmp_path / "arch.json"), "--profile", str(tmp_path / "x.json")]
+    )
     assert result.exit_code == 2 and "no such profile" in result.output
 
 
@@ -78,18 +115,65 @@ def test_finetune_evaluate_distill_commands(tmp_path):
     ckpt = tmp_path / "bert"
     hf_bert("BertModel", hidden=16, layers=2, heads=2, ffn=24, vocab=30522, positions=64).save_pretrained(ckpt)
     shutil.copy(teacher_dir() / "tokenizer.json", ckpt / "tokenizer.json")
-    result = runner.invoke(app, ["finetune", "--task", "sst2", "--teacher", str(ckpt), "--out", str(tmp_path / "ft"),
-                                 "--max-steps", "3", "--batch-size", "8", "--max-length", "32"])
+    result = runner.invoke(
+        app,
+        [
+            "finetune",
+            "--task",
+            "sst2",
+            "--model",
+            str(ckpt),
+            "--out",
+            str(tmp_path / "ft"),
+            "--max-steps",
+            "3",
+            "--batch-size",
+            "8",
+            "--max-length",
+            "32",
+        ],
+    )
     assert result.exit_code == 0 and "accuracy" in result.output, result.output
     from canao.data.bundled import SAMPLES_DIR
 
-    result = runner.invoke(app, ["evaluate", "--model", str(tmp_path / "ft" / "model"), "--task", "sst2", "--data",
-                                 str(SAMPLES_DIR / "sst2-dev.tsv"), "--predictions", str(tmp_path / "pred.json")])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            str(tmp_path / "ft" / "model"),
+            "--task",
+            "sst2",
+            "--data",
+            str(SAMPLES_DIR / "sst2-dev.tsv"),
+            "--predictions",
+            str(tmp_path / "pred.json"),
+        ],
+    )
     assert result.exit_code == 0 and json.loads((tmp_path / "pred.json").read_text())[0]["id"]
     (tmp_path / "student.json").write_text(ArchSpec("encoder", 30522, 64, 8, (LayerSpec(1, 8, 16),)).to_json())
-    result = runner.invoke(app, ["distill", "--task", "sst2", "--teacher", str(tmp_path / "ft" / "model"), "--arch",
-                                 str(tmp_path / "student.json"), "--out", str(tmp_path / "st"), "--max-steps", "2",
-                                 "--batch-size", "8", "--max-length", "32"])
+    result = runner.invoke(
+        app,
+        [
+            "distill",
+            "--task",
+            "sst2",
+            "--teacher",
+            str(tmp_path / "ft" / "model"),
+            "--arch",
+            str(tmp_path / "student.json"),
+            "--out",
+            str(tmp_path / "st"),
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "8",
+            "--max-length",
+            "32",
+        ],
+    )
     assert result.exit_code == 0 and "student in" in result.output, result.output
-    result = runner.invoke(app, ["evaluate", "--model", str(ckpt), "--task", "sst2", "--data", str(tmp_path / "nope.tsv")])
+    result = runner.invoke(
+        app, ["evaluate", "--model", str(ckpt), "--task", "sst2", "--data", str(tmp_path / "nope.tsv")]
+    )
     assert result.exit_code == 2 and "fine-tuned" in result.output

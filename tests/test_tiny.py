@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from canao import ArchSpec
+from canao.compiler.build import build
 from canao.compiler.lower import lower_model
-from canao.compiler.build import BuildOptions, build
 from canao.models import build_model
 
 

@@ -21,11 +21,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
 from canao.errors import SpecError
+from canao.storage import read_user_text
 
 Kind = Literal["encoder", "decoder"]
 KINDS: tuple[str, ...] = ("encoder", "decoder")
@@ -37,9 +38,17 @@ SPEC_VERSION = 1
 
 # Sane upper bounds: far above any model canao targets (BERT-large: hidden 1024, 24 layers, 512 positions),
 # low enough that a typo cannot ask for terabytes of weights or a native size overflow.
-LIMITS: dict[str, int] = {"vocab_size": 10_000_000, "max_positions": 1 << 20, "hidden": 65_536,
-                          "type_vocab_size": 1_024, "heads": 1_024, "head_dim": 4_096, "ffn": 1 << 20,
-                          "num_layers": 1_024, "seq_len": 1 << 20}
+LIMITS: dict[str, int] = {
+    "vocab_size": 10_000_000,
+    "max_positions": 1 << 20,
+    "hidden": 65_536,
+    "type_vocab_size": 1_024,
+    "heads": 1_024,
+    "head_dim": 4_096,
+    "ffn": 1 << 20,
+    "num_layers": 1_024,
+    "seq_len": 1 << 20,
+}
 
 
 def _require_int(name: str, value: Any, minimum: int) -> None:
@@ -86,9 +95,10 @@ class ArchSpec:
     max_positions: int
     hidden: int
     layers: tuple[LayerSpec, ...]
-    type_vocab_size: int | None = None
-    norm_eps: float | None = None
-    activation: str | None = None
+    # None asks for the family's default, filled in by __post_init__: after construction these are never None.
+    type_vocab_size: int = cast(int, None)
+    norm_eps: float = cast(float, None)
+    activation: str = cast(str, None)
     version: int = field(default=SPEC_VERSION)
 
     def __post_init__(self) -> None:
@@ -151,8 +161,14 @@ class ArchSpec:
                 raise SpecError(f"`hidden % heads == 0` must hold to infer head_dim, but got ({hidden=}, {heads=}).")
             head_dim = hidden // heads
         layer = LayerSpec(heads=heads, head_dim=head_dim, ffn=4 * hidden if ffn is None else ffn)
-        return cls(kind=kind, vocab_size=vocab_size, max_positions=max_positions, hidden=hidden,
-                   layers=(layer,) * num_layers, **extra)
+        return cls(
+            kind=kind,
+            vocab_size=vocab_size,
+            max_positions=max_positions,
+            hidden=hidden,
+            layers=(layer,) * num_layers,
+            **extra,
+        )
 
     def replace(self, **changes: Any) -> "ArchSpec":
         """A copy with some fields changed (validated again)."""
@@ -278,22 +294,29 @@ class SearchSpace:
         for name in ("hidden_choices", "layer_choices", "heads_choices", "ffn_choices"):
             values = tuple(sorted(set(int(v) for v in getattr(self, name))))
             if not values or values[0] < 1:
-                raise SpecError(f"`{name}` must be a non-empty set of positive integers, but got {getattr(self, name)!r}.")
+                raise SpecError(
+                    f"`{name}` must be a non-empty set of positive integers, but got {getattr(self, name)!r}."
+                )
             object.__setattr__(self, name, values)
         self.largest()  # validates the remaining fields through ArchSpec
 
     def largest(self) -> ArchSpec:
         layer = LayerSpec(max(self.heads_choices), self.head_dim, max(self.ffn_choices))
-        return ArchSpec(self.kind, self.vocab_size, self.max_positions, max(self.hidden_choices),
-                        (layer,) * max(self.layer_choices))
+        return ArchSpec(
+            self.kind, self.vocab_size, self.max_positions, max(self.hidden_choices), (layer,) * max(self.layer_choices)
+        )
 
     def contains(self, spec: ArchSpec) -> bool:
         return (
-            spec.kind == self.kind and spec.vocab_size == self.vocab_size
-            and spec.max_positions == self.max_positions and spec.hidden in self.hidden_choices
+            spec.kind == self.kind
+            and spec.vocab_size == self.vocab_size
+            and spec.max_positions == self.max_positions
+            and spec.hidden in self.hidden_choices
             and spec.num_layers in self.layer_choices
-            and all(x.heads in self.heads_choices and x.head_dim == self.head_dim
-                    and x.ffn in self.ffn_choices for x in spec.layers)
+            and all(
+                x.heads in self.heads_choices and x.head_dim == self.head_dim and x.ffn in self.ffn_choices
+                for x in spec.layers
+            )
         )
 
     def sample(self, rng: np.random.Generator) -> ArchSpec:
@@ -319,30 +342,18 @@ class SearchSpace:
         known = set(cls.__dataclass_fields__)
         if set(data) - known or {f for f in known if f != "version"} - set(data):
             raise SpecError(f"SearchSpace needs the fields {sorted(known - {'version'})}; got {sorted(data)}.")
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         try:
-            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+            return cls(**fields)
         except (TypeError, ValueError) as err:
             if isinstance(err, SpecError):
                 raise
             raise SpecError(f"SearchSpace holds a value of the wrong type ({err}).") from err
 
 
-
-def read_text_file(path: Path, what: str) -> str:
-    """A small UTF-8 text file a user named, or a SpecError naming the file and what is wrong with it."""
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except IsADirectoryError:
-        raise SpecError(f"{path}: is a directory; give the {what} file.") from None
-    except UnicodeDecodeError as err:
-        raise SpecError(f"{path}: is not UTF-8 text ({err.reason} at byte {err.start}); give the {what} JSON file.") from None
-    except OSError as err:
-        raise SpecError(f"{path}: cannot be read ({err.strerror or err}).") from None
-
-
 def read_arch(path: Path) -> ArchSpec:
     """An ArchSpec JSON file, with errors that name the file."""
-    text = read_text_file(path, "ArchSpec")
+    text = read_user_text(path, "an ArchSpec JSON file", SpecError)
     try:
         return ArchSpec.from_json(text)
     except SpecError as err:

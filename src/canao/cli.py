@@ -22,7 +22,6 @@ import functools
 import json
 import logging
 import platform
-import sys
 import time
 from contextlib import contextmanager
 from enum import Enum
@@ -38,8 +37,12 @@ import canao
 from canao.compiler.layout import Precision
 from canao.errors import CanaoError
 
-app = typer.Typer(help="canao: compiler-aware NAS, distillation and compilation of transformers.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="canao: compiler-aware NAS, distillation and compilation of transformers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 console = Console()
 _state = {"verbose": False}
 F = TypeVar("F", bound=Callable[..., Any])
@@ -59,8 +62,10 @@ class Runtime(str, Enum):
     compiled = "compiled"
 
 
-PRECISION_HELP = ("Matrix-product precision: fp32; bf16 (bf16 operands, fp32 sums; ~2x faster GEMMs with AVX-512 "
-                  "BF16); int8 (dynamic quantization: int8 weights per column, activations per row at run time).")
+PRECISION_HELP = (
+    "Matrix-product precision: fp32; bf16 (bf16 operands, fp32 sums; ~2x faster GEMMs with AVX-512 "
+    "BF16); int8 (dynamic quantization: int8 weights per column, activations per row at run time)."
+)
 THREADS_HELP = "Threads (1-256)."
 
 
@@ -84,10 +89,13 @@ def command(name: Optional[str] = None) -> Callable[[F], F]:
             except Exception as err:
                 if _state["verbose"]:
                     console.print_exception()
-                console.print(f"[bold red]internal error (a bug in canao, please report it):[/] "
-                              f"{type(err).__name__}: {err}" +
-                              ("" if _state["verbose"] else "; re-run with --verbose for the traceback."),
-                              soft_wrap=True, markup=False if _state["verbose"] else True)
+                console.print(
+                    f"[bold red]internal error (a bug in canao, please report it):[/] "
+                    f"{type(err).__name__}: {err}"
+                    + ("" if _state["verbose"] else "; re-run with --verbose for the traceback."),
+                    soft_wrap=True,
+                    markup=False if _state["verbose"] else True,
+                )
                 raise typer.Exit(code=1) from None
 
         app.command(name)(wrapped)
@@ -110,8 +118,9 @@ def _table(title: str, columns: tuple[str, ...]) -> Table:
 
 
 @contextmanager
-def progress_reporter(description: str, *, total: Optional[int] = None, loss: bool = False,
-                      every_s: float = 10.0) -> Iterator[Callable[..., None]]:
+def progress_reporter(
+    description: str, *, total: Optional[int] = None, loss: bool = False, every_s: float = 10.0
+) -> Iterator[Callable[..., None]]:
     """Yield `update(done, total=None, loss=None, description=None)`: a rich bar on a terminal, else a plain
     progress line at most every `every_s` seconds (and at the end), so logs under nohup or CI show life."""
     if console.is_terminal:
@@ -121,9 +130,10 @@ def progress_reporter(description: str, *, total: Optional[int] = None, loss: bo
         with Progress(*columns, console=console) as bar:
             task = bar.add_task(description, total=total, loss=float("nan"))
 
-            def update(done: int, total: Optional[int] = None, loss: Optional[float] = None,
-                       description: Optional[str] = None) -> None:
-                fields = {"loss": loss} if loss is not None else {}
+            def update(
+                done: int, total: Optional[int] = None, loss: Optional[float] = None, description: Optional[str] = None
+            ) -> None:
+                fields: dict[str, Any] = {"loss": loss} if loss is not None else {}
                 bar.update(task, completed=done, total=total, description=description, **fields)
 
             yield update
@@ -137,8 +147,9 @@ def progress_reporter(description: str, *, total: Optional[int] = None, loss: bo
         extra = f", loss {state['loss']:.4f}" if state["loss"] is not None else ""
         return f"{description}: {done}/{total_ or '?'}{pct}{extra}, {time.monotonic() - start:.0f} s"
 
-    def update_lines(done: int, total: Optional[int] = None, loss: Optional[float] = None,
-                     description: Optional[str] = None) -> None:
+    def update_lines(
+        done: int, total: Optional[int] = None, loss: Optional[float] = None, description: Optional[str] = None
+    ) -> None:
         state.update(done=done, total=total or state["total"], loss=loss if loss is not None else state["loss"])
         now = time.monotonic()
         if now - last[0] >= every_s:
@@ -151,10 +162,13 @@ def progress_reporter(description: str, *, total: Optional[int] = None, loss: bo
 
 
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log library details; tracebacks for bugs.")
-         ) -> None:
+def main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log library details; tracebacks for bugs."),
+) -> None:
     _state["verbose"] = verbose
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 # -------------------------------------------------------------- information
@@ -175,11 +189,17 @@ def info() -> None:
     machine = describe_machine()
     table = Table(title="canao info", show_header=False)
     rows = [
-        ("canao", canao.__version__), ("python", platform.python_version()), ("architecture", machine.arch),
-        ("CPU model", machine.cpu_model), ("cores", str(machine.cores)),
-        ("SIMD flags", " ".join(machine.simd_flags) or "none"), ("SIMD level", machine.simd_level),
-        ("C compiler", machine.compiler), ("device fingerprint", fingerprint(machine)),
-        ("torch", f"{torch.__version__} ({torch.get_num_threads()} threads)"), ("numpy", numpy.__version__),
+        ("canao", canao.__version__),
+        ("python", platform.python_version()),
+        ("architecture", machine.arch),
+        ("CPU model", machine.cpu_model),
+        ("cores", str(machine.cores)),
+        ("SIMD flags", " ".join(machine.simd_flags) or "none"),
+        ("SIMD level", machine.simd_level),
+        ("C compiler", machine.compiler),
+        ("device fingerprint", fingerprint(machine)),
+        ("torch", f"{torch.__version__} ({torch.get_num_threads()} threads)"),
+        ("numpy", numpy.__version__),
     ]
     for key, value in rows:
         table.add_row(key, value)
@@ -210,8 +230,11 @@ def teacher(
 def _print_teacher_report(report: Any) -> None:
     r, lat = report.retrieval, report.latency
     table = _table(f"teacher: {report.spec_summary}", ("measure", "value"))
-    parity = "n/a (transformers not installed)" if report.max_abs_diff_vs_transformers is None \
+    parity = (
+        "n/a (transformers not installed)"
+        if report.max_abs_diff_vs_transformers is None
         else f"{report.max_abs_diff_vs_transformers:.2e}"
+    )
     rows = [
         ("parameters", f"{report.params / 1e6:.2f} M"),
         (f"GFLOPs at {report.seq_len} tokens", f"{report.gflops:.2f}"),
@@ -220,17 +243,28 @@ def _print_teacher_report(report: Any) -> None:
         ("  mean reciprocal rank", f"{r.mrr:.3f}"),
         ("  word-overlap baseline top-1", f"{100 * r.overlap_top1:.1f} %"),
         ("  chance top-1", f"{100 * r.chance_top1:.1f} %"),
-        (f"PyTorch eager latency, batch 1, seq {report.seq_len}, {report.threads} threads "
-         "(peers in alternating rounds)", f"{lat.median_ms:.2f} ms median, {lat.p90_ms:.2f} ms p90 ({lat.runs} runs)"),
+        (
+            f"PyTorch eager latency, batch 1, seq {report.seq_len}, {report.threads} threads "
+            "(peers in alternating rounds)",
+            f"{lat.median_ms:.2f} ms median, {lat.p90_ms:.2f} ms p90 ({lat.runs} runs)",
+        ),
     ]
     for precision, result in report.compiled.items():
-        rows += [(f"canao compiled {precision} ({report.compiled_simd}), same conditions",
-                  f"{result.latency.median_ms:.2f} ms median, {result.latency.p90_ms:.2f} ms p90"),
-                 ("  speed-up vs eager", f"{lat.median_ms / result.latency.median_ms:.2f}x"),
-                 (f"  max |compiled {precision} - PyTorch|", f"{result.max_abs_diff:.2e}")]
+        rows += [
+            (
+                f"canao compiled {precision} ({report.compiled_simd}), same conditions",
+                f"{result.latency.median_ms:.2f} ms median, {result.latency.p90_ms:.2f} ms p90",
+            ),
+            ("  speed-up vs eager", f"{lat.median_ms / result.latency.median_ms:.2f}x"),
+            (f"  max |compiled {precision} - PyTorch|", f"{result.max_abs_diff:.2e}"),
+        ]
         if result.retrieval is not None:
-            rows.append((f"  retrieval top-1 / MRR with the {precision} build",
-                         f"{100 * result.retrieval.top1:.1f} % / {result.retrieval.mrr:.3f}"))
+            rows.append(
+                (
+                    f"  retrieval top-1 / MRR with the {precision} build",
+                    f"{100 * result.retrieval.top1:.1f} % / {result.retrieval.mrr:.3f}",
+                )
+            )
     rows.append(("machine", f"{report.machine.cpu_model} ({report.machine.simd_level})"))
     for key, value in rows:
         table.add_row(key, value)
@@ -238,12 +272,14 @@ def _print_teacher_report(report: Any) -> None:
 
 
 # ------------------------------------------------------------------ compiler
-def _build_options(simd: Simd, precision: Precision, threads: int, tune_budget_s: float = 0.0,
-                   tune_seq_len: int = 128) -> Any:
+def _build_options(
+    simd: Simd, precision: Precision, threads: int, tune_budget_s: float = 0.0, tune_seq_len: int = 128
+) -> Any:
     from canao.compiler.build import BuildOptions
 
-    return BuildOptions(simd=simd.value, precision=precision, threads=threads, tune_budget_s=tune_budget_s,
-                        tune_seq_len=tune_seq_len)
+    return BuildOptions(
+        simd=simd.value, precision=precision, threads=threads, tune_budget_s=tune_budget_s, tune_seq_len=tune_seq_len
+    )
 
 
 @command("compile")
@@ -273,8 +309,10 @@ def compile_cmd(
 
 
 def _print_explain(rows: Any) -> None:
-    table = _table("compiler passes (memory at max positions)",
-                   ("stage", "ops", "intermediate tensors", "activation MB (one buffer each)", "planned peak MB"))
+    table = _table(
+        "compiler passes (memory at max positions)",
+        ("stage", "ops", "intermediate tensors", "activation MB (one buffer each)", "planned peak MB"),
+    )
     for r in rows:
         peak = "" if r.planned_peak_bytes is None else f"{r.planned_peak_bytes / 2**20:.2f}"
         table.add_row(r.stage, str(r.ops), str(r.intermediates), f"{r.activation_bytes / 2**20:.2f}", peak)
@@ -314,13 +352,21 @@ def bench(
     result = bench_artifact(art, seq_len=seq_len, runs=runs, threads=threads)
     machine = describe_machine()
     note = "" if result.seq_len == seq_len else f" (asked {seq_len}: the model takes at most {result.seq_len})"
-    table = _table(f"{art.model.spec.describe()} | seq {result.seq_len}{note} | batch 1 | {threads} threads | "
-                   f"{machine.cpu_model} ({art.model.simd})",
-                   ("runtime", "median ms", "p90 ms", "IQR ms", "speed-up vs eager", "max |diff| vs eager"))
+    table = _table(
+        f"{art.model.spec.describe()} | seq {result.seq_len}{note} | batch 1 | {threads} threads | "
+        f"{machine.cpu_model} ({art.model.simd})",
+        ("runtime", "median ms", "p90 ms", "IQR ms", "speed-up vs eager", "max |diff| vs eager"),
+    )
     base = result.rows[0].stats.median_ms
     for r in result.rows:
-        table.add_row(r.runtime, f"{r.stats.median_ms:.3f}", f"{r.stats.p90_ms:.3f}", f"{r.stats.iqr_ms:.3f}",
-                      f"{base / r.stats.median_ms:.2f}x", f"{r.max_abs_diff:.2e}")
+        table.add_row(
+            r.runtime,
+            f"{r.stats.median_ms:.3f}",
+            f"{r.stats.p90_ms:.3f}",
+            f"{r.stats.iqr_ms:.3f}",
+            f"{base / r.stats.median_ms:.2f}x",
+            f"{r.max_abs_diff:.2e}",
+        )
     console.print(table)
 
 
@@ -339,11 +385,19 @@ def tune(
     with progress_reporter("tuning GEMM shapes") as update:
         build_path, built = retune_artifact(artifact, options, progress=update)
     device = device_key(built.options.simd, threads)
-    table = _table(f"GEMM tuning on {device} (seq {tune_seq_len}); {built.shapes_measured} new shape(s) measured",
-                   ("shape", "MR", "KC", "ms", "GFLOP/s", "variants timed"))
+    table = _table(
+        f"GEMM tuning on {device} (seq {tune_seq_len}); {built.shapes_measured} new shape(s) measured",
+        ("shape", "MR", "KC", "ms", "GFLOP/s", "variants timed"),
+    )
     for key, entry in sorted(TuningDatabase.load().entries.get(device, {}).items()):
-        table.add_row(key, str(entry["mr"]), str(entry["kc"]), f"{entry['ms']:.3f}", f"{entry['gflops']:.1f}",
-                      str(len(entry["candidates"])))
+        table.add_row(
+            key,
+            str(entry["mr"]),
+            str(entry["kc"]),
+            f"{entry['ms']:.3f}",
+            f"{entry['gflops']:.1f}",
+            str(len(entry["candidates"])),
+        )
     console.print(table)
     tuned = sum(1 for n in built.graph.nodes if n.op == "gemm" and n.attr("mr", None) is not None)
     console.print(f"rebuilt {build_path} with {tuned} tuned GEMMs")
@@ -360,21 +414,26 @@ def profile(
     reps: int = typer.Option(30, min=5, max=100_000, help="Timed runs per block."),
     simd: Optional[Simd] = typer.Option(None, help="Target SIMD level for a remote template (e.g. neon)."),
     compiler: Optional[str] = typer.Option(None, help="C (cross) compiler for the target."),
-    precision: Precision = typer.Option(Precision.FP32, help="Matrix-product precision the blocks are compiled "
-                                        "with (a profile predicts models compiled the same way)."),
+    precision: Precision = typer.Option(
+        Precision.FP32,
+        help="Matrix-product precision the blocks are compiled with (a profile predicts models compiled the same way).",
+    ),
 ) -> None:
     """Profile the compiled building blocks of a search space on a device (resumable)."""
     from canao.latency.device import make_executor
     from canao.latency.profile import ProfileConfig, expected_jobs, parse_seq_lens, profile_device
     from canao.search.space import load_space
 
-    config = ProfileConfig(load_space(space), seq_lens=parse_seq_lens(seq_lens), threads=threads, reps=reps,
-                           precision=precision.value)
+    config = ProfileConfig(
+        load_space(space), seq_lens=parse_seq_lens(seq_lens), threads=threads, reps=reps, precision=precision.value
+    )
     executor = make_executor(device, simd=simd.value if simd else None, compiler=compiler)
     with progress_reporter("profiling blocks", total=expected_jobs(config)) as update:
         result = profile_device(config, executor, out, lambda key, done, total: update(done, total, None, key[:40]))
-    console.print(f"profiled {len(result.blocks)} blocks and {len(result.calibration)} whole models on "
-                  f"{result.device_description}; wrote {out}")
+    console.print(
+        f"profiled {len(result.blocks)} blocks and {len(result.calibration)} whole models on "
+        f"{result.device_description}; wrote {out}"
+    )
 
 
 @command()
@@ -391,22 +450,45 @@ def latency(
 
     result = predict_and_measure(read_arch(arch), profile_path, seq_len, measure=measure, threads=threads)
     console.print(result.spec.describe())
-    console.print(f"predicted: {result.predicted_ms:.3f} ms (seq {seq_len}, {result.precision}; "
-                  f"prediction took {result.predict_us:.0f} us)")
+    console.print(
+        f"predicted: {result.predicted_ms:.3f} ms (seq {seq_len}, {result.precision}; "
+        f"prediction took {result.predict_us:.0f} us)"
+    )
     if result.measured is not None:
         m = result.measured
         error = 100 * (result.predicted_ms - m.median_ms) / m.median_ms
-        console.print(f"measured:  {m.median_ms:.3f} ms median (p10 {m.p10_ms:.3f}, p90 {m.p90_ms:.3f}); "
-                      f"error {error:+.1f}%")
+        console.print(
+            f"measured:  {m.median_ms:.3f} ms median (p10 {m.p10_ms:.3f}, p90 {m.p90_ms:.3f}); error {error:+.1f}%"
+        )
 
 
 # ------------------------------------------------------------------ training
-def _train_config(task: str, out: Path, epochs: float, batch_size: int, grad_accum: int, lr: float,
-                  max_length: int, max_steps: Optional[int], seed: int, save_every_s: float) -> Any:
+def _train_config(
+    task: str,
+    out: Path,
+    epochs: float,
+    batch_size: int,
+    grad_accum: int,
+    lr: float,
+    max_length: int,
+    max_steps: Optional[int],
+    seed: int,
+    save_every_s: float,
+) -> Any:
     from canao.train.finetune import FinetuneConfig
 
-    return FinetuneConfig(task=task, output_dir=out, epochs=epochs, batch_size=batch_size, grad_accum=grad_accum,
-                          lr=lr, max_length=max_length, max_steps=max_steps, seed=seed, save_every_s=save_every_s)
+    return FinetuneConfig(
+        task=task,
+        output_dir=out,
+        epochs=epochs,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        lr=lr,
+        max_length=max_length,
+        max_steps=max_steps,
+        seed=seed,
+        save_every_s=save_every_s,
+    )
 
 
 TASK_HELP = "sst2, mrpc, qnli, squad or lm."
@@ -420,9 +502,13 @@ def finetune(
     train: Optional[Path] = typer.Option(None, help="Training file in the task's standard format."),
     dev: Optional[Path] = typer.Option(None, help="Evaluation file (optional)."),
     out: Path = typer.Option(Path("finetuned"), help="Run directory (checkpoint, model/, metrics.json); resumed."),
-    epochs: float = typer.Option(3.0), batch_size: int = typer.Option(32, min=1), grad_accum: int = typer.Option(1, min=1),
-    lr: float = typer.Option(5e-5), max_length: int = typer.Option(128, min=8),
-    max_steps: Optional[int] = typer.Option(None, min=1), seed: int = typer.Option(0),
+    epochs: float = typer.Option(3.0),
+    batch_size: int = typer.Option(32, min=1),
+    grad_accum: int = typer.Option(1, min=1),
+    lr: float = typer.Option(5e-5),
+    max_length: int = typer.Option(128, min=8),
+    max_steps: Optional[int] = typer.Option(None, min=1),
+    seed: int = typer.Option(0),
     save_every_s: float = typer.Option(300.0, min=1.0, help=SAVE_HELP),
 ) -> None:
     """Fine-tune a checkpoint on a task (AdamW, warm-up/decay, checkpoints, resume)."""
@@ -433,7 +519,9 @@ def finetune(
     config = _train_config(task, out, epochs, batch_size, grad_accum, lr, max_length, max_steps, seed, save_every_s)
     with progress_reporter(f"fine-tuning {task}", loss=True) as update:
         result = run(config, model, train, dev, progress=lambda step, total, loss: update(step, total, loss))
-    console.print(f"{result.steps} steps, final loss {result.final_loss:.4f}; dev {result.metrics}; model in {out / 'model'}")
+    console.print(
+        f"{result.steps} steps, final loss {result.final_loss:.4f}; dev {result.metrics}; model in {out / 'model'}"
+    )
 
 
 @command()
@@ -441,12 +529,18 @@ def distill(
     task: str = typer.Option(..., help=TASK_HELP),
     teacher: Path = typer.Option(..., help="Teacher fine-tuned on the task."),
     arch: Path = typer.Option(..., help="Student ArchSpec JSON."),
-    train: Optional[Path] = typer.Option(None), dev: Optional[Path] = typer.Option(None),
+    train: Optional[Path] = typer.Option(None),
+    dev: Optional[Path] = typer.Option(None),
     out: Path = typer.Option(Path("distilled")),
-    epochs: float = typer.Option(3.0), batch_size: int = typer.Option(32, min=1), grad_accum: int = typer.Option(1, min=1),
-    lr: float = typer.Option(1e-4), max_length: int = typer.Option(128, min=8),
-    max_steps: Optional[int] = typer.Option(None, min=1), seed: int = typer.Option(0),
-    temperature: float = typer.Option(2.0), save_every_s: float = typer.Option(300.0, min=1.0, help=SAVE_HELP),
+    epochs: float = typer.Option(3.0),
+    batch_size: int = typer.Option(32, min=1),
+    grad_accum: int = typer.Option(1, min=1),
+    lr: float = typer.Option(1e-4),
+    max_length: int = typer.Option(128, min=8),
+    max_steps: Optional[int] = typer.Option(None, min=1),
+    seed: int = typer.Option(0),
+    temperature: float = typer.Option(2.0),
+    save_every_s: float = typer.Option(300.0, min=1.0, help=SAVE_HELP),
 ) -> None:
     """Distill a student architecture from a fine-tuned teacher (logits, hidden states, attention)."""
     from canao.arch import read_arch
@@ -456,11 +550,15 @@ def distill(
 
     train, dev = task_files(task, train, dev)
     spec = read_arch(arch)
-    config = DistillConfig(_train_config(task, out, epochs, batch_size, grad_accum, lr, max_length, max_steps, seed,
-                                         save_every_s), temperature=temperature)
+    config = DistillConfig(
+        _train_config(task, out, epochs, batch_size, grad_accum, lr, max_length, max_steps, seed, save_every_s),
+        temperature=temperature,
+    )
     with progress_reporter(f"distilling {spec.describe()}", loss=True) as update:
         result = run(config, teacher, spec, train, dev, progress=lambda step, total, loss: update(step, total, loss))
-    console.print(f"{result.steps} steps, final loss {result.final_loss:.4f}; dev {result.metrics}; student in {out / 'model'}")
+    console.print(
+        f"{result.steps} steps, final loss {result.final_loss:.4f}; dev {result.metrics}; student in {out / 'model'}"
+    )
 
 
 @command()
@@ -469,7 +567,8 @@ def evaluate(
     task: str = typer.Option(..., help=TASK_HELP),
     data: Path = typer.Option(..., help="Evaluation file in the task's standard format."),
     predictions: Optional[Path] = typer.Option(None, help="Write predictions here (SQuAD: {id: answer})."),
-    max_length: int = typer.Option(384, min=8), squad_v2: bool = typer.Option(False, help="SQuAD v2.0 no-answer scoring."),
+    max_length: int = typer.Option(384, min=8),
+    squad_v2: bool = typer.Option(False, help="SQuAD v2.0 no-answer scoring."),
     runtime: Runtime = typer.Option(Runtime.pytorch, help="pytorch, or compiled (compile for this CPU, score it)."),
     precision: Precision = typer.Option(Precision.FP32, help="Precision of the compiled runtime. " + PRECISION_HELP),
 ) -> None:
@@ -477,8 +576,9 @@ def evaluate(
     from canao.storage import write_json_atomically
     from canao.train.evaluate import evaluate_checkpoint
 
-    metrics, preds = evaluate_checkpoint(model, task, data, max_length=max_length, version_2=squad_v2,
-                                         runtime=runtime.value, precision=precision)
+    metrics, preds = evaluate_checkpoint(
+        model, task, data, max_length=max_length, version_2=squad_v2, runtime=runtime.value, precision=precision
+    )
     console.print(json.dumps(metrics, indent=2))
     if predictions is not None and preds is not None:
         write_json_atomically(predictions, preds)
@@ -490,25 +590,38 @@ def train_lm(
     data: Optional[Path] = typer.Option(None, help="UTF-8 text corpus (default: bundled tinyshakespeare sample)."),
     out: Path = typer.Option(Path("lm"), help="Run directory (checkpoint, model/, metrics.json); resumed."),
     preset: str = typer.Option("tiny", help="Decoder size: tiny or small."),
-    max_steps: int = typer.Option(2000, min=1), batch_size: int = typer.Option(16, min=1),
-    lr: float = typer.Option(1e-3), seed: int = typer.Option(0),
+    max_steps: int = typer.Option(2000, min=1),
+    batch_size: int = typer.Option(16, min=1),
+    lr: float = typer.Option(1e-3),
+    seed: int = typer.Option(0),
 ) -> None:
     """Train a byte-level BPE tokenizer and a small GPT-2-style decoder from scratch on a text corpus."""
     from canao.data.bundled import bundled_text_sample
     from canao.train.lm import train_language_model
 
     with progress_reporter(f"training the {preset} decoder", loss=True) as update:
-        result = train_language_model(data or bundled_text_sample(), out, preset=preset, max_steps=max_steps,
-                                      batch_size=batch_size, lr=lr, seed=seed,
-                                      progress=lambda step, total, loss: update(step, total, loss))
-    console.print(f"{result.steps} steps; validation perplexity {result.metrics.get('perplexity', float('nan')):.2f} "
-                  f"(unigram baseline {result.metrics.get('unigram_perplexity', float('nan')):.2f}); "
-                  f"model in {out / 'model'}")
+        result = train_language_model(
+            data or bundled_text_sample(),
+            out,
+            preset=preset,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            progress=lambda step, total, loss: update(step, total, loss),
+        )
+    console.print(
+        f"{result.steps} steps; validation perplexity {result.metrics.get('perplexity', float('nan')):.2f} "
+        f"(unigram baseline {result.metrics.get('unigram_perplexity', float('nan')):.2f}); "
+        f"model in {out / 'model'}"
+    )
 
 
 @command("arch")
-def arch_cmd(arch: Path = typer.Option(..., help="ArchSpec JSON file."),
-             seq_len: int = typer.Option(128, min=1, max=65536, help="Sequence length for FLOPs.")) -> None:
+def arch_cmd(
+    arch: Path = typer.Option(..., help="ArchSpec JSON file."),
+    seq_len: int = typer.Option(128, min=1, max=65536, help="Sequence length for FLOPs."),
+) -> None:
     """Validate an ArchSpec JSON file and print its size."""
     from canao.arch import read_arch
 
@@ -523,4 +636,4 @@ def run() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run())
+    run()

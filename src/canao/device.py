@@ -59,18 +59,43 @@ _AVX512_FLAGS = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq"})
 _AVX512_CC = ("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma", "-mf16c")
 
 # Narrowest first: on a CPU, the widest level whose flags it has is the default.
-SIMD_LEVELS: dict[str, SimdLevel] = {level.name: level for level in (
-    SimdLevel("scalar", "any", frozenset(), (), 4, (4, 6)),
-    SimdLevel("neon", "aarch64", frozenset(), (), 4, (4, 6, 8)),  # NEON is part of the aarch64 baseline
-    SimdLevel("avx2", "x86_64", frozenset({"avx2", "fma"}), ("-mavx2", "-mfma", "-mf16c"), 8, (4, 6)),
-    SimdLevel("avx512", "x86_64", _AVX512_FLAGS, _AVX512_CC, 16, (4, 6, 8, 12)),
-    # AVX-512 plus the bf16 and int8 (VNNI) dot products: bf16 and int8 GEMMs run natively
-    SimdLevel("avx512bf16", "x86_64", _AVX512_FLAGS | {"avx512_bf16", "avx512_vnni"},
-              (*_AVX512_CC, "-mavx512bf16", "-mavx512vnni"), 16, (4, 6, 8, 12)),
-)}
+SIMD_LEVELS: dict[str, SimdLevel] = {
+    level.name: level
+    for level in (
+        SimdLevel("scalar", "any", frozenset(), (), 4, (4, 6)),
+        SimdLevel("neon", "aarch64", frozenset(), (), 4, (4, 6, 8)),  # NEON is part of the aarch64 baseline
+        SimdLevel("avx2", "x86_64", frozenset({"avx2", "fma"}), ("-mavx2", "-mfma", "-mf16c"), 8, (4, 6)),
+        SimdLevel("avx512", "x86_64", _AVX512_FLAGS, _AVX512_CC, 16, (4, 6, 8, 12)),
+        # AVX-512 plus the bf16 and int8 (VNNI) dot products: bf16 and int8 GEMMs run natively
+        SimdLevel(
+            "avx512bf16",
+            "x86_64",
+            _AVX512_FLAGS | {"avx512_bf16", "avx512_vnni"},
+            (*_AVX512_CC, "-mavx512bf16", "-mavx512vnni"),
+            16,
+            (4, 6, 8, 12),
+        ),
+    )
+}
 
-_INTERESTING_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512dq",
-                      "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "asimd", "asimddp", "sve")
+_INTERESTING_FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512dq",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "asimd",
+    "asimddp",
+    "sve",
+)
 
 
 def simd_level(name: str) -> SimdLevel:

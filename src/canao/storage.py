@@ -32,6 +32,21 @@ class ExistingDirectoryError(CanaoError, FileExistsError):
     """The output directory exists and holds files this tool did not write."""
 
 
+def read_user_text(path: Path | str, what: str, error: type[Exception], encoding: str = "utf-8") -> str:
+    """A text file a user named, or `error` with a one-line message naming the file and what is wrong."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding=encoding)
+    except FileNotFoundError:
+        raise error(f"{path}: file not found; pass {what}.") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a directory; pass {what}.") from None
+    except UnicodeDecodeError as err:
+        raise error(f"{path}: is not UTF-8 text ({err.reason} at byte {err.start}); pass {what}.") from None
+    except OSError as err:
+        raise error(f"{path}: cannot be read ({err.strerror or err}).") from None
+
+
 def write_json_atomically(path: Path, data: Any, indent: int = 1) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -88,10 +103,15 @@ def prepare_target(path: Path, *, is_ours: Callable[[Path], Optional[list[Path]]
         foreign = is_ours(path)
         if foreign == []:
             return
-    what = "is not a directory canao wrote" if foreign is None else \
-        f"holds files canao did not write ({', '.join(p.name for p in foreign[:5])})"
+    what = (
+        "is not a directory canao wrote"
+        if foreign is None
+        else f"holds files canao did not write ({', '.join(p.name for p in foreign[:5])})"
+    )
     if not force:
-        raise ExistingDirectoryError(f"{path} {what}; choose another output path, or pass --force to move it "
-                                     "aside (it is renamed, never deleted).")
+        raise ExistingDirectoryError(
+            f"{path} {what}; choose another output path, or pass --force to move it "
+            "aside (it is renamed, never deleted)."
+        )
     aside = set_aside(path)
     logging.getLogger(__name__).warning("%s %s; moved it to %s.", path, what, aside)

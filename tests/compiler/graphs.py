@@ -29,8 +29,11 @@ def encoder_inputs(t: int = 7, vocab: int = 61, seed: int = 1) -> dict[str, np.n
     rng = np.random.default_rng(seed)
     mask = np.zeros(t, np.float32)
     mask[-2:] = np.finfo(np.float32).min  # two padded keys
-    return {"input_ids": rng.integers(0, vocab, t).astype(np.int32),
-            "token_type_ids": rng.integers(0, 2, t).astype(np.int32), "mask": mask}
+    return {
+        "input_ids": rng.integers(0, vocab, t).astype(np.int32),
+        "token_type_ids": rng.integers(0, 2, t).astype(np.int32),
+        "mask": mask,
+    }
 
 
 def run_decoder_twice(graph: Graph, ids: np.ndarray, split: int) -> np.ndarray:

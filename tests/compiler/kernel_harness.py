@@ -41,8 +41,13 @@ def kernels_with(source: str, simd: str) -> ctypes.CDLL:
     return ctypes.CDLL(str(build_shared_library(PRELUDE + KERNELS_H.read_text() + source, simd=simd)))
 
 
-def check_gemm_kernel(simd: str, kernel: str, pack: Callable[[np.ndarray, int], np.ndarray],
-                      expected: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray], tol: float) -> None:
+def check_gemm_kernel(
+    simd: str,
+    kernel: str,
+    pack: Callable[[np.ndarray, int], np.ndarray],
+    expected: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+    tol: float,
+) -> None:
     """Run `kernel` (a gemm_packed_* with a bias epilogue) for every tile height and K block on shapes with odd
     K, N off the panel width and M off every tile height; compare with expected(a, w, packed) + bias."""
     lib = kernels_with(_GEMM % kernel, simd)
@@ -57,6 +62,18 @@ def check_gemm_kernel(simd: str, kernel: str, pack: Callable[[np.ndarray, int], 
         for mr in (4, 6, 8, 12):
             for kc in (0, 7, 64):
                 c = np.full((m, n), np.nan, np.float32)
-                assert lib.run_gemm(ptr(a.ctypes.data), ptr(packed.ctypes.data), ptr(bias.ctypes.data),
-                                    ptr(c.ctypes.data), m, n, k, mr, kc) == 0
+                assert (
+                    lib.run_gemm(
+                        ptr(a.ctypes.data),
+                        ptr(packed.ctypes.data),
+                        ptr(bias.ctypes.data),
+                        ptr(c.ctypes.data),
+                        m,
+                        n,
+                        k,
+                        mr,
+                        kc,
+                    )
+                    == 0
+                )
                 assert np.abs(c - want).max() < tol * (1 + np.abs(want).max()), (m, n, k, mr, kc)

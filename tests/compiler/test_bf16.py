@@ -11,16 +11,16 @@ import pytest
 import torch
 
 from canao.compiler.artifact import load_artifact, write_artifact
+from canao.compiler.build import BuildOptions, build
 from canao.compiler.codegen.c import generate_c, weight_blob
 from canao.compiler.layout import pack_panels_bf16, round_to_bf16
-from canao.compiler.build import BuildOptions, build
 from canao.compiler.lower import lower_model
 from canao.compiler.passes.pipeline import run_pipeline
 from canao.compiler.reference import run_reference
 from canao.compiler.runtime import CompiledModel, NativeLibrary
 from canao.compiler.toolchain import build_shared_library
-from canao.device import host_simd, simd_level
 from canao.compiler.tune import TuningDatabase, apply_tuning, gemm_shape, shape_key, tune_gemms
+from canao.device import host_simd, simd_level
 from canao.errors import CanaoError
 from canao.models import load_teacher
 from tests.compiler.graphs import DEC, ENC, encoder_inputs, run_decoder_twice, torch_model
@@ -34,9 +34,13 @@ TOL = 5e-3
 @pytest.mark.parametrize("simd", LEVELS)
 def test_kernel_is_exact_on_rounded_operands(simd):
     """One bf16 GEMM = the float64 product of the bf16-rounded operands, to fp32 accumulation error."""
-    check_gemm_kernel(simd, "gemm_packed_bf16", pack_panels_bf16,
-                      lambda a, w, _: round_to_bf16(a).astype(np.float64) @ round_to_bf16(w).astype(np.float64).T,
-                      tol=1e-6)
+    check_gemm_kernel(
+        simd,
+        "gemm_packed_bf16",
+        pack_panels_bf16,
+        lambda a, w, _: round_to_bf16(a).astype(np.float64) @ round_to_bf16(w).astype(np.float64).T,
+        tol=1e-6,
+    )
 
 
 def _runnable_levels() -> list[str]:
@@ -75,11 +79,14 @@ def test_every_variant_matches_reference():
     want = run_reference(graph, x)[graph.outputs[0]]  # the last hidden states
     for mr in (4, 6, 8, 12):
         for kc in (0, 7, 8):
-            choices = {shape_key(*gemm_shape(graph, n, 13)): {"mr": mr, "kc": kc} for n in graph.nodes if n.op == "gemm"}
+            choices = {
+                shape_key(*gemm_shape(graph, n, 13)): {"mr": mr, "kc": kc} for n in graph.nodes if n.op == "gemm"
+            }
             tuned = apply_tuning(graph, choices, 13)
             lib = NativeLibrary.load(build_shared_library(generate_c(tuned), simd=simd))
-            got = CompiledModel(tuned, weight_blob(tuned), lib, simd=simd).run(x["input_ids"], (x["mask"] == 0).astype(int),
-                                                                    x["token_type_ids"])["last_hidden_state"][0]
+            got = CompiledModel(tuned, weight_blob(tuned), lib, simd=simd).run(
+                x["input_ids"], (x["mask"] == 0).astype(int), x["token_type_ids"]
+            )["last_hidden_state"][0]
             assert np.abs(got - want).max() < TOL, (mr, kc)
 
 
@@ -99,7 +106,7 @@ def test_minilm_stays_within_bf16_accuracy_of_pytorch_fp32():
 def test_artifact_keeps_bf16_through_a_rebuild(tmp_path):
     model = torch_model(ENC, "backbone")
     weights = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-    path = write_artifact(tmp_path / "art", ENC, weights, task="backbone", precision="bf16")
+    path = write_artifact(tmp_path / "art", ENC, weights, task="backbone", options=BuildOptions(precision="bf16"))
     assert json.loads((path / "task.json").read_text())["precision"] == "bf16"
     build = next((path / "compiled").iterdir())
     assert json.loads((build / "tuning.json").read_text())["precision"] == "bf16"
@@ -110,7 +117,7 @@ def test_artifact_keeps_bf16_through_a_rebuild(tmp_path):
     ids = np.arange(10) % ENC.vocab_size
     assert np.abs(first.run(ids)["last_hidden_state"] - other.run(ids)["last_hidden_state"]).max() < TOL
     with pytest.raises(CanaoError, match="precision"):
-        write_artifact(tmp_path / "bad", ENC, weights, task="backbone", precision="fp8")
+        write_artifact(tmp_path / "bad", ENC, weights, task="backbone", options=BuildOptions(precision="fp8"))
 
 
 def test_tuning_keeps_bf16_shapes_apart(tmp_path):

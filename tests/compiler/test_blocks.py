@@ -29,8 +29,17 @@ def test_encoder_blocks_compose():
 def test_decoder_blocks_compose():
     model = torch_model(DEC, "lm")
     ids = np.array([3, 9, 27, 4], np.int32)
-    want = run_reference(lower_model(model), {"input_ids": ids, **{
-        f"cache_{kv}{i}": np.zeros((24, layer.attn_width), np.float32) for i, layer in enumerate(DEC.layers) for kv in "kv"}})
+    want = run_reference(
+        lower_model(model),
+        {
+            "input_ids": ids,
+            **{
+                f"cache_{kv}{i}": np.zeros((24, layer.attn_width), np.float32)
+                for i, layer in enumerate(DEC.layers)
+                for kv in "kv"
+            },
+        },
+    )
     w = _weights(model)
     (h,) = run_reference(lower_block(DEC, w, "embed"), {"input_ids": ids}).values()
     for i, layer in enumerate(DEC.layers):

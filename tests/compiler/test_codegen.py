@@ -39,8 +39,11 @@ def _final(spec, task, simd, precision="fp32"):
 def test_compiles_without_warnings(tmp_path, simd, spec, task, precision):
     src = tmp_path / "model.c"
     src.write_text(generate_c(_final(spec, task, simd, precision)))
-    proc = subprocess.run(["cc", *compile_flags(simd), "-Werror", "-c", str(src), "-o", str(tmp_path / "m.o")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["cc", *compile_flags(simd), "-Werror", "-c", str(src), "-o", str(tmp_path / "m.o")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -51,8 +54,11 @@ def _calls_for(spec):
         return [(x["input_ids"], x["token_type_ids"], x["mask"], 0)]
     ids = rng.integers(0, spec.vocab_size, 8).astype(np.int32)
     zeros = np.zeros(8, np.int32)
-    return [(ids[:5], zeros[:5], zeros[:5].astype(np.float32), 0), (ids[5:6], zeros[:1], zeros[:1].astype(np.float32), 5),
-            (ids[6:], zeros[:2], zeros[:2].astype(np.float32), 6)]
+    return [
+        (ids[:5], zeros[:5], zeros[:5].astype(np.float32), 0),
+        (ids[5:6], zeros[:1], zeros[:1].astype(np.float32), 5),
+        (ids[6:], zeros[:2], zeros[:2].astype(np.float32), 6),
+    ]
 
 
 def _expected(graph, calls):
@@ -71,14 +77,21 @@ def _expected(graph, calls):
 def _run_runner(tmp_path, graph, calls, compile_cmd, run_prefix, env=None):
     (tmp_path / "model.c").write_text(generate_c(graph))
     exe = tmp_path / "runner"
-    proc = subprocess.run([*compile_cmd, "-I", str(CODEGEN_DIR), str(tmp_path / "model.c"), str(RUNNER_MAIN), "-o", str(exe),
-                           "-lm"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [*compile_cmd, "-I", str(CODEGEN_DIR), str(tmp_path / "model.c"), str(RUNNER_MAIN), "-o", str(exe), "-lm"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     weight_blob(graph).tofile(tmp_path / "w.bin")
     write_calls(tmp_path / "calls.bin", calls)
-    proc = subprocess.run([*run_prefix, str(exe), str(tmp_path / "w.bin"), str(tmp_path / "calls.bin"),
-                           str(tmp_path / "out.bin")], capture_output=True, text=True, env={**os.environ, **(env or {})},
-                          timeout=300)
+    proc = subprocess.run(
+        [*run_prefix, str(exe), str(tmp_path / "w.bin"), str(tmp_path / "calls.bin"), str(tmp_path / "out.bin")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return read_outputs(tmp_path / "out.bin", graph, calls), proc.stderr
 
@@ -90,8 +103,15 @@ def test_clean_under_address_and_undefined_behaviour_sanitizers(tmp_path, spec, 
     graph = _final(spec, task, simd, precision)
     calls = _calls_for(spec)
     flags = [f for f in compile_flags(simd) if f not in ("-O3", "-fPIC")]
-    cmd = ["cc", *flags, "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-           "-fno-omit-frame-pointer"]
+    cmd = [
+        "cc",
+        *flags,
+        "-O1",
+        "-g",
+        "-fsanitize=address,undefined",
+        "-fno-sanitize-recover=all",
+        "-fno-omit-frame-pointer",
+    ]
     got, stderr = _run_runner(tmp_path, graph, calls, cmd, [], env={"ASAN_OPTIONS": "detect_leaks=1"})
     assert "runtime error" not in stderr and "ERROR: AddressSanitizer" not in stderr
     for g, want in zip(got, _expected(graph, calls)):
@@ -99,11 +119,22 @@ def test_clean_under_address_and_undefined_behaviour_sanitizers(tmp_path, spec, 
             assert _close(g[name], want[name], precision)
 
 
-@pytest.mark.skipif(shutil.which(CROSS_CC) is None or shutil.which(QEMU) is None,
-                    reason="needs gcc-aarch64-linux-gnu and qemu-user (installed by .ci/run)")
-@pytest.mark.parametrize("spec,task,precision", [(ENC, "backbone", "fp32"), (ENC, "qa", "fp32"), (DEC, "lm", "fp32"),
-                                                 (ENC, "backbone", "bf16"), (DEC, "lm", "bf16"),
-                                                 (ENC, "qa", "int8"), (DEC, "lm", "int8")])
+@pytest.mark.skipif(
+    shutil.which(CROSS_CC) is None or shutil.which(QEMU) is None,
+    reason="needs gcc-aarch64-linux-gnu and qemu-user (installed by .ci/run)",
+)
+@pytest.mark.parametrize(
+    "spec,task,precision",
+    [
+        (ENC, "backbone", "fp32"),
+        (ENC, "qa", "fp32"),
+        (DEC, "lm", "fp32"),
+        (ENC, "backbone", "bf16"),
+        (DEC, "lm", "bf16"),
+        (ENC, "qa", "int8"),
+        (DEC, "lm", "int8"),
+    ],
+)
 def test_neon_path_under_qemu(tmp_path, spec, task, precision):
     graph = _final(spec, task, "neon", precision)
     calls = _calls_for(spec)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from canao.compiler.build import BuildOptions, build
+from canao.compiler.build import build
 from canao.compiler.lower import lower_model
 from canao.compiler.runtime import CompiledModel, InputError
 from tests.compiler.graphs import DEC, ENC, torch_model
@@ -21,17 +21,22 @@ def decoder() -> CompiledModel:
     return build(lower_model(torch_model(DEC, "lm"))).load()
 
 
-@pytest.mark.parametrize("ids,message", [
-    (np.zeros((2, 3, 4), dtype=np.int64), "shape"),
-    (np.array([1.0, 2.0]), "must hold integers"),
-    (np.array(["a", "b"]), "must hold integers"),
-    (np.array([], dtype=np.int64), "empty"),
-    (np.zeros((0, 5), dtype=np.int64), "empty"),
-    (np.array([3, -1, 4]), "outside \\[0, 61\\)"),
-    (np.array([3, 61]), "outside \\[0, 61\\)"),
-    (np.array([2**40]), "outside"),
-    (np.zeros(25, dtype=np.int64), "at most 24"),
-])
+@pytest.mark.parametrize(
+    "ids,message",
+    [
+        (np.zeros((2, 3, 4), dtype=np.int64), "shape"),
+        (np.array([1.0, 2.0]), "must hold integers"),
+        (np.array(["a", "b"]), "must hold integers"),
+        (np.array([], dtype=np.int64), "empty"),
+        (np.zeros((0, 5), dtype=np.int64), "empty"),
+        (np.array([3, -1, 4]), "outside \\[0, 61\\)"),
+        (np.array([3, 61]), "outside \\[0, 61\\)"),
+        (np.array([2**40]), "outside"),
+        (np.zeros(25, dtype=np.int64), "at most 24"),
+        (np.array([1, 2], dtype="timedelta64[s]"), "must hold integers"),  # numpy calls timedelta64 an integer
+        (np.array(["2026-12-01"], dtype="datetime64[D]"), "must hold integers"),
+    ],
+)
 def test_bad_ids(encoder, ids, message):
     with pytest.raises(InputError, match=message):
         encoder.run(ids)
@@ -55,6 +60,16 @@ def test_native_checks_are_a_second_line(encoder):
         encoder._forward(bad, types, mask, None, 0)
     with pytest.raises(InputError, match="sequence length out of range"):
         encoder._forward(np.zeros(3, np.int32), types, mask, None, 23)
+    for past in (2**31 - 1, 2**31 - 3, -1):  # past + T would overflow an int: the check must not
+        with pytest.raises(InputError, match="sequence length out of range"):
+            encoder._forward(np.zeros(3, np.int32), types, mask, None, past)
+
+
+@pytest.mark.parametrize("threads", [0, -1, 257, 100_000, 2**31, 2**40, 1.5, True, "2"])
+def test_thread_counts_are_bounded(encoder, threads):
+    with pytest.raises(InputError, match="threads"):
+        encoder.set_threads(threads)
+    assert encoder.run([1, 2, 3])["last_hidden_state"].shape == (1, 3, ENC.hidden)  # the model is unharmed
 
 
 def test_decoder_context_limits(decoder):

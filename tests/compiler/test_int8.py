@@ -9,13 +9,14 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from canao.compiler.build import BuildOptions, build
 from canao.compiler.layout import pack_panels_int8, quantize_columns_int8, quantize_rows_u8, unpack_panels_int8
 from canao.compiler.lower import lower_model
 from canao.compiler.reference import run_reference
-from canao.compiler.build import BuildOptions, build
 from canao.models import load_teacher
 from tests.compiler.graphs import DEC, ENC, encoder_inputs, run_decoder_twice, torch_model
 from tests.compiler.kernel_harness import LEVELS, can_run, check_gemm_kernel
+
 
 @given(st.integers(1, 70), st.integers(1, 23), st.sampled_from([8, 16, 32]))
 def test_pack_unpack_round_trip(n, k, nr):

@@ -57,7 +57,7 @@ def test_exp_and_activations_match_float64(simd):
     a64 = a.astype(np.float64)
     erf = np.vectorize(math.erf)
     gelu = 0.5 * a64 * (1 + erf(a64 / math.sqrt(2)))
-    gelu_tanh = 0.5 * a64 * (1 + np.tanh(math.sqrt(2 / math.pi) * (a64 + 0.044715 * a64 ** 3)))
+    gelu_tanh = 0.5 * a64 * (1 + np.tanh(math.sqrt(2 / math.pi) * (a64 + 0.044715 * a64**3)))
     for which, want in ((0, gelu), (1, gelu_tanh), (2, np.tanh(a64))):
         got = _apply(lib.run_activation, a, lib.code_of(which))
         assert np.max(np.abs(got - want) / np.maximum(1.0, np.abs(want))) < 1e-6, which
@@ -65,9 +65,11 @@ def test_exp_and_activations_match_float64(simd):
 
 def _attention_reference(qkv, mask, t, past, heads, hd, causal, bf16):
     s_len, width = qkv.shape[0], heads * hd
-    q, k, v = (qkv[:, i * width:(i + 1) * width].reshape(s_len, heads, hd).transpose(1, 0, 2).astype(np.float64)
-               for i in range(3))
-    q = q[:, past:past + t]
+    q, k, v = (
+        qkv[:, i * width : (i + 1) * width].reshape(s_len, heads, hd).transpose(1, 0, 2).astype(np.float64)
+        for i in range(3)
+    )
+    q = q[:, past : past + t]
     if bf16:
         q, k, v = (round_to_bf16(x.astype(np.float32)).astype(np.float64) for x in (q, k, v))
     scores = q @ k.transpose(0, 2, 1) + mask
@@ -85,15 +87,25 @@ def test_attention_matches_float64(simd, bf16):
     lib = _lib(simd)
     rng = np.random.default_rng(bf16)
     # (T, S, past, heads, head dim, causal): full and partial row blocks and key vectors, odd head dims
-    for t, s_len, past, heads, hd, causal in ((37, 37, 0, 3, 32, 0), (9, 70, 0, 2, 17, 0), (128, 128, 0, 2, 64, 0),
-                                              (5, 45, 40, 3, 8, 1), (1, 33, 32, 2, 64, 1), (21, 21, 0, 4, 5, 1)):
+    for t, s_len, past, heads, hd, causal in (
+        (37, 37, 0, 3, 32, 0),
+        (9, 70, 0, 2, 17, 0),
+        (128, 128, 0, 2, 64, 0),
+        (5, 45, 40, 3, 8, 1),
+        (1, 33, 32, 2, 64, 1),
+        (21, 21, 0, 4, 5, 1),
+    ):
         qkv = (rng.normal(size=(s_len, 3 * heads * hd)) * 0.5).astype(np.float32)
         mask = np.zeros(s_len, np.float32)
         if not causal:
             mask[-3:] = np.finfo(np.float32).min  # padded keys
         out = np.full((t, heads * hd), np.nan, np.float32)
-        assert lib.run_attention(qkv.ctypes.data, mask.ctypes.data, out.ctypes.data, t, s_len, past, heads, hd,
-                                 causal, bf16) == 0
+        assert (
+            lib.run_attention(
+                qkv.ctypes.data, mask.ctypes.data, out.ctypes.data, t, s_len, past, heads, hd, causal, bf16
+            )
+            == 0
+        )
         want = _attention_reference(qkv, mask, t, past, heads, hd, causal, bf16)
         # bf16: the kernel's exp and numpy's may round a probability to neighbouring bf16 values (2^-8 apart)
         tol = 4e-3 * np.abs(qkv).max() if bf16 else 2e-6

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from canao.arch import ArchSpec, LayerSpec
-from canao.compiler.lower import lower_model
 from canao.compiler.build import BuildOptions, build
+from canao.compiler.lower import lower_model
 from canao.device import simd_level
 from canao.models import load_teacher
 from tests.compiler.graphs import DEC, ENC, torch_model
@@ -79,8 +79,13 @@ layers = st.builds(LayerSpec, st.integers(1, 4), st.integers(1, 19), st.integers
 
 
 @settings(max_examples=14, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(kind=st.sampled_from(["encoder", "decoder"]), hidden=st.integers(1, 41),
-       layer_list=st.lists(layers, min_size=1, max_size=3), seq=st.integers(1, 20), seed=st.integers(0, 99))
+@given(
+    kind=st.sampled_from(["encoder", "decoder"]),
+    hidden=st.integers(1, 41),
+    layer_list=st.lists(layers, min_size=1, max_size=3),
+    seq=st.integers(1, 20),
+    seed=st.integers(0, 99),
+)
 def test_random_architectures_match_pytorch(kind, hidden, layer_list, seq, seed):
     spec = ArchSpec(kind, 37, 20, hidden, tuple(layer_list))
     model = torch_model(spec, "lm" if kind == "decoder" else "backbone", seed)

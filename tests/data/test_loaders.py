@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from canao.data.glue import read_glue
 from canao.data.bundled import SAMPLES_DIR, bundled_squad_sample, bundled_text_sample
+from canao.data.glue import read_glue
 from canao.data.squad import best_answers, qa_examples, qa_features, read_squad
 from canao.data.text import pack_blocks, read_text
 from canao.errors import DataError
@@ -27,11 +27,16 @@ def test_glue_bundled_files():
 
 def test_mrpc_format_with_bom_and_quotes(tmp_path):
     path = tmp_path / "dev.tsv"
-    path.write_text("\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
-                    '1\t1\t2\tHe said "yes.\tHe agreed.\n0\t3\t4\tRain today.\tThe market fell.\n', encoding="utf-8")
+    path.write_text(
+        "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
+        '1\t1\t2\tHe said "yes.\tHe agreed.\n0\t3\t4\tRain today.\tThe market fell.\n',
+        encoding="utf-8",
+    )
     rows = read_glue("mrpc", path)
-    assert [(r.text_a, r.text_b, r.label) for r in rows] == [('He said "yes.', "He agreed.", 1),
-                                                              ("Rain today.", "The market fell.", 0)]
+    assert [(r.text_a, r.text_b, r.label) for r in rows] == [
+        ('He said "yes.', "He agreed.", 1),
+        ("Rain today.", "The market fell.", 0),
+    ]
 
 
 def test_malformed_tsv_names_file_and_line(tmp_path):

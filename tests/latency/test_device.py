@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from canao.device import simd_level_from_flags
 from canao.latency.device import ExecutorError, executor_fingerprint, make_executor
 
 
@@ -22,12 +21,3 @@ def test_bad_devices_are_explained():
         make_executor("ssh phone {cmd}")
     with pytest.raises(ExecutorError, match="exited"):
         make_executor("local").run(["false"])
-
-
-def test_simd_levels_from_flags():
-    assert simd_level_from_flags("x86_64", {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq"}) == "avx512"
-    assert simd_level_from_flags("x86_64", {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq",
-                                            "avx512_bf16", "avx512_vnni"}) == "avx512bf16"
-    assert simd_level_from_flags("x86_64", {"avx2", "fma"}) == "avx2"
-    assert simd_level_from_flags("x86_64", {"sse4_2"}) == "scalar"
-    assert simd_level_from_flags("aarch64", {"asimd"}) == "neon"

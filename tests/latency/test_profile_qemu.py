@@ -11,8 +11,10 @@ from canao.latency.device import make_executor
 from canao.latency.predictor import LatencyPredictor
 from canao.latency.profile import DeviceProfile, ProfileConfig, profile_device
 
-pytestmark = pytest.mark.skipif(shutil.which("aarch64-linux-gnu-gcc") is None or shutil.which("qemu-aarch64") is None,
-                                reason="needs gcc-aarch64-linux-gnu and qemu-user (installed by .ci/run)")
+pytestmark = pytest.mark.skipif(
+    shutil.which("aarch64-linux-gnu-gcc") is None or shutil.which("qemu-aarch64") is None,
+    reason="needs gcc-aarch64-linux-gnu and qemu-user (installed by .ci/run)",
+)
 
 
 def test_qemu_profile_round_trip(tmp_path):

@@ -31,8 +31,9 @@ def test_logits_match_gpt2(tmp_path, hidden, layers, heads, ffn):
 
 @pytest.mark.parametrize("hidden,layers,heads,ffn", SHAPES)
 def test_kv_cache_decoding_equals_full_recompute(hidden, layers, heads, ffn):
-    spec = ArchSpec.uniform("decoder", vocab_size=101, max_positions=48, hidden=hidden, num_layers=layers,
-                            heads=heads, ffn=ffn)
+    spec = ArchSpec.uniform(
+        "decoder", vocab_size=101, max_positions=48, hidden=hidden, num_layers=layers, heads=heads, ffn=ffn
+    )
     model = perturb(Decoder(spec))
     ids = torch.randint(0, 101, (2, 12))
     with torch.no_grad():
@@ -41,7 +42,7 @@ def test_kv_cache_decoding_equals_full_recompute(hidden, layers, heads, ffn):
         steps = [out.logits]
         cache = out.cache
         for t in range(5, 12):  # one token at a time
-            out = model(ids[:, t:t + 1], cache=cache)
+            out = model(ids[:, t : t + 1], cache=cache)
             cache = out.cache
             steps.append(out.logits)
     assert cache.length == 12
@@ -55,8 +56,11 @@ def test_matches_gpt2_incremental_decoding(tmp_path):
     ids = torch.randint(0, 101, (1, 9))
     with torch.no_grad():
         want = hf(ids[:, :6], use_cache=True)
-        want2 = hf(ids[:, 6:], cache=want.past_key_values) if _takes_cache(hf) else \
-            hf(ids[:, 6:], past_key_values=want.past_key_values)
+        want2 = (
+            hf(ids[:, 6:], cache=want.past_key_values)
+            if _takes_cache(hf)
+            else hf(ids[:, 6:], past_key_values=want.past_key_values)
+        )
         got = ours(ids[:, :6])
         got2 = ours(ids[:, 6:], cache=got.cache)
     assert float((got2.logits - want2.logits).abs().max()) < TOL
@@ -88,7 +92,7 @@ def _hf_block_like(hidden: int, layer: LayerSpec, eps: float) -> torch.nn.Module
     block = GPT2Block(config, layer_idx=0)
     attn = block.attn
     attn.num_heads, attn.head_dim, attn.split_size = layer.heads, layer.head_dim, layer.attn_width
-    attn.scaling = layer.head_dim ** -0.5
+    attn.scaling = layer.head_dim**-0.5
     attn.c_attn = Conv1D(3 * layer.attn_width, hidden)
     attn.c_proj = Conv1D(hidden, layer.attn_width)
     return perturb(block)
@@ -105,15 +109,23 @@ def test_heterogeneous_decoder_layer_by_layer():
         for i, (ours, layer) in enumerate(zip(model.layers, spec.layers)):
             hf = _hf_block_like(spec.hidden, layer, spec.norm_eps)
             a = ours.attn
-            hf.load_state_dict({
-                "ln_1.weight": ours.attn_norm.weight, "ln_1.bias": ours.attn_norm.bias,
-                "ln_2.weight": ours.ffn_norm.weight, "ln_2.bias": ours.ffn_norm.bias,
-                "attn.c_attn.weight": torch.cat([a.q.weight, a.k.weight, a.v.weight]).T,
-                "attn.c_attn.bias": torch.cat([a.q.bias, a.k.bias, a.v.bias]),
-                "attn.c_proj.weight": a.out.weight.T, "attn.c_proj.bias": a.out.bias,
-                "mlp.c_fc.weight": ours.ffn.up.weight.T, "mlp.c_fc.bias": ours.ffn.up.bias,
-                "mlp.c_proj.weight": ours.ffn.down.weight.T, "mlp.c_proj.bias": ours.ffn.down.bias,
-            }, strict=False)
+            hf.load_state_dict(
+                {
+                    "ln_1.weight": ours.attn_norm.weight,
+                    "ln_1.bias": ours.attn_norm.bias,
+                    "ln_2.weight": ours.ffn_norm.weight,
+                    "ln_2.bias": ours.ffn_norm.bias,
+                    "attn.c_attn.weight": torch.cat([a.q.weight, a.k.weight, a.v.weight]).T,
+                    "attn.c_attn.bias": torch.cat([a.q.bias, a.k.bias, a.v.bias]),
+                    "attn.c_proj.weight": a.out.weight.T,
+                    "attn.c_proj.bias": a.out.bias,
+                    "mlp.c_fc.weight": ours.ffn.up.weight.T,
+                    "mlp.c_fc.bias": ours.ffn.up.bias,
+                    "mlp.c_proj.weight": ours.ffn.down.weight.T,
+                    "mlp.c_proj.bias": ours.ffn.down.bias,
+                },
+                strict=False,
+            )
             want = hf(x, attention_mask=mask)
             want = want[0] if isinstance(want, tuple) else want
             ours_out, _, _ = ours(x, mask[0, 0], None)

@@ -27,7 +27,7 @@ def _manual_slice(model: torch.nn.Module, small: ArchSpec) -> dict[str, torch.Te
     sd = model.state_dict()
     take = lambda t, *axes: t[np.ix_(*axes)] if len(axes) > 1 else t[axes[0]]  # noqa: E731
     for name, t in sd.items():
-        parts = name[len(prefix):].split(".") if name.startswith(prefix) else name.split(".")
+        parts = name[len(prefix) :].split(".") if name.startswith(prefix) else name.split(".")
         if parts[0] == "layers":
             i = int(parts[1])
             if i >= small.num_layers:
@@ -37,8 +37,14 @@ def _manual_slice(model: torch.nn.Module, small: ArchSpec) -> dict[str, torch.Te
             f = list(range(s.ffn))
             module, param = ".".join(parts[2:-1]), parts[-1]
             rows_cols = {
-                "attn.q": (a, h), "attn.k": (a, h), "attn.v": (a, h), "attn.out": (h, a),
-                "ffn.up": (f, h), "ffn.down": (h, f), "attn_norm": (h,), "ffn_norm": (h,),
+                "attn.q": (a, h),
+                "attn.k": (a, h),
+                "attn.v": (a, h),
+                "attn.out": (h, a),
+                "ffn.up": (f, h),
+                "ffn.down": (h, f),
+                "attn_norm": (h,),
+                "ffn_norm": (h,),
             }[module]
             out[name] = take(t, *rows_cols) if param == "weight" else t[rows_cols[0]]
         elif name.endswith("embed.token.weight"):
@@ -70,8 +76,10 @@ def test_sliced_equals_directly_built(data):
     task = "lm" if kind == "decoder" else data.draw(st.sampled_from(["classification", "qa"]))
     big_spec = BIG_ENC if kind == "encoder" else BIG_DEC
     num_layers = data.draw(st.integers(1, 3))
-    layers = tuple(LayerSpec(data.draw(st.integers(1, 4)), data.draw(st.integers(1, 8)), data.draw(st.integers(1, 48)))
-                   for _ in range(num_layers))
+    layers = tuple(
+        LayerSpec(data.draw(st.integers(1, 4)), data.draw(st.integers(1, 8)), data.draw(st.integers(1, 48)))
+        for _ in range(num_layers)
+    )
     small = ArchSpec(kind, 53, data.draw(st.integers(8, 24)), data.draw(st.integers(4, 32)), layers)
     torch.manual_seed(0)
     big = perturb(build_model(big_spec, task, num_labels=3))

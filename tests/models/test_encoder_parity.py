@@ -18,9 +18,9 @@ def _inputs(vocab: int, batch: int = 2, seq: int = 11) -> dict[str, torch.Tensor
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(0, vocab, (batch, seq), generator=g)
     mask = torch.ones(batch, seq, dtype=torch.long)
-    mask[1, seq - 4:] = 0  # the second row is padded
+    mask[1, seq - 4 :] = 0  # the second row is padded
     types = torch.zeros(batch, seq, dtype=torch.long)
-    types[:, seq // 2:] = 1
+    types[:, seq // 2 :] = 1
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
 
 
@@ -46,8 +46,9 @@ def test_backbone_matches_bert_model(tmp_path, hidden, layers, heads, ffn, act):
 @pytest.mark.parametrize("hidden,layers,heads,ffn,act", SHAPES)
 def test_task_heads_match(tmp_path, hidden, layers, heads, ffn, act):
     x = _inputs(97)
-    cls = hf_bert("BertForSequenceClassification", hidden=hidden, layers=layers, heads=heads, ffn=ffn,
-                  act=act, num_labels=3)
+    cls = hf_bert(
+        "BertForSequenceClassification", hidden=hidden, layers=layers, heads=heads, ffn=ffn, act=act, num_labels=3
+    )
     cls.save_pretrained(tmp_path / "cls")
     ours = load_pretrained(tmp_path / "cls")
     assert ours.task == "classification"
@@ -91,7 +92,7 @@ def _hf_layer_like(hidden: int, layer: LayerSpec, eps: float) -> torch.nn.Module
     hf = BertLayer(config)
     sa = hf.attention.self
     sa.num_attention_heads, sa.attention_head_size = layer.heads, layer.head_dim
-    sa.all_head_size, sa.scaling = layer.attn_width, layer.head_dim ** -0.5
+    sa.all_head_size, sa.scaling = layer.attn_width, layer.head_dim**-0.5
     for name in ("query", "key", "value"):
         setattr(sa, name, torch.nn.Linear(hidden, layer.attn_width))
     hf.attention.output.dense = torch.nn.Linear(layer.attn_width, hidden)
@@ -107,17 +108,26 @@ def test_heterogeneous_encoder_layer_by_layer():
         additive = (1.0 - x["attention_mask"][:, None, None, :].float()) * torch.finfo(torch.float32).min
         for i, (ours, layer) in enumerate(zip(model.layers, spec.layers)):
             hf = _hf_layer_like(spec.hidden, layer, spec.norm_eps)
-            hf.load_state_dict({
-                "attention.self.query.weight": ours.attn.q.weight, "attention.self.query.bias": ours.attn.q.bias,
-                "attention.self.key.weight": ours.attn.k.weight, "attention.self.key.bias": ours.attn.k.bias,
-                "attention.self.value.weight": ours.attn.v.weight, "attention.self.value.bias": ours.attn.v.bias,
-                "attention.output.dense.weight": ours.attn.out.weight, "attention.output.dense.bias": ours.attn.out.bias,
-                "attention.output.LayerNorm.weight": ours.attn_norm.weight,
-                "attention.output.LayerNorm.bias": ours.attn_norm.bias,
-                "intermediate.dense.weight": ours.ffn.up.weight, "intermediate.dense.bias": ours.ffn.up.bias,
-                "output.dense.weight": ours.ffn.down.weight, "output.dense.bias": ours.ffn.down.bias,
-                "output.LayerNorm.weight": ours.ffn_norm.weight, "output.LayerNorm.bias": ours.ffn_norm.bias,
-            })
+            hf.load_state_dict(
+                {
+                    "attention.self.query.weight": ours.attn.q.weight,
+                    "attention.self.query.bias": ours.attn.q.bias,
+                    "attention.self.key.weight": ours.attn.k.weight,
+                    "attention.self.key.bias": ours.attn.k.bias,
+                    "attention.self.value.weight": ours.attn.v.weight,
+                    "attention.self.value.bias": ours.attn.v.bias,
+                    "attention.output.dense.weight": ours.attn.out.weight,
+                    "attention.output.dense.bias": ours.attn.out.bias,
+                    "attention.output.LayerNorm.weight": ours.attn_norm.weight,
+                    "attention.output.LayerNorm.bias": ours.attn_norm.bias,
+                    "intermediate.dense.weight": ours.ffn.up.weight,
+                    "intermediate.dense.bias": ours.ffn.up.bias,
+                    "output.dense.weight": ours.ffn.down.weight,
+                    "output.dense.bias": ours.ffn.down.bias,
+                    "output.LayerNorm.weight": ours.ffn_norm.weight,
+                    "output.LayerNorm.bias": ours.ffn_norm.bias,
+                }
+            )
             want = hf(out.hidden_states[i], attention_mask=additive)
             want = want[0] if isinstance(want, tuple) else want
             assert _max_diff(out.hidden_states[i + 1], want, x["attention_mask"]) < TOL, f"layer {i}"

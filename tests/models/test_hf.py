@@ -19,14 +19,22 @@ def _ids(vocab: int, seq: int = 9) -> torch.Tensor:
     return torch.randint(0, vocab, (2, seq))
 
 
-@pytest.mark.parametrize("task,hf_class", [("backbone", "BertModel"), ("classification", "BertForSequenceClassification"),
-                                           ("qa", "BertForQuestionAnswering")])
+@pytest.mark.parametrize(
+    "task,hf_class",
+    [
+        ("backbone", "BertModel"),
+        ("classification", "BertForSequenceClassification"),
+        ("qa", "BertForQuestionAnswering"),
+    ],
+)
 def test_bert_save_loads_in_transformers(tmp_path, task, hf_class):
     import transformers
 
     spec = ArchSpec.uniform("encoder", vocab_size=50, max_positions=16, hidden=24, num_layers=2, heads=3, ffn=40)
     model = perturb(build_model(spec, task, num_labels=3))
-    save_pretrained(model, tmp_path / "ckpt", labels={0: "neg", 1: "neu", 2: "pos"} if task == "classification" else None)
+    save_pretrained(
+        model, tmp_path / "ckpt", labels={0: "neg", 1: "neu", 2: "pos"} if task == "classification" else None
+    )
     hf = getattr(transformers, hf_class).from_pretrained(tmp_path / "ckpt", attn_implementation="eager").eval()
     ids = _ids(50)
     with torch.no_grad():
@@ -123,7 +131,11 @@ def test_shape_mismatch_names_file_and_tensor(bert_dir):
     config = json.loads((bert_dir / "config.json").read_text())
     config["intermediate_size"] = 24
     (bert_dir / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match=r"model\.safetensors: tensor `encoder\.layer\.0\.intermediate\.dense\.(weight|bias)` .* has shape \(20.*field `intermediate_size`"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"model\.safetensors: tensor `encoder\.layer\.0\.intermediate\.dense\.(weight|bias)` "
+        r".* has shape \(20.*field `intermediate_size`",
+    ):
         load_pretrained(bert_dir)
 
 

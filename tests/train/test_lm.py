@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from canao.compiler.build import build
 from canao.compiler.lower import lower_model
-from canao.compiler.build import BuildOptions, build
 from canao.data.bundled import bundled_text_sample
 from canao.models import load_pretrained
 from canao.train.lm import PRESETS, train_language_model

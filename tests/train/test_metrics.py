@@ -6,8 +6,16 @@ import math
 
 import pytest
 
-from canao.train.metrics import accuracy, binary_f1, exact_match, matthews_corrcoef, normalize_answer, perplexity, \
-    squad_scores, token_f1
+from canao.train.metrics import (
+    accuracy,
+    binary_f1,
+    exact_match,
+    matthews_corrcoef,
+    normalize_answer,
+    perplexity,
+    squad_scores,
+    token_f1,
+)
 
 
 def test_official_normalisation():

@@ -78,7 +78,9 @@ def test_distill_step_lowers_the_loss(tmp_path, tiny_bert):
 def test_distill_to_a_wider_non_slice_student(tmp_path, tiny_bert):
     finetune(_config(tmp_path / "teacher", max_steps=2), tiny_bert, TRAIN)
     student = ArchSpec("encoder", 30522, 128, 40, (LayerSpec(5, 8, 16),) * 3)  # wider and deeper: random init
-    result = distill(DistillConfig(_config(tmp_path / "s2", max_steps=3)), tmp_path / "teacher" / "model", student, TRAIN)
+    result = distill(
+        DistillConfig(_config(tmp_path / "s2", max_steps=3)), tmp_path / "teacher" / "model", student, TRAIN
+    )
     assert result.steps == 3
 
 
@@ -99,5 +101,54 @@ def test_task_teacher_mismatch_is_refused(tmp_path, tiny_bert):
     with pytest.raises(SpecError, match="vocab_size"):
         finetune(_config(tmp_path / "y"), small_vocab, TRAIN)
     with pytest.raises(SpecError, match="vocab_size"):
-        distill(DistillConfig(_config(tmp_path / "z")), tiny_bert,
-                ArchSpec("encoder", 100, 128, 16, (LayerSpec(2, 8, 16),)), TRAIN)
+        distill(
+            DistillConfig(_config(tmp_path / "z")),
+            tiny_bert,
+            ArchSpec("encoder", 100, 128, 16, (LayerSpec(2, 8, 16),)),
+            TRAIN,
+        )
+
+
+def test_sigterm_checkpoints_and_the_same_command_resumes(tmp_path, tiny_bert):
+    import os
+    import signal
+
+    from canao.train.finetune import TrainingStopped
+
+    straight = finetune(_config(tmp_path / "a", save_every=100), tiny_bert, TRAIN)
+
+    def terminate_at_step_5(step, total, loss):
+        if step == 5:
+            os.kill(os.getpid(), signal.SIGTERM)  # as `kill` or a CI timeout would
+
+    with pytest.raises(TrainingStopped, match="SIGTERM after step 5"):
+        finetune(_config(tmp_path / "b", save_every=100), tiny_bert, TRAIN, progress=terminate_at_step_5)
+    assert (
+        torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["step"] == 5
+    )  # not lost: saved on the signal
+    resumed = finetune(_config(tmp_path / "b", save_every=100, save_every_s=60.0), tiny_bert, TRAIN)
+    assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in straight.history], rel=1e-5)
+
+
+def test_checkpoints_are_also_written_by_time(tmp_path, tiny_bert):
+    seen = []
+
+    def watch(step, total, loss):
+        ckpt = tmp_path / "t" / "checkpoint.pt"
+        seen.append(torch.load(ckpt, weights_only=False)["step"] if ckpt.exists() else 0)
+
+    finetune(_config(tmp_path / "t", save_every=1000, save_every_s=1e-6, max_steps=4), tiny_bert, TRAIN, progress=watch)
+    assert seen[1:] == [1, 2, 3]  # every step saved: the time limit, not the step count, triggered it
+
+
+def test_empty_training_data_is_a_clear_error(tmp_path, tiny_bert):
+    from canao.errors import DataError
+
+    (tmp_path / "header.tsv").write_text("sentence\tlabel\n")
+    with pytest.raises(DataError, match="no examples"):
+        finetune(_config(tmp_path / "e"), tiny_bert, tmp_path / "header.tsv")
+    (tmp_path / "bytes.tsv").write_bytes(bytes(range(256)))
+    with pytest.raises(DataError, match="not UTF-8"):
+        finetune(_config(tmp_path / "e2"), tiny_bert, tmp_path / "bytes.tsv")
+    with pytest.raises(DataError, match="is a directory"):
+        finetune(_config(tmp_path / "e3"), tiny_bert, tmp_path)

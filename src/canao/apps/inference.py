@@ -20,7 +20,6 @@ import numpy as np
 from canao.compiler.artifact import Artifact
 from canao.errors import CanaoError
 
-
 log = logging.getLogger(__name__)
 
 
@@ -94,7 +93,7 @@ def answer(art: Artifact, question: str, context: str, max_answer_tokens: int = 
     if not in_context:
         return Answer("", float("-inf"))
     _, i, j = best
-    return Answer(context[enc.offsets[i][0]:enc.offsets[j][1]], best[0])
+    return Answer(context[enc.offsets[i][0] : enc.offsets[j][1]], best[0])
 
 
 @dataclass(frozen=True)
@@ -117,8 +116,13 @@ def greedy_generate(art: Artifact, prompt: str, max_new_tokens: int = 20) -> Gen
     keep = max(1, room - max_new_tokens)
     dropped = max(0, len(ids) - keep)
     if dropped:
-        log.warning("the prompt has %d tokens; kept the last %d so that %d new tokens fit the %d-token context.",
-                    len(ids), keep, min(max_new_tokens, room - keep), room)
+        log.warning(
+            "the prompt has %d tokens; kept the last %d so that %d new tokens fit the %d-token context.",
+            len(ids),
+            keep,
+            min(max_new_tokens, room - keep),
+            room,
+        )
         ids = ids[-keep:]
     session = art.model.new_session()
     logits = session.prefill(np.array(ids))[-1]
@@ -132,8 +136,7 @@ def greedy_generate(art: Artifact, prompt: str, max_new_tokens: int = 20) -> Gen
     return Generation(art.tokenizer.decode(new), len(new), dropped)
 
 
-def run_text(art: Artifact, texts: list[str], *, context: Optional[str] = None,
-             max_new_tokens: int = 20) -> list[str]:
+def run_text(art: Artifact, texts: list[str], *, context: Optional[str] = None, max_new_tokens: int = 20) -> list[str]:
     """`canao run`: what the artifact's task does with `texts`, as lines to print.
 
     backbone: embeddings (and the cosine of two texts); classification: label
@@ -144,8 +147,10 @@ def run_text(art: Artifact, texts: list[str], *, context: Optional[str] = None,
     task = art.model.task
     if task == "backbone":
         vectors = embed(art, texts)
-        lines = [f"{t!r}: embedding[{v.size}] = [{', '.join(f'{x:+.4f}' for x in v[:6])}, ...]"
-                 for t, v in zip(texts, vectors)]
+        lines = [
+            f"{t!r}: embedding[{v.size}] = [{', '.join(f'{x:+.4f}' for x in v[:6])}, ...]"
+            for t, v in zip(texts, vectors)
+        ]
         return lines + ([f"cosine similarity: {float(vectors[0] @ vectors[1]):.4f}"] if len(texts) > 1 else [])
     if task == "classification":
         return [str(classify(art, texts[0], texts[1] if len(texts) > 1 else None))]
@@ -155,6 +160,9 @@ def run_text(art: Artifact, texts: list[str], *, context: Optional[str] = None,
         ans = answer(art, texts[0], context)
         return [f"answer: {ans.text!r} (score {ans.score:.2f})"]
     generation = greedy_generate(art, texts[0], max_new_tokens)
-    note = [f"(the prompt was cut: its first {generation.prompt_tokens_dropped} tokens did not fit the context "
-            "window)"] if generation.prompt_tokens_dropped else []
+    note = (
+        [f"(the prompt was cut: its first {generation.prompt_tokens_dropped} tokens did not fit the context window)"]
+        if generation.prompt_tokens_dropped
+        else []
+    )
     return [texts[0] + generation.text, *note]

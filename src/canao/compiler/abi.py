@@ -23,5 +23,13 @@ ERRORS: dict[int, str] = {
 }
 
 # Symbols every model library exports (see codegen/c.py), checked on load.
-REQUIRED_SYMBOLS = ("canao_forward", "canao_abi_version", "canao_graph_hash", "canao_arena_floats",
-                    "canao_weight_floats", "canao_error_message", "canao_set_threads", "canao_vector_width")
+REQUIRED_SYMBOLS = (
+    "canao_forward",
+    "canao_abi_version",
+    "canao_graph_hash",
+    "canao_arena_floats",
+    "canao_weight_floats",
+    "canao_error_message",
+    "canao_set_threads",
+    "canao_vector_width",
+)

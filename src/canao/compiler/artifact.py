@@ -38,7 +38,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
@@ -49,6 +49,7 @@ from canao.compiler.ir import Graph
 from canao.compiler.layout import Precision
 from canao.compiler.lower import lower_spec
 from canao.compiler.runtime import CompiledModel, NativeLibrary, RuntimeLoadError
+from canao.compiler.toolchain import cache_dir
 from canao.device import SIMD_LEVELS, fingerprint, resolve_simd
 from canao.errors import CanaoError
 from canao.storage import ExistingDirectoryError, prepare_target, replace_directory, write_json_atomically
@@ -83,8 +84,11 @@ def file_digest(path: Path) -> str:
 
 def write_manifest(directory: Path, names: list[str]) -> None:
     """Record sha256 and size of `names` (those that exist) in directory/manifest.json; written last."""
-    files = {n: {"sha256": file_digest(directory / n), "bytes": (directory / n).stat().st_size}
-             for n in names if (directory / n).is_file()}
+    files = {
+        n: {"sha256": file_digest(directory / n), "bytes": (directory / n).stat().st_size}
+        for n in names
+        if (directory / n).is_file()
+    }
     write_json_atomically(directory / MANIFEST, {"version": ARTIFACT_VERSION, "files": files})
 
 
@@ -118,19 +122,34 @@ def _write_build(directory: Path, built: Build, task: str) -> None:
     shutil.copy2(built.library, directory / "libmodel.so")
     built.weights().tofile(directory / "weights.bin")
     level = SIMD_LEVELS[options.simd]
-    gemms = {n.output: {"mr": n.attr("mr", level.default_mr), "kc": n.attr("kc", 0)}
-             for n in final.nodes if n.op == "gemm"}
-    record = {"version": ARTIFACT_VERSION, "task": task, "options": options.to_dict(), "simd": options.simd,
-              "precision": options.precision.value, "lanes": level.lanes, "gemm_nr": level.panel_width,
-              "threads": options.threads, "tuned_seq_len": final.meta.get("tuned_seq_len"),
-              "tuned_gemms": sum(1 for n in final.nodes if n.op == "gemm" and n.attr("mr", None) is not None),
-              "gemms": gemms}
+    gemms = {
+        n.output: {"mr": n.attr("mr", level.default_mr), "kc": n.attr("kc", 0)} for n in final.nodes if n.op == "gemm"
+    }
+    record = {
+        "version": ARTIFACT_VERSION,
+        "task": task,
+        "options": options.to_dict(),
+        "simd": options.simd,
+        "precision": options.precision.value,
+        "lanes": level.lanes,
+        "gemm_nr": level.panel_width,
+        "threads": options.threads,
+        "tuned_seq_len": final.meta.get("tuned_seq_len"),
+        "tuned_gemms": sum(1 for n in final.nodes if n.op == "gemm" and n.attr("mr", None) is not None),
+        "gemms": gemms,
+    }
     (directory / "tuning.json").write_text(json.dumps(record, indent=2))
     write_manifest(directory, list(BUILD_FILES))
 
 
-def compile_into(path: Path, spec: ArchSpec, weights: Mapping[str, np.ndarray], task: str,
-                 options: BuildOptions = BuildOptions(), progress: Optional[Progress] = None) -> tuple[Path, Build]:
+def compile_into(
+    path: Path,
+    spec: ArchSpec,
+    weights: Mapping[str, np.ndarray],
+    task: str,
+    options: BuildOptions = BuildOptions(),
+    progress: Optional[Progress] = None,
+) -> tuple[Path, Build]:
     """Compile for this CPU into path/compiled/<fingerprint>/ (replacing an older build of it).
 
     GEMM variants come from the tuning database; with `options.tune_budget_s`
@@ -150,9 +169,17 @@ def compile_into(path: Path, spec: ArchSpec, weights: Mapping[str, np.ndarray], 
     return target, built
 
 
-def write_artifact(path: Path, spec: ArchSpec, weights: Mapping[str, np.ndarray], *, task: str,
-                   labels: Optional[dict[int, str]] = None, tokenizer: Any = None,
-                   options: BuildOptions = BuildOptions(), force: bool = False) -> Path:
+def write_artifact(
+    path: Path,
+    spec: ArchSpec,
+    weights: Mapping[str, np.ndarray],
+    *,
+    task: str,
+    labels: Optional[dict[int, str]] = None,
+    tokenizer: Any = None,
+    options: BuildOptions = BuildOptions(),
+    force: bool = False,
+) -> Path:
     """Write a complete artifact atomically (temp dir, then rename into place).
 
     The precision of `options` is stored in task.json: every build of the
@@ -168,10 +195,20 @@ def write_artifact(path: Path, spec: ArchSpec, weights: Mapping[str, np.ndarray]
     os.chmod(tmp, 0o755)
     try:
         (tmp / "arch.json").write_text(spec.to_json())
-        (tmp / "task.json").write_text(json.dumps({"version": ARTIFACT_VERSION, "task": task,
-                                                   "precision": options.precision.value,
-                                                   "labels": {str(k): v for k, v in (labels or {}).items()}}, indent=2))
-        save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}, str(tmp / "model.safetensors"))
+        (tmp / "task.json").write_text(
+            json.dumps(
+                {
+                    "version": ARTIFACT_VERSION,
+                    "task": task,
+                    "precision": options.precision.value,
+                    "labels": {str(k): v for k, v in (labels or {}).items()},
+                },
+                indent=2,
+            )
+        )
+        save_file(
+            {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}, str(tmp / "model.safetensors")
+        )
         if tokenizer is not None:  # a tokenizers.Tokenizer
             tokenizer.save(str(tmp / "tokenizer.json"))
         write_manifest(tmp, list(TOP_FILES))
@@ -250,16 +287,21 @@ def _read_top(path: Path) -> tuple[ArchSpec, dict[str, Any]]:
     return spec, task
 
 
-def _load_build(build_path: Path, spec: ArchSpec, task: Mapping[str, Any], precision: Precision,
-                threads: int) -> CompiledModel:
+def _load_build(
+    build_path: Path, spec: ArchSpec, task: Mapping[str, Any], precision: Precision, threads: int
+) -> CompiledModel:
     """Graph, weight blob and library of one build, verified and cross-checked; BuildDamaged if anything is off."""
     if not build_path.is_dir():
         raise BuildDamaged(f"{build_path}: no build for this CPU.")
-    verify_manifest(build_path, error=BuildDamaged)
+    manifest = verify_manifest(build_path, error=BuildDamaged)
+    if set(BUILD_FILES) - set(manifest["files"]):
+        raise BuildDamaged(f"{build_path / MANIFEST}: does not list every file of a build.")
     record = _read_json(build_path / "tuning.json", error=BuildDamaged)
     if record.get("task") != task["task"] or record.get("precision") != precision.value:
-        raise BuildDamaged(f"{build_path}: built for task {record.get('task')!r} in {record.get('precision')!r}, "
-                           f"but task.json asks for {task['task']!r} in {precision.value!r}.")
+        raise BuildDamaged(
+            f"{build_path}: built for task {record.get('task')!r} in {record.get('precision')!r}, "
+            f"but task.json asks for {task['task']!r} in {precision.value!r}."
+        )
     try:
         text = (build_path / "ir.json").read_text(encoding="utf-8")
         weights = np.fromfile(build_path / "weights.bin", dtype=np.float32)
@@ -268,11 +310,31 @@ def _load_build(build_path: Path, spec: ArchSpec, task: Mapping[str, Any], preci
         graph = dataclasses.replace(skeleton, constants=constants_from_blob(names, skeleton.types, weights))
     except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:  # JSONDecodeError, IRError: ValueErrors
         raise BuildDamaged(f"{build_path}: ir.json and weights.bin do not fit together ({err}).") from err
-    model = CompiledModel(graph, weights, NativeLibrary.load(build_path / "libmodel.so"), threads=threads,
-                          simd=str(record.get("simd")))
+    library = NativeLibrary.load(_private_copy(build_path / "libmodel.so", manifest["files"]["libmodel.so"]["sha256"]))
+    model = CompiledModel(graph, weights, library, threads=threads, simd=str(record.get("simd")))
     if model.spec != spec:
         raise BuildDamaged(f"{build_path}: compiled for another architecture than arch.json.")
     return model
+
+
+def _private_copy(library: Path, sha256: str) -> Path:
+    """The verified library, copied once into the kernel cache under its checksum, for dlopen.
+
+    A process keeps a loaded library mapped; if it mapped the artifact's own
+    file, anyone rewriting that file in place (a rebuild, a copy, a damaged
+    disk) would crash it with SIGBUS. The cached copy is never written again."""
+    target = cache_dir() / f"libcanao-artifact-{sha256[:32]}.so"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".lib-", suffix=".so")
+        os.close(fd)
+        shutil.copyfile(library, tmp)
+        if file_digest(Path(tmp)) != sha256:  # changed between the check and the copy
+            os.unlink(tmp)
+            raise BuildDamaged(f"{library}: changed while it was being loaded.")
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, target)
+    return target
 
 
 def load_artifact(path: Path | str, *, threads: int = 2, simd: Optional[str] = None) -> Artifact:
@@ -308,5 +370,15 @@ def _load_tokenizer(path: Path) -> Any:
     return tokenizer
 
 
-__all__ = ["Artifact", "BuildDamaged", "ExistingDirectoryError", "build_dir_name", "compile_into", "load_artifact",
-           "retune_artifact", "verify_manifest", "write_artifact", "write_manifest"]
+__all__ = [
+    "Artifact",
+    "BuildDamaged",
+    "ExistingDirectoryError",
+    "build_dir_name",
+    "compile_into",
+    "load_artifact",
+    "retune_artifact",
+    "verify_manifest",
+    "write_artifact",
+    "write_manifest",
+]

@@ -64,8 +64,9 @@ class BuildOptions:
         if not 0.0 <= float(self.tune_budget_s) < float("inf"):
             raise SpecError(f"`tune_budget_s >= 0` must hold, but got tune_budget_s={self.tune_budget_s!r}.")
         if not 1 <= int(self.tune_seq_len) <= MAX_TUNE_SEQ_LEN:
-            raise SpecError(f"`1 <= tune_seq_len <= {MAX_TUNE_SEQ_LEN}` must hold, but got "
-                            f"tune_seq_len={self.tune_seq_len!r}.")
+            raise SpecError(
+                f"`1 <= tune_seq_len <= {MAX_TUNE_SEQ_LEN}` must hold, but got tune_seq_len={self.tune_seq_len!r}."
+            )
         if self.version != OPTIONS_VERSION:
             raise SpecError(f"BuildOptions version {self.version} is not {OPTIONS_VERSION}; write the options again.")
 
@@ -101,8 +102,15 @@ def optimize(lowered: Graph, options: BuildOptions, progress: Optional[Progress]
     level = SIMD_LEVELS[options.simd]
     final = run_pipeline(lowered, nr=level.panel_width, precision=options.precision)
     final = final.with_nodes(final.nodes, default_mr=level.default_mr)
-    choices, measured = tune_gemms(final, TuningDatabase.load(), simd=options.simd, seq_len=options.tune_seq_len,
-                                   threads=options.threads, budget_s=options.tune_budget_s, progress=progress)
+    choices, measured = tune_gemms(
+        final,
+        TuningDatabase.load(),
+        simd=options.simd,
+        seq_len=options.tune_seq_len,
+        threads=options.threads,
+        budget_s=options.tune_budget_s,
+        progress=progress,
+    )
     return apply_tuning(final, choices, options.tune_seq_len), measured
 
 
@@ -122,8 +130,13 @@ class Build:
 
     def load(self, threads: Optional[int] = None) -> CompiledModel:
         """The runnable model, on `threads` (default: the threads it was built for)."""
-        return CompiledModel(self.graph, self.weights(), NativeLibrary.load(self.library),
-                             threads=threads or self.options.threads, simd=self.options.simd)
+        return CompiledModel(
+            self.graph,
+            self.weights(),
+            NativeLibrary.load(self.library),
+            threads=threads or self.options.threads,
+            simd=self.options.simd,
+        )
 
 
 def build(lowered: Graph, options: BuildOptions = BuildOptions(), progress: Optional[Progress] = None) -> Build:
@@ -131,8 +144,9 @@ def build(lowered: Graph, options: BuildOptions = BuildOptions(), progress: Opti
     options = options.resolved()
     final, measured = optimize(lowered, options, progress)
     source = generate_c(final)
-    library = build_shared_library(source, simd=options.simd, extra_flags=options.extra_flags,
-                                   compiler=options.compiler)
+    library = build_shared_library(
+        source, simd=options.simd, extra_flags=options.extra_flags, compiler=options.compiler
+    )
     return Build(final, source, library, options, measured)
 
 
@@ -149,6 +163,11 @@ def build_timing_executable(lowered: Graph, options: BuildOptions) -> TimingBuil
     """The same sequence as `build`, linked with the timing main (codegen/profiler_main.c) into an executable."""
     options = options.resolved()
     final, _ = optimize(lowered, options)
-    exe = build_executable(generate_c(final), simd=options.simd, extra_flags=options.extra_flags,
-                           compiler=options.compiler, extra_sources=(PROFILER_MAIN,))
+    exe = build_executable(
+        generate_c(final),
+        simd=options.simd,
+        extra_flags=options.extra_flags,
+        compiler=options.compiler,
+        extra_sources=(PROFILER_MAIN,),
+    )
     return TimingBuild(final, exe, options)

@@ -29,8 +29,16 @@ class CompileResult:
     dumped: list[Path] = field(default_factory=list)  # stage files written, when asked
 
 
-def compile_checkpoint(model_dir: Optional[Path], out: Path, options: BuildOptions, *, task: Optional[str] = None,
-                       explain: bool = False, dump: Optional[Path] = None, force: bool = False) -> CompileResult:
+def compile_checkpoint(
+    model_dir: Optional[Path],
+    out: Path,
+    options: BuildOptions,
+    *,
+    task: Optional[str] = None,
+    explain: bool = False,
+    dump: Optional[Path] = None,
+    force: bool = False,
+) -> CompileResult:
     """Load a checkpoint (None: the bundled teacher), optionally explain/dump the pass pipeline, write the artifact."""
     from canao.models.hf import load_pretrained
     from canao.models.teacher import load_teacher
@@ -42,6 +50,14 @@ def compile_checkpoint(model_dir: Optional[Path], out: Path, options: BuildOptio
         lowered = lower_spec(loaded.spec, weights, loaded.task)
         rows = explain_pipeline(lowered, options) if explain else []
         dumped = dump_stages(lowered, dump, options) if dump else []
-    write_artifact(out, loaded.spec, weights, task=loaded.task, labels=loaded.labels, tokenizer=loaded.tokenizer,
-                   options=options, force=force)
+    write_artifact(
+        out,
+        loaded.spec,
+        weights,
+        task=loaded.task,
+        labels=loaded.labels,
+        tokenizer=loaded.tokenizer,
+        options=options,
+        force=force,
+    )
     return CompileResult(loaded.spec, loaded.task, rows, dumped)

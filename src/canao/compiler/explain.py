@@ -47,8 +47,12 @@ def explain_pipeline(lowered: Graph, options: BuildOptions = BuildOptions()) -> 
     return [stage_stats(name, graph) for name, graph in _stages(lowered, options)]
 
 
-def dump_stages(lowered: Graph, directory: Path, options: BuildOptions = BuildOptions(),
-                parts: tuple[str, ...] = ("ir", "passes", "c")) -> list[Path]:
+def dump_stages(
+    lowered: Graph,
+    directory: Path,
+    options: BuildOptions = BuildOptions(),
+    parts: tuple[str, ...] = ("ir", "passes", "c"),
+) -> list[Path]:
     """Write lowered IR ("ir"), the IR after each pass ("passes") and the C source ("c")."""
     directory.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

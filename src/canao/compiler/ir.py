@@ -31,7 +31,8 @@ definition; every backend is checked against it):
 Fused ops, made by passes:
   gemm(x, w, *extra)[epilogue, packed] -> x @ w^T followed by the epilogue steps in order:
       "bias" (+ next extra input), "residual" (+ next extra input, same shape as the output),
-      "gelu"/"gelu_tanh", "tanh", "scale:<f>"; `packed` names the weight layout ("", "panel<NR>" or "bf16panel<NR>", see layout.py)
+      "gelu"/"gelu_tanh", "tanh", "scale:<f>"; `packed` names the weight layout
+      ("", "panel<NR>", "bf16panel<NR>" or "i8panel<NR>"; see layout.LAYOUTS)
   add_layer_norm(x, r, g, b)[eps] -> layer_norm(x + r)
   attention(q, k, v, mask?)[heads, head_dim, causal, q_start, k_start, v_start, precision?] -> [T, heads*head_dim]
       softmax(q k^T + mask) v per head, reading q/k/v at column offsets of their inputs; no [T,S]
@@ -122,8 +123,14 @@ class Graph:
     constants: Mapping[str, np.ndarray] = field(default_factory=dict)
     meta: Mapping[str, Any] = field(default_factory=dict)  # spec, task, memory plan, ...
 
-    def with_nodes(self, nodes: Iterable[Node], *, types: Mapping[str, TensorType] | None = None,
-                   constants: Mapping[str, np.ndarray] | None = None, **meta: Any) -> "Graph":
+    def with_nodes(
+        self,
+        nodes: Iterable[Node],
+        *,
+        types: Mapping[str, TensorType] | None = None,
+        constants: Mapping[str, np.ndarray] | None = None,
+        **meta: Any,
+    ) -> "Graph":
         """A copy with new nodes (and optionally types/constants/meta entries), unused entries dropped."""
         nodes = tuple(nodes)
         types = dict(self.types if types is None else types)
@@ -131,7 +138,8 @@ class Graph:
         used = set(self.inputs) | set(self.outputs) | {n.output for n in nodes}
         used |= {i for n in nodes for i in n.inputs}
         return replace(
-            self, nodes=nodes,
+            self,
+            nodes=nodes,
             types={k: v for k, v in types.items() if k in used},
             constants={k: v for k, v in constants.items() if k in used},
             meta={**self.meta, **meta},
@@ -162,7 +170,7 @@ class Graph:
     # ------------------------------------------------------------- printing
     def to_text(self) -> str:
         lines = [f"graph({', '.join(f'{i}: {self.types[i]}' for i in self.inputs)}) {{"]
-        for name, value in self.constants.items():
+        for name in self.constants:
             lines.append(f"  const {name}: {self.types[name]}")
         for n in self.nodes:
             lines.append(f"  {n.to_text()}  : {self.types[n.output]}")
@@ -173,22 +181,41 @@ class Graph:
     def to_json(self) -> str:
         """Structure only: constants appear with their type, their values live in the weights file."""
         meta = {k: v for k, v in self.meta.items() if _jsonable(v)}
-        return json.dumps({
-            "inputs": list(self.inputs), "outputs": list(self.outputs),
-            "types": {k: {"shape": list(t.shape), "dtype": t.dtype} for k, t in self.types.items()},
-            "constants": sorted(self.constants),
-            "nodes": [{"op": n.op, "inputs": list(n.inputs), "output": n.output,
-                       "attrs": [[k, v] for k, v in n.attrs], "source": n.source} for n in self.nodes],
-            "meta": meta,
-        }, indent=1)
+        return json.dumps(
+            {
+                "inputs": list(self.inputs),
+                "outputs": list(self.outputs),
+                "types": {k: {"shape": list(t.shape), "dtype": t.dtype} for k, t in self.types.items()},
+                "constants": sorted(self.constants),
+                "nodes": [
+                    {
+                        "op": n.op,
+                        "inputs": list(n.inputs),
+                        "output": n.output,
+                        "attrs": [[k, v] for k, v in n.attrs],
+                        "source": n.source,
+                    }
+                    for n in self.nodes
+                ],
+                "meta": meta,
+            },
+            indent=1,
+        )
 
     @classmethod
     def from_json(cls, text: str, constants: Mapping[str, np.ndarray] | None = None) -> "Graph":
         data = json.loads(text)
         types = {k: TensorType(tuple(t["shape"]), t["dtype"]) for k, t in data["types"].items()}
-        nodes = tuple(Node(n["op"], tuple(n["inputs"]), n["output"],
-                           tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in n["attrs"]), n["source"])
-                      for n in data["nodes"])
+        nodes = tuple(
+            Node(
+                n["op"],
+                tuple(n["inputs"]),
+                n["output"],
+                tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in n["attrs"]),
+                n["source"],
+            )
+            for n in data["nodes"]
+        )
         return cls(tuple(data["inputs"]), tuple(data["outputs"]), nodes, types, dict(constants or {}), data["meta"])
 
 

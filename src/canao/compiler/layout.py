@@ -83,10 +83,12 @@ class Layout:
 def parse_layout(name: str) -> tuple[Precision, int]:
     """(precision, NR) of a packed layout name such as "i8panel16" (the inverse of Layout.name)."""
     for precision, layout in LAYOUTS.items():
-        width = name[len(layout.prefix):]
+        width = name[len(layout.prefix) :]
         if name.startswith(layout.prefix) and width.isdigit():
             return precision, int(width)
-    raise SpecError(f"unknown packed weight layout {name!r}; known: {[lay.prefix + '<NR>' for lay in LAYOUTS.values()]}.")
+    raise SpecError(
+        f"unknown packed weight layout {name!r}; known: {[lay.prefix + '<NR>' for lay in LAYOUTS.values()]}."
+    )
 
 
 def pack_panels(w: np.ndarray, nr: int) -> np.ndarray:
@@ -158,7 +160,9 @@ def unpack_panels_int8(packed: np.ndarray, n: int, k: int) -> tuple[np.ndarray, 
     """(q [n, k] int8, scale [n] float32, column sums [n] int32) of an i8panel array."""
     panels, rows, nr = packed.shape
     quads = rows - 2
-    body = np.ascontiguousarray(np.ascontiguousarray(packed).view(np.uint32).transpose(0, 2, 1)).reshape(panels * nr, rows)
+    body = np.ascontiguousarray(np.ascontiguousarray(packed).view(np.uint32).transpose(0, 2, 1)).reshape(
+        panels * nr, rows
+    )
     q = np.ascontiguousarray(body[:, :quads]).astype("<u4").view(np.int8).reshape(panels * nr, quads * 4)[:n, :k]
     return q, body[:n, quads].view(np.float32), body[:n, quads + 1].view(np.int32)
 

@@ -43,7 +43,9 @@ class GraphBuilder:
         self.constants[name] = array
         return name
 
-    def op(self, op: str, inputs: tuple[str, ...], shape: tuple[Dim, ...], name: str, source: str = "", **attrs: Any) -> str:
+    def op(
+        self, op: str, inputs: tuple[str, ...], shape: tuple[Dim, ...], name: str, source: str = "", **attrs: Any
+    ) -> str:
         base, i = name, 1
         while name in self.types:
             name, i = f"{base}_{i}", i + 1
@@ -68,8 +70,15 @@ class GraphBuilder:
         return Graph(tuple(self.inputs), outputs, tuple(self.nodes), dict(self.types), dict(self.constants), meta)
 
 
-def _attention(g: GraphBuilder, x: str, i: int, spec: ArchSpec, w: Mapping[str, np.ndarray],
-               caches: tuple[str, str] | None, mask: str | None) -> str:
+def _attention(
+    g: GraphBuilder,
+    x: str,
+    i: int,
+    spec: ArchSpec,
+    w: Mapping[str, np.ndarray],
+    caches: tuple[str, str] | None,
+    mask: str | None,
+) -> str:
     """Q/K/V projections, scores, mask, softmax and context for layer i; returns the context [T, A]."""
     layer, p = spec.layers[i], f"layers.{i}.attn"
     a = layer.attn_width
@@ -82,8 +91,14 @@ def _attention(g: GraphBuilder, x: str, i: int, spec: ArchSpec, w: Mapping[str, 
         v = g.op("kv_append", (caches[1], v), ("S", a), f"l{i}_v_all", f"{p}.v", start=0, width=a)
     heads = dict(heads=layer.heads, head_dim=layer.head_dim)
     s = g.op("attn_scores", (q, k), (layer.heads, "T", "S"), f"l{i}_scores", p, **heads)
-    s = g.op("attn_mask", (s,) if mask is None else (s, mask), (layer.heads, "T", "S"), f"l{i}_masked", p,
-             causal=caches is not None)
+    s = g.op(
+        "attn_mask",
+        (s,) if mask is None else (s, mask),
+        (layer.heads, "T", "S"),
+        f"l{i}_masked",
+        p,
+        causal=caches is not None,
+    )
     s = g.op("softmax", (s,), (layer.heads, "T", "S"), f"l{i}_probs", p)
     return g.op("attn_context", (s, v), ("T", a), f"l{i}_ctx", p, **heads)
 
@@ -98,10 +113,23 @@ def _ffn(g: GraphBuilder, x: str, i: int, spec: ArchSpec, w: Mapping[str, np.nda
 def _encoder_embed(g: GraphBuilder, spec: ArchSpec, w: Mapping[str, np.ndarray]) -> str:
     h = spec.hidden
     ids, types = g.input("input_ids", ("T",), "i32"), g.input("token_type_ids", ("T",), "i32")
-    tok = g.op("gather", (g.const("embed.token.weight", w["embed.token.weight"]), ids), ("T", h), "emb_tok", "embed.token")
-    pos = g.op("pos_embed", (g.const("embed.position.weight", w["embed.position.weight"]),), ("T", h), "emb_pos", "embed.position")
-    typ = g.op("gather", (g.const("embed.token_type.weight", w["embed.token_type.weight"]), types), ("T", h), "emb_type",
-               "embed.token_type")
+    tok = g.op(
+        "gather", (g.const("embed.token.weight", w["embed.token.weight"]), ids), ("T", h), "emb_tok", "embed.token"
+    )
+    pos = g.op(
+        "pos_embed",
+        (g.const("embed.position.weight", w["embed.position.weight"]),),
+        ("T", h),
+        "emb_pos",
+        "embed.position",
+    )
+    typ = g.op(
+        "gather",
+        (g.const("embed.token_type.weight", w["embed.token_type.weight"]), types),
+        ("T", h),
+        "emb_type",
+        "embed.token_type",
+    )
     x = g.op("add", (tok, pos), ("T", h), "emb_sum", "embed")
     x = g.op("add", (x, typ), ("T", h), "emb_sum3", "embed")
     return g.layer_norm(x, w, "embed.norm", spec.norm_eps, "emb")
@@ -132,13 +160,22 @@ def _encoder_head(g: GraphBuilder, x: str, spec: ArchSpec, w: Mapping[str, np.nd
 def _decoder_embed(g: GraphBuilder, spec: ArchSpec, w: Mapping[str, np.ndarray]) -> str:
     h = spec.hidden
     ids = g.input("input_ids", ("T",), "i32")
-    tok = g.op("gather", (g.const("embed.token.weight", w["embed.token.weight"]), ids), ("T", h), "emb_tok", "embed.token")
-    pos = g.op("pos_embed", (g.const("embed.position.weight", w["embed.position.weight"]),), ("T", h), "emb_pos", "embed.position")
+    tok = g.op(
+        "gather", (g.const("embed.token.weight", w["embed.token.weight"]), ids), ("T", h), "emb_tok", "embed.token"
+    )
+    pos = g.op(
+        "pos_embed",
+        (g.const("embed.position.weight", w["embed.position.weight"]),),
+        ("T", h),
+        "emb_pos",
+        "embed.position",
+    )
     return g.op("add", (tok, pos), ("T", h), "emb", "embed")
 
 
-def _decoder_layer(g: GraphBuilder, x: str, i: int, spec: ArchSpec, w: Mapping[str, np.ndarray],
-                   caches: tuple[str, str]) -> str:
+def _decoder_layer(
+    g: GraphBuilder, x: str, i: int, spec: ArchSpec, w: Mapping[str, np.ndarray], caches: tuple[str, str]
+) -> str:
     """Pre-LN block i: x = x + Attn(LN(x)) (causal, KV cache); x = x + FFN(LN(x))."""
     h = spec.hidden
     n = g.layer_norm(x, w, f"layers.{i}.attn_norm", spec.norm_eps, f"l{i}_ln1")
@@ -178,14 +215,17 @@ def _lower_decoder(g: GraphBuilder, spec: ArchSpec, w: Mapping[str, np.ndarray])
 
 def _strip_task_prefix(weights: Mapping[str, np.ndarray], task: str) -> dict[str, np.ndarray]:
     prefix = "encoder." if task in ("classification", "qa") else ""
-    return {k[len(prefix):] if k.startswith(prefix) else k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
+    return {
+        k[len(prefix) :] if k.startswith(prefix) else k: np.asarray(v, dtype=np.float32) for k, v in weights.items()
+    }
 
 
 BLOCKS = ("embed", "layer", "head")
 
 
-def lower_block(spec: ArchSpec, weights: Mapping[str, np.ndarray], block: str, *, layer: int = 0,
-                task: str = "backbone") -> Graph:
+def lower_block(
+    spec: ArchSpec, weights: Mapping[str, np.ndarray], block: str, *, layer: int = 0, task: str = "backbone"
+) -> Graph:
     """One building block of a model as its own graph, for latency profiling.
 
     "embed": ids -> embeddings; "layer": hidden states (input `hidden_in`) ->
@@ -209,8 +249,14 @@ def lower_block(spec: ArchSpec, weights: Mapping[str, np.ndarray], block: str, *
                 outputs = (_decoder_layer(g, x, layer, spec, w, _caches(g, spec, layer)),)
     except KeyError as err:
         raise IRError(f"weights lack {err.args[0]!r}, which the {spec.kind} {block} block needs.") from err
-    meta = {"spec": spec.to_dict(), "task": task, "kind": spec.kind, "max_positions": spec.max_positions,
-            "block": block, "layer": layer}
+    meta = {
+        "spec": spec.to_dict(),
+        "task": task,
+        "kind": spec.kind,
+        "max_positions": spec.max_positions,
+        "block": block,
+        "layer": layer,
+    }
     return g.graph(outputs, meta)
 
 

@@ -46,7 +46,7 @@ def aligned_empty(floats: int, align_bytes: int = 64) -> np.ndarray:
     """A float32 array whose data pointer is `align_bytes`-aligned (for vector loads)."""
     raw = np.zeros(floats + align_bytes // 4, dtype=np.float32)
     shift = (-raw.ctypes.data % align_bytes) // 4
-    return raw[shift:shift + floats]
+    return raw[shift : shift + floats]
 
 
 def _as_token_matrix(name: str, value: Any, *, upper: int, max_len: int) -> np.ndarray:
@@ -61,8 +61,10 @@ def _as_token_matrix(name: str, value: Any, *, upper: int, max_len: int) -> np.n
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise InputError(f"`{name}` is empty (shape {array.shape}); give at least one token.")
     if array.shape[1] > max_len:
-        raise InputError(f"`{name}` has {array.shape[1]} tokens, but the model takes at most {max_len} "
-                         "(its max positions); truncate or split the input.")
+        raise InputError(
+            f"`{name}` has {array.shape[1]} tokens, but the model takes at most {max_len} "
+            "(its max positions); truncate or split the input."
+        )
     low, high = int(array.min()), int(array.max())
     if low < 0 or high >= upper:
         bad = low if low < 0 else high
@@ -82,13 +84,19 @@ class NativeLibrary:
         try:
             lib = ctypes.CDLL(str(path))
         except OSError as err:
-            raise RuntimeLoadError(f"{path}: cannot be loaded as a shared library ({err}); recompile the model.") from err
+            raise RuntimeLoadError(
+                f"{path}: cannot be loaded as a shared library ({err}); recompile the model."
+            ) from err
         for name in REQUIRED_SYMBOLS:
             if not hasattr(lib, name):
                 raise RuntimeLoadError(f"{path}: symbol `{name}` is missing; this is not a canao model library.")
         lib.canao_forward.restype = ctypes.c_int
-        lib.canao_forward.argtypes = [ctypes.c_void_p] * 5 + [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int,
-                                                              ctypes.c_void_p]
+        lib.canao_forward.argtypes = [ctypes.c_void_p] * 5 + [
+            ctypes.POINTER(ctypes.c_void_p),
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_void_p,
+        ]
         lib.canao_error_message.restype = ctypes.c_char_p
         lib.canao_error_message.argtypes = [ctypes.c_int]
         lib.canao_graph_hash.restype = ctypes.c_char_p
@@ -96,26 +104,33 @@ class NativeLibrary:
         lib.canao_weight_floats.restype = ctypes.c_long
         lib.canao_set_threads.argtypes = [ctypes.c_int]
         if lib.canao_abi_version() != ABI_VERSION:
-            raise RuntimeLoadError(f"{path}: ABI version {lib.canao_abi_version()} != {ABI_VERSION}; recompile the model.")
+            raise RuntimeLoadError(
+                f"{path}: ABI version {lib.canao_abi_version()} != {ABI_VERSION}; recompile the model."
+            )
         return cls(path, lib)
 
 
 class CompiledModel:
     """A model compiled for this CPU: the final graph, its weight blob and the native library."""
 
-    def __init__(self, graph: Graph, weights: np.ndarray, library: NativeLibrary, *, simd: str,
-                 threads: int = 2) -> None:
+    def __init__(
+        self, graph: Graph, weights: np.ndarray, library: NativeLibrary, *, simd: str, threads: int = 2
+    ) -> None:
         self.graph, self.library, self.simd = graph, library, simd
         self.spec = ArchSpec.from_dict(dict(graph.meta["spec"]))
         self.task = str(graph.meta["task"])
         lib = library.lib
         expected = graph_hash(graph)
         if lib.canao_graph_hash().decode() != expected:
-            raise RuntimeLoadError(f"{library.path}: built for graph {lib.canao_graph_hash().decode()}, "
-                                   f"but the graph is {expected}; recompile the model.")
+            raise RuntimeLoadError(
+                f"{library.path}: built for graph {lib.canao_graph_hash().decode()}, "
+                f"but the graph is {expected}; recompile the model."
+            )
         if weights.size != lib.canao_weight_floats():
-            raise RuntimeLoadError(f"weights hold {weights.size} floats, but the library expects "
-                                   f"{lib.canao_weight_floats()}; the weight file is truncated or from another build.")
+            raise RuntimeLoadError(
+                f"weights hold {weights.size} floats, but the library expects "
+                f"{lib.canao_weight_floats()}; the weight file is truncated or from another build."
+            )
         self.weights = aligned_empty(weights.size)
         self.weights[:] = weights
         self.arena = aligned_empty(int(lib.canao_arena_floats()))
@@ -130,15 +145,27 @@ class CompiledModel:
         self.library.lib.canao_set_threads(self.threads)
 
     # ------------------------------------------------------------- running
-    def _forward(self, ids: np.ndarray, type_ids: Optional[np.ndarray], mask: Optional[np.ndarray],
-                 caches: Optional[list[np.ndarray]], past: int) -> None:
+    def _forward(
+        self,
+        ids: np.ndarray,
+        type_ids: Optional[np.ndarray],
+        mask: Optional[np.ndarray],
+        caches: Optional[list[np.ndarray]],
+        past: int,
+    ) -> None:
         cache_ptrs = None
         if caches:
             cache_ptrs = (ctypes.c_void_p * len(caches))(*(c.ctypes.data for c in caches))
         code = self.library.lib.canao_forward(
-            self.weights.ctypes.data, self.arena.ctypes.data, ids.ctypes.data,
-            None if type_ids is None else type_ids.ctypes.data, None if mask is None else mask.ctypes.data,
-            cache_ptrs, int(ids.shape[0]), int(past), None,
+            self.weights.ctypes.data,
+            self.arena.ctypes.data,
+            ids.ctypes.data,
+            None if type_ids is None else type_ids.ctypes.data,
+            None if mask is None else mask.ctypes.data,
+            cache_ptrs,
+            int(ids.shape[0]),
+            int(past),
+            None,
         )
         if code != 0:
             raise InputError(f"native model refused the input: {self.library.lib.canao_error_message(code).decode()}.")
@@ -146,7 +173,7 @@ class CompiledModel:
     def _output(self, name: str, tokens: int, keys: int) -> np.ndarray:
         shape = self.graph.types[name].concrete(tokens, keys, self.spec.max_positions)
         offset = self.graph.meta["memory_plan"][name]
-        return self.arena[offset:offset + int(np.prod(shape))].reshape(shape).copy()
+        return self.arena[offset : offset + int(np.prod(shape))].reshape(shape).copy()
 
     def run(self, input_ids: Any, attention_mask: Any = None, token_type_ids: Any = None) -> dict[str, np.ndarray]:
         """Encoder forward for a (B, T) or (T,) batch. Returns the task's outputs with a batch axis:
@@ -156,10 +183,18 @@ class CompiledModel:
             raise InputError("run() is for encoders; use new_session() with prefill/decode_step for a decoder.")
         limit = self.spec.max_positions
         ids = _as_token_matrix("input_ids", input_ids, upper=self.spec.vocab_size, max_len=limit)
-        types = np.zeros_like(ids) if token_type_ids is None else \
-            _as_token_matrix("token_type_ids", token_type_ids, upper=max(self.spec.type_vocab_size, 1), max_len=limit)
-        keep = np.ones_like(ids) if attention_mask is None else \
-            _as_token_matrix("attention_mask", attention_mask, upper=2, max_len=limit)
+        types = (
+            np.zeros_like(ids)
+            if token_type_ids is None
+            else _as_token_matrix(
+                "token_type_ids", token_type_ids, upper=max(self.spec.type_vocab_size, 1), max_len=limit
+            )
+        )
+        keep = (
+            np.ones_like(ids)
+            if attention_mask is None
+            else _as_token_matrix("attention_mask", attention_mask, upper=2, max_len=limit)
+        )
         for name, other in (("token_type_ids", types), ("attention_mask", keep)):
             if other.shape != ids.shape:
                 raise InputError(f"`{name}` has shape {other.shape}, but input_ids has {ids.shape}; they must match.")
@@ -195,8 +230,11 @@ class DecoderSession:
     def __init__(self, model: CompiledModel) -> None:
         self.model = model
         graph = model.graph
-        self.caches = [aligned_empty(int(np.prod(graph.types[name].concrete(0, 0, model.spec.max_positions))))
-                       for name in graph.inputs if name.startswith("cache_")]
+        self.caches = [
+            aligned_empty(int(np.prod(graph.types[name].concrete(0, 0, model.spec.max_positions))))
+            for name in graph.inputs
+            if name.startswith("cache_")
+        ]
         self.length = 0
 
     def reset(self) -> None:

@@ -42,29 +42,48 @@ def compile_flags(simd: str, extra: Sequence[str] = ()) -> tuple[str, ...]:
     return (*BASE_FLAGS, *simd_level(simd).cc_flags, *extra)
 
 
-def build_shared_library(source: Optional[str], *, simd: str, extra_flags: Sequence[str] = (),
-                         compiler: Optional[str] = None, extra_sources: Sequence[Path] = ()) -> Path:
+def build_shared_library(
+    source: Optional[str],
+    *,
+    simd: str,
+    extra_flags: Sequence[str] = (),
+    compiler: Optional[str] = None,
+    extra_sources: Sequence[Path] = (),
+) -> Path:
     """Compile `source` (and `extra_sources`) to a cached .so and return its path (compiles only on a cache miss)."""
     return _build(source, simd, tuple(extra_flags), compiler, tuple(extra_sources), shared=True)
 
 
-def build_executable(source: Optional[str], *, simd: str, extra_flags: Sequence[str] = (),
-                     compiler: Optional[str] = None, extra_sources: Sequence[Path] = ()) -> Path:
+def build_executable(
+    source: Optional[str],
+    *,
+    simd: str,
+    extra_flags: Sequence[str] = (),
+    compiler: Optional[str] = None,
+    extra_sources: Sequence[Path] = (),
+) -> Path:
     """Compile `source` and `extra_sources` (one of them has a main) to a cached executable; `compiler` may be a
     cross compiler."""
     return _build(source, simd, tuple(extra_flags), compiler, tuple(extra_sources), shared=False)
 
 
-def _cache_key(source: Optional[str], flags: tuple[str, ...], cc: str, extra_sources: tuple[Path, ...],
-               shared: bool) -> str:
+def _cache_key(
+    source: Optional[str], flags: tuple[str, ...], cc: str, extra_sources: tuple[Path, ...], shared: bool
+) -> str:
     texts = [source or "", " ".join(flags), cc, c_compiler(cc), str(shared)]
     texts += [p.read_text() for p in extra_sources]
     texts += [p.read_text() for p in sorted(CODEGEN_DIR.glob("*.h"))]  # what the extra sources include
     return hashlib.sha256("\0".join(texts).encode()).hexdigest()[:24]
 
 
-def _build(source: Optional[str], simd: str, extra_flags: tuple[str, ...], compiler: Optional[str],
-           extra_sources: tuple[Path, ...], shared: bool) -> Path:
+def _build(
+    source: Optional[str],
+    simd: str,
+    extra_flags: tuple[str, ...],
+    compiler: Optional[str],
+    extra_sources: tuple[Path, ...],
+    shared: bool,
+) -> Path:
     cc = compiler or os.environ.get("CC", "cc")
     if shutil.which(cc) is None:
         raise BuildError(f"no C compiler `{cc}` found; install gcc (apt-get install gcc) or set CC.")

@@ -37,6 +37,7 @@ DB_VERSION = 1
 KC_CHOICES = (0, 128, 256)
 BENCH_SOURCE = CODEGEN_DIR / "bench_gemm.c"  # canao_bench_gemm, canao_bench_peak_gflops
 
+
 def bench_library(simd: str) -> ctypes.CDLL:
     """The native micro-benchmark (same kernels as the models), compiled and cached for `simd`."""
     flags = (f"-DCANAO_DEFAULT_MR={simd_level(simd).default_mr}",)
@@ -103,8 +104,16 @@ def _variants(simd: str, k: int) -> list[tuple[int, int]]:
     return [(mr, kc) for mr in simd_level(simd).mr_choices for kc in KC_CHOICES if kc == 0 or kc < k]
 
 
-def measure_shape(lib: ctypes.CDLL, simd: str, m: int, n: int, k: int, threads: int, deadline: float,
-                  precision: str | Precision = Precision.FP32) -> dict:
+def measure_shape(
+    lib: ctypes.CDLL,
+    simd: str,
+    m: int,
+    n: int,
+    k: int,
+    threads: int,
+    deadline: float,
+    precision: str | Precision = Precision.FP32,
+) -> dict:
     """Time every variant of one shape (stops early at the deadline; the default is always timed)."""
     flops = 2.0 * m * n * k
     reps = max(3, min(200, int(2e8 / max(flops, 1.0))))
@@ -112,16 +121,25 @@ def measure_shape(lib: ctypes.CDLL, simd: str, m: int, n: int, k: int, threads: 
     for mr, kc in _variants(simd, k):
         if candidates and time.monotonic() > deadline:
             break
-        candidates[f"mr{mr}_kc{kc}"] = lib.canao_bench_gemm(mr, kc, m, n, k, reps, threads,
-                                                            Precision.parse(precision).layout.c_code)
-    best = min(candidates, key=candidates.get)
+        candidates[f"mr{mr}_kc{kc}"] = lib.canao_bench_gemm(
+            mr, kc, m, n, k, reps, threads, Precision.parse(precision).layout.c_code
+        )
+    best = min(candidates, key=lambda name: candidates[name])
     mr, kc = (int(part[2:]) for part in best.split("_"))
     ms = candidates[best]
     return {"mr": mr, "kc": kc, "ms": ms, "gflops": flops / ms / 1e6, "candidates": candidates}
 
 
-def tune_gemms(graph: Graph, db: TuningDatabase, *, simd: str, seq_len: int, threads: int, budget_s: float,
-               progress: Optional[Callable[[int, int], None]] = None) -> tuple[dict[str, dict], int]:
+def tune_gemms(
+    graph: Graph,
+    db: TuningDatabase,
+    *,
+    simd: str,
+    seq_len: int,
+    threads: int,
+    budget_s: float,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> tuple[dict[str, dict], int]:
     """Best variant per GEMM shape of `graph`; returns (choices by shape key, number of shapes measured now)."""
     device = device_key(simd, threads)
     shapes = sorted({gemm_shape(graph, n, seq_len) for n in graph.nodes if n.op == "gemm"})

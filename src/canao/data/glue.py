@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 from canao.errors import DataError
+from canao.storage import read_user_text
 
 GLUE_TASKS = ("sst2", "mrpc", "qnli")
 QNLI_LABELS = {"entailment": 0, "not_entailment": 1}
@@ -35,14 +36,18 @@ class PairExample:
 
 def _columns(task: str, header: list[str], path: Path) -> tuple[int, Optional[int], Optional[int]]:
     """Indices of text_a, text_b and label in this file's header."""
-    names = {"sst2": ("sentence", None, "label"), "mrpc": ("#1 String", "#2 String", "Quality"),
-             "qnli": ("question", "sentence", "label")}[task]
+    names = {
+        "sst2": ("sentence", None, "label"),
+        "mrpc": ("#1 String", "#2 String", "Quality"),
+        "qnli": ("question", "sentence", "label"),
+    }[task]
     try:
         a = header.index(names[0])
         b = header.index(names[1]) if names[1] else None
     except ValueError as err:
-        raise DataError(f"{path}:1: header {header} lacks column {err.args[0].split()[0]}; "
-                        f"not a GLUE {task} file.") from err
+        raise DataError(
+            f"{path}:1: header {header} lacks column {err.args[0].split()[0]}; not a GLUE {task} file."
+        ) from err
     label = header.index(names[2]) if names[2] in header else None  # test files have no label
     return a, b, label
 
@@ -61,9 +66,7 @@ def read_glue(task: str, path: Path | str) -> list[PairExample]:
     if task not in GLUE_TASKS:
         raise DataError(f"`task` must be one of {GLUE_TASKS}, but got {task!r}.")
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: file not found; pass a GLUE {task} TSV file.")
-    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    lines = read_user_text(path, f"a GLUE {task} TSV file", DataError, encoding="utf-8-sig").splitlines()
     if not lines:
         raise DataError(f"{path}: empty file; a GLUE TSV file starts with a header line.")
     header = [h.strip() for h in lines[0].split("\t")]

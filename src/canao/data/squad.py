@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from canao.errors import DataError
-
+from canao.storage import read_user_text
 
 
 @dataclass(frozen=True)
@@ -47,23 +47,24 @@ class Article:
     paragraphs: tuple[Paragraph, ...]
 
 
-
-
 def _question(raw: dict, where: str) -> Question:
     try:
         answers = tuple(Answer(str(a["text"]), int(a["answer_start"])) for a in raw.get("answers", []))
         return Question(str(raw["id"]), str(raw["question"]), answers, bool(raw.get("is_impossible", False)))
     except (KeyError, TypeError, ValueError) as err:
-        raise DataError(f"{where}: question entry lacks a valid field ({err!r}); expected id, question, answers.") from err
+        raise DataError(
+            f"{where}: question entry lacks a valid field ({err!r}); expected id, question, answers."
+        ) from err
 
 
 def read_squad(path: Path | str) -> list[Article]:
     """All articles of a SQuAD JSON file."""
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: file not found; pass a SQuAD v1.1/v2.0 JSON file.")
+    text = read_user_text(path, "a SQuAD v1.1/v2.0 JSON file", DataError)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(text)
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply; not a SQuAD file.") from None
     except json.JSONDecodeError as err:
         raise DataError(f"{path}: not valid JSON at line {err.lineno}, column {err.colno} ({err.msg}).") from err
     if not isinstance(raw, dict) or not isinstance(raw.get("data"), list):
@@ -124,7 +125,9 @@ def _window_tokenizer(tokenizer, max_length: int, doc_stride: int):
     return windowed
 
 
-def qa_features(examples: list[QAExample], tokenizer, *, max_length: int = 384, doc_stride: int = 128) -> list[QAFeature]:
+def qa_features(
+    examples: list[QAExample], tokenizer, *, max_length: int = 384, doc_stride: int = 128
+) -> list[QAFeature]:
     """Tokenise with doc stride (Devlin et al. 2019, Sec. 4.2) and map each gold span to token positions."""
     windowed = _window_tokenizer(tokenizer, max_length, doc_stride)
     features = []
@@ -132,8 +135,10 @@ def qa_features(examples: list[QAExample], tokenizer, *, max_length: int = 384, 
         try:
             first = windowed.encode(ex.question, ex.context)
         except Exception as err:  # the Rust side raises a bare Exception when the question leaves no room
-            raise DataError(f"question {ex.id}: cannot be windowed with max_length={max_length}, "
-                            f"doc_stride={doc_stride} ({err}); raise max_length.") from err
+            raise DataError(
+                f"question {ex.id}: cannot be windowed with max_length={max_length}, "
+                f"doc_stride={doc_stride} ({err}); raise max_length."
+            ) from err
         for enc in [first, *first.overflowing]:
             offsets = tuple(o if s == 1 else (-1, -1) for o, s in zip(enc.offsets, enc.sequence_ids))
             start_pos = end_pos = 0
@@ -146,9 +151,17 @@ def qa_features(examples: list[QAExample], tokenizer, *, max_length: int = 384, 
     return features
 
 
-def best_answers(examples: list[QAExample], features: list[QAFeature], start_logits: list, end_logits: list, *,
-                 n_best: int = 20, max_answer_tokens: int = 30, version_2: bool = False,
-                 null_threshold: float = 0.0) -> dict[str, str]:
+def best_answers(
+    examples: list[QAExample],
+    features: list[QAFeature],
+    start_logits: list,
+    end_logits: list,
+    *,
+    n_best: int = 20,
+    max_answer_tokens: int = 30,
+    version_2: bool = False,
+    null_threshold: float = 0.0,
+) -> dict[str, str]:
     """{question id: answer text}: the highest start+end logit span over all windows of each question.
 
     With `version_2`, the empty answer wins when the [CLS] score beats the
@@ -158,7 +171,7 @@ def best_answers(examples: list[QAExample], features: list[QAFeature], start_log
     best: dict[int, tuple[float, str]] = {}
     null: dict[int, float] = {}
     for feat, s_log, e_log in zip(features, start_logits, end_logits):
-        s_log, e_log = np.asarray(s_log)[:len(feat.input_ids)], np.asarray(e_log)[:len(feat.input_ids)]
+        s_log, e_log = np.asarray(s_log)[: len(feat.input_ids)], np.asarray(e_log)[: len(feat.input_ids)]
         null[feat.example_index] = min(null.get(feat.example_index, np.inf), float(s_log[0] + e_log[0]))
         context = examples[feat.example_index].context
         for i in np.argsort(s_log)[::-1][:n_best]:
@@ -167,7 +180,7 @@ def best_answers(examples: list[QAExample], features: list[QAFeature], start_log
                     continue
                 score = float(s_log[i] + e_log[j])
                 if score > best.get(feat.example_index, (-np.inf, ""))[0]:
-                    best[feat.example_index] = (score, context[feat.offsets[i][0]:feat.offsets[j][1]])
+                    best[feat.example_index] = (score, context[feat.offsets[i][0] : feat.offsets[j][1]])
     out = {}
     for index, ex in enumerate(examples):
         score, text = best.get(index, (-float("inf"), ""))

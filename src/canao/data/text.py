@@ -16,19 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from canao.errors import DataError
-
-
-
+from canao.storage import read_user_text
 
 
 def read_text(path: Path | str) -> str:
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: file not found; pass a UTF-8 text file.")
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text (byte {err.start}).") from err
+    return read_user_text(path, "a UTF-8 text file", DataError)
 
 
 def pack_blocks(ids: list[int] | np.ndarray, block_size: int) -> np.ndarray:
@@ -38,4 +30,4 @@ def pack_blocks(ids: list[int] | np.ndarray, block_size: int) -> np.ndarray:
     n = (len(ids) - 1) // block_size
     if n < 1:
         raise DataError(f"the text has {len(ids)} tokens, too few for one block of {block_size} + 1.")
-    return np.stack([ids[i * block_size:(i + 1) * block_size + 1] for i in range(n)])
+    return np.stack([ids[i * block_size : (i + 1) * block_size + 1] for i in range(n)])

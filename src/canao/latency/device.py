@@ -1,9 +1,9 @@
 """How to run on the device being profiled: executors for this machine, qemu-aarch64 or a remote template.
 
 What this machine is (CPU, SIMD level, fingerprint) lives in canao.device;
-this module adds the device the latency model is built for. An `Executor` runs the profiler's timing executables on the target: locally,
-or through a command template such as `ssh phone {cmd}` or
-`qemu-aarch64 -L /usr/aarch64-linux-gnu {cmd}`, so a phone can be profiled
+this module adds the device the latency model is built for. An `Executor`
+runs the profiler's timing executables on the target: locally, or through a
+command template such as `ssh phone {cmd}` or `qemu-aarch64 -L /usr/aarch64-linux-gnu {cmd}`, so a phone can be profiled
 from a workstation (with a shared or pushed file system: the template's
 `{cmd}` gets the same paths the workstation uses).
 
@@ -23,6 +23,7 @@ from typing import Optional, Sequence
 
 from canao.device import describe_machine, fingerprint
 from canao.errors import CanaoError
+
 
 class ExecutorError(CanaoError, RuntimeError):
     """A timing executable failed on the target device."""
@@ -65,8 +66,13 @@ def make_executor(device: str, *, simd: Optional[str] = None, compiler: Optional
         level = simd or describe_machine().simd_level
         return Executor("local", None, level, compiler, f"local {describe_machine().cpu_model} ({level})")
     if device == "qemu-aarch64":
-        return Executor("qemu-aarch64", QEMU_AARCH64, "neon", compiler or "aarch64-linux-gnu-gcc",
-                        "aarch64 under qemu-user (emulated: timings are not the phone's)")
+        return Executor(
+            "qemu-aarch64",
+            QEMU_AARCH64,
+            "neon",
+            compiler or "aarch64-linux-gnu-gcc",
+            "aarch64 under qemu-user (emulated: timings are not the phone's)",
+        )
     if "{cmd}" not in device:
         raise ExecutorError(f"device {device!r} is neither 'local', 'qemu-aarch64' nor a template containing {{cmd}}.")
     if simd is None:

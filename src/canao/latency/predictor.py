@@ -66,8 +66,9 @@ def _brackets(axis: Sequence[int], x: float) -> list[tuple[int, float]]:
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     """Spearman rank correlation (average ranks for ties)."""
-    def ranks(x: Sequence[float]) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
+
+    def ranks(values: Sequence[float]) -> np.ndarray:
+        x = np.asarray(values, dtype=np.float64)
         order = np.argsort(x, kind="mergesort")
         r = np.empty(len(x))
         r[order] = np.arange(len(x))
@@ -136,13 +137,16 @@ class LatencyPredictor:
         if bad:
             raise SpecError(f"`head_dim` must be {self.head_dim} (the profiled head size), but got {bad[0]}.")
         if not self.seq_lens[0] <= seq_len <= self.seq_lens[-1]:
-            raise SpecError(f"`seq_len` must lie in the profiled range {self.seq_lens[0]}..{self.seq_lens[-1]}, "
-                            f"but got {seq_len}; profile with --seq-lens covering it.")
+            raise SpecError(
+                f"`seq_len` must lie in the profiled range {self.seq_lens[0]}..{self.seq_lens[-1]}, "
+                f"but got {seq_len}; profile with --seq-lens covering it."
+            )
         return sum(w * self._raw_ms_at(spec, self.seq_lens[i]) for i, w in _brackets(self.seq_lens, seq_len))
 
     def _calibrate(self) -> tuple[float, float]:
-        points = [(self.raw_ms(ArchSpec.from_dict(c["spec"]), c["seq_len"]), c["median_ms"])
-                  for c in self.profile.calibration]
+        points = [
+            (self.raw_ms(ArchSpec.from_dict(c["spec"]), c["seq_len"]), c["median_ms"]) for c in self.profile.calibration
+        ]
         if len(points) < 2:
             return 1.0, 0.0
         x, y = np.array(points).T
@@ -166,8 +170,9 @@ class LatencyCheck:
     measured: Optional[BlockTiming]
 
 
-def predict_and_measure(spec: ArchSpec, profile_path: Path, seq_len: int, *, measure: bool = True,
-                        threads: int = 2) -> LatencyCheck:
+def predict_and_measure(
+    spec: ArchSpec, profile_path: Path, seq_len: int, *, measure: bool = True, threads: int = 2
+) -> LatencyCheck:
     """Predict `spec` from this machine's profile and (with `measure`) compile and time it here."""
     executor = make_executor("local")
     profile = DeviceProfile.load(profile_path, device=executor_fingerprint(executor))

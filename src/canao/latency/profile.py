@@ -37,6 +37,7 @@ from canao.arch import LIMITS, ArchSpec, LayerSpec, SearchSpace
 from canao.compiler.build import BuildOptions, build_timing_executable
 from canao.compiler.codegen.c import weight_blob
 from canao.compiler.ir import Graph
+from canao.compiler.layout import Precision
 from canao.compiler.lower import lower_block, lower_spec
 from canao.device import describe_machine
 from canao.errors import CanaoError, SpecError
@@ -80,8 +81,14 @@ def robust_timing(samples: np.ndarray) -> BlockTiming:
     mad = float(np.median(np.abs(samples - med))) or 1e-9
     kept = samples[np.abs(samples - med) <= 4 * 1.4826 * mad]
     p10, p50, p90 = np.percentile(kept, [10, 50, 90])
-    return BlockTiming(float(p50), float(p10), float(p90), float(np.median(np.abs(kept - p50))), int(kept.size),
-                       int(samples.size - kept.size))
+    return BlockTiming(
+        float(p50),
+        float(p10),
+        float(p90),
+        float(np.median(np.abs(kept - p50))),
+        int(kept.size),
+        int(samples.size - kept.size),
+    )
 
 
 def workload(kind: str, seq_len: int) -> tuple[int, int]:
@@ -92,8 +99,10 @@ def workload(kind: str, seq_len: int) -> tuple[int, int]:
 def synthetic_weights(spec: ArchSpec, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Random weights under canao's backbone names (N(0, 0.02), LayerNorm 1/0): timing does not depend on values."""
     h = spec.hidden
-    shapes: dict[str, tuple[int, ...]] = {"embed.token.weight": (spec.vocab_size, h),
-                                          "embed.position.weight": (spec.max_positions, h)}
+    shapes: dict[str, tuple[int, ...]] = {
+        "embed.token.weight": (spec.vocab_size, h),
+        "embed.position.weight": (spec.max_positions, h),
+    }
     norms = ["final_norm"] if spec.kind == "decoder" else ["embed.norm"]
     if spec.kind == "encoder":
         shapes["embed.token_type.weight"] = (spec.type_vocab_size, h)
@@ -102,8 +111,16 @@ def synthetic_weights(spec: ArchSpec, rng: np.random.Generator) -> dict[str, np.
         p, a, f = f"layers.{i}.", layer.attn_width, layer.ffn
         for name in "qkv":
             shapes[f"{p}attn.{name}.weight"], shapes[f"{p}attn.{name}.bias"] = (a, h), (a,)
-        shapes.update({f"{p}attn.out.weight": (h, a), f"{p}attn.out.bias": (h,), f"{p}ffn.up.weight": (f, h),
-                       f"{p}ffn.up.bias": (f,), f"{p}ffn.down.weight": (h, f), f"{p}ffn.down.bias": (h,)})
+        shapes.update(
+            {
+                f"{p}attn.out.weight": (h, a),
+                f"{p}attn.out.bias": (h,),
+                f"{p}ffn.up.weight": (f, h),
+                f"{p}ffn.up.bias": (f,),
+                f"{p}ffn.down.weight": (h, f),
+                f"{p}ffn.down.bias": (h,),
+            }
+        )
         norms += [f"{p}attn_norm", f"{p}ffn_norm"]
     weights = {k: (rng.standard_normal(s) * 0.02).astype(np.float32) for k, s in shapes.items()}
     for norm in norms:
@@ -113,12 +130,18 @@ def synthetic_weights(spec: ArchSpec, rng: np.random.Generator) -> dict[str, np.
 
 def build_options(executor: Executor, threads: int, seq_len: int, kind: str, precision: str) -> BuildOptions:
     """How blocks and whole models are compiled for the executor's target (tuned for the timed workload)."""
-    return BuildOptions(simd=executor.simd, compiler=executor.compiler, threads=threads, precision=precision,
-                        tune_seq_len=workload(kind, seq_len)[0])
+    return BuildOptions(
+        simd=executor.simd,
+        compiler=executor.compiler,
+        threads=threads,
+        precision=Precision.parse(precision),
+        tune_seq_len=workload(kind, seq_len)[0],
+    )
 
 
-def time_graph(lowered: Graph, executor: Executor, options: BuildOptions, seq_len: int, warmup: int, reps: int,
-               workdir: Path) -> BlockTiming:
+def time_graph(
+    lowered: Graph, executor: Executor, options: BuildOptions, seq_len: int, warmup: int, reps: int, workdir: Path
+) -> BlockTiming:
     """Compile `lowered` into a timing executable for the executor's target and time one workload on it."""
     timing = build_timing_executable(lowered, options)
     weights = workdir / "weights.bin"
@@ -181,29 +204,42 @@ class DeviceProfile:
         except json.JSONDecodeError as err:
             raise ProfileError(f"{path}: corrupt profile ({err}); delete it and run `canao profile` again.") from err
         if not isinstance(data, dict) or data.get("version") != PROFILE_VERSION:
-            raise ProfileError(f"{path}: profile version {data.get('version') if isinstance(data, dict) else '?'} "
-                               f"is not {PROFILE_VERSION}; run `canao profile` again.")
+            raise ProfileError(
+                f"{path}: profile version {data.get('version') if isinstance(data, dict) else '?'} "
+                f"is not {PROFILE_VERSION}; run `canao profile` again."
+            )
         try:
             profile = cls(**data)
-            profile.space  # validates the stored search space
+            _ = profile.space  # parsing it validates the stored search space
         except (TypeError, ValueError, KeyError) as err:
             raise ProfileError(f"{path}: malformed profile ({err}).") from err
         if device is not None and profile.device != device:
-            raise ProfileError(f"{path} was measured on device {profile.device} ({profile.device_description}), "
-                               f"not on this one ({device}); profile this device with `canao profile`.")
+            raise ProfileError(
+                f"{path} was measured on device {profile.device} ({profile.device_description}), "
+                f"not on this one ({device}); profile this device with `canao profile`."
+            )
         return profile
 
 
 def _new_profile(config: ProfileConfig, executor: Executor) -> DeviceProfile:
-    cfg = {"space": json.loads(config.space.to_json()), "seq_lens": list(config.seq_lens), "threads": config.threads,
-           "warmup": config.warmup, "reps": config.reps, "calibration_models": config.calibration_models,
-           "passes": config.passes, "seed": config.seed, "precision": config.precision}
+    cfg = {
+        "space": json.loads(config.space.to_json()),
+        "seq_lens": list(config.seq_lens),
+        "threads": config.threads,
+        "warmup": config.warmup,
+        "reps": config.reps,
+        "calibration_models": config.calibration_models,
+        "passes": config.passes,
+        "seed": config.seed,
+        "precision": config.precision,
+    }
     machine = json.loads(json.dumps(describe_machine().to_dict()))  # as it reads back from the file
     return DeviceProfile(executor_fingerprint(executor), executor.description, machine, cfg)
 
 
-def _measure_block(job: tuple[str, int, int, int, int], config: ProfileConfig, executor: Executor,
-                   workdir: Path) -> BlockTiming:
+def _measure_block(
+    job: tuple[str, int, int, int, int], config: ProfileConfig, executor: Executor, workdir: Path
+) -> BlockTiming:
     block, h, heads, ffn, seq = job
     space = config.space
     spec = _block_spec(space, h, heads or space.heads_choices[0], ffn or space.ffn_choices[0])
@@ -214,8 +250,17 @@ def _measure_block(job: tuple[str, int, int, int, int], config: ProfileConfig, e
     return time_graph(lower_block(spec, weights, block), executor, options, seq, config.warmup, config.reps, workdir)
 
 
-def measure_model(spec: ArchSpec, executor: Executor, seq_len: int, *, threads: int = 2, warmup: int = 5,
-                  reps: int = 30, seed: int = 0, precision: str = "fp32") -> BlockTiming:
+def measure_model(
+    spec: ArchSpec,
+    executor: Executor,
+    seq_len: int,
+    *,
+    threads: int = 2,
+    warmup: int = 5,
+    reps: int = 30,
+    seed: int = 0,
+    precision: str = "fp32",
+) -> BlockTiming:
     """End-to-end compiled latency of a whole model (random weights) on the executor's device."""
     weights = synthetic_weights(spec, np.random.default_rng(seed))
     options = build_options(executor, threads, seq_len, spec.kind, precision)
@@ -229,8 +274,9 @@ def _record(entry: dict, timing: BlockTiming) -> dict:
     return {"sweeps": sweeps, "median_ms": min(t["median_ms"] for t in sweeps)}
 
 
-def profile_device(config: ProfileConfig, executor: Executor, path: Path,
-                   progress: Optional[Progress] = None) -> DeviceProfile:
+def profile_device(
+    config: ProfileConfig, executor: Executor, path: Path, progress: Optional[Progress] = None
+) -> DeviceProfile:
     """Measure every block of the grid in `passes` sweeps (resuming from `path` if it holds part of this profile)."""
     profile = _new_profile(config, executor)
     if path.exists():
@@ -242,14 +288,18 @@ def profile_device(config: ProfileConfig, executor: Executor, path: Path,
     calib_keys = [f"{json.dumps(spec.to_dict(), sort_keys=True)}|T{seq}" for spec, seq in calib]
     total = (len(jobs) + len(calib)) * config.passes
     done = sum(len(e["sweeps"]) for e in profile.blocks.values()) + sum(len(e["sweeps"]) for e in profile.calibration)
-    existing = {f"{json.dumps(c['spec'], sort_keys=True)}|T{c['seq_len']}": i for i, c in enumerate(profile.calibration)}
+    existing = {
+        f"{json.dumps(c['spec'], sort_keys=True)}|T{c['seq_len']}": i for i, c in enumerate(profile.calibration)
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for sweep in range(config.passes):
             for job in jobs:
                 key = block_key(job[0], job[1], job[4], job[2], job[3])
                 if len(profile.blocks.get(key, {}).get("sweeps", [])) > sweep:
                     continue
-                profile.blocks[key] = _record(profile.blocks.get(key, {}), _measure_block(job, config, executor, Path(tmp)))
+                profile.blocks[key] = _record(
+                    profile.blocks.get(key, {}), _measure_block(job, config, executor, Path(tmp))
+                )
                 profile.save(path)
                 done += 1
                 if progress:
@@ -259,8 +309,16 @@ def profile_device(config: ProfileConfig, executor: Executor, path: Path,
                 entry = profile.calibration[index] if index is not None else {}
                 if len(entry.get("sweeps", [])) > sweep:
                     continue
-                timing = measure_model(spec, executor, seq, threads=config.threads, warmup=config.warmup,
-                                       reps=config.reps, seed=config.seed, precision=config.precision)
+                timing = measure_model(
+                    spec,
+                    executor,
+                    seq,
+                    threads=config.threads,
+                    warmup=config.warmup,
+                    reps=config.reps,
+                    seed=config.seed,
+                    precision=config.precision,
+                )
                 entry = {"spec": spec.to_dict(), "seq_len": seq, **_record(entry, timing)}
                 if index is None:
                     existing[key] = len(profile.calibration)
@@ -288,7 +346,7 @@ def calibration_specs(config: ProfileConfig) -> list[ArchSpec]:
 
 
 def parse_seq_lens(text: str) -> tuple[int, ...]:
-    """"64,128,256" -> (64, 128, 256), with a clear error for anything else."""
+    """ "64,128,256" -> (64, 128, 256), with a clear error for anything else."""
     try:
         lens = tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
@@ -300,4 +358,3 @@ def parse_seq_lens(text: str) -> tuple[int, ...]:
 
 def expected_jobs(config: ProfileConfig) -> int:
     return (len(_grid(config)) + config.calibration_models * len(config.seq_lens)) * config.passes
-

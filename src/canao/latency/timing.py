@@ -29,8 +29,9 @@ def _stats(samples: np.ndarray) -> TimingStats:
     return TimingStats(float(q50), float(q90), float(samples.min()), float(q75 - q25), int(samples.size))
 
 
-def measure_interleaved_ms(fns: dict[str, Callable[[], object]], *, warmup: int = 3, runs: int = 20,
-                           rounds: int = 5, settle_s: float = 0.1) -> dict[str, TimingStats]:
+def measure_interleaved_ms(
+    fns: dict[str, Callable[[], object]], *, warmup: int = 3, runs: int = 20, rounds: int = 5, settle_s: float = 0.1
+) -> dict[str, TimingStats]:
     """Time several peers in alternating rounds, so that a noisy neighbour slows them all alike.
 
     Each of `rounds` rounds runs every peer runs/rounds times in turn (after

@@ -72,7 +72,7 @@ class MultiHeadAttention(nn.Module):
         if past is not None:
             k = torch.cat([past[0], k], dim=2)  # (B, nh, S, hd), S = past + T
             v = torch.cat([past[1], v], dim=2)
-        scores = torch.matmul(q, k.transpose(-1, -2)) * (self.head_dim ** -0.5)  # (B, nh, T, S)
+        scores = torch.matmul(q, k.transpose(-1, -2)) * (self.head_dim**-0.5)  # (B, nh, T, S)
         if mask is not None:
             scores = scores + mask
         probs = F.softmax(scores, dim=-1)
@@ -92,4 +92,3 @@ class FeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down(gelu(self.up(x), self.activation))
-

@@ -55,10 +55,14 @@ def check_sliceable(big: ArchSpec, small: ArchSpec) -> None:
     """Raise SpecError naming the first field in which `small` is not a slice of `big`."""
     for name in ("kind", "vocab_size", "activation", "norm_eps"):
         if getattr(big, name) != getattr(small, name):
-            raise SpecError(f"`{name}` must match to slice, but got big={getattr(big, name)!r}, small={getattr(small, name)!r}.")
+            raise SpecError(
+                f"`{name}` must match to slice, but got big={getattr(big, name)!r}, small={getattr(small, name)!r}."
+            )
     for name in ("hidden", "max_positions", "type_vocab_size", "num_layers"):
         if getattr(small, name) > getattr(big, name):
-            raise SpecError(f"`small.{name} <= big.{name}` must hold, but got ({getattr(small, name)} > {getattr(big, name)}).")
+            raise SpecError(
+                f"`small.{name} <= big.{name}` must hold, but got ({getattr(small, name)} > {getattr(big, name)})."
+            )
     for i, (b, s) in enumerate(zip(big.layers, small.layers)):
         for name in ("heads", "head_dim", "ffn"):
             if getattr(s, name) > getattr(b, name):
@@ -90,8 +94,12 @@ def _slice_tensor(name: str, t: torch.Tensor, big: ArchSpec, small: ArchSpec) ->
     match = _LAYER_INDEX.search(name)
     layer_big = big.layers[int(match.group(1))] if match else None
     layer_small = small.layers[int(match.group(1))] if match else None
-    limits = {"H": small.hidden, "P": small.max_positions, "T": max(small.type_vocab_size, 1),
-              "F": layer_small.ffn if layer_small else None}
+    limits = {
+        "H": small.hidden,
+        "P": small.max_positions,
+        "T": max(small.type_vocab_size, 1),
+        "F": layer_small.ffn if layer_small else None,
+    }
     for axis, role in enumerate(roles):
         if role == "A":
             t = _slice_heads(t, axis, layer_big, layer_small)

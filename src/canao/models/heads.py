@@ -38,8 +38,12 @@ class EncoderForClassification(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(spec.hidden, num_labels)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
-                token_type_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: Optional[torch.Tensor] = None,
+        token_type_ids: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
         pooled = self.encoder(input_ids, attention_mask, token_type_ids).pooled
         return self.classifier(self.dropout(pooled))
 
@@ -52,8 +56,12 @@ class EncoderForQuestionAnswering(nn.Module):
         self.encoder = Encoder(spec, dropout, pooler=False)
         self.qa = nn.Linear(spec.hidden, 2)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
-                token_type_ids: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: Optional[torch.Tensor] = None,
+        token_type_ids: Optional[torch.Tensor] = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.encoder(input_ids, attention_mask, token_type_ids).last_hidden_state
         logits = self.qa(hidden)  # (B, T, 2)
         return logits[..., 0], logits[..., 1]

@@ -41,10 +41,17 @@ from canao.storage import replace_directory
 
 log = logging.getLogger(__name__)
 
-_ACTIVATION_FROM_HF = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
-                       "gelu_fast": "gelu_tanh"}
-_BERT_ARCH_TASK = {"BertModel": "backbone", "BertForSequenceClassification": "classification",
-                   "BertForQuestionAnswering": "qa"}
+_ACTIVATION_FROM_HF = {
+    "gelu": "gelu",
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "gelu_fast": "gelu_tanh",
+}
+_BERT_ARCH_TASK = {
+    "BertModel": "backbone",
+    "BertForSequenceClassification": "classification",
+    "BertForQuestionAnswering": "qa",
+}
 _GPT2_ARCH_TASK = {"GPT2Model": "lm", "GPT2LMHeadModel": "lm"}
 # Checkpoint entries that hold no learned weight canao uses: buffers of older
 # transformers versions and pre-training heads.
@@ -87,7 +94,9 @@ def _field(config: dict[str, Any], name: str, path: Path, default: Any = KeyErro
 def _activation(config: dict[str, Any], name: str, default: str, path: Path) -> str:
     value = _field(config, name, path, default)
     if value not in _ACTIVATION_FROM_HF:
-        raise CheckpointError(f"{path}: field `{name}`={value!r} is not supported; canao knows {sorted(_ACTIVATION_FROM_HF)}.")
+        raise CheckpointError(
+            f"{path}: field `{name}`={value!r} is not supported; canao knows {sorted(_ACTIVATION_FROM_HF)}."
+        )
     return _ACTIVATION_FROM_HF[value]
 
 
@@ -95,12 +104,16 @@ def spec_from_config(config: dict[str, Any], path: Path) -> tuple[ArchSpec, str]
     """ArchSpec and task implied by an HF config.json (or its `canao_arch` entry)."""
     model_type = config.get("model_type")
     if model_type not in ("bert", "gpt2"):
-        raise CheckpointError(f"{path}: field `model_type`={model_type!r} is not supported; canao reads 'bert' and 'gpt2'.")
+        raise CheckpointError(
+            f"{path}: field `model_type`={model_type!r} is not supported; canao reads 'bert' and 'gpt2'."
+        )
     architectures = config.get("architectures") or (["BertModel"] if model_type == "bert" else ["GPT2LMHeadModel"])
     known = _BERT_ARCH_TASK if model_type == "bert" else _GPT2_ARCH_TASK
     task = known.get(architectures[0])
     if task is None:
-        log.warning("%s: architecture %s has a head canao does not use; loading the backbone only.", path, architectures[0])
+        log.warning(
+            "%s: architecture %s has a head canao does not use; loading the backbone only.", path, architectures[0]
+        )
         task = "backbone" if model_type == "bert" else "lm"
     try:
         if "canao_arch" in config:
@@ -121,12 +134,16 @@ def _bert_spec(config: dict[str, Any], path: Path) -> ArchSpec:
         raise CheckpointError(f"{path}: field `position_embedding_type` must be 'absolute' for canao.")
     hidden, heads = int(_field(config, "hidden_size", path)), int(_field(config, "num_attention_heads", path))
     if hidden % heads:
-        raise CheckpointError(f"{path}: field `hidden_size`={hidden} is not divisible by `num_attention_heads`={heads}.")
+        raise CheckpointError(
+            f"{path}: field `hidden_size`={hidden} is not divisible by `num_attention_heads`={heads}."
+        )
     return ArchSpec.uniform(
         "encoder",
         vocab_size=int(_field(config, "vocab_size", path)),
         max_positions=int(_field(config, "max_position_embeddings", path)),
-        hidden=hidden, num_layers=int(_field(config, "num_hidden_layers", path)), heads=heads,
+        hidden=hidden,
+        num_layers=int(_field(config, "num_hidden_layers", path)),
+        heads=heads,
         ffn=int(_field(config, "intermediate_size", path)),
         type_vocab_size=int(_field(config, "type_vocab_size", path, 2)),
         norm_eps=float(_field(config, "layer_norm_eps", path, 1e-12)),
@@ -147,7 +164,9 @@ def _gpt2_spec(config: dict[str, Any], path: Path) -> ArchSpec:
         "decoder",
         vocab_size=int(_field(config, "vocab_size", path)),
         max_positions=int(_field(config, "n_positions", path)),
-        hidden=hidden, num_layers=int(_field(config, "n_layer", path)), heads=heads,
+        hidden=hidden,
+        num_layers=int(_field(config, "n_layer", path)),
+        heads=heads,
         ffn=int(_field(config, "n_inner", path, 4 * hidden)),
         norm_eps=float(_field(config, "layer_norm_epsilon", path, 1e-5)),
         activation=_activation(config, "activation_function", "gelu_new", path),
@@ -160,21 +179,35 @@ def config_from_spec(spec: ArchSpec, task: str, labels: Optional[dict[int, str]]
     if spec.kind == "encoder":
         arch = {v: k for k, v in _BERT_ARCH_TASK.items()}[task]
         config = {
-            "architectures": [arch], "model_type": "bert", "vocab_size": spec.vocab_size,
-            "hidden_size": spec.hidden, "num_hidden_layers": spec.num_layers,
-            "num_attention_heads": first.heads, "intermediate_size": first.ffn,
+            "architectures": [arch],
+            "model_type": "bert",
+            "vocab_size": spec.vocab_size,
+            "hidden_size": spec.hidden,
+            "num_hidden_layers": spec.num_layers,
+            "num_attention_heads": first.heads,
+            "intermediate_size": first.ffn,
             "hidden_act": "gelu" if spec.activation == "gelu" else "gelu_new",
-            "max_position_embeddings": spec.max_positions, "type_vocab_size": spec.type_vocab_size,
-            "layer_norm_eps": spec.norm_eps, "position_embedding_type": "absolute",
-            "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "pad_token_id": 0,
+            "max_position_embeddings": spec.max_positions,
+            "type_vocab_size": spec.type_vocab_size,
+            "layer_norm_eps": spec.norm_eps,
+            "position_embedding_type": "absolute",
+            "hidden_dropout_prob": 0.1,
+            "attention_probs_dropout_prob": 0.1,
+            "pad_token_id": 0,
         }
     else:
         config = {
-            "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": spec.vocab_size,
-            "n_positions": spec.max_positions, "n_embd": spec.hidden, "n_layer": spec.num_layers,
-            "n_head": first.heads, "n_inner": first.ffn,
+            "architectures": ["GPT2LMHeadModel"],
+            "model_type": "gpt2",
+            "vocab_size": spec.vocab_size,
+            "n_positions": spec.max_positions,
+            "n_embd": spec.hidden,
+            "n_layer": spec.num_layers,
+            "n_head": first.heads,
+            "n_inner": first.ffn,
             "activation_function": "gelu_new" if spec.activation == "gelu_tanh" else "gelu",
-            "layer_norm_epsilon": spec.norm_eps, "tie_word_embeddings": True,
+            "layer_norm_epsilon": spec.norm_eps,
+            "tie_word_embeddings": True,
         }
     if labels:
         config["id2label"] = {str(k): v for k, v in labels.items()}
@@ -200,11 +233,16 @@ def _bert_key_to_canao(key: str) -> Optional[str]:
         return fixed[key]
     if not key.startswith("encoder.layer."):
         return None
-    index, rest = key[len("encoder.layer."):].split(".", 1)
+    index, rest = key[len("encoder.layer.") :].split(".", 1)
     inner = {
-        "attention.self.query": "attn.q", "attention.self.key": "attn.k", "attention.self.value": "attn.v",
-        "attention.output.dense": "attn.out", "attention.output.LayerNorm": "attn_norm",
-        "intermediate.dense": "ffn.up", "output.dense": "ffn.down", "output.LayerNorm": "ffn_norm",
+        "attention.self.query": "attn.q",
+        "attention.self.key": "attn.k",
+        "attention.self.value": "attn.v",
+        "attention.output.dense": "attn.out",
+        "attention.output.LayerNorm": "attn_norm",
+        "intermediate.dense": "ffn.up",
+        "output.dense": "ffn.down",
+        "output.LayerNorm": "ffn_norm",
     }
     module, param = rest.rsplit(".", 1)
     return f"layers.{index}.{inner[module]}.{param}" if module in inner else None
@@ -212,12 +250,12 @@ def _bert_key_to_canao(key: str) -> Optional[str]:
 
 def _split_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """Strip `prefix` from keys that carry it (task models nest the backbone under it)."""
-    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
+    return {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in state.items()}
 
 
 def _bert_to_canao(state: dict[str, torch.Tensor], task: str, origins: dict[str, str]) -> dict[str, torch.Tensor]:
     """HF BERT state -> canao state; `origins` records each canao key's checkpoint key."""
-    prefixed = {k[len("bert."):]: k for k in state if k.startswith("bert.")}
+    prefixed = {k[len("bert.") :]: k for k in state if k.startswith("bert.")}
     state = _split_prefix(state, "bert.")
     out: dict[str, torch.Tensor] = {}
     backbone = "" if task == "backbone" else "encoder."
@@ -240,7 +278,7 @@ def _bert_to_canao(state: dict[str, torch.Tensor], task: str, origins: dict[str,
 
 def _gpt2_to_canao(state: dict[str, torch.Tensor], spec: ArchSpec, origins: dict[str, str]) -> dict[str, torch.Tensor]:
     """HF GPT-2 state -> canao state (split c_attn, transpose Conv1D); records `origins`."""
-    prefixed = {k[len("transformer."):]: k for k in state if k.startswith("transformer.")}
+    prefixed = {k[len("transformer.") :]: k for k in state if k.startswith("transformer.")}
     state = _split_prefix(state, "transformer.")
     out: dict[str, torch.Tensor] = {}
     for key, tensor in state.items():
@@ -257,7 +295,9 @@ def _gpt2_to_canao(state: dict[str, torch.Tensor], spec: ArchSpec, origins: dict
             if module == "attn.c_attn":
                 width = spec.layers[int(index)].attn_width
                 if tensor.shape[-1] != 3 * width:
-                    raise CheckpointError(f"tensor `{key}` has shape {tuple(tensor.shape)}, expected last axis {3 * width}.")
+                    raise CheckpointError(
+                        f"tensor `{key}` has shape {tuple(tensor.shape)}, expected last axis {3 * width}."
+                    )
                 for name, part in zip("qkv", tensor.split(width, dim=-1)):
                     out[f"{prefix}attn.{name}.{param}"] = part.T if param == "weight" else part
             elif module in ("attn.c_proj", "mlp.c_fc", "mlp.c_proj"):
@@ -272,8 +312,10 @@ def _gpt2_to_canao(state: dict[str, torch.Tensor], spec: ArchSpec, origins: dict
         elif key == "lm_head.weight":
             wte = state.get("wte.weight")
             if wte is not None and (wte.shape != tensor.shape or not torch.equal(wte, tensor)):
-                raise CheckpointError("tensor `lm_head.weight` differs from `wte.weight`; canao's decoder "
-                                      "ties the LM head to the token embedding and cannot load an untied head.")
+                raise CheckpointError(
+                    "tensor `lm_head.weight` differs from `wte.weight`; canao's decoder "
+                    "ties the LM head to the token embedding and cannot load an untied head."
+                )
         else:
             log.warning("ignoring checkpoint entry %s: canao has no parameter for it", key)
     return out
@@ -297,10 +339,14 @@ def canao_to_hf(model: nn.Module) -> dict[str, torch.Tensor]:
                 if f"{name}.{param}" in state:
                     out[f"{'qa_outputs' if name == 'qa' else name}.{param}"] = state[f"{name}.{param}"]
     else:
-        out.update({"transformer.wte.weight": state["embed.token.weight"],
-                    "transformer.wpe.weight": state["embed.position.weight"],
-                    "transformer.ln_f.weight": state["final_norm.weight"],
-                    "transformer.ln_f.bias": state["final_norm.bias"]})
+        out.update(
+            {
+                "transformer.wte.weight": state["embed.token.weight"],
+                "transformer.wpe.weight": state["embed.position.weight"],
+                "transformer.ln_f.weight": state["final_norm.weight"],
+                "transformer.ln_f.bias": state["final_norm.bias"],
+            }
+        )
         for i in range(spec.num_layers):
             p, h = f"layers.{i}.", f"transformer.h.{i}."
             out[h + "attn.c_attn.weight"] = torch.cat([state[p + f"attn.{n}.weight"] for n in "qkv"], 0).T
@@ -317,8 +363,16 @@ def canao_to_hf(model: nn.Module) -> dict[str, torch.Tensor]:
 def _bert_template_keys(spec: ArchSpec) -> list[str]:
     keys = [f"embeddings.{n}.weight" for n in ("word_embeddings", "position_embeddings", "token_type_embeddings")]
     keys += ["embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias", "pooler.dense.weight", "pooler.dense.bias"]
-    modules = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
-               "attention.output.LayerNorm", "intermediate.dense", "output.dense", "output.LayerNorm")
+    modules = (
+        "attention.self.query",
+        "attention.self.key",
+        "attention.self.value",
+        "attention.output.dense",
+        "attention.output.LayerNorm",
+        "intermediate.dense",
+        "output.dense",
+        "output.LayerNorm",
+    )
     for i in range(spec.num_layers):
         keys += [f"encoder.layer.{i}.{m}.{p}" for m in modules for p in ("weight", "bias")]
     return keys
@@ -343,7 +397,9 @@ def read_weights(directory: Path) -> tuple[dict[str, torch.Tensor], Path]:
                 state.update(load_file(str(directory / shard)))
             return state, index
     except SafetensorError as err:
-        raise CheckpointError(f"{single if single.exists() else index}: cannot be read as safetensors ({err}).") from err
+        raise CheckpointError(
+            f"{single if single.exists() else index}: cannot be read as safetensors ({err})."
+        ) from err
     except FileNotFoundError as err:
         raise CheckpointError(f"{err.filename}: file not found (listed in {index}).") from err
     bin_path = directory / "pytorch_model.bin"
@@ -352,8 +408,9 @@ def read_weights(directory: Path) -> tuple[dict[str, torch.Tensor], Path]:
             return torch.load(bin_path, map_location="cpu", weights_only=True), bin_path
         except Exception as err:  # torch raises many types for corrupt/unsafe pickles
             raise CheckpointError(f"{bin_path}: cannot be loaded with weights_only=True ({err}).") from err
-    raise CheckpointError(f"{directory}: no weights found; expected model.safetensors, "
-                          "model.safetensors.index.json or pytorch_model.bin.")
+    raise CheckpointError(
+        f"{directory}: no weights found; expected model.safetensors, model.safetensors.index.json or pytorch_model.bin."
+    )
 
 
 def _field_for_mismatch(key: str, got: tuple[int, ...], want: tuple[int, ...], kind: str) -> str:
@@ -371,14 +428,27 @@ def _field_for_mismatch(key: str, got: tuple[int, ...], want: tuple[int, ...], k
 
 
 _CONFIG_FIELDS = {
-    "encoder": {"H": "hidden_size", "A": "num_attention_heads", "F": "intermediate_size",
-                "P": "max_position_embeddings", "T": "type_vocab_size", "V": "vocab_size"},
+    "encoder": {
+        "H": "hidden_size",
+        "A": "num_attention_heads",
+        "F": "intermediate_size",
+        "P": "max_position_embeddings",
+        "T": "type_vocab_size",
+        "V": "vocab_size",
+    },
     "decoder": {"H": "n_embd", "A": "n_head", "F": "n_inner", "P": "n_positions", "T": "-", "V": "vocab_size"},
 }
 
 
-def _check_and_load(model: nn.Module, state: dict[str, torch.Tensor], source: Path, config_path: Path,
-                    new_head: bool, origins: dict[str, str], kind: str) -> None:
+def _check_and_load(
+    model: nn.Module,
+    state: dict[str, torch.Tensor],
+    source: Path,
+    config_path: Path,
+    new_head: bool,
+    origins: dict[str, str],
+    kind: str,
+) -> None:
     """Load `state` after checking names and shapes.
 
     A missing pooler, and with `new_head` a missing task head, start from the
@@ -395,14 +465,17 @@ def _check_and_load(model: nn.Module, state: dict[str, torch.Tensor], source: Pa
         log.info("%s: %s are not used by the %s model.", source, unused, type(model).__name__)
     state = {**{k: expected[k] for k in fresh}, **{k: v for k, v in state.items() if k in expected}}
     if missing:
-        raise CheckpointError(f"{source}: weights for {missing[:5]}{' ...' if len(missing) > 5 else ''} "
-                              f"({len(missing)} in all) are missing for the model that {config_path} describes.")
+        raise CheckpointError(
+            f"{source}: weights for {missing[:5]}{' ...' if len(missing) > 5 else ''} "
+            f"({len(missing)} in all) are missing for the model that {config_path} describes."
+        )
     for key, tensor in state.items():
         want = tuple(expected[key].shape)
         if tuple(tensor.shape) != want:
             raise CheckpointError(
                 f"{source}: tensor `{origins.get(key, key)}` (canao `{key}`) has shape {tuple(tensor.shape)}, "
-                f"but {config_path} implies {want}; check its field `{_field_for_mismatch(key, tensor.shape, want, kind)}`."
+                f"but {config_path} implies {want}; "
+                f"check its field `{_field_for_mismatch(key, tensor.shape, want, kind)}`."
             )
     model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
 
@@ -458,4 +531,3 @@ def save_pretrained(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
-

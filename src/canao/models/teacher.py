@@ -48,6 +48,7 @@ def bundled_decoder_dir() -> Path:
     """The small decoder canao ships (trained here on tinyshakespeare with `canao train-lm --preset tiny`)."""
     path = PRETRAINED_DIR / "tinyshakespeare-gpt-tiny"
     if not (path / "config.json").exists():
-        raise MissingDependencyError(f"{path}: the bundled decoder is missing; reinstall canao or train one with "
-                                     "`canao train-lm`.")
+        raise MissingDependencyError(
+            f"{path}: the bundled decoder is missing; reinstall canao or train one with `canao train-lm`."
+        )
     return path

@@ -15,13 +15,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from tokenizers import Tokenizer
 
 from canao.errors import CheckpointError
 
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "merges.txt", "tokenizer_config.json",
-                   "special_tokens_map.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
 
 
 def _lowercase_flag(directory: Path) -> bool:
@@ -37,6 +44,7 @@ def _lowercase_flag(directory: Path) -> bool:
 def load_tokenizer(directory: Path | str) -> Tokenizer:
     """The checkpoint's tokenizer with padding and truncation disabled."""
     directory = Path(directory)
+    tok: Any  # a Tokenizer, or one of the tokenizers.implementations wrappers (same encode/decode API)
     if (directory / "tokenizer.json").exists():
         try:
             tok = Tokenizer.from_file(str(directory / "tokenizer.json"))

@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -61,12 +62,16 @@ def bench_artifact(art: Artifact, *, seq_len: int = 128, runs: int = 20, threads
             with torch.inference_mode():
                 return model(x)
 
-        ref = eager()
-        ref = ref.last_hidden_state if hasattr(ref, "last_hidden_state") else (ref[0] if isinstance(ref, tuple) else ref)
+        ref: Any = eager()
+        ref = (
+            ref.last_hidden_state if hasattr(ref, "last_hidden_state") else (ref[0] if isinstance(ref, tuple) else ref)
+        )
         out = next(iter(art.model.run(ids).values()))
         diff = float(np.abs(out - ref.numpy()).max())
         stats = measure_interleaved_ms({"eager": eager, "canao": lambda: art.model.run(ids)}, runs=runs)
-        return BenchResult(seq_len, [BenchRow("pytorch-eager", stats["eager"], 0.0), BenchRow("canao", stats["canao"], diff)])
+        return BenchResult(
+            seq_len, [BenchRow("pytorch-eager", stats["eager"], 0.0), BenchRow("canao", stats["canao"], diff)]
+        )
     session = art.model.new_session()
     session.prefill(ids)
     token = int(rng.integers(0, spec.vocab_size))
@@ -75,7 +80,7 @@ def bench_artifact(art: Artifact, *, seq_len: int = 128, runs: int = 20, threads
         step = torch.tensor([[token]])
         ref = model(step, cache=cache).logits[0].numpy()
 
-    def eager() -> object:
+    def eager_step() -> object:
         with torch.inference_mode():
             return model(step, cache=cache)
 
@@ -84,6 +89,8 @@ def bench_artifact(art: Artifact, *, seq_len: int = 128, runs: int = 20, threads
         return session.decode_step(token)
 
     diff = float(np.abs(decode() - ref).max())
-    stats = measure_interleaved_ms({"eager": eager, "canao": decode}, runs=runs)
-    return BenchResult(seq_len, [BenchRow("pytorch-eager (KV cache)", stats["eager"], 0.0),
-                                 BenchRow("canao (KV cache)", stats["canao"], diff)])
+    stats = measure_interleaved_ms({"eager": eager_step, "canao": decode}, runs=runs)
+    return BenchResult(
+        seq_len,
+        [BenchRow("pytorch-eager (KV cache)", stats["eager"], 0.0), BenchRow("canao (KV cache)", stats["canao"], diff)],
+    )

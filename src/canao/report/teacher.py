@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -108,8 +109,9 @@ def compile_teacher(teacher: Pretrained, precision: Precision, threads: int) -> 
     return build(lower_model(backbone_of(teacher.model)), options).load()
 
 
-def time_side_by_side(teacher: Pretrained, compiled: dict[Precision, CompiledModel], seq_len: int,
-                      runs: int) -> tuple[TimingStats, dict[Precision, tuple[TimingStats, float]]]:
+def time_side_by_side(
+    teacher: Pretrained, compiled: dict[Precision, CompiledModel], seq_len: int, runs: int
+) -> tuple[TimingStats, dict[Precision, tuple[TimingStats, float]]]:
     """Batch-1 latency at `seq_len` tokens of the PyTorch encoder and each compiled build, in alternating rounds;
     with each build's max |compiled - PyTorch| on the timed input."""
     encoder = backbone_of(teacher.model)
@@ -122,14 +124,15 @@ def time_side_by_side(teacher: Pretrained, compiled: dict[Precision, CompiledMod
             return encoder(ids)
 
     peers: dict[str, Callable[[], object]] = {"pytorch": eager}
-    peers.update({p.value: (lambda m=m: m.run(ids.numpy())) for p, m in compiled.items()})
+    peers.update({p.value: functools.partial(m.run, ids.numpy()) for p, m in compiled.items()})
     stats = measure_interleaved_ms(peers, runs=runs)
     diffs = {p: float(abs(m.run(ids.numpy())["last_hidden_state"] - want).max()) for p, m in compiled.items()}
     return stats["pytorch"], {p: (stats[p.value], diffs[p]) for p in compiled}
 
 
-def make_teacher_report(config: TeacherReportConfig,
-                        progress: Optional[Callable[[str, int, int], None]] = None) -> TeacherReport:
+def make_teacher_report(
+    config: TeacherReportConfig, progress: Optional[Callable[[str, int, int], None]] = None
+) -> TeacherReport:
     """Run every measurement of the report; `progress(stage, done, total)` is called as work advances."""
     torch.set_num_threads(config.threads)
     teacher = load_teacher() if config.model_dir is None else load_pretrained(config.model_dir)
@@ -148,15 +151,23 @@ def make_teacher_report(config: TeacherReportConfig,
     retrieval = evaluate_sentence_retrieval(teacher.model, teacher.tokenizer, items, progress=advance)
     parity = parity_with_transformers(teacher, [item.question for item in items[:8]])
     compiled = {p: compile_teacher(teacher, p, config.threads) for p in REPORTED_PRECISIONS}
-    retrievals = {p: evaluate_sentence_retrieval(compiled[p], teacher.tokenizer, items, progress=advance)
-                  for p in RETRIEVAL_PRECISIONS}
+    retrievals = {
+        p: evaluate_sentence_retrieval(compiled[p], teacher.tokenizer, items, progress=advance)
+        for p in RETRIEVAL_PRECISIONS
+    }
     seq_len = min(config.seq_len, teacher.spec.max_positions)
     pytorch, timings = time_side_by_side(teacher, compiled, seq_len, config.timing_runs)
     return TeacherReport(
-        spec_summary=teacher.spec.describe(), spec=teacher.spec.to_dict(), params=teacher.spec.num_params(),
-        gflops=teacher.spec.flops(config.seq_len) / 1e9, max_abs_diff_vs_transformers=parity,
-        retrieval=retrieval, latency=pytorch,
+        spec_summary=teacher.spec.describe(),
+        spec=teacher.spec.to_dict(),
+        params=teacher.spec.num_params(),
+        gflops=teacher.spec.flops(config.seq_len) / 1e9,
+        max_abs_diff_vs_transformers=parity,
+        retrieval=retrieval,
+        latency=pytorch,
         compiled={p.value: CompiledResult(t, d, retrievals.get(p)) for p, (t, d) in timings.items()},
-        compiled_simd=next(iter(compiled.values())).simd, machine=describe_machine(),
-        threads=config.threads, seq_len=config.seq_len,
+        compiled_simd=next(iter(compiled.values())).simd,
+        machine=describe_machine(),
+        threads=config.threads,
+        seq_len=config.seq_len,
     )

@@ -23,8 +23,14 @@ def _latency_rows(report: TeacherReport) -> list[tuple[str, float, float, float]
     """(runtime, median ms, p90 ms, max |diff| vs PyTorch) per timed runtime."""
     rows = [("PyTorch eager", report.latency.median_ms, report.latency.p90_ms, 0.0)]
     for precision, result in report.compiled.items():
-        rows.append((f"canao {precision} ({report.compiled_simd})", result.latency.median_ms, result.latency.p90_ms,
-                     result.max_abs_diff))
+        rows.append(
+            (
+                f"canao {precision} ({report.compiled_simd})",
+                result.latency.median_ms,
+                result.latency.p90_ms,
+                result.max_abs_diff,
+            )
+        )
     return rows
 
 
@@ -38,13 +44,15 @@ def plot_latency(report: TeacherReport, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 3.2), dpi=120)
     names, medians = [r[0] for r in rows], [r[1] for r in rows]
     whiskers = [[0.0] * len(rows), [max(r[2] - r[1], 0.0) for r in rows]]
-    colours = ["#9e9e9e", "#3b7dd8", "#1a9e5c", "#d8893b", "#8e3bd8"][:len(rows)]
+    colours = ["#9e9e9e", "#3b7dd8", "#1a9e5c", "#d8893b", "#8e3bd8"][: len(rows)]
     bars = ax.barh(names, medians, xerr=whiskers, color=colours, capsize=3)
     for bar, (_, median, p90, _) in zip(bars, rows):
         ax.text(max(median, p90), bar.get_y() + bar.get_height() / 2, f"  {median:.1f} ms", va="center", fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel(f"ms per forward pass (batch 1, {report.seq_len} tokens, {report.threads} threads; bar: median, "
-                  "whisker: p90)", fontsize=8)
+    ax.set_xlabel(
+        f"ms per forward pass (batch 1, {report.seq_len} tokens, {report.threads} threads; bar: median, whisker: p90)",
+        fontsize=8,
+    )
     ax.set_xlim(0, max(r[2] for r in rows) * 1.25)
     ax.set_title(f"{report.spec_summary} on {report.machine.cpu_model}", fontsize=9)
     fig.tight_layout()
@@ -60,24 +68,42 @@ def _table(title: str, rows: list[tuple[str, str]]) -> str:
 
 def render_html(report: TeacherReport, chart_name: str) -> str:
     r = report.retrieval
-    parity = "n/a (transformers not installed)" if report.max_abs_diff_vs_transformers is None \
+    parity = (
+        "n/a (transformers not installed)"
+        if report.max_abs_diff_vs_transformers is None
         else f"{report.max_abs_diff_vs_transformers:.2e}"
-    model = [("architecture", report.spec_summary), ("parameters", f"{report.params / 1e6:.2f} M"),
-             (f"GFLOPs at {report.seq_len} tokens", f"{report.gflops:.2f}"),
-             ("max |canao - transformers| (hidden states)", parity)]
-    retrieval = [("questions", str(r.questions)), ("top-1, PyTorch", f"{100 * r.top1:.1f} %"),
-                 ("MRR, PyTorch", f"{r.mrr:.3f}")]
+    )
+    model = [
+        ("architecture", report.spec_summary),
+        ("parameters", f"{report.params / 1e6:.2f} M"),
+        (f"GFLOPs at {report.seq_len} tokens", f"{report.gflops:.2f}"),
+        ("max |canao - transformers| (hidden states)", parity),
+    ]
+    retrieval = [
+        ("questions", str(r.questions)),
+        ("top-1, PyTorch", f"{100 * r.top1:.1f} %"),
+        ("MRR, PyTorch", f"{r.mrr:.3f}"),
+    ]
     for precision, result in report.compiled.items():
         if result.retrieval is not None:
-            retrieval += [(f"top-1, compiled {precision} build", f"{100 * result.retrieval.top1:.1f} %"),
-                          (f"MRR, compiled {precision} build", f"{result.retrieval.mrr:.3f}")]
-    retrieval += [("word-overlap baseline top-1", f"{100 * r.overlap_top1:.1f} %"),
-                 ("chance top-1", f"{100 * r.chance_top1:.1f} %")]
+            retrieval += [
+                (f"top-1, compiled {precision} build", f"{100 * result.retrieval.top1:.1f} %"),
+                (f"MRR, compiled {precision} build", f"{result.retrieval.mrr:.3f}"),
+            ]
+    retrieval += [
+        ("word-overlap baseline top-1", f"{100 * r.overlap_top1:.1f} %"),
+        ("chance top-1", f"{100 * r.chance_top1:.1f} %"),
+    ]
     eager = report.latency.median_ms
-    latency = [(name, f"{median:.2f} ms median, {p90:.2f} ms p90, {eager / median:.2f}x eager, max |diff| {diff:.1e}")
-               for name, median, p90, diff in _latency_rows(report)]
-    machine = [("CPU", report.machine.cpu_model), ("SIMD level", report.machine.simd_level),
-               ("threads", str(report.threads))]
+    latency = [
+        (name, f"{median:.2f} ms median, {p90:.2f} ms p90, {eager / median:.2f}x eager, max |diff| {diff:.1e}")
+        for name, median, p90, diff in _latency_rows(report)
+    ]
+    machine = [
+        ("CPU", report.machine.cpu_model),
+        ("SIMD level", report.machine.simd_level),
+        ("threads", str(report.threads)),
+    ]
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>canao teacher report</title>
 <style>body{{font-family:sans-serif;max-width:52rem;margin:2rem auto;color:#222}}

@@ -18,15 +18,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from canao.arch import SearchSpace, read_text_file
+from canao.arch import SearchSpace
 from canao.errors import SpecError
+from canao.storage import read_user_text
 
 
 def default_encoder_space() -> SearchSpace:
     return SearchSpace(
-        kind="encoder", vocab_size=30522, max_positions=512,
-        hidden_choices=(256, 320, 384), layer_choices=(2, 3, 4, 5, 6),
-        heads_choices=(4, 6, 8, 12), head_dim=32, ffn_choices=(384, 768, 1152, 1536),
+        kind="encoder",
+        vocab_size=30522,
+        max_positions=512,
+        hidden_choices=(256, 320, 384),
+        layer_choices=(2, 3, 4, 5, 6),
+        heads_choices=(4, 6, 8, 12),
+        head_dim=32,
+        ffn_choices=(384, 768, 1152, 1536),
     )
 
 
@@ -34,7 +40,7 @@ def load_space(path: Optional[Path]) -> SearchSpace:
     """A SearchSpace JSON file (errors name the file), or the default encoder space when `path` is None."""
     if path is None:
         return default_encoder_space()
-    text = read_text_file(path, "SearchSpace")
+    text = read_user_text(path, "a SearchSpace JSON file", SpecError)
     try:
         return SearchSpace.from_json(text)
     except SpecError as err:

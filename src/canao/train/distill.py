@@ -63,8 +63,13 @@ def forward_with_internals(model: nn.Module, task: str, batch: dict[str, torch.T
     if MODEL_TASK[task] == "lm":
         out = model(batch["input_ids"], output_hidden_states=True, output_attentions=True)
         return out.logits, out.hidden_states, out.attentions
-    enc = model.encoder(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
-                        output_hidden_states=True, output_attentions=True)
+    enc = model.encoder(
+        batch["input_ids"],
+        batch["attention_mask"],
+        batch["token_type_ids"],
+        output_hidden_states=True,
+        output_attentions=True,
+    )
     if MODEL_TASK[task] == "classification":
         return model.classifier(model.dropout(enc.pooled)), enc.hidden_states, enc.attentions
     logits = model.qa(enc.last_hidden_state)
@@ -105,8 +110,9 @@ def _mask_tokens(logits: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Te
     return logits
 
 
-def initial_student(teacher_model: nn.Module, teacher_spec: ArchSpec, spec: ArchSpec, task: str,
-                    num_labels: int, dropout: float) -> tuple[nn.Module, str]:
+def initial_student(
+    teacher_model: nn.Module, teacher_spec: ArchSpec, spec: ArchSpec, task: str, num_labels: int, dropout: float
+) -> tuple[nn.Module, str]:
     """The student, sliced from the teacher when its spec allows (with dropout), else freshly initialised."""
     student = build_model(spec, MODEL_TASK[task], num_labels=num_labels, dropout=dropout)
     try:
@@ -118,8 +124,14 @@ def initial_student(teacher_model: nn.Module, teacher_spec: ArchSpec, spec: Arch
     return student, "sliced from the teacher"
 
 
-def distill(config: DistillConfig, teacher_dir: Path, spec: ArchSpec, train_path: Path,
-            eval_path: Optional[Path] = None, progress: Optional[Progress] = None) -> TrainResult:
+def distill(
+    config: DistillConfig,
+    teacher_dir: Path,
+    spec: ArchSpec,
+    train_path: Path,
+    eval_path: Optional[Path] = None,
+    progress: Optional[Progress] = None,
+) -> TrainResult:
     """Distill `spec` from the task-fine-tuned teacher; the student is saved in the HF layout."""
     cfg = config.train
     task = get_task(cfg.task)
@@ -127,8 +139,10 @@ def distill(config: DistillConfig, teacher_dir: Path, spec: ArchSpec, train_path
     if teacher.task != MODEL_TASK[cfg.task]:
         log.warning("%s has no %s head: distilling from an untrained head", teacher_dir, cfg.task)
     if spec.vocab_size != teacher.spec.vocab_size:
-        raise SpecError(f"the student's vocab_size {spec.vocab_size} differs from the teacher's "
-                        f"{teacher.spec.vocab_size}; they share the tokenizer.")
+        raise SpecError(
+            f"the student's vocab_size {spec.vocab_size} differs from the teacher's "
+            f"{teacher.spec.vocab_size}; they share the tokenizer."
+        )
     teacher.model.eval()
     num_labels = getattr(getattr(teacher.model, "classifier", None), "out_features", 2)
     torch.manual_seed(cfg.seed)
@@ -147,8 +161,9 @@ def distill(config: DistillConfig, teacher_dir: Path, spec: ArchSpec, train_path
         return task.score(student, dev)[0] if dev is not None else {}
 
     params = list(student.named_parameters()) + list(criterion.named_parameters())
-    result = run_training(cfg, {"student": student, "criterion": criterion}, params, loss_fn, train, task.collate,
-                          evaluate, progress)
+    result = run_training(
+        cfg, {"student": student, "criterion": criterion}, params, loss_fn, train, task.collate, evaluate, progress
+    )
     student.eval()
     save_pretrained(student, Path(cfg.output_dir) / "model", tokenizer=teacher.tokenizer, labels=teacher.labels)
     summary = {"student": spec.describe(), "initialised": origin, "metrics": result.metrics}

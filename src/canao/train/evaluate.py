@@ -24,7 +24,6 @@ from canao.models.hf import load_pretrained
 from canao.train.finetune import check_task_fits
 from canao.train.tasks import MODEL_TASK, get_task
 
-
 RUNTIMES = ("pytorch", "compiled")
 _PAD_LOGIT = -1e4  # span logits of padded positions (never chosen)
 
@@ -54,28 +53,41 @@ class CompiledAsModule:
         return tuple(spans)
 
 
-def evaluate_checkpoint(model_dir: Path, task_name: str, data_path: Path, *, max_length: int = 384,
-                        doc_stride: int = 128, version_2: bool = False, runtime: str = "pytorch",
-                        precision: str = "fp32", threads: int = 2) -> tuple[dict[str, float], Any]:
+def evaluate_checkpoint(
+    model_dir: Path,
+    task_name: str,
+    data_path: Path,
+    *,
+    max_length: int = 384,
+    doc_stride: int = 128,
+    version_2: bool = False,
+    runtime: str = "pytorch",
+    precision: str = "fp32",
+    threads: int = 2,
+) -> tuple[dict[str, float], Any]:
     """Official metrics of a checkpoint on a data file, run by PyTorch or by the model compiled here."""
     if runtime not in RUNTIMES:
         raise SpecError(f"`runtime` must be one of {RUNTIMES}, but got {runtime!r}.")
     task = get_task(task_name)
     loaded = load_pretrained(model_dir)
     if loaded.task != MODEL_TASK[task_name]:
-        raise SpecError(f"{model_dir} is a `{loaded.task}` checkpoint; evaluating {task_name} needs a fine-tuned "
-                        f"`{MODEL_TASK[task_name]}` head (run `canao finetune --task {task_name}` first).")
+        raise SpecError(
+            f"{model_dir} is a `{loaded.task}` checkpoint; evaluating {task_name} needs a fine-tuned "
+            f"`{MODEL_TASK[task_name]}` head (run `canao finetune --task {task_name}` first)."
+        )
     check_task_fits(task_name, loaded)
-    data = task.load(data_path, loaded.tokenizer, max_length=min(max_length, loaded.spec.max_positions),
-                     doc_stride=doc_stride)
+    data = task.load(
+        data_path, loaded.tokenizer, max_length=min(max_length, loaded.spec.max_positions), doc_stride=doc_stride
+    )
     model: Any = loaded.model
     if runtime == "compiled":
         if task_name == "lm":
             raise SpecError("compiled evaluation covers the encoder tasks; evaluate a decoder with runtime='pytorch'.")
         from canao.compiler.build import BuildOptions, build
+        from canao.compiler.layout import Precision
         from canao.compiler.lower import lower_model
 
-        options = BuildOptions(precision=precision, threads=threads)
+        options = BuildOptions(precision=Precision.parse(precision), threads=threads)
         model = CompiledAsModule(build(lower_model(loaded.model), options).load())
     if task_name == "squad":
         return task.score(model, data, version_2=version_2)

@@ -60,11 +60,18 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if self.task not in TASK_NAMES:
             raise SpecError(f"`task` must be one of {TASK_NAMES}, but got {self.task!r}.")
+        if not self.save_every_s > 0 or self.save_every < 1:
+            raise SpecError(
+                f"`save_every >= 1` and `save_every_s > 0` must hold, but got "
+                f"save_every={self.save_every}, save_every_s={self.save_every_s}."
+            )
         for name in ("batch_size", "grad_accum", "max_length"):
             if getattr(self, name) < 1:
                 raise SpecError(f"`{name} >= 1` must hold, but got {getattr(self, name)}.")
         if not (self.lr > 0 and 0 <= self.warmup_ratio < 1 and self.epochs > 0):
-            raise SpecError(f"need lr > 0, 0 <= warmup_ratio < 1, epochs > 0; got {self.lr}, {self.warmup_ratio}, {self.epochs}.")
+            raise SpecError(
+                f"need lr > 0, 0 <= warmup_ratio < 1, epochs > 0; got {self.lr}, {self.warmup_ratio}, {self.epochs}."
+            )
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "output_dir": str(self.output_dir)}, indent=2)
@@ -95,8 +102,10 @@ def make_optimizer(params: list[tuple[str, torch.nn.Parameter]], config: Finetun
     """AdamW without decay on biases and LayerNorm gains; linear warm-up then linear decay to 0."""
     decay = [p for n, p in params if p.requires_grad and p.dim() > 1]
     no_decay = [p for n, p in params if p.requires_grad and p.dim() <= 1]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+    )
     warmup = int(config.warmup_ratio * steps)
 
     def factor(step: int) -> float:
@@ -113,25 +122,41 @@ def _micro_batches(config: FinetuneConfig, n: int, step: int) -> list[np.ndarray
     per_epoch = math.ceil(n / per_step)
     epoch, position = divmod(step, per_epoch)
     order = np.random.default_rng(config.seed + epoch).permutation(n)
-    chunk = order[position * per_step:(position + 1) * per_step]
-    return [chunk[i:i + config.batch_size] for i in range(0, len(chunk), config.batch_size) if len(chunk[i:i + config.batch_size])]
+    chunk = order[position * per_step : (position + 1) * per_step]
+    return [
+        chunk[i : i + config.batch_size]
+        for i in range(0, len(chunk), config.batch_size)
+        if len(chunk[i : i + config.batch_size])
+    ]
 
 
-def _save_checkpoint(path: Path, modules: dict[str, torch.nn.Module], optimizer, scheduler, step: int,
-                     history: list) -> None:
+def _save_checkpoint(
+    path: Path, modules: dict[str, torch.nn.Module], optimizer, scheduler, step: int, history: list
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"modules": {k: m.state_dict() for k, m in modules.items()}, "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "step": step, "history": history}
+    state = {
+        "modules": {k: m.state_dict() for k, m in modules.items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "step": step,
+        "history": history,
+    }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="tmp-checkpoint-", suffix=".pt")
     os.close(fd)
     torch.save(state, tmp)
     os.replace(tmp, path)
 
 
-def run_training(config: FinetuneConfig, modules: dict[str, torch.nn.Module], params: list,
-                 loss_fn: Callable[[dict[str, torch.Tensor]], torch.Tensor], data: TaskData, collate: Callable,
-                 evaluate: Optional[Callable[[], dict[str, float]]] = None,
-                 progress: Optional[Progress] = None) -> TrainResult:
+def run_training(
+    config: FinetuneConfig,
+    modules: dict[str, torch.nn.Module],
+    params: list,
+    loss_fn: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    data: TaskData,
+    collate: Callable,
+    evaluate: Optional[Callable[[], dict[str, float]]] = None,
+    progress: Optional[Progress] = None,
+) -> TrainResult:
     """The shared loop: resumes from output_dir/checkpoint.pt when it exists and matches the config."""
     if not data.features:
         raise DataError("the training data holds no examples (is the file empty or only a header?).")
@@ -167,8 +192,10 @@ def run_training(config: FinetuneConfig, modules: dict[str, torch.nn.Module], pa
                 _save_checkpoint(ckpt, modules, optimizer, scheduler, step + 1, history)
                 last_save = time.monotonic()
             if stop.requested and step + 1 < steps:
-                raise TrainingStopped(f"stopped by {stop.requested} after step {step + 1} of {steps}; the "
-                                      f"checkpoint {ckpt} is saved: run the same command again to resume.")
+                raise TrainingStopped(
+                    f"stopped by {stop.requested} after step {step + 1} of {steps}; the "
+                    f"checkpoint {ckpt} is saved: run the same command again to resume."
+                )
     metrics = evaluate() if evaluate else {}
     return TrainResult(steps, loss_value, metrics, history)
 
@@ -211,9 +238,17 @@ class StopRequests:
             signal.signal(sig, handler)
 
 
-def _train_step(config: FinetuneConfig, modules: dict[str, torch.nn.Module], params: list,
-                loss_fn: Callable[[dict[str, torch.Tensor]], torch.Tensor], data: TaskData, collate: Callable,
-                optimizer: Any, scheduler: Any, step: int) -> float:
+def _train_step(
+    config: FinetuneConfig,
+    modules: dict[str, torch.nn.Module],
+    params: list,
+    loss_fn: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    data: TaskData,
+    collate: Callable,
+    optimizer: Any,
+    scheduler: Any,
+    step: int,
+) -> float:
     """One optimizer step over its micro-batches; returns the step's loss."""
     for m in modules.values():
         m.train()
@@ -232,8 +267,14 @@ def _train_step(config: FinetuneConfig, modules: dict[str, torch.nn.Module], par
     return loss_value
 
 
-def finetune(config: FinetuneConfig, model_dir: Optional[Path], train_path: Path, eval_path: Optional[Path] = None,
-             progress: Optional[Progress] = None, labels: Optional[dict[int, str]] = None) -> TrainResult:
+def finetune(
+    config: FinetuneConfig,
+    model_dir: Optional[Path],
+    train_path: Path,
+    eval_path: Optional[Path] = None,
+    progress: Optional[Progress] = None,
+    labels: Optional[dict[int, str]] = None,
+) -> TrainResult:
     """Fine-tune a checkpoint (default: the bundled teacher) on a task and save it in the HF layout."""
     from canao.models.teacher import teacher_dir
 
@@ -248,9 +289,16 @@ def finetune(config: FinetuneConfig, model_dir: Optional[Path], train_path: Path
     def evaluate() -> dict[str, float]:
         return task.score(model, dev)[0] if dev is not None else {}
 
-    result = run_training(config, {"model": model}, list(model.named_parameters()),
-                          lambda batch: task.loss(task.forward(model, batch), batch), train, task.collate,
-                          evaluate, progress)
+    result = run_training(
+        config,
+        {"model": model},
+        list(model.named_parameters()),
+        lambda batch: task.loss(task.forward(model, batch), batch),
+        train,
+        task.collate,
+        evaluate,
+        progress,
+    )
     model.eval()
     save_pretrained(model, Path(config.output_dir) / "model", tokenizer=loaded.tokenizer, labels=labels)
     (Path(config.output_dir) / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
@@ -271,14 +319,20 @@ def check_task_fits(task_name: str, loaded: Any) -> None:
     """A clear error when a checkpoint cannot serve a task (kind, head, vocabulary vs tokenizer)."""
     want = "decoder" if task_name == "lm" else "encoder"
     if loaded.spec.kind != want:
-        raise SpecError(f"task {task_name} needs an {want} checkpoint, but {loaded.directory} holds a {loaded.spec.kind}.")
+        raise SpecError(
+            f"task {task_name} needs an {want} checkpoint, but {loaded.directory} holds a {loaded.spec.kind}."
+        )
     if loaded.tokenizer is None:
         raise SpecError(f"{loaded.directory} has no tokenizer files; task {task_name} needs one.")
     vocab = loaded.tokenizer.get_vocab_size()
     if vocab > loaded.spec.vocab_size:
-        raise SpecError(f"the tokenizer of {loaded.directory} has {vocab} tokens, but the model's vocab_size is "
-                        f"{loaded.spec.vocab_size}; they do not belong together.")
+        raise SpecError(
+            f"the tokenizer of {loaded.directory} has {vocab} tokens, but the model's vocab_size is "
+            f"{loaded.spec.vocab_size}; they do not belong together."
+        )
     if task_name != "lm" and task_name != "squad" and getattr(loaded.model, "classifier", None) is not None:
         if loaded.model.classifier.out_features != get_task(task_name).num_labels:
-            raise SpecError(f"{loaded.directory} has a {loaded.model.classifier.out_features}-way classifier, but "
-                            f"{task_name} has {get_task(task_name).num_labels} labels.")
+            raise SpecError(
+                f"{loaded.directory} has a {loaded.model.classifier.out_features}-way classifier, but "
+                f"{task_name} has {get_task(task_name).num_labels} labels."
+            )

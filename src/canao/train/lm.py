@@ -46,7 +46,7 @@ def train_bpe(text: str, vocab_size: int):
     from tokenizers import ByteLevelBPETokenizer
 
     trainer = ByteLevelBPETokenizer(add_prefix_space=False)
-    chunks = [text[i:i + 10_000] for i in range(0, len(text), 10_000)]
+    chunks = [text[i : i + 10_000] for i in range(0, len(text), 10_000)]
     trainer.train_from_iterator(chunks, vocab_size=vocab_size, min_frequency=2, special_tokens=[END_OF_TEXT])
     tokenizer = trainer._tokenizer
     tokenizer.no_padding()
@@ -74,9 +74,17 @@ def preset_spec(preset: str, vocab_size: Optional[int] = None) -> ArchSpec:
     return ArchSpec.uniform("decoder", **p)
 
 
-def train_language_model(text_path: Path, output_dir: Path, *, preset: str = "tiny", max_steps: int = 2000,
-                         batch_size: int = 16, lr: float = 1e-3, seed: int = 0,
-                         progress: Optional[Progress] = None) -> TrainResult:
+def train_language_model(
+    text_path: Path,
+    output_dir: Path,
+    *,
+    preset: str = "tiny",
+    max_steps: int = 2000,
+    batch_size: int = 16,
+    lr: float = 1e-3,
+    seed: int = 0,
+    progress: Optional[Progress] = None,
+) -> TrainResult:
     """Fit BPE, train the preset decoder on the first 90% of the text, report validation perplexity, save."""
     text = read_text(text_path)
     spec_vocab = PRESETS.get(preset, {}).get("vocab_size", 4096)
@@ -90,21 +98,45 @@ def train_language_model(text_path: Path, output_dir: Path, *, preset: str = "ti
     torch.manual_seed(seed)
     model = Decoder(spec, dropout=0.1)
     init_gpt2(model)
-    config = FinetuneConfig("lm", output_dir, epochs=1e9, batch_size=batch_size, lr=lr, max_length=block,
-                            max_steps=max_steps, warmup_ratio=0.05, weight_decay=0.1, save_every=250, seed=seed)
+    config = FinetuneConfig(
+        "lm",
+        output_dir,
+        epochs=1e9,
+        batch_size=batch_size,
+        lr=lr,
+        max_length=block,
+        max_steps=max_steps,
+        warmup_ratio=0.05,
+        weight_decay=0.1,
+        save_every=250,
+        seed=seed,
+    )
     task = LanguageModelTask()
 
     def evaluate() -> dict[str, float]:
         return task.score(model, valid)[0]
 
-    result = run_training(config, {"model": model}, list(model.named_parameters()),
-                          lambda batch: task.loss(task.forward(model, batch), batch), train, task.collate,
-                          evaluate, progress)
+    result = run_training(
+        config,
+        {"model": model},
+        list(model.named_parameters()),
+        lambda batch: task.loss(task.forward(model, batch), batch),
+        train,
+        task.collate,
+        evaluate,
+        progress,
+    )
     model.eval()
     save_pretrained(model, Path(output_dir) / "model", tokenizer=tokenizer)
     unigram = _unigram_perplexity(ids[:split], ids[split:], spec.vocab_size)
-    summary = {"spec": spec.describe(), "train_tokens": split, "valid_tokens": len(ids) - split,
-               "metrics": result.metrics, "steps": result.steps, "unigram_perplexity": unigram}
+    summary = {
+        "spec": spec.describe(),
+        "train_tokens": split,
+        "valid_tokens": len(ids) - split,
+        "metrics": result.metrics,
+        "steps": result.steps,
+        "unigram_perplexity": unigram,
+    }
     (Path(output_dir) / "metrics.json").write_text(json.dumps(summary, indent=2))
     return dataclasses.replace(result, metrics={**result.metrics, "unigram_perplexity": unigram})
 

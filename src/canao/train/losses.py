@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 
 
-def soft_logit_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 2.0,
-                    mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+def soft_logit_loss(
+    student: torch.Tensor, teacher: torch.Tensor, temperature: float = 2.0, mask: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """Rows are the leading dims, classes the last; `mask` (same leading shape) keeps some rows only."""
     t = temperature
     log_p_s = F.log_softmax(student / t, dim=-1)
@@ -32,8 +33,9 @@ def soft_logit_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: f
     return kl.mean() * t * t
 
 
-def hidden_mse(student: torch.Tensor, teacher: torch.Tensor, projection: torch.nn.Module,
-               mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+def hidden_mse(
+    student: torch.Tensor, teacher: torch.Tensor, projection: torch.nn.Module, mask: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """MSE of projection(student) vs teacher over (B, T, H) tokens (padded tokens masked out)."""
     diff = (projection(student) - teacher) ** 2
     if mask is not None:

@@ -100,4 +100,6 @@ def perplexity(total_nll: float, tokens: int) -> float:
 
 def _same_length(predictions: Sequence[int], labels: Sequence[int]) -> None:
     if len(predictions) != len(labels):
-        raise ValueError(f"predictions and labels must have the same length, but got {len(predictions)} and {len(labels)}.")
+        raise ValueError(
+            f"predictions and labels must have the same length, but got {len(predictions)} and {len(labels)}."
+        )

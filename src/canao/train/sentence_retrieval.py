@@ -28,8 +28,10 @@ from canao.models.heads import backbone_of, mean_pool
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 _WORD = re.compile(r"[a-z0-9]+")
-_STOPWORDS = frozenset("a an the of in on at to for by with from and or is was were are be been what which who whom "
-                       "when where why how did does do that this these those as it its".split())
+_STOPWORDS = frozenset(
+    "a an the of in on at to for by with from and or is was were are be been what which who whom "
+    "when where why how did does do that this these those as it its".split()
+)
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,15 @@ def retrieval_items(articles: Iterable[Article], limit: Optional[int] = None) ->
     return items
 
 
-def embed_texts(model: Any, tokenizer, texts: list[str], *, batch_size: int = 32,
-                max_tokens: int = 256, progress: Optional[Callable[[int], None]] = None) -> np.ndarray:
+def embed_texts(
+    model: Any,
+    tokenizer,
+    texts: list[str],
+    *,
+    batch_size: int = 32,
+    max_tokens: int = 256,
+    progress: Optional[Callable[[int], None]] = None,
+) -> np.ndarray:
     """L2-normalised mean-pooled embeddings (N, hidden) of `texts` with the encoder backbone.
 
     `model` is a PyTorch encoder, or a compiled backbone (canao.compiler.runtime.CompiledModel), which
@@ -97,7 +106,7 @@ def embed_texts(model: Any, tokenizer, texts: list[str], *, batch_size: int = 32
     encoder = backbone_of(model)
     out = []
     for i in range(0, len(texts), batch_size):
-        batch = [tokenizer.encode(t).ids[:max_tokens] for t in texts[i:i + batch_size]]
+        batch = [tokenizer.encode(t).ids[:max_tokens] for t in texts[i : i + batch_size]]
         width = max(len(ids) for ids in batch)
         ids = torch.tensor([x + [0] * (width - len(x)) for x in batch])
         mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in batch])
@@ -116,8 +125,9 @@ def _overlap_rank(item: RetrievalItem) -> int:
     return sum(score > scores[item.gold] for score in scores)
 
 
-def evaluate_sentence_retrieval(model: Any, tokenizer, items: list[RetrievalItem], *,
-                                progress: Optional[Callable[[int], None]] = None) -> RetrievalResult:
+def evaluate_sentence_retrieval(
+    model: Any, tokenizer, items: list[RetrievalItem], *, progress: Optional[Callable[[int], None]] = None
+) -> RetrievalResult:
     """Top-1 and MRR of ranking each question's paragraph sentences by embedding similarity."""
     if not items:
         raise ValueError("no retrieval items: the data has no answerable question in a multi-sentence paragraph.")

@@ -37,7 +37,7 @@ MODEL_TASK = {"sst2": "classification", "mrpc": "classification", "qnli": "class
 class TaskData:
     features: list[Any]
     examples: list[Any]
-    labels: Optional[list[int]] = None
+    labels: Optional[list[Optional[int]]] = None  # None entries: unlabelled examples
 
 
 def _truncating(tokenizer, max_length: int):
@@ -72,8 +72,11 @@ class ClassificationTask:
     def collate(self, data: TaskData, index: np.ndarray) -> dict[str, torch.Tensor]:
         rows = [data.features[i] for i in index]
         ids = _pad([r[0] for r in rows])
-        batch = {"input_ids": ids, "token_type_ids": _pad([r[1] for r in rows]),
-                 "attention_mask": _pad([(1,) * len(r[0]) for r in rows])}
+        batch = {
+            "input_ids": ids,
+            "token_type_ids": _pad([r[1] for r in rows]),
+            "attention_mask": _pad([(1,) * len(r[0]) for r in rows]),
+        }
         if data.labels is not None and data.labels[index[0]] is not None:
             batch["labels"] = torch.tensor([data.labels[i] for i in index])
         return batch
@@ -94,8 +97,12 @@ class ClassificationTask:
         if data.labels is None or data.labels[0] is None:
             return {}, preds
         labels = list(data.labels)
-        return {"accuracy": 100 * accuracy(preds, labels), "f1": 100 * binary_f1(preds, labels),
-                "mcc": 100 * matthews_corrcoef(preds, labels), "examples": len(labels)}, preds
+        return {
+            "accuracy": 100 * accuracy(preds, labels),
+            "f1": 100 * binary_f1(preds, labels),
+            "mcc": 100 * matthews_corrcoef(preds, labels),
+            "examples": len(labels),
+        }, preds
 
 
 class SquadTask:
@@ -110,10 +117,13 @@ class SquadTask:
 
     def collate(self, data: TaskData, index: np.ndarray) -> dict[str, torch.Tensor]:
         rows = [data.features[i] for i in index]
-        return {"input_ids": _pad([f.input_ids for f in rows]), "token_type_ids": _pad([f.type_ids for f in rows]),
-                "attention_mask": _pad([(1,) * len(f.input_ids) for f in rows]),
-                "start_positions": torch.tensor([f.start_position for f in rows]),
-                "end_positions": torch.tensor([f.end_position for f in rows])}
+        return {
+            "input_ids": _pad([f.input_ids for f in rows]),
+            "token_type_ids": _pad([f.type_ids for f in rows]),
+            "attention_mask": _pad([(1,) * len(f.input_ids) for f in rows]),
+            "start_positions": torch.tensor([f.start_position for f in rows]),
+            "end_positions": torch.tensor([f.end_position for f in rows]),
+        }
 
     def forward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         return model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
@@ -123,8 +133,9 @@ class SquadTask:
         start, end = (o.masked_fill(mask, -1e4) for o in outputs)
         return (F.cross_entropy(start, batch["start_positions"]) + F.cross_entropy(end, batch["end_positions"])) / 2
 
-    def score(self, model: torch.nn.Module, data: TaskData, batch_size: int = 32,
-              version_2: bool = False) -> tuple[dict[str, float], dict[str, str]]:
+    def score(
+        self, model: torch.nn.Module, data: TaskData, batch_size: int = 32, version_2: bool = False
+    ) -> tuple[dict[str, float], dict[str, str]]:
         starts, ends = [], []
         model.eval()
         with torch.no_grad():
@@ -164,8 +175,9 @@ class LanguageModelTask:
             for first in range(0, len(data.features), batch_size):
                 batch = self.collate(data, np.arange(first, min(first + batch_size, len(data.features))))
                 logits = self.forward(model, batch)
-                nll += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1),
-                                             reduction="sum"))
+                nll += float(
+                    F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1), reduction="sum")
+                )
                 tokens += batch["targets"].numel()
         return {"perplexity": perplexity(nll, tokens), "tokens": tokens}, None
 

@@ -22,6 +22,9 @@ def test_kv_append_is_kept_and_unused_constants_dropped():
     graph = lowered(DEC, "lm")
     pruned = eliminate_dead_code(graph.with_nodes(graph.nodes))
     assert pruned.op_counts()["kv_append"] == 4
-    trimmed = eliminate_dead_code(graph.with_nodes(graph.nodes[:-1]).__class__(
-        graph.inputs, ("l0_out",), graph.nodes, graph.types, graph.constants, graph.meta))
+    trimmed = eliminate_dead_code(
+        graph.with_nodes(graph.nodes[:-1]).__class__(
+            graph.inputs, ("l0_out",), graph.nodes, graph.types, graph.constants, graph.meta
+        )
+    )
     assert "final_norm.weight" not in trimmed.constants and trimmed.op_counts()["kv_append"] == 4

@@ -24,15 +24,27 @@ def test_scale_folds_into_query_weights():
 
 def test_constant_subgraph_is_evaluated():
     a, b = np.ones((2, 3), np.float32), np.full((1, 3), 2.0, np.float32)
-    types = {"x": TensorType(("T", 3)), "a": TensorType((2, 3)), "b": TensorType((1, 3)),
-             "ab": TensorType((3, 3)), "y": TensorType(("T", 3))}
-    g = Graph(("x",), ("y",), (make_node("concat_rows", ("a", "b"), "ab"), make_node("matmul", ("x", "ab"), "y")),
-              types, {"a": a, "b": b}, {"kind": "encoder", "max_positions": 4})
+    types = {
+        "x": TensorType(("T", 3)),
+        "a": TensorType((2, 3)),
+        "b": TensorType((1, 3)),
+        "ab": TensorType((3, 3)),
+        "y": TensorType(("T", 3)),
+    }
+    g = Graph(
+        ("x",),
+        ("y",),
+        (make_node("concat_rows", ("a", "b"), "ab"), make_node("matmul", ("x", "ab"), "y")),
+        types,
+        {"a": a, "b": b},
+        {"kind": "encoder", "max_positions": 4},
+    )
     folded = fold_constants(g)
     assert [n.op for n in folded.nodes] == ["matmul"] and "ab" in folded.constants
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
-    np.testing.assert_array_equal(run_reference(folded, {"x": x, "input_ids": x})["y"],
-                                  run_reference(g, {"x": x, "input_ids": x})["y"])
+    np.testing.assert_array_equal(
+        run_reference(folded, {"x": x, "input_ids": x})["y"], run_reference(g, {"x": x, "input_ids": x})["y"]
+    )
 
 
 @pytest.mark.parametrize("spec", [ENC, DEC])

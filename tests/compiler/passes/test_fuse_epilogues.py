@@ -25,11 +25,20 @@ def test_ffn_and_residual_chains():
 def test_residual_on_the_left_and_scale():
     types = {n: TensorType(("T", 4)) for n in ("x", "r", "y", "z", "out")}
     types.update(w=TensorType((4, 4)), b=TensorType((4,)))
-    nodes = (make_node("matmul", ("x", "w"), "y"), make_node("add", ("r", "y"), "z"),
-             make_node("scale", ("z",), "out", factor=0.5))
+    nodes = (
+        make_node("matmul", ("x", "w"), "y"),
+        make_node("add", ("r", "y"), "z"),
+        make_node("scale", ("z",), "out", factor=0.5),
+    )
     rng = np.random.default_rng(0)
-    g = Graph(("x", "r"), ("out",), nodes, types, {"w": rng.normal(size=(4, 4)).astype(np.float32)},
-              {"kind": "encoder", "max_positions": 8})
+    g = Graph(
+        ("x", "r"),
+        ("out",),
+        nodes,
+        types,
+        {"w": rng.normal(size=(4, 4)).astype(np.float32)},
+        {"kind": "encoder", "max_positions": 8},
+    )
     fused = fuse_epilogues(g)
     (node,) = fused.nodes
     assert node.op == "gemm" and node.inputs == ("x", "w", "r") and node.attr("epilogue") == ("residual", "scale:0.5")

@@ -20,7 +20,10 @@ def test_three_linears_become_one():
     assert after.types[mm[0].output].shape == ("T", 3 * 2 * 6)
     slices = [n for n in layer0 if n.op == "slice_cols"]
     assert [(n.output, n.attr("start"), n.attr("width")) for n in slices] == [
-        ("l0_q", 0, 12), ("l0_k", 12, 12), ("l0_v", 24, 12)]
+        ("l0_q", 0, 12),
+        ("l0_k", 12, 12),
+        ("l0_v", 24, 12),
+    ]
     assert before.op_counts()["matmul"] - after.op_counts()["matmul"] == 2 * 2  # two layers, 3 -> 1
 
 

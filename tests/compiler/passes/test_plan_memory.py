@@ -21,7 +21,7 @@ def _check_no_live_overlap(graph):
         last_use[v] = len(graph.nodes)
     values = list(plan)
     for i, a in enumerate(values):
-        for b in values[i + 1:]:
+        for b in values[i + 1 :]:
             live_together = not (last_use[a] < birth[b] or last_use[b] < birth[a])
             apart = plan[a] + _size_floats(graph, a) <= plan[b] or plan[b] + _size_floats(graph, b) <= plan[a]
             assert apart or not live_together, (a, b)

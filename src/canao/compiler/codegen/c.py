@@ -38,8 +38,13 @@ from canao.device import SIMD_LEVELS
 
 KERNELS_H = Path(__file__).with_name("canao_kernels.h")
 DEFAULT_MR = SIMD_LEVELS["scalar"].default_mr  # of graphs that do not name theirs (meta "default_mr")
-_EPILOGUE_CODES = {"bias": "EPI_BIAS", "residual": "EPI_RESIDUAL", "gelu": "EPI_GELU", "gelu_tanh": "EPI_GELU_TANH",
-                   "tanh": "EPI_TANH"}
+_EPILOGUE_CODES = {
+    "bias": "EPI_BIAS",
+    "residual": "EPI_RESIDUAL",
+    "gelu": "EPI_GELU",
+    "gelu_tanh": "EPI_GELU_TANH",
+    "tanh": "EPI_TANH",
+}
 _ACTIVATION_CODES = {"gelu": "EPI_GELU", "gelu_tanh": "EPI_GELU_TANH", "tanh": "EPI_TANH", "scale": "EPI_SCALE"}
 
 
@@ -62,8 +67,12 @@ def constants_from_blob(names: list[str], types: Mapping[str, TensorType], blob:
     offsets, total = constant_offsets(names, types)
     if blob.size != total:
         raise IRError(f"the weight blob holds {blob.size} floats, but the graph's constants need {total}.")
-    return {name: blob[offsets[name]:offsets[name] + math.prod(int(d) for d in types[name].shape)]
-            .reshape(tuple(int(d) for d in types[name].shape)) for name in names}
+    return {
+        name: blob[offsets[name] : offsets[name] + math.prod(int(d) for d in types[name].shape)].reshape(
+            tuple(int(d) for d in types[name].shape)
+        )
+        for name in names
+    }
 
 
 def weight_blob(graph: Graph) -> np.ndarray:
@@ -71,7 +80,7 @@ def weight_blob(graph: Graph) -> np.ndarray:
     blob = np.zeros(total, dtype=np.float32)
     for name, offset in offsets.items():
         array = graph.constants[name]
-        blob[offset:offset + array.size] = array.ravel()
+        blob[offset : offset + array.size] = array.ravel()
     return blob
 
 
@@ -123,30 +132,40 @@ def _gemm(n: Node, v: _Names) -> list[str]:
             bias = v.ptr(extras.pop(0))
         elif step == "residual":
             residual = v.ptr(extras.pop(0))
-    args = (f"{v.ptr(x)}, {k}, {v.ptr(w)}, {k}, {out_n}, {v.ptr(n.output)}, {out_n}, {v.rows(x)}, &e, "
-            f"{n.attr('mr', v.default_mr)}, {n.attr('kc', 0)}")
+    args = (
+        f"{v.ptr(x)}, {k}, {v.ptr(w)}, {k}, {out_n}, {v.ptr(n.output)}, {out_n}, {v.rows(x)}, &e, "
+        f"{n.attr('mr', v.default_mr)}, {n.attr('kc', 0)}"
+    )
     precision = packed_precision(n)
     call = f"{precision.layout.gemm_kernel}({args});"
     if precision != Precision.FP32:  # the bf16 and int8 kernels allocate scratch and report failure
         call = f"int status = {precision.layout.gemm_kernel}({args});\nif (status) *c->err = status;"
-    return [f"const Epilogue e = {{{{{', '.join(steps + ['EPI_END'])}}}, {bias}, {residual}, {out_n}, {scale}}};",
-            *call.split("\n")]
+    return [
+        f"const Epilogue e = {{{{{', '.join(steps + ['EPI_END'])}}}, {bias}, {residual}, {out_n}, {scale}}};",
+        *call.split("\n"),
+    ]
 
 
 def _attention(n: Node, v: _Names) -> list[str]:
     q, k, val, *mask = n.inputs
-    return [f"int status = attention({v.ptr(q)} + {n.attr('q_start')}, {v.width(q)}, {v.ptr(k)} + {n.attr('k_start')}, {v.width(k)}, "
-            f"{v.ptr(val)} + {n.attr('v_start')}, {v.width(val)}, {v.ptr(mask[0]) if mask else 'NULL'}, "
-            f"{v.ptr(n.output)}, {v.width(n.output)}, c->T, c->S, c->past, {n.attr('heads')}, {n.attr('head_dim')}, "
-            f"{1 if n.attr('causal') else 0}, {1 if n.attr('precision', 'fp32') == 'bf16' else 0});",
-            "if (status) *c->err = status;"]
+    return [
+        f"int status = attention({v.ptr(q)} + {n.attr('q_start')}, {v.width(q)}, "
+        f"{v.ptr(k)} + {n.attr('k_start')}, {v.width(k)}, "
+        f"{v.ptr(val)} + {n.attr('v_start')}, {v.width(val)}, {v.ptr(mask[0]) if mask else 'NULL'}, "
+        f"{v.ptr(n.output)}, {v.width(n.output)}, c->T, c->S, c->past, {n.attr('heads')}, {n.attr('head_dim')}, "
+        f"{1 if n.attr('causal') else 0}, {1 if n.attr('precision', 'fp32') == 'bf16' else 0});",
+        "if (status) *c->err = status;",
+    ]
 
 
 def _gather(n: Node, v: _Names) -> list[str]:
     table, ids = n.inputs
     h = v.width(n.output)
-    return ["for (int t = 0; t < c->T; ++t)",
-            f"    memcpy({v.ptr(n.output)} + (size_t)t * {h}, {v.ptr(table)} + (size_t){v.ptr(ids)}[t] * {h}, {h} * sizeof(float));"]
+    return [
+        "for (int t = 0; t < c->T; ++t)",
+        f"    memcpy({v.ptr(n.output)} + (size_t)t * {h}, {v.ptr(table)} + (size_t){v.ptr(ids)}[t] * {h}, "
+        f"{h} * sizeof(float));",
+    ]
 
 
 def _add(n: Node, v: _Names) -> list[str]:
@@ -160,8 +179,10 @@ def _add(n: Node, v: _Names) -> list[str]:
 def _activation(n: Node, v: _Names) -> list[str]:
     kind = n.attr("form") if n.op == "gelu" else n.op
     factor = f"{float(n.attr('factor'))!r}f" if n.op == "scale" else "1.0f"
-    return [f"activation({v.ptr(n.inputs[0])}, {v.ptr(n.output)}, (long){v.rows(n.output)} * {v.width(n.output)}, "
-            f"{_ACTIVATION_CODES[kind]}, {factor});"]
+    return [
+        f"activation({v.ptr(n.inputs[0])}, {v.ptr(n.output)}, (long){v.rows(n.output)} * {v.width(n.output)}, "
+        f"{_ACTIVATION_CODES[kind]}, {factor});"
+    ]
 
 
 def _layer_norm(n: Node, v: _Names) -> list[str]:
@@ -169,8 +190,10 @@ def _layer_norm(n: Node, v: _Names) -> list[str]:
         x, r, g, b = n.inputs
     else:
         (x, g, b), r = n.inputs, None
-    return [f"add_layer_norm({v.ptr(x)}, {v.ptr(r) if r else 'NULL'}, {v.ptr(g)}, {v.ptr(b)}, {v.ptr(n.output)}, "
-            f"{v.rows(x)}, {v.width(x)}, {float(n.attr('eps'))!r}f);"]
+    return [
+        f"add_layer_norm({v.ptr(x)}, {v.ptr(r) if r else 'NULL'}, {v.ptr(g)}, {v.ptr(b)}, {v.ptr(n.output)}, "
+        f"{v.rows(x)}, {v.width(x)}, {float(n.attr('eps'))!r}f);"
+    ]
 
 
 def _copy_rows(n: Node, v: _Names) -> list[str]:
@@ -183,15 +206,27 @@ def _copy_rows(n: Node, v: _Names) -> list[str]:
         return [f"memcpy({out}, {v.ptr(n.inputs[0])} + (size_t){row} * {h}, {h} * sizeof(float));"]
     src = n.inputs[0] if n.op == "slice_cols" else n.inputs[1]
     dst_row = "t" if n.op == "slice_cols" else "(c->past + t)"
-    return ["for (int t = 0; t < c->T; ++t)",
-            f"    memcpy({out} + (size_t){dst_row} * {h}, {v.ptr(src)} + (size_t)t * {v.width(src)} + {n.attr('start')}, "
-            f"{h} * sizeof(float));"]
+    return [
+        "for (int t = 0; t < c->T; ++t)",
+        f"    memcpy({out} + (size_t){dst_row} * {h}, {v.ptr(src)} + (size_t)t * {v.width(src)} + {n.attr('start')}, "
+        f"{h} * sizeof(float));",
+    ]
 
 
 _EMITTERS: dict[str, Callable[[Node, _Names], list[str]]] = {
-    "gemm": _gemm, "attention": _attention, "gather": _gather, "add": _add, "gelu": _activation,
-    "tanh": _activation, "scale": _activation, "layer_norm": _layer_norm, "add_layer_norm": _layer_norm,
-    "pos_embed": _copy_rows, "row": _copy_rows, "slice_cols": _copy_rows, "kv_append": _copy_rows,
+    "gemm": _gemm,
+    "attention": _attention,
+    "gather": _gather,
+    "add": _add,
+    "gelu": _activation,
+    "tanh": _activation,
+    "scale": _activation,
+    "layer_norm": _layer_norm,
+    "add_layer_norm": _layer_norm,
+    "pos_embed": _copy_rows,
+    "row": _copy_rows,
+    "slice_cols": _copy_rows,
+    "kv_append": _copy_rows,
 }
 
 
@@ -211,8 +246,10 @@ def _entry(graph: Graph, functions: list[str]) -> list[str]:
     checks = ["    if (T < 1 || past < 0 || past > MAX_POSITIONS || T > MAX_POSITIONS - past) return 1;"]
     for name, code, ptr in (("input_ids", 2, "ids"), ("token_type_ids", 3, "type_ids")):
         if name in bounds:
-            checks.append(f"    for (int t = 0; t < T; ++t) if ({ptr}[t] < 0 || {ptr}[t] >= {bounds[name]}) return {code};")
-    messages = "\n".join(f"    case {k}: return \"{m}\";" for k, m in ERRORS.items())
+            checks.append(
+                f"    for (int t = 0; t < T; ++t) if ({ptr}[t] < 0 || {ptr}[t] >= {bounds[name]}) return {code};"
+            )
+    messages = "\n".join(f'    case {k}: return "{m}";' for k, m in ERRORS.items())
     return [
         "int canao_forward(const float *W, float *arena, const int32_t *ids, const int32_t *type_ids,",
         "                  const float *mask, float *const *caches, int T, int past, const float *x) {",
@@ -230,7 +267,7 @@ def _entry(graph: Graph, functions: list[str]) -> list[str]:
         "const char *canao_error_message(int code) {",
         "    switch (code) {",
         messages,
-        "    default: return \"unknown error\";",
+        '    default: return "unknown error";',
         "    }",
         "}",
     ]
@@ -238,8 +275,10 @@ def _entry(graph: Graph, functions: list[str]) -> list[str]:
 
 def _count_expr(graph: Graph, name: str) -> str:
     """C expression for the number of floats of value `name` given T and past."""
-    dims = [{"T": "T", "S": "(past + T)", "M": "MAX_POSITIONS"}.get(d, str(d)) if isinstance(d, str) else str(d)
-            for d in graph.types[name].shape]
+    dims = [
+        {"T": "T", "S": "(past + T)", "M": "MAX_POSITIONS"}.get(d, str(d)) if isinstance(d, str) else str(d)
+        for d in graph.types[name].shape
+    ]
     return " * ".join(f"(long){d}" for d in dims) or "1L"
 
 
@@ -248,6 +287,7 @@ def _describe_io(graph: Graph) -> list[str]:
     caches = [n for n in graph.inputs if n.startswith("cache_")]
     plan = graph.meta["memory_plan"]
     hidden = int(graph.types["hidden_in"].shape[1]) if "hidden_in" in graph.types else 0
+    cache_sizes = [f"(long)MAX_POSITIONS * {int(graph.types[c].shape[1])}" for c in caches]
 
     def table(values: list[str]) -> str:
         return ", ".join(values) or "0"
@@ -256,12 +296,12 @@ def _describe_io(graph: Graph) -> list[str]:
         return [f"    case {i}: return {e};" for i, e in enumerate(exprs)]
 
     return [
-        f"int canao_max_positions(void) {{ return MAX_POSITIONS; }}",
+        "int canao_max_positions(void) { return MAX_POSITIONS; }",
         f"int canao_num_caches(void) {{ return {len(caches)}; }}",
-        f"static const long cache_floats_[] = {{{table([f'(long)MAX_POSITIONS * {int(graph.types[c].shape[1])}' for c in caches])}}};",
+        f"static const long cache_floats_[] = {{{table(cache_sizes)}}};",
         f"long canao_cache_floats(int i) {{ return i >= 0 && i < {len(caches)} ? cache_floats_[i] : 0L; }}",
         f"int canao_num_outputs(void) {{ return {len(graph.outputs)}; }}",
-        f"static const long output_offsets_[] = {{{table([f'{plan[o]}L' for o in graph.outputs])}}};",
+        f"static const long output_offsets_[] = {{{table([f'{plan.get(o, -1)}L' for o in graph.outputs])}}};",
         f"long canao_output_offset(int i) {{ return i >= 0 && i < {len(graph.outputs)} ? output_offsets_[i] : -1L; }}",
         "long canao_output_floats(int i, int T, int past) {",
         "    (void)T; (void)past;",
@@ -293,13 +333,17 @@ def generate_c(graph: Graph) -> str:
         f"#define MAX_POSITIONS {int(graph.meta['max_positions'])}",
         f"#define PACKED_NR {int(graph.meta.get('gemm_nr', 16))}",
         "#if NR != PACKED_NR",
-        "#error \"weights were packed for another SIMD width: compile with the flags of the target they were packed for\"",
+        '#error "weights were packed for another SIMD width: compile with the flags of their target"',
         "#endif",
         "",
         f"static double profile_ms[{max(len(graph.nodes), 1)}];",
         "#ifdef CANAO_PROFILE",
         "#include <time.h>",
-        "static double now_ms(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1e3 + t.tv_nsec * 1e-6; }",
+        "static double now_ms(void) {",
+        "    struct timespec t;",
+        "    clock_gettime(CLOCK_MONOTONIC, &t);",
+        "    return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;",
+        "}",
         "#define PROFILED(i, call) do { double t0_ = now_ms(); call; profile_ms[i] = now_ms() - t0_; } while (0)",
         "#else",
         "#define PROFILED(i, call) call",
@@ -318,8 +362,14 @@ def generate_c(graph: Graph) -> str:
             raise IRError(f"op `{node.op}` ({node.output}) has no C code generator; fuse or lower it first.")
         fn = f"op{i:03d}_{node.op}"
         functions.append(fn)
-        lines += [f"/* {node.to_text()}", f" * from {node.source or '-'} */",
-                  f"static void {fn}(const Ctx *c) {{", *[f"    {s}" for s in emit(node, names)], "}", ""]
+        lines += [
+            f"/* {node.to_text()}",
+            f" * from {node.source or '-'} */",
+            f"static void {fn}(const Ctx *c) {{",
+            *[f"    {s}" for s in emit(node, names)],
+            "}",
+            "",
+        ]
     lines += _entry(graph, functions)
     lines += [
         "",
@@ -327,7 +377,7 @@ def generate_c(graph: Graph) -> str:
         "int canao_vector_width(void) { return VL; }",
         f"long canao_arena_floats(void) {{ return {int(graph.meta['arena_floats'])}L; }}",
         f"long canao_weight_floats(void) {{ return {weight_floats}L; }}",
-        f"const char *canao_graph_hash(void) {{ return \"{graph_hash(graph)}\"; }}",
+        f'const char *canao_graph_hash(void) {{ return "{graph_hash(graph)}"; }}',
         "void canao_set_threads(int n) {",
         "#ifdef _OPENMP",
         "    omp_set_num_threads(n > 0 ? n : 1);",

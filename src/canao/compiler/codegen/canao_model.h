@@ -29,7 +29,7 @@ int canao_max_positions(void);
 int canao_num_caches(void);
 long canao_cache_floats(int i);    /* floats of KV cache i (max positions rows) */
 int canao_num_outputs(void);
-long canao_output_offset(int i);   /* arena offset of output i, in floats */
+long canao_output_offset(int i);   /* arena offset of output i, in floats (-1: an input passed through) */
 long canao_output_floats(int i, int T, int past);
 int canao_id_bound(void);          /* input ids must lie in [0, bound) */
 int canao_hidden_in_width(void);   /* width of the float input x of a block graph; 0: the graph reads ids */

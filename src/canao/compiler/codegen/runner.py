@@ -33,8 +33,12 @@ Call = tuple[np.ndarray, np.ndarray, np.ndarray, int]  # ids, type_ids, additive
 def write_calls(path: Path, calls: Sequence[Call]) -> None:
     parts = [np.array([len(calls)], dtype=np.int32)]
     for ids, types, mask, past in calls:
-        parts += [np.array([len(ids), past], dtype=np.int32), np.asarray(ids, np.int32), np.asarray(types, np.int32),
-                  np.asarray(mask, np.float32).view(np.int32)]
+        parts += [
+            np.array([len(ids), past], dtype=np.int32),
+            np.asarray(ids, np.int32),
+            np.asarray(types, np.int32),
+            np.asarray(mask, np.float32).view(np.int32),
+        ]
     np.concatenate(parts).tofile(path)
 
 
@@ -48,7 +52,7 @@ def read_outputs(path: Path, graph: Graph, calls: Sequence[Call]) -> list[dict[s
         for name in graph.outputs:
             shape = graph.types[name].concrete(t, past + t, m)
             size = int(np.prod(shape))
-            row[name] = data[cursor:cursor + size].reshape(shape)
+            row[name] = data[cursor : cursor + size].reshape(shape)
             cursor += size
         results.append(row)
     if cursor != data.size:

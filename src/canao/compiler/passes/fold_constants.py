@@ -32,11 +32,11 @@ def fold_constants(graph: Graph) -> Graph:
         if node.op == "matmul" and node.inputs[1] in constants and node.output not in rewrites:
             rewrites.update(_fold_scale(graph, node, consumers, constants, types))
     nodes: list[Node] = []
-    for node in graph.nodes:
-        if node.output in rewrites:
-            node = rewrites[node.output]
-            if node is None:
-                continue
+    for original in graph.nodes:
+        rewritten = rewrites.get(original.output, original)
+        if rewritten is None:
+            continue
+        node = rewritten
         if node.op not in _IMPURE and node.inputs and all(i in constants for i in node.inputs):
             value = OPS[node.op](_Context(graph, {}, 0), node, *(constants[i] for i in node.inputs))
             constants[node.output] = np.ascontiguousarray(value, dtype=np.float32)

@@ -25,7 +25,8 @@ def fuse_add_layer_norm(graph: Graph) -> Graph:
         a, b = add.inputs
         if a in graph.constants or b in graph.constants or graph.types[a].shape != graph.types[b].shape:
             continue
-        fused[node.output] = make_node("add_layer_norm", (a, b, *node.inputs[1:]), node.output, node.source,
-                                       eps=node.attr("eps"))
+        fused[node.output] = make_node(
+            "add_layer_norm", (a, b, *node.inputs[1:]), node.output, node.source, eps=node.attr("eps")
+        )
         dropped.add(add.output)
     return graph.with_nodes([fused.get(n.output, n) for n in graph.nodes if n.output not in dropped])

@@ -39,14 +39,23 @@ def fuse_attention(graph: Graph) -> Graph:
         mask = single_consumer(graph, consumers, node.output)
         soft = mask and single_consumer(graph, consumers, mask.output)
         ctx = soft and single_consumer(graph, consumers, soft.output)
-        if not (mask and mask.op == "attn_mask" and soft.op == "softmax" and ctx and ctx.op == "attn_context"):
+        if not (mask and soft and ctx and mask.op == "attn_mask" and soft.op == "softmax" and ctx.op == "attn_context"):
             continue
-        (q, q_start), (k, k_start), (v, v_start) = (_through_slice(producer, x) for x in
-                                                    (node.inputs[0], node.inputs[1], ctx.inputs[1]))
+        (q, q_start), (k, k_start), (v, v_start) = (
+            _through_slice(producer, x) for x in (node.inputs[0], node.inputs[1], ctx.inputs[1])
+        )
         fused[ctx.output] = make_node(
-            "attention", (q, k, v, *mask.inputs[1:]), ctx.output, node.source,
-            heads=node.attr("heads"), head_dim=node.attr("head_dim"), causal=mask.attr("causal"),
-            q_start=q_start, k_start=k_start, v_start=v_start, **extra,
+            "attention",
+            (q, k, v, *mask.inputs[1:]),
+            ctx.output,
+            node.source,
+            heads=node.attr("heads"),
+            head_dim=node.attr("head_dim"),
+            causal=mask.attr("causal"),
+            q_start=q_start,
+            k_start=k_start,
+            v_start=v_start,
+            **extra,
         )
         dropped |= {node.output, mask.output, soft.output}
     nodes = []
@@ -56,7 +65,9 @@ def fuse_attention(graph: Graph) -> Graph:
         if node.op == "kv_append":
             source, start = _through_slice(producer, node.inputs[1])
             if start or source != node.inputs[1]:
-                node = with_attrs(Node(node.op, (node.inputs[0], source), node.output, node.attrs, node.source),
-                                  start=node.attr("start") + start)
+                node = with_attrs(
+                    Node(node.op, (node.inputs[0], source), node.output, node.attrs, node.source),
+                    start=node.attr("start") + start,
+                )
         nodes.append(fused.get(node.output, node))
     return graph.with_nodes(nodes)

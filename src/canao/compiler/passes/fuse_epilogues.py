@@ -59,7 +59,8 @@ def fuse_epilogues(graph: Graph) -> Graph:
             current = nxt.output
             chain.append(current)
         dropped |= set(chain[:-1])
-        placed[current] = make_node("gemm", (node.inputs[0], node.inputs[1], *extras), current, node.source,
-                                    epilogue=tuple(steps), packed="")
+        placed[current] = make_node(
+            "gemm", (node.inputs[0], node.inputs[1], *extras), current, node.source, epilogue=tuple(steps), packed=""
+        )
     nodes = [placed.get(n.output, n) for n in graph.nodes if n.output not in dropped]
     return graph.with_nodes(nodes)

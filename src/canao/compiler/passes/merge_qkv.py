@@ -33,8 +33,8 @@ def merge_qkv(graph: Graph) -> Graph:
         rows = types[linears[0][0].output].shape[0]
         w_cat, b_cat = graph.fresh_name(f"{x}.qkv_weight"), graph.fresh_name(f"{x}.qkv_bias")
         mm_out, out = graph.fresh_name(f"{x}_qkv_mm"), graph.fresh_name(f"{x}_qkv")
-        width = sum(types[mm.inputs[1]].shape[0] for mm, _ in linears)
-        k = types[linears[0][0].inputs[1]].shape[1]
+        width = sum(int(types[mm.inputs[1]].shape[0]) for mm, _ in linears)
+        k = int(types[linears[0][0].inputs[1]].shape[1])
         types[w_cat], types[b_cat] = TensorType((width, k)), TensorType((width,))
         types[mm_out] = types[out] = TensorType((rows, width))
         source = linears[0][0].source.rsplit(".", 1)[0] + ".qkv"
@@ -46,7 +46,7 @@ def merge_qkv(graph: Graph) -> Graph:
         ]
         start = 0
         for mm, add in linears:
-            n = types[mm.inputs[1]].shape[0]
+            n = int(types[mm.inputs[1]].shape[0])
             emitted.append(make_node("slice_cols", (out,), add.output, add.source, start=start, width=n))
             start += n
             dropped |= {mm.output, add.output}

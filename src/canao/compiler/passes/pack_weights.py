@@ -41,7 +41,9 @@ def pack_weights(graph: Graph) -> Graph:
             if name not in constants:
                 constants[name] = pack(constants[node.inputs[1]], nr)
                 types[name] = TensorType(tuple(int(d) for d in constants[name].shape))
-            node = with_attrs(Node(node.op, (node.inputs[0], name, *node.inputs[2:]), node.output, node.attrs,
-                                   node.source), packed=layout)
+            node = with_attrs(
+                Node(node.op, (node.inputs[0], name, *node.inputs[2:]), node.output, node.attrs, node.source),
+                packed=layout,
+            )
         nodes.append(node)
     return graph.with_nodes(nodes, types=types, constants=constants)

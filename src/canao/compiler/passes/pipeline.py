@@ -42,8 +42,9 @@ PIPELINE: tuple[tuple[str, Pass], ...] = (
 )
 
 
-def run_pipeline_stages(graph: Graph, *, nr: int = 16, precision: str | Precision = Precision.FP32,
-                        check: bool = True) -> Iterator[tuple[str, Graph]]:
+def run_pipeline_stages(
+    graph: Graph, *, nr: int = 16, precision: str | Precision = Precision.FP32, check: bool = True
+) -> Iterator[tuple[str, Graph]]:
     """Yield ("lowered", graph) and then each pass's name and output graph.
 
     `precision` is the matrix-product precision (canao.compiler.layout.Precision; see pack_weights)."""
@@ -56,10 +57,11 @@ def run_pipeline_stages(graph: Graph, *, nr: int = 16, precision: str | Precisio
         yield name, graph
 
 
-def run_pipeline(graph: Graph, *, nr: int = 16, precision: str | Precision = Precision.FP32,
-                 check: bool = True) -> Graph:
+def run_pipeline(
+    graph: Graph, *, nr: int = 16, precision: str | Precision = Precision.FP32, check: bool = True
+) -> Graph:
     """The final graph: every pass of PIPELINE applied in order."""
     final = graph
-    for _, final in run_pipeline_stages(graph, nr=nr, precision=precision, check=check):
-        pass
+    for _, stage in run_pipeline_stages(graph, nr=nr, precision=precision, check=check):
+        final = stage
     return final

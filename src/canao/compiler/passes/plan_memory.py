@@ -44,12 +44,17 @@ def plan_memory(graph: Graph) -> Graph:
     plan: dict[str, int] = {}
     for value in sorted(birth, key=lambda v: (-sizes[v], birth[v])):
         offset = 0
-        for o, s, b, d in sorted((p for p in placed if not (p[3] < birth[value] or death[value] < p[2]))):
+        for o, s, _, _ in sorted((p for p in placed if not (p[3] < birth[value] or death[value] < p[2]))):
             if offset + sizes[value] <= o:
                 break
             offset = max(offset, o + s)
         plan[value] = offset
         placed.append((offset, sizes[value], birth[value], death[value]))
     arena = max((o + s for o, s, _, _ in placed), default=0)
-    return graph.with_nodes(graph.nodes, memory_plan=plan, arena_floats=arena, peak_activation_bytes=4 * arena,
-                            unplanned_activation_bytes=4 * sum(sizes.values()))
+    return graph.with_nodes(
+        graph.nodes,
+        memory_plan=plan,
+        arena_floats=arena,
+        peak_activation_bytes=4 * arena,
+        unplanned_activation_bytes=4 * sum(sizes.values()),
+    )

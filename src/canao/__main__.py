@@ -1,0 +1,7 @@
+"""`python -m canao ...` is the `canao` command."""
+
+from __future__ import annotations
+
+from canao.cli import run
+
+run()

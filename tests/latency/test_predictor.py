@@ -1,0 +1,58 @@
+"""The latency predictor: monotone, fast, close to measured latency, and refusing what the profile does not cover."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from canao.arch import ArchSpec, LayerSpec
+from canao.latency.device import make_executor
+from canao.latency.predictor import LatencyPredictor, isotonic, spearman
+from canao.latency.profile import measure_model
+from tests.latency.conftest import SPACE
+
+
+def test_predictor_is_monotone_and_fast(profiled):
+    _, profile = profiled
+    predictor = LatencyPredictor(profile)
+    base = ArchSpec("encoder", 50, 32, 16, (LayerSpec(1, 8, 16),))
+    deeper = base.replace(layers=base.layers * 2)
+    wider_ffn = base.replace(layers=(LayerSpec(1, 8, 40),))
+    more_heads = base.replace(layers=(LayerSpec(2, 8, 16),))
+    p = predictor.predict_ms
+    assert p(deeper, 8) >= p(base, 8) and p(wider_ffn, 8) >= p(base, 8) and p(more_heads, 8) >= p(base, 8)
+    assert p(base, 16) >= p(base, 8) * 0.9  # a longer sequence is not markedly faster
+    off_grid = base.replace(hidden=20, layers=(LayerSpec(1, 8, 28),))
+    assert p(base, 8) * 0.5 < p(off_grid, 12) < p(wider_ffn.replace(hidden=24), 16) * 2  # interpolation
+    start = time.perf_counter()
+    for _ in range(100):
+        p(deeper, 12)
+    assert (time.perf_counter() - start) / 100 < 1e-3
+
+
+def test_predictor_tracks_measured_latency(profiled):
+    _, profile = profiled
+    predictor = LatencyPredictor(profile)
+    rng = np.random.default_rng(7)
+    specs = [SPACE.sample(rng) for _ in range(4)]
+    measured = [measure_model(s, make_executor("local"), 16, reps=9).median_ms for s in specs]
+    predicted = [predictor.predict_ms(s, 16) for s in specs]
+    errors = [abs(a - b) / b for a, b in zip(predicted, measured)]
+    assert np.median(errors) < 0.5  # loose: tiny models on a shared machine; the benchmark measures accuracy
+
+
+def test_predictor_refuses_specs_outside_the_profile(profiled):
+    predictor = LatencyPredictor(profiled[1])
+    with pytest.raises(ValueError, match="head_dim"):
+        predictor.predict_ms(ArchSpec("encoder", 50, 32, 16, (LayerSpec(1, 4, 16),)), 8)
+    with pytest.raises(ValueError, match="seq_len"):
+        predictor.predict_ms(ArchSpec("encoder", 50, 32, 16, (LayerSpec(1, 8, 16),)), 64)
+
+
+def test_isotonic_and_spearman():
+    assert isotonic([1, 3, 2, 4]) == [1, 2.5, 2.5, 4]
+    assert isotonic([5, 4, 3]) == [4, 4, 4]
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
