@@ -49,6 +49,19 @@ def test_compile_run_bench_encoder(tmp_path):
     assert result.exit_code == 0 and "answer:" in result.output, result.output
     result = runner.invoke(app, ["bench", str(tmp_path / "art"), "--seq-len", "16", "--runs", "20"])
     assert result.exit_code == 0 and "canao" in result.output and "pytorch-eager" in result.output, result.output
+    result = runner.invoke(app, ["bench", str(tmp_path / "art"), "--seq-len", "100000", "--runs", "20"])
+    assert result.exit_code == 0 and "seq 64 (asked 100000" in result.output, result.output  # says what it measured
+    result = runner.invoke(app, ["run", str(tmp_path / "art"), "--text", "x", "--threads", "100000"])
+    assert result.exit_code == 2 and "threads" in result.output
+    user_dir = tmp_path / "ud"
+    user_dir.mkdir()
+    (user_dir / "notes.txt").write_text("precious")
+    result = runner.invoke(app, ["compile", "--model", str(ckpt), "--out", str(user_dir)])
+    assert result.exit_code == 2 and "--force" in result.output and (user_dir / "notes.txt").read_text() == "precious"
+    result = runner.invoke(app, ["compile", "--model", str(ckpt), "--out", str(tmp_path / "no" / "such" / "dir")])
+    assert result.exit_code == 0, result.output  # parents are created
+    result = runner.invoke(app, ["compile", "--model", str(ckpt), "--out", "/proc/nope/art"])
+    assert result.exit_code == 2 and "/proc/nope" in result.output and "Traceback" not in result.output
 
 
 def test_compile_and_generate_decoder(tmp_path):
@@ -64,6 +77,13 @@ def test_compile_and_generate_decoder(tmp_path):
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["run", str(tmp_path / "art"), "--text", "to be", "--max-new-tokens", "5"])
     assert result.exit_code == 0 and result.output.startswith("to be"), result.output
+    long_prompt = "to be or not to be " * 40  # far past the 32-token context
+    result = runner.invoke(app, ["run", str(tmp_path / "art"), "--text", long_prompt, "--max-new-tokens", "5"])
+    assert result.exit_code == 0 and "the prompt was cut" in result.output, result.output
+    result = runner.invoke(
+        app, ["run", str(tmp_path / "art"), "--text", "\udcff\udcfe\udc80"]
+    )  # undecodable argv bytes
+    assert result.exit_code == 2 and "valid UTF-8" in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["bench", str(tmp_path / "art"), "--seq-len", "16", "--runs", "20"])
     assert result.exit_code == 0 and "KV cache" in result.output, result.output
 
@@ -134,6 +154,7 @@ def test_finetune_evaluate_distill_commands(tmp_path):
         ],
     )
     assert result.exit_code == 0 and "accuracy" in result.output, result.output
+    assert "fine-tuning sst2: 3/3 (100%)" in result.output  # progress lines when stdout is not a terminal
     from canao.data.bundled import SAMPLES_DIR
 
     result = runner.invoke(

@@ -143,3 +143,43 @@ def test_neon_path_under_qemu(tmp_path, spec, task, precision):
     for g, want in zip(got, _expected(graph, calls)):
         for name in graph.outputs:
             assert _close(g[name], want[name], precision)
+
+
+@pytest.mark.parametrize("simd", ["scalar", "avx2", "avx512", "avx512bf16"])
+def test_hand_written_c_is_warning_free(tmp_path, simd):
+    """The runner, profiler and tuning mains are real C files: -Wall -Wextra -Werror sees them as they are."""
+    for source in ("runner_main.c", "profiler_main.c", "bench_gemm.c"):
+        cmd = [
+            "cc",
+            *compile_flags(simd),
+            "-Werror",
+            "-DCANAO_DEFAULT_MR=6",
+            "-I",
+            str(CODEGEN_DIR),
+            "-c",
+            str(CODEGEN_DIR / source),
+            "-o",
+            str(tmp_path / "x.o"),
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        assert proc.returncode == 0, (source, proc.stderr)
+
+
+def test_timing_executable_is_clean_under_sanitizers(tmp_path):
+    """The profiler main, built with ASan+UBSan, times a model and refuses sizes whose sum would overflow."""
+    from canao.compiler.build import BuildOptions, build_timing_executable
+
+    simd = host_simd() if host_simd() in ("avx2", "avx512", "avx512bf16") else "scalar"
+    flags = ("-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer")
+    timing = build_timing_executable(lowered(DEC, "lm"), BuildOptions(simd=simd, extra_flags=flags))
+    weight_blob(timing.graph).tofile(tmp_path / "w.bin")
+    env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1"}
+    for args, code in ((["3", "5", "1", "3"], 0), (["1", str(2**31 - 1), "0", "1"], 2), (["x", "0", "0", "1"], 2)):
+        proc = subprocess.run(
+            [str(timing.executable), str(tmp_path / "w.bin"), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+        assert proc.returncode == code and "runtime error" not in proc.stderr and "AddressSanitizer" not in proc.stderr

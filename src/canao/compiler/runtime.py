@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,20 @@ from canao.errors import CanaoError
 
 MASK_MIN = float(np.finfo(np.float32).min)  # additive mask value for padded keys, as in PyTorch/HF
 MAX_THREADS = 256  # OpenMP threads one model may be given; more only thrashes (and huge counts crash libgomp)
+
+
+def prefer_passive_waiting() -> None:
+    """Make OpenMP threads sleep, not spin, between parallel regions, unless the user chose otherwise.
+
+    A model opens a parallel region per fused op, so its threads wait at a
+    barrier dozens of times per call. libgomp spins there by default, which
+    on a busy machine (a server running several models) burns the time slices
+    the threads being waited for need: benchmarks/wait_policy.py measures a
+    1-token call and a decode step collapsing under load with spinning and
+    not with passive waiting (docs/wait-policy.md). libgomp reads the policy
+    once, when it is loaded, so this runs before the first model library is."""
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 
 class InputError(CanaoError, ValueError):
@@ -81,6 +96,7 @@ class NativeLibrary:
 
     @classmethod
     def load(cls, path: Path) -> "NativeLibrary":
+        prefer_passive_waiting()
         try:
             lib = ctypes.CDLL(str(path))
         except OSError as err:

@@ -29,6 +29,7 @@ from canao.compiler.ir import Graph, Node
 from canao.compiler.layout import Precision
 from canao.compiler.passes.common import with_attrs
 from canao.compiler.passes.pack_weights import packed_precision
+from canao.compiler.runtime import prefer_passive_waiting
 from canao.compiler.toolchain import CODEGEN_DIR, build_shared_library
 from canao.device import fingerprint, simd_level
 from canao.storage import write_json_atomically
@@ -40,6 +41,7 @@ BENCH_SOURCE = CODEGEN_DIR / "bench_gemm.c"  # canao_bench_gemm, canao_bench_pea
 
 def bench_library(simd: str) -> ctypes.CDLL:
     """The native micro-benchmark (same kernels as the models), compiled and cached for `simd`."""
+    prefer_passive_waiting()  # as the models will run: libgomp reads the policy once, when first loaded
     flags = (f"-DCANAO_DEFAULT_MR={simd_level(simd).default_mr}",)
     lib = ctypes.CDLL(str(build_shared_library(None, simd=simd, extra_flags=flags, extra_sources=(BENCH_SOURCE,))))
     lib.canao_bench_gemm.restype = ctypes.c_double

@@ -21,6 +21,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+from canao.compiler.runtime import prefer_passive_waiting
 from canao.device import describe_machine, fingerprint
 from canao.errors import CanaoError
 
@@ -43,6 +44,7 @@ class Executor:
     description: str
 
     def run(self, argv: Sequence[str], timeout_s: float = 600.0) -> str:
+        prefer_passive_waiting()  # timing programs wait the way deployed models do (the environment is inherited)
         if self.template is None:
             cmd: list[str] | str = list(argv)
             shell = False
