@@ -67,7 +67,7 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
         (tmp_path / "binary.json", "not UTF-8"),
         (tmp_path / "deep.json", "does not parse"),
         (tmp_path / "dir.json", "is a directory"),
-        (tmp_path / "none.json", "cannot be read"),
+        (tmp_path / "none.json", "file not found"),
     ):
         result = runner.invoke(app, ["arch", "--arch", str(path)])
         assert result.exit_code == 2 and message in result.output, result.output

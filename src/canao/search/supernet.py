@@ -1,0 +1,208 @@
+"""Phase 1 of the search: train the weight-sharing supernet once, with knowledge distillation and the sandwich rule.
+
+The supernet is the task-fine-tuned teacher itself (every member of the
+default space is a leading slice of it: canao.models.elastic). Each
+optimizer step samples sub-networks by the sandwich rule of BigNAS/OFA —
+the largest member, the smallest member and `random_subnets` uniformly drawn
+ones — and accumulates, over them, the distillation loss against the frozen
+teacher's logits (soft cross-entropy at `temperature`, plus `hard_weight`
+times the task loss on the labels). The sub-networks read the supernet's
+weights through differentiable slices (torch.func.functional_call), so every
+member trains the weights it shares. The loop is canao's fine-tuning loop
+(AdamW, warm-up/decay, checkpoints by steps, by time and on SIGTERM, exact
+resume: the sampled members depend only on (seed, step)).
+
+After training, a member's accuracy "with inherited weights" is that of the
+slice, scored on held-out data by the task's official metric: the search's
+cheap accuracy estimate (CANAO Sec. 3.2).
+
+Example::
+
+    config = SupernetConfig(FinetuneConfig("sst2", Path("run/supernet"), epochs=1))
+    result = train_supernet(config, space, Path("teacher-sst2"), train_path)
+    accuracy = inherited_accuracy(load_supernet(Path("run/supernet")), spec, dev_data)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from canao.arch import ArchSpec
+from canao.errors import SpecError
+from canao.models.elastic import check_sliceable, extract_subnet, slice_state_dict
+from canao.models.heads import backbone_of, build_model
+from canao.models.hf import load_pretrained, save_pretrained
+from canao.search.candidates import CandidateSpace
+from canao.train.finetune import FinetuneConfig, Progress, TrainResult, load_for_task, run_training
+from canao.train.losses import soft_logit_loss
+from canao.train.tasks import MODEL_TASK, TaskData, get_task
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SupernetConfig:
+    train: FinetuneConfig  # task, run directory, epochs, batch size, lr, checkpointing, seed
+    random_subnets: int = 2  # n of the sandwich rule: largest + smallest + n random members per step
+    temperature: float = 2.0
+    hard_weight: float = 0.5  # weight of the label loss beside the distillation loss
+
+    def __post_init__(self) -> None:
+        if self.random_subnets < 0 or self.temperature <= 0 or self.hard_weight < 0:
+            raise SpecError(
+                "need random_subnets >= 0, temperature > 0, hard_weight >= 0; got "
+                f"{self.random_subnets}, {self.temperature}, {self.hard_weight}."
+            )
+
+
+class SandwichLoss:
+    """The loss of one batch: the sandwich of members, each distilled from the teacher's logits."""
+
+    def __init__(self, supernet: nn.Module, teacher: nn.Module, space: CandidateSpace, config: SupernetConfig) -> None:
+        self.supernet, self.teacher, self.space, self.config = supernet, teacher, space, config
+        self.big = backbone_of(supernet).spec
+        self.task = get_task(config.train.task)
+        self.model_task = MODEL_TASK[config.train.task]
+        self.num_labels = getattr(getattr(supernet, "classifier", None), "out_features", 2)
+        self.templates: dict[str, nn.Module] = {}
+
+    def members(self) -> list[ArchSpec]:
+        """Largest, smallest and n random members, drawn from torch's RNG (reseeded per step by the loop)."""
+        arch = self.space.arch
+        counts = self.space.choice_counts()
+        randoms = []
+        for _ in range(self.config.random_subnets):
+            decisions = [int(torch.randint(0, c, ())) for c in counts]
+            randoms.append(self.space.decode(decisions).spec)
+        return [arch.largest(), self.space.smallest().spec, *randoms]
+
+    def _template(self, spec: ArchSpec) -> nn.Module:
+        """A parameter-free (meta) module of `spec` that functional_call fills with sliced supernet weights."""
+        key = spec.to_json()
+        if key not in self.templates:
+            with torch.device("meta"):
+                self.templates[key] = build_model(spec, self.model_task, num_labels=self.num_labels, dropout=0.1)
+        return self.templates[key]
+
+    def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        with torch.no_grad():
+            self.teacher.eval()
+            target = self.task.forward(self.teacher, batch)
+        params = dict(self.supernet.named_parameters())
+        members = self.members()
+        total = torch.zeros(())
+        for spec in members:
+            template = self._template(spec)
+            template.train(self.supernet.training)
+            sliced = slice_state_dict(params, self.big, spec)
+            outputs = torch.func.functional_call(
+                template, sliced, (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+            )
+            total = total + self._distillation(outputs, target, batch)
+        return total / len(members)
+
+    def _distillation(self, outputs: Any, target: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        t = self.config.temperature
+        pairs = list(zip(outputs, target)) if isinstance(outputs, tuple) else [(outputs, target)]
+        mask = batch["attention_mask"]
+        soft = [
+            soft_logit_loss(s.masked_fill(mask == 0, -1e4), z.masked_fill(mask == 0, -1e4), t)
+            if s.dim() == 2 and s.shape == mask.shape
+            else soft_logit_loss(s, z, t)
+            for s, z in pairs
+        ]
+        loss: torch.Tensor = sum(soft, torch.zeros(())) / len(soft)
+        if self.config.hard_weight and ("labels" in batch or "start_positions" in batch):
+            loss = loss + self.config.hard_weight * self.task.loss(outputs, batch)
+        return loss
+
+
+def check_space_fits(space: CandidateSpace, teacher_spec: ArchSpec) -> None:
+    """Every member must be a slice of the teacher (the supernet); say which field is too big otherwise."""
+    try:
+        check_sliceable(teacher_spec, space.arch.largest())
+    except SpecError as err:
+        raise SpecError(
+            f"the search space's largest member is not a slice of the teacher ({err}); shrink the space to the "
+            f"teacher {teacher_spec.describe()}."
+        ) from None
+
+
+def train_supernet(
+    config: SupernetConfig,
+    space: CandidateSpace,
+    teacher_dir: Path,
+    train_path: Path,
+    progress: Optional[Progress] = None,
+) -> TrainResult:
+    """Train the supernet (initialised from the fine-tuned teacher) and save it to <run>/model (HF layout)."""
+    task_name = config.train.task
+    teacher = load_for_task(teacher_dir, task_name)
+    check_space_fits(space, teacher.spec)
+    supernet = load_for_task(teacher_dir, task_name, dropout=0.1).model
+    task = get_task(task_name)
+    data: TaskData = task.load(
+        train_path,
+        teacher.tokenizer,
+        max_length=min(config.train.max_length, teacher.spec.max_positions),
+        doc_stride=config.train.doc_stride,
+    )
+    run_dir = Path(config.train.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "supernet_config.json").write_text(
+        json.dumps(
+            {
+                "space": space.to_dict(),
+                "random_subnets": config.random_subnets,
+                "temperature": config.temperature,
+                "hard_weight": config.hard_weight,
+                "teacher": str(teacher_dir),
+            },
+            indent=2,
+        )
+    )
+    loss = SandwichLoss(supernet, teacher.model, space, config)
+    result = run_training(
+        config.train,
+        {"supernet": supernet},
+        list(supernet.named_parameters()),
+        loss,
+        data,
+        task.collate,
+        None,
+        progress,
+    )
+    supernet.eval()
+    save_pretrained(supernet, run_dir / "model", tokenizer=teacher.tokenizer, labels=teacher.labels)
+    return result
+
+
+def load_supernet(run_dir: Path) -> Any:
+    """The trained supernet of a run directory (a `Pretrained`: model, spec, tokenizer, task)."""
+    path = Path(run_dir) / "model"
+    if not (path / "config.json").exists():
+        raise SpecError(f"{run_dir}: no trained supernet (model/ is missing); run the supernet phase first.")
+    return load_pretrained(path)
+
+
+def inherited_model(supernet: nn.Module, spec: ArchSpec) -> nn.Module:
+    """The member `spec` with the supernet's (leading) weights, as an independent model."""
+    return extract_subnet(supernet, spec).eval()
+
+
+def inherited_accuracy(supernet: nn.Module, task_name: str, spec: ArchSpec, data: TaskData) -> float:
+    """The task's headline metric (accuracy, or SQuAD F1) of the member with inherited weights on `data`."""
+    task = get_task(task_name)
+    scored = task.score(inherited_model(supernet, spec), data)
+    metrics = scored[0]
+    for name in ("accuracy", "f1", "exact_match"):
+        if name in metrics:
+            return float(metrics[name])
+    raise SpecError(f"task {task_name} gives no accuracy metric ({sorted(metrics)}).")
