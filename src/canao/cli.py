@@ -585,6 +585,80 @@ def evaluate(
         console.print(f"wrote {predictions}")
 
 
+@command()
+def search(
+    teacher: Path = typer.Option(..., help="Checkpoint fine-tuned on the task (the supernet starts from it)."),
+    task: str = typer.Option(..., help="sst2, mrpc, qnli or squad."),
+    train: Optional[Path] = typer.Option(None, help="Training file (default: the bundled sample where one ships)."),
+    dev: Optional[Path] = typer.Option(None, help="Held-out file the members are scored on (never the test set)."),
+    profile: list[Path] = typer.Option(..., help="Device profile (canao profile); one per precision searched."),
+    latency_ms: float = typer.Option(..., help="Latency budget (ms, predicted by the profile)."),
+    out: Path = typer.Option(Path("search-run"), help="Run directory (supernet, trials.sqlite, outputs); resumed."),
+    space: Optional[Path] = typer.Option(None, help="Search space JSON (default: the space around the teacher)."),
+    precision: list[Precision] = typer.Option([], help="Precisions to search (default: the space's)."),
+    controller: str = typer.Option("rl", help="rl (REINFORCE, as CANAO), evolution or random."),
+    evaluations: int = typer.Option(100, min=1, max=1_000_000),
+    seed: int = typer.Option(0),
+    batch: int = typer.Option(4, min=1, max=1024, help="Candidates per round (fixed: results do not depend on it)."),
+    cost: str = typer.Option("latency", help="latency (compiler-aware), or flops (the proxy, for comparison)."),
+    supernet_epochs: float = typer.Option(1.0),
+    supernet_steps: Optional[int] = typer.Option(None, min=1),
+    eval_examples: Optional[int] = typer.Option(None, min=1, help="Score members on the first N held-out examples."),
+    measure_front: bool = typer.Option(True, help="Compile and time the front's members here."),
+) -> None:
+    """Search the architecture under a latency budget: supernet (KD, sandwich rule), controller, Pareto front."""
+    from canao.data.bundled import task_files
+    from canao.search.run import SearchRunConfig, search_run
+
+    train, dev = task_files(task, train, dev)
+    if dev is None:
+        raise typer.BadParameter("the search scores members on held-out data: pass --dev FILE.")
+    config = SearchRunConfig(
+        teacher,
+        task,
+        train,
+        dev,
+        tuple(profile),
+        latency_ms,
+        out,
+        space=space,
+        precisions=tuple(p.value for p in precision),
+        controller=controller,
+        evaluations=evaluations,
+        seed=seed,
+        batch=batch,
+        cost=cost,
+        supernet_epochs=supernet_epochs,
+        supernet_steps=supernet_steps,
+        eval_examples=eval_examples,
+        measure_front=measure_front,
+    )
+    with progress_reporter("supernet and search") as update:
+        result = search_run(config, lambda stage, done, total, value: update(done, total, None, stage))
+    table = _table(
+        f"Pareto front ({len(result.search.trials)} evaluations, budget {latency_ms:g} ms)",
+        ("candidate", "accuracy", "predicted ms", "measured ms"),
+    )
+    from canao.search.candidates import Candidate
+
+    for trial in result.search.front:
+        c = Candidate.from_dict(trial.candidate)
+        measured = result.measured_ms.get(c.key())
+        table.add_row(
+            c.describe(),
+            f"{trial.accuracy:.2f}",
+            f"{trial.latency_ms:.2f}",
+            "" if measured is None else f"{measured:.2f}",
+        )
+    console.print(table)
+    if result.best is None:
+        console.print("no evaluated member met the budget; see the front above")
+        raise typer.Exit(code=3)
+    console.print(
+        f"chosen: {result.best.describe()}; wrote {out / 'best_arch.json'}, {out / 'search.json'}, {out / 'pareto.png'}"
+    )
+
+
 @command("train-lm")
 def train_lm(
     data: Optional[Path] = typer.Option(None, help="UTF-8 text corpus (default: bundled tinyshakespeare sample)."),

@@ -15,20 +15,11 @@ from canao.search.candidates import CandidateSpace
 from canao.search.supernet import SupernetConfig, inherited_accuracy, load_supernet, train_supernet
 from canao.train.finetune import FinetuneConfig
 from canao.train.tasks import get_task
-from tests.hf_factories import hf_bert
+from tests.search.conftest import TINY_ARCH
 
 TRAIN, DEV = SAMPLES_DIR / "sst2-train-sample.tsv", SAMPLES_DIR / "sst2-dev.tsv"
 # hidden 32, 4 heads of 8, FFN 64, 2 layers: the teacher; members slice it
-SPACE = CandidateSpace(SearchSpace("encoder", 30522, 128, (16, 32), (1, 2), (2, 4), 8, (32, 64)), seq_lens=(64,))
-
-
-@pytest.fixture(scope="module")
-def tiny_teacher(tmp_path_factory):
-    path = tmp_path_factory.mktemp("teacher") / "bert"
-    model = hf_bert("BertForSequenceClassification", hidden=32, layers=2, heads=4, ffn=64, vocab=30522, positions=128)
-    model.save_pretrained(path)
-    shutil.copy(teacher_dir() / "tokenizer.json", path / "tokenizer.json")
-    return path
+SPACE = CandidateSpace(TINY_ARCH, seq_lens=(64,))
 
 
 def _config(out, **kw):

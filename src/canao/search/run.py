@@ -1,0 +1,282 @@
+"""`canao search`: supernet, then controller search under a latency budget, then the front measured on the device.
+
+Run directory::
+
+  RUN/supernet/          the supernet's training run (checkpoints; model/ when trained), reused when present
+  RUN/trials.sqlite      every evaluated candidate; a killed search resumes from it
+  RUN/best_arch.json     the chosen ArchSpec (most accurate under the budget)
+  RUN/search.json        settings, the chosen candidate, the Pareto front (predicted, and measured where asked)
+  RUN/pareto.png         accuracy vs predicted latency: trials, front, budget line, choice
+
+Example::
+
+    result = search_run(SearchRunConfig(teacher=Path("teacher-sst2"), task="sst2", train=..., dev=...,
+                                        profiles=(Path("profile.json"),), latency_ms=12.0, out=Path("run")))
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from canao.arch import ArchSpec
+from canao.compiler.layout import Precision
+from canao.errors import SpecError
+from canao.latency.predictor import LatencyPredictor
+from canao.latency.profile import DeviceProfile
+from canao.search.candidates import Candidate, CandidateSpace, load_candidate_space
+from canao.search.loop import SearchConfig, SearchResult, run_search
+from canao.search.trials import Trial
+from canao.storage import write_json_atomically
+
+log = logging.getLogger(__name__)
+StageProgress = Callable[[str, int, int, Optional[float]], None]  # (stage, done, total, loss or best reward)
+
+
+@dataclass(frozen=True)
+class SearchRunConfig:
+    teacher: Path  # checkpoint fine-tuned on the task: the supernet starts from it and distils from it
+    task: str
+    train: Path
+    dev: Path  # held-out data the inherited accuracy is measured on (never the test set)
+    profiles: tuple[Path, ...]  # device profiles, one per precision searched
+    latency_ms: float
+    out: Path
+    space: Optional[Path] = None  # CandidateSpace JSON (default: the encoder space around the teacher)
+    precisions: tuple[str, ...] = ()  # override the space's precisions
+    controller: str = "rl"
+    evaluations: int = 100
+    seed: int = 0
+    batch: int = 4
+    cost: str = "latency"  # or "flops": the FLOPs proxy, same budget as a fraction of the teacher
+    supernet_epochs: float = 1.0
+    supernet_steps: Optional[int] = None
+    supernet_batch_size: int = 32
+    max_length: int = 128
+    eval_examples: Optional[int] = None  # score members on the first N dev examples (None: all)
+    measure_front: bool = True  # compile and time the front's members here (when the profile is of this machine)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SearchRunResult:
+    search: SearchResult
+    best: Optional[Candidate]
+    measured_ms: dict[str, float]  # candidate key -> measured compiled latency (front members, when measured)
+    run_dir: Path
+
+
+def load_predictors(paths: Sequence[Path], space: CandidateSpace) -> dict[Precision, LatencyPredictor]:
+    """One predictor per precision of the space, each checked to cover the space's extremes."""
+    predictors: dict[Precision, LatencyPredictor] = {}
+    for path in paths:
+        profile = DeviceProfile.load(path)
+        predictors[Precision.parse(profile.precision)] = LatencyPredictor(profile)
+    missing = [p.value for p in space.precisions if p not in predictors]
+    if missing:
+        raise SpecError(
+            f"no device profile for precision(s) {missing}; run `canao profile --precision ...` and pass "
+            "each with --profile."
+        )
+    for precision in space.precisions:
+        for candidate in (
+            Candidate(space.arch.largest(), precision, space.seq_lens[-1]),
+            Candidate(space.smallest().spec, precision, space.seq_lens[0]),
+        ):
+            try:
+                predictors[precision].predict_ms(candidate.spec, candidate.seq_len)
+            except (SpecError, ValueError) as err:
+                raise SpecError(
+                    f"the {precision.value} device profile does not cover the search space ({err}); "
+                    "profile this space with `canao profile --space`."
+                ) from None
+    return predictors
+
+
+def flops_budget(space: CandidateSpace, latency: Callable[[Candidate], float], latency_ms: float) -> float:
+    """The latency budget as the same fraction of the largest member's (the teacher's) GFLOPs."""
+    teacher = Candidate(space.arch.largest(), space.precisions[0], space.seq_lens[0])
+    return teacher.spec.flops(teacher.seq_len) / 1e9 * latency_ms / latency(teacher)
+
+
+def search_run(config: SearchRunConfig, progress: Optional[StageProgress] = None) -> SearchRunResult:
+    """Train (or reuse) the supernet, search, write the outputs; a killed run resumes where it stopped."""
+    from canao.search.supernet import SupernetConfig, check_space_fits, load_supernet, train_supernet
+    from canao.train.finetune import FinetuneConfig, load_for_task
+    from canao.train.tasks import get_task
+
+    space = load_candidate_space(config.space)
+    if config.precisions:
+        space = replace(space, precisions=tuple(Precision.parse(p) for p in config.precisions))
+    predictors = load_predictors(config.profiles, space)
+
+    def latency(candidate: Candidate) -> float:
+        return predictors[candidate.precision].predict_ms(candidate.spec, candidate.seq_len)
+
+    teacher = load_for_task(config.teacher, config.task)
+    check_space_fits(space, teacher.spec)
+    run_dir = Path(config.out)
+    supernet_dir = run_dir / "supernet"
+    if not (supernet_dir / "model" / "config.json").exists():
+        train = FinetuneConfig(
+            config.task,
+            supernet_dir,
+            epochs=config.supernet_epochs,
+            batch_size=config.supernet_batch_size,
+            lr=5e-5,
+            max_length=config.max_length,
+            max_steps=config.supernet_steps,
+            seed=config.seed,
+        )
+        train_supernet(
+            SupernetConfig(train),
+            space,
+            config.teacher,
+            config.train,
+            progress=lambda s, t, loss: progress("supernet", s, t, loss) if progress else None,
+        )
+    supernet = load_supernet(supernet_dir)
+    data = get_task(config.task).load(config.dev, supernet.tokenizer, max_length=config.max_length)
+    if config.eval_examples:
+        data = _first(data, config.eval_examples)
+
+    def evaluate(batch: Sequence[Candidate]) -> list[float]:
+        from canao.search.supernet import inherited_accuracy
+
+        return [inherited_accuracy(supernet.model, config.task, c.spec, data) for c in batch]
+
+    budget = flops_budget(space, latency, config.latency_ms) if config.cost == "flops" else None
+    search = SearchConfig(
+        config.latency_ms, config.controller, config.evaluations, config.seed, config.batch, config.cost, budget
+    )
+    settings = {
+        "teacher": str(config.teacher),
+        "task": config.task,
+        "dev": str(config.dev),
+        "eval_examples": config.eval_examples,
+        "profiles": [str(p) for p in config.profiles],
+    }
+    result = run_search(
+        search,
+        space,
+        evaluate,
+        latency,
+        run_dir / "trials.sqlite",
+        settings=settings,
+        progress=lambda d, t, r: progress("search", d, t, r) if progress else None,
+    )
+    best = Candidate.from_dict(result.best.candidate) if result.best else None
+    measured = _measure(result.front, predictors, config) if config.measure_front else {}
+    _write_outputs(run_dir, config, search, result, best, measured)
+    return SearchRunResult(result, best, measured, run_dir)
+
+
+def _first(data: Any, n: int) -> Any:
+    """The first n examples of a task's data (the dev subset the members are scored on)."""
+    labels = data.labels[:n] if data.labels is not None else None
+    return replace(data, features=data.features[:n], examples=data.examples[:n], labels=labels)
+
+
+def _measure(
+    front: Sequence[Trial], predictors: dict[Precision, LatencyPredictor], config: SearchRunConfig
+) -> dict[str, float]:
+    """Compile and time the front's members on this machine, when the profiles were made here."""
+    from canao.latency.device import executor_fingerprint, make_executor
+    from canao.latency.profile import measure_model
+
+    executor = make_executor("local")
+    if any(p.profile.device != executor_fingerprint(executor) for p in predictors.values()):
+        log.info("the profiles are of another device; the front is not measured here")
+        return {}
+    measured = {}
+    for trial in front:
+        c = Candidate.from_dict(trial.candidate)
+        timing = measure_model(c.spec, executor, c.seq_len, precision=c.precision.value)
+        measured[c.key()] = timing.median_ms
+    return measured
+
+
+def _write_outputs(
+    run_dir: Path,
+    config: SearchRunConfig,
+    search: SearchConfig,
+    result: SearchResult,
+    best: Optional[Candidate],
+    measured: dict[str, float],
+) -> None:
+    def row(trial: Trial) -> dict[str, Any]:
+        key = Candidate.from_dict(trial.candidate).key()
+        out = {**asdict(trial), "decisions": list(trial.decisions), "measured_ms": measured.get(key)}
+        if key in measured:
+            out["predictor_error_pct"] = 100 * (trial.latency_ms - measured[key]) / measured[key]
+        return out
+
+    front = [row(t) for t in result.front]
+    summary: dict[str, Any] = {
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+        "search": asdict(search),
+        "evaluations": len(result.trials),
+        "resumed_trials": result.resumed_trials,
+        "best": row(result.best) if result.best else None,
+        "front": front,
+    }
+    if measured:
+        errors = [abs(r["predictor_error_pct"]) for r in front if r.get("predictor_error_pct") is not None]
+        summary["predictor_mape_on_front_pct"] = float(np.mean(errors))
+    write_json_atomically(run_dir / "search.json", json.loads(json.dumps(summary, default=str)))
+    if best is not None:
+        write_json_atomically(run_dir / "best_arch.json", best.spec.to_dict())
+    plot_search(result, config.latency_ms, run_dir / "pareto.png")
+
+
+def plot_search(result: SearchResult, latency_ms: float, path: Path) -> Path:
+    """Accuracy vs predicted latency of every trial, the Pareto front, the budget and the choice."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    ax.scatter(
+        [t.latency_ms for t in result.trials],
+        [t.accuracy for t in result.trials],
+        s=10,
+        color="#9e9e9e",
+        label="evaluated",
+    )
+    ax.plot(
+        [t.latency_ms for t in result.front],
+        [t.accuracy for t in result.front],
+        "-o",
+        color="#3b7dd8",
+        markersize=4,
+        label="Pareto front",
+    )
+    ax.axvline(latency_ms, color="#d8893b", linestyle="--", label=f"budget {latency_ms:g} ms")
+    if result.best is not None:
+        ax.scatter(
+            [result.best.latency_ms],
+            [result.best.accuracy],
+            s=80,
+            marker="*",
+            color="#1a9e5c",
+            zorder=5,
+            label="chosen",
+        )
+    ax.set_xlabel("predicted latency (ms)")
+    ax.set_ylabel("accuracy with inherited weights")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def read_arch_of(run_dir: Path) -> ArchSpec:
+    """The chosen architecture of a finished search run."""
+    return ArchSpec.from_json((Path(run_dir) / "best_arch.json").read_text())

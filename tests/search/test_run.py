@@ -1,0 +1,92 @@
+"""`canao search` end to end on a tiny teacher and a synthetic profile: outputs, resume, infeasible budget."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from canao.arch import ArchSpec
+from canao.cli import app
+from canao.data.bundled import SAMPLES_DIR
+from canao.search.candidates import Candidate, CandidateSpace
+from tests.search.conftest import TINY_ARCH, synthetic_profile
+
+runner = CliRunner()
+
+
+def test_search_command_end_to_end(tmp_path, tiny_teacher):
+    space = CandidateSpace(TINY_ARCH, precisions=("fp32", "int8"), seq_lens=(64,))
+    (tmp_path / "space.json").write_text(json.dumps(space.to_dict()))
+    profiles = [synthetic_profile(TINY_ARCH, (64,), p, tmp_path / f"{p}.json") for p in ("fp32", "int8")]
+    args = [
+        "search",
+        "--teacher",
+        str(tiny_teacher),
+        "--task",
+        "sst2",
+        "--space",
+        str(tmp_path / "space.json"),
+        "--profile",
+        str(profiles[0]),
+        "--profile",
+        str(profiles[1]),
+        "--latency-ms",
+        "0.5",
+        "--out",
+        str(tmp_path / "run"),
+        "--controller",
+        "evolution",
+        "--evaluations",
+        "12",
+        "--supernet-steps",
+        "3",
+        "--eval-examples",
+        "64",
+        "--no-measure-front",
+        "--dev",
+        str(SAMPLES_DIR / "sst2-dev.tsv"),
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "chosen:" in result.output and "Pareto front" in result.output
+    best = ArchSpec.from_json((tmp_path / "run" / "best_arch.json").read_text())
+    assert TINY_ARCH.contains(best)
+    summary = json.loads((tmp_path / "run" / "search.json").read_text())
+    assert summary["evaluations"] == 12 and summary["best"]["latency_ms"] <= 0.5 and summary["front"]
+    assert space.contains(Candidate.from_dict(summary["best"]["candidate"]))
+    assert (tmp_path / "run" / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    again = runner.invoke(app, args)  # everything is stored: the re-run replays it
+    assert again.exit_code == 0 and json.loads((tmp_path / "run" / "search.json").read_text())["resumed_trials"] == 12
+
+    too_tight = runner.invoke(
+        app,
+        [
+            *args[:-13],
+            "--latency-ms",
+            "0.0001",
+            "--out",
+            str(tmp_path / "tight"),
+            "--supernet-steps",
+            "3",
+            "--no-measure-front",
+            "--dev",
+            str(SAMPLES_DIR / "sst2-dev.tsv"),
+        ],
+    )
+    assert too_tight.exit_code == 2 and "no member of the search space meets" in too_tight.output, too_tight.output
+    missing = runner.invoke(
+        app,
+        [
+            *args[:7],
+            "--profile",
+            str(profiles[0]),
+            "--latency-ms",
+            "1",
+            "--out",
+            str(tmp_path / "m"),
+            "--dev",
+            str(SAMPLES_DIR / "sst2-dev.tsv"),
+        ],
+    )
+    assert missing.exit_code == 2 and "no device profile for precision(s) ['int8']" in missing.output, missing.output
