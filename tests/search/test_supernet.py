@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import torch
 
 from canao.arch import SearchSpace
 from canao.data.bundled import SAMPLES_DIR
 from canao.errors import SpecError
-from canao.models import load_pretrained, teacher_dir
+from canao.models import load_pretrained
 from canao.search.candidates import CandidateSpace
 from canao.search.supernet import SupernetConfig, inherited_accuracy, load_supernet, train_supernet
 from canao.train.finetune import FinetuneConfig
