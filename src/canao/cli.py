@@ -605,6 +605,8 @@ def search(
     supernet_steps: Optional[int] = typer.Option(None, min=1),
     eval_examples: Optional[int] = typer.Option(None, min=1, help="Score members on the first N held-out examples."),
     measure_front: bool = typer.Option(True, help="Compile and time the front's members here."),
+    workers: int = typer.Option(1, min=1, max=4096, help="Score members on this many Ray actors (same results)."),
+    ray_address: Optional[str] = typer.Option(None, help="Join this Ray cluster instead of starting a local one."),
 ) -> None:
     """Search the architecture under a latency budget: supernet (KD, sandwich rule), controller, Pareto front."""
     from canao.data.bundled import task_files
@@ -632,6 +634,8 @@ def search(
         supernet_steps=supernet_steps,
         eval_examples=eval_examples,
         measure_front=measure_front,
+        workers=workers,
+        ray_address=ray_address,
     )
     with progress_reporter("supernet and search") as update:
         result = search_run(config, lambda stage, done, total, value: update(done, total, None, stage))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 
+import pytest
 from typer.testing import CliRunner
 
 from canao.arch import ArchSpec
@@ -90,3 +93,33 @@ def test_search_command_end_to_end(tmp_path, tiny_teacher):
         ],
     )
     assert missing.exit_code == 2 and "no device profile for precision(s) ['int8']" in missing.output, missing.output
+
+
+@pytest.mark.slow
+def test_ray_workers_give_the_serial_result(tmp_path, tiny_teacher):
+    """Two local Ray actors score each round; the trials equal the serial search's (order fixed by the asks)."""
+    pytest.importorskip("ray")
+    from canao.search.run import SearchRunConfig, search_run
+
+    profile = synthetic_profile(TINY_ARCH, (64,), "fp32", tmp_path / "p.json")
+    (tmp_path / "space.json").write_text(json.dumps(CandidateSpace(TINY_ARCH, seq_lens=(64,)).to_dict()))
+    base = SearchRunConfig(
+        tiny_teacher,
+        "sst2",
+        SAMPLES_DIR / "sst2-train-sample.tsv",
+        SAMPLES_DIR / "sst2-dev.tsv",
+        (profile,),
+        0.5,
+        tmp_path / "serial",
+        space=tmp_path / "space.json",
+        controller="rl",
+        evaluations=8,
+        supernet_steps=2,
+        eval_examples=48,
+        measure_front=False,
+        threads=1,
+    )
+    serial = search_run(base)
+    shutil.copytree(tmp_path / "serial" / "supernet", tmp_path / "ray" / "supernet")  # the same trained supernet
+    parallel = search_run(dataclasses.replace(base, out=tmp_path / "ray", workers=2))
+    assert parallel.search.trials == serial.search.trials

@@ -60,6 +60,9 @@ class SearchRunConfig:
     max_length: int = 128
     eval_examples: Optional[int] = None  # score members on the first N dev examples (None: all)
     measure_front: bool = True  # compile and time the front's members here (when the profile is of this machine)
+    workers: int = 1  # > 1: score each round's members on this many Ray actors (results identical)
+    ray_address: Optional[str] = None  # an existing Ray cluster instead of a local one
+    threads: int = 2  # torch threads of the serial scorer
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -106,9 +109,8 @@ def flops_budget(space: CandidateSpace, latency: Callable[[Candidate], float], l
 
 def search_run(config: SearchRunConfig, progress: Optional[StageProgress] = None) -> SearchRunResult:
     """Train (or reuse) the supernet, search, write the outputs; a killed run resumes where it stopped."""
-    from canao.search.supernet import SupernetConfig, check_space_fits, load_supernet, train_supernet
+    from canao.search.supernet import SupernetConfig, check_space_fits, train_supernet
     from canao.train.finetune import FinetuneConfig, load_for_task
-    from canao.train.tasks import get_task
 
     space = load_candidate_space(config.space)
     if config.precisions:
@@ -140,15 +142,7 @@ def search_run(config: SearchRunConfig, progress: Optional[StageProgress] = None
             config.train,
             progress=lambda s, t, loss: progress("supernet", s, t, loss) if progress else None,
         )
-    supernet = load_supernet(supernet_dir)
-    data = get_task(config.task).load(config.dev, supernet.tokenizer, max_length=config.max_length)
-    if config.eval_examples:
-        data = _first(data, config.eval_examples)
-
-    def evaluate(batch: Sequence[Candidate]) -> list[float]:
-        from canao.search.supernet import inherited_accuracy
-
-        return [inherited_accuracy(supernet.model, config.task, c.spec, data) for c in batch]
+    evaluate = _evaluator(config, supernet_dir)
 
     budget = flops_budget(space, latency, config.latency_ms) if config.cost == "flops" else None
     search = SearchConfig(
@@ -176,10 +170,26 @@ def search_run(config: SearchRunConfig, progress: Optional[StageProgress] = None
     return SearchRunResult(result, best, measured, run_dir)
 
 
-def _first(data: Any, n: int) -> Any:
-    """The first n examples of a task's data (the dev subset the members are scored on)."""
-    labels = data.labels[:n] if data.labels is not None else None
-    return replace(data, features=data.features[:n], examples=data.examples[:n], labels=labels)
+def _evaluator(config: SearchRunConfig, supernet_dir: Path) -> Callable[[Sequence[Candidate]], list[float]]:
+    """Inherited accuracy of a round's members: here, or on `config.workers` Ray actors (same results)."""
+    if config.workers > 1 or config.ray_address:
+        from canao.search.workers import ray_evaluator
+
+        return ray_evaluator(
+            supernet_dir,
+            config.task,
+            config.dev,
+            max_length=config.max_length,
+            eval_examples=config.eval_examples,
+            workers=config.workers,
+            ray_address=config.ray_address,
+        )
+    from canao.search.workers import MemberScorer
+
+    scorer = MemberScorer(
+        str(supernet_dir), config.task, str(config.dev), config.max_length, config.eval_examples, threads=config.threads
+    )
+    return lambda batch: [scorer.score(c.to_dict()) for c in batch]
 
 
 def _measure(

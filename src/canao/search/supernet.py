@@ -192,6 +192,15 @@ def load_supernet(run_dir: Path) -> Any:
     return load_pretrained(path)
 
 
+def load_held_out(supernet: Any, task_name: str, path: Path, max_length: int, examples: Optional[int]) -> TaskData:
+    """The held-out data members are scored on (the first `examples` of it, if given), tokenised for the supernet."""
+    data = get_task(task_name).load(path, supernet.tokenizer, max_length=max_length)
+    if examples:
+        labels = data.labels[:examples] if data.labels is not None else None
+        data = TaskData(data.features[:examples], data.examples[:examples], labels)
+    return data
+
+
 def inherited_model(supernet: nn.Module, spec: ArchSpec) -> nn.Module:
     """The member `spec` with the supernet's (leading) weights, as an independent model."""
     return extract_subnet(supernet, spec).eval()
