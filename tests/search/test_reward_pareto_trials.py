@@ -48,3 +48,14 @@ def test_store_appends_reloads_and_refuses_another_search(tmp_path):
     (tmp_path / "junk.sqlite").write_bytes(b"not a database at all" * 100)
     with pytest.raises(TrialStoreError, match="not a canao trial store"):
         TrialStore(tmp_path / "junk.sqlite", {"seed": 0})
+
+
+def test_kendall_tau_b():
+    from canao.search.ranking import kendall_tau
+
+    assert kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # scipy.stats.kendalltau([1, 2, 2, 3], [1, 3, 2, 2]) == 0.4 (tau-b with ties on both sides)
+    assert kendall_tau([1, 2, 2, 3], [1, 3, 2, 2]) == pytest.approx(0.4)
+    with pytest.raises(SpecError):
+        kendall_tau([1], [1])

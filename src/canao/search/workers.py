@@ -68,7 +68,9 @@ def ray_evaluator(
         else:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     remote = ray.remote(num_cpus=1)(MemberScorer)
-    actors = [remote.remote(str(supernet_dir), task, str(dev), max_length, eval_examples) for _ in range(workers)]
+    actors: list[Any] = [
+        remote.remote(str(supernet_dir), task, str(dev), max_length, eval_examples) for _ in range(workers)
+    ]
 
     def evaluate(batch: Sequence[Candidate]) -> list[float]:
         refs = [actors[i % len(actors)].score.remote(c.to_dict()) for i, c in enumerate(batch)]
