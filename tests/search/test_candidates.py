@@ -70,3 +70,10 @@ def test_candidates_serialise():
 def test_tiny_space():
     tiny = CandidateSpace(SearchSpace("encoder", 50, 32, (16,), (1,), (1,), 8, (16,)))
     assert tiny.size() == 1 and tiny.choice_counts() == (1, 1, 1, 1, 1, 1)
+
+
+def test_profile_takes_a_search_space_file(tmp_path):
+    from canao.search.space import load_space
+
+    (tmp_path / "s.json").write_text(json.dumps(SPACE.to_dict()))
+    assert load_space(tmp_path / "s.json") == SPACE.arch

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -37,11 +38,19 @@ def default_encoder_space() -> SearchSpace:
 
 
 def load_space(path: Optional[Path]) -> SearchSpace:
-    """A SearchSpace JSON file (errors name the file), or the default encoder space when `path` is None."""
+    """A SearchSpace JSON file (errors name the file), or the default encoder space when `path` is None.
+
+    A search's space file (search/candidates.py) is accepted too: its precisions and sequence lengths are not
+    part of the architecture space (`canao profile` takes them as --precision and --seq-lens)."""
     if path is None:
         return default_encoder_space()
     text = read_user_text(path, "a SearchSpace JSON file", SpecError)
     try:
-        return SearchSpace.from_json(text)
+        data = json.loads(text)
+        if isinstance(data, dict):  # a search's space file also names precisions and sequence lengths
+            data = {k: v for k, v in data.items() if k not in ("precisions", "seq_lens")}
+        return SearchSpace.from_json(json.dumps(data))
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise SpecError(f"{path}: does not parse as JSON ({type(err).__name__}: {err}).") from None
     except SpecError as err:
         raise SpecError(f"{path}: {err}") from None
