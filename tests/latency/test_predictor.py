@@ -56,3 +56,12 @@ def test_isotonic_and_spearman():
     assert isotonic([5, 4, 3]) == [4, 4, 4]
     assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+
+
+def test_breakdown_adds_up_to_the_prediction(profiled):
+    predictor = LatencyPredictor(profiled[1])
+    spec = ArchSpec("encoder", 50, 32, 24, (LayerSpec(2, 8, 40), LayerSpec(1, 8, 16)))
+    for seq_len in (8, 12, 16):
+        parts = predictor.breakdown_ms(spec, seq_len)
+        assert set(parts) == {"embedding and head", "layers"} and parts["layers"] > 0
+        assert sum(parts.values()) == pytest.approx(predictor.predict_ms(spec, seq_len))

@@ -76,3 +76,15 @@ def test_flops_proxy_weighs_gflops(tmp_path):
     for t in result.trials:
         c = Candidate.from_dict(t.candidate)
         assert t.cost == pytest.approx(c.spec.flops(c.seq_len) / 1e9)
+
+
+def test_the_infeasible_message_names_what_binds(tmp_path):
+    from canao.search.loop import check_feasible
+
+    config = SearchConfig(latency_ms=0.05)
+    fixed_heavy = lambda c: {"embedding and head": 0.08, "layers": 0.02}  # noqa: E731
+    with pytest.raises(BudgetInfeasible, match="hidden size and the sequence length bind"):
+        check_feasible(config, SPACE, lambda c: 0.1, fixed_heavy)
+    depth_heavy = lambda c: {"embedding and head": 0.01, "layers": 0.09}  # noqa: E731
+    with pytest.raises(BudgetInfeasible, match="minimum depth of 1 layers .* binds"):
+        check_feasible(config, SPACE, lambda c: 0.1, depth_heavy)

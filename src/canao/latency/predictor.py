@@ -158,6 +158,16 @@ class LatencyPredictor:
     def predict_ms(self, spec: ArchSpec, seq_len: int = 128) -> float:
         return self.scale * self.raw_ms(spec, seq_len) + self.offset
 
+    def breakdown_ms(self, spec: ArchSpec, seq_len: int = 128) -> dict[str, float]:
+        """predict_ms split into the fixed part (embedding, head, calibration offset) and the layers' part."""
+        self.raw_ms(spec, seq_len)  # validates spec and seq_len
+        fixed = layers = 0.0
+        for i, w in _brackets(self.seq_lens, seq_len):
+            t = self.seq_lens[i]
+            fixed += w * (self._edge_ms("embed", spec.hidden, t) + self._edge_ms("head", spec.hidden, t))
+            layers += w * sum(self._layer_ms(spec.hidden, x.heads, x.ffn, t) for x in spec.layers)
+        return {"embedding and head": self.scale * fixed + self.offset, "layers": self.scale * layers}
+
 
 @dataclass(frozen=True)
 class LatencyCheck:

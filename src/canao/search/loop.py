@@ -91,17 +91,41 @@ def lowest_latency(space: CandidateSpace, latency_ms: Callable[[Candidate], floa
     return min(timed, key=lambda pair: pair[1])
 
 
-def check_feasible(config: SearchConfig, space: CandidateSpace, latency_ms: Callable[[Candidate], float]) -> None:
-    """Refuse a budget no member can meet, saying how close the space gets and what binds."""
+Breakdown = Callable[[Candidate], dict[str, float]]  # {"embedding and head": ms, "layers": ms}
+
+
+def check_feasible(
+    config: SearchConfig,
+    space: CandidateSpace,
+    latency_ms: Callable[[Candidate], float],
+    breakdown: Optional[Breakdown] = None,
+) -> None:
+    """Refuse a budget no member can meet, saying how close the space gets and which dimension binds."""
     fastest, ms = lowest_latency(space, latency_ms)
     if ms <= config.latency_ms:
         return
-    a = space.arch
+    a, spec = space.arch, fastest.spec
+    binds = (
+        f"the space's floor binds (smallest hidden {min(a.hidden_choices)}, {min(a.layer_choices)} layers, "
+        f"{min(a.heads_choices)} heads, FFN {min(a.ffn_choices)})"
+    )
+    if breakdown is not None:
+        parts = breakdown(fastest)
+        fixed, layers = parts["embedding and head"], parts["layers"]
+        if fixed >= config.latency_ms:
+            binds = (
+                f"the embedding and head alone take {fixed:.2f} ms at hidden {spec.hidden} and {fastest.seq_len} "
+                "tokens: the hidden size and the sequence length bind, whatever the depth"
+            )
+        else:
+            binds = (
+                f"the embedding and head take {fixed:.2f} ms and the minimum depth of {spec.num_layers} layers "
+                f"(each at its smallest) {layers:.2f} ms: the minimum depth binds"
+            )
     raise BudgetInfeasible(
         f"no member of the search space meets {config.latency_ms:g} ms: the fastest, {fastest.describe()}, is "
-        f"predicted at {ms:.2f} ms. The space's floor binds (smallest hidden {min(a.hidden_choices)}, "
-        f"{min(a.layer_choices)} layers, {min(a.heads_choices)} heads, FFN {min(a.ffn_choices)}); raise the budget "
-        f"to at least {ms:.2f} ms, or widen the space downwards (fewer layers, smaller hidden, int8)."
+        f"predicted at {ms:.2f} ms; {binds}. Raise the budget to at least {ms:.2f} ms, or widen the space "
+        "downwards (fewer layers, a smaller hidden size, shorter sequences, int8)."
     )
 
 
@@ -118,9 +142,10 @@ def run_search(
     *,
     settings: Optional[dict] = None,
     progress: Optional[Progress] = None,
+    breakdown: Optional[Breakdown] = None,
 ) -> SearchResult:
     """Search `config.evaluations` candidates (resuming from `store_path`) and return trials, best and front."""
-    check_feasible(config, space, latency_ms)
+    check_feasible(config, space, latency_ms, breakdown)
     reward = config.reward()
     store = TrialStore(store_path, _settings(config, space, settings or {}))
     try:

@@ -155,6 +155,10 @@ def search_run(config: SearchRunConfig, progress: Optional[StageProgress] = None
         "eval_examples": config.eval_examples,
         "profiles": [str(p) for p in config.profiles],
     }
+
+    def breakdown(candidate: Candidate) -> dict[str, float]:
+        return predictors[candidate.precision].breakdown_ms(candidate.spec, candidate.seq_len)
+
     result = run_search(
         search,
         space,
@@ -163,6 +167,7 @@ def search_run(config: SearchRunConfig, progress: Optional[StageProgress] = None
         run_dir / "trials.sqlite",
         settings=settings,
         progress=lambda d, t, r: progress("search", d, t, r) if progress else None,
+        breakdown=breakdown,
     )
     best = Candidate.from_dict(result.best.candidate) if result.best else None
     measured = _measure(result.front, predictors, config) if config.measure_front else {}
