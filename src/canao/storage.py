@@ -47,6 +47,18 @@ def read_user_text(path: Path | str, what: str, error: type[Exception], encoding
         raise error(f"{path}: cannot be read ({err.strerror or err}).") from None
 
 
+def read_user_json_object(path: Path | str, what: str, error: type[Exception]) -> dict[str, Any]:
+    """A JSON object file a user named, or `error` naming the file: unreadable, not JSON, or not an object."""
+    text = read_user_text(path, what, error)
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise error(f"{path}: does not parse as JSON ({type(err).__name__}: {err}).") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: must hold a JSON object; pass {what}.")
+    return data
+
+
 def write_json_atomically(path: Path, data: Any, indent: int = 1) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")

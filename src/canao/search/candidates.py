@@ -37,7 +37,7 @@ from canao.arch import LIMITS, ArchSpec, LayerSpec, SearchSpace
 from canao.compiler.layout import Precision
 from canao.errors import SpecError
 from canao.search.space import default_encoder_space
-from canao.storage import read_user_text
+from canao.storage import read_user_json_object
 
 
 @dataclass(frozen=True)
@@ -175,13 +175,7 @@ def load_candidate_space(path: Optional[Path]) -> CandidateSpace:
     """A search-space file (errors name the file), or the default encoder space in fp32 at 128 tokens."""
     if path is None:
         return CandidateSpace(default_encoder_space())
-    text = read_user_text(path, "a search space JSON file", SpecError)
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as err:
-        raise SpecError(f"{path}: does not parse as JSON ({type(err).__name__}: {err}).") from None
-    if not isinstance(data, dict):
-        raise SpecError(f"{path}: a search space must be a JSON object.")
+    data = read_user_json_object(path, "a search space JSON file", SpecError)
     try:
         return CandidateSpace.from_dict(data)
     except SpecError as err:

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from canao.arch import ArchSpec
 from canao.compiler.layout import Precision
 from canao.errors import SpecError
 from canao.latency.predictor import LatencyPredictor
@@ -63,7 +62,6 @@ class SearchRunConfig:
     workers: int = 1  # > 1: score each round's members on this many Ray actors (results identical)
     ray_address: Optional[str] = None  # an existing Ray cluster instead of a local one
     threads: int = 2  # torch threads of the serial scorer
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -290,8 +288,3 @@ def plot_search(result: SearchResult, latency_ms: float, path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
-
-
-def read_arch_of(run_dir: Path) -> ArchSpec:
-    """The chosen architecture of a finished search run."""
-    return ArchSpec.from_json((Path(run_dir) / "best_arch.json").read_text())

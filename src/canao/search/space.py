@@ -21,7 +21,7 @@ from typing import Optional
 
 from canao.arch import SearchSpace
 from canao.errors import SpecError
-from canao.storage import read_user_text
+from canao.storage import read_user_json_object
 
 
 def default_encoder_space() -> SearchSpace:
@@ -44,13 +44,10 @@ def load_space(path: Optional[Path]) -> SearchSpace:
     part of the architecture space (`canao profile` takes them as --precision and --seq-lens)."""
     if path is None:
         return default_encoder_space()
-    text = read_user_text(path, "a SearchSpace JSON file", SpecError)
+    data = read_user_json_object(path, "a SearchSpace JSON file", SpecError)
+    # a search's space file also names precisions and sequence lengths
+    arch = {k: v for k, v in data.items() if k not in ("precisions", "seq_lens")}
     try:
-        data = json.loads(text)
-        if isinstance(data, dict):  # a search's space file also names precisions and sequence lengths
-            data = {k: v for k, v in data.items() if k not in ("precisions", "seq_lens")}
-        return SearchSpace.from_json(json.dumps(data))
-    except (json.JSONDecodeError, RecursionError) as err:
-        raise SpecError(f"{path}: does not parse as JSON ({type(err).__name__}: {err}).") from None
+        return SearchSpace.from_json(json.dumps(arch))
     except SpecError as err:
         raise SpecError(f"{path}: {err}") from None
