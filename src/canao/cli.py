@@ -336,6 +336,139 @@ def run_cmd(
         console.print(line, markup=False, highlight=False)
 
 
+def _app_artifact(artifact: Optional[Path], task: str, threads: int) -> Any:
+    """The given artifact, or the bundled model of `task` compiled for this CPU (first use compiles it)."""
+    from canao.apps.bundled import bundled_artifact
+    from canao.compiler.artifact import load_artifact
+
+    return load_artifact(artifact, threads=threads) if artifact is not None else bundled_artifact(task, threads=threads)
+
+
+@command()
+def qa(
+    artifact: Optional[Path] = typer.Argument(None, help="Span-QA artifact (default: the bundled QA model)."),
+    question: list[str] = typer.Option(..., "--question", "-q", help="A question; repeat for several."),
+    context: Optional[str] = typer.Option(None, help="The text to search."),
+    context_file: Optional[Path] = typer.Option(None, help="A UTF-8 file with the text to search."),
+    max_length: int = typer.Option(384, min=16, max=100_000, help="Window length in tokens."),
+    doc_stride: int = typer.Option(128, min=1, help="Overlap of consecutive windows, in tokens."),
+    max_answer_tokens: int = typer.Option(30, min=1, max=512, help="Longest answer, in tokens."),
+    top_k: int = typer.Option(1, min=1, max=20, help="Answers to print per question."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
+    threads: int = typer.Option(2, min=1, max=256, help=THREADS_HELP),
+) -> None:
+    """Answer questions from a context of any length (windowed with doc stride), with a latency breakdown."""
+    from dataclasses import asdict
+
+    from canao.apps.inference import AppError
+    from canao.apps.qa import QAOptions, answer_questions
+    from canao.storage import read_user_text
+
+    if (context is None) == (context_file is None):
+        raise typer.BadParameter("give exactly one of --context and --context-file.")
+    text = context if context is not None else read_user_text(Path(str(context_file)), "a UTF-8 text file", AppError)
+    art = _app_artifact(artifact, "qa", threads)
+    options = QAOptions(max_length, doc_stride, max_answer_tokens=max_answer_tokens, top_k=top_k)
+    result = answer_questions(art, list(question), text, options)
+    if json_output:
+        answers = [{"question": q, "answers": [asdict(a) for a in found]} for q, found in zip(question, result.answers)]
+        print(json.dumps({"results": answers, "timings": result.timings.to_dict()}, ensure_ascii=False))
+        return
+    for q, found in zip(question, result.answers):
+        console.print(f"Q: {q}", markup=False, highlight=False)
+        if not found:
+            console.print("   no answer span found", markup=False, highlight=False)
+        for a in found:
+            console.print(
+                f"A: {a.text}  (p {a.probability:.2f}, score {a.score:.2f}, chars {a.start}-{a.end})",
+                markup=False,
+                highlight=False,
+            )
+    t = result.timings
+    console.print(
+        f"latency: tokenise {t.tokenize_ms:.1f} ms | model {t.model_ms:.1f} ms ({t.windows} window"
+        f"{'s' if t.windows != 1 else ''}) | decode {t.decode_ms:.1f} ms | total {t.total_ms:.1f} ms",
+        highlight=False,
+    )
+
+
+@command()
+def generate(
+    artifact: Optional[Path] = typer.Argument(None, help="Decoder artifact (default: the bundled decoder)."),
+    prompt: str = typer.Option(..., "--prompt", "-p", help="Text to continue."),
+    max_new_tokens: int = typer.Option(64, min=1, max=100_000, help="Most tokens to generate."),
+    temperature: float = typer.Option(0.0, min=0.0, max=100.0, help="0: greedy; higher: more random."),
+    top_k: int = typer.Option(0, min=0, help="Sample among the k most likely tokens (0: all)."),
+    top_p: float = typer.Option(1.0, min=0.0, max=1.0, help="Nucleus sampling mass (1: off)."),
+    repetition_penalty: float = typer.Option(1.0, min=0.0, max=100.0, help="> 1 discourages repeats."),
+    stop: list[str] = typer.Option([], "--stop", help="Stop before this string; repeat for several."),
+    seed: Optional[int] = typer.Option(None, help="Seed for reproducible sampling."),
+    threads: int = typer.Option(2, min=1, max=256, help=THREADS_HELP),
+) -> None:
+    """Continue a prompt, streaming tokens as they are produced (KV-cached), then report speed."""
+    import sys
+
+    from canao.apps.generate import GenerationSettings, stream
+
+    settings = GenerationSettings(max_new_tokens, temperature, top_k, top_p, repetition_penalty, tuple(stop), seed)
+    art = _app_artifact(artifact, "lm", threads)
+    sys.stdout.write(prompt)
+    for event in stream(art, prompt, settings):
+        sys.stdout.write(event.text)
+        sys.stdout.flush()
+        if event.done:
+            st = event.stats
+            sys.stdout.write("\n")
+            if st.prompt_tokens_dropped:
+                console.print(
+                    f"(the prompt was cut: its first {st.prompt_tokens_dropped} of {st.prompt_tokens} tokens did "
+                    "not fit the context window)",
+                    highlight=False,
+                )
+            console.print(
+                f"{st.new_tokens} tokens | first token {st.time_to_first_token_ms:.1f} ms | "
+                f"{st.tokens_per_s:.1f} tokens/s | stopped: {st.stop_reason}",
+                highlight=False,
+            )
+
+
+@command()
+def serve(
+    artifacts: Optional[list[str]] = typer.Argument(
+        None, help="Artifact directories, or NAME=DIR to name them (default: the bundled models)."
+    ),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8000, min=0, max=65535, help="TCP port."),
+    workers: int = typer.Option(1, min=1, max=64, help="Loaded instances per model (requests run in parallel)."),
+    threads: int = typer.Option(2, min=1, max=256, help="Threads per instance (1-256)."),
+    max_queue: int = typer.Option(16, min=0, max=10_000, help="Requests that may wait per model; more get 429."),
+    timeout_s: float = typer.Option(60.0, min=1.0, max=3600.0, help="Longest wait and longest run of a request."),
+    max_body_kb: int = typer.Option(1024, min=1, max=1 << 20, help="Largest request body, in KiB."),
+) -> None:
+    """Serve artifacts over HTTP: /v1/qa, /v1/classify, /v1/generate, /v1/models, /metrics and a web page at /."""
+    from canao.apps.bundled import BUNDLED, bundled_artifact
+    from canao.apps.server.pool import ModelPool, PoolSettings
+    from canao.apps.server.serve import ServeSettings, load_pools, parse_model_args
+    from canao.apps.server.serve import serve as run_server
+
+    pool_settings = PoolSettings(workers, threads, max_queue, timeout_s)
+    if artifacts:
+        pools = load_pools(parse_model_args(list(artifacts)), pool_settings)
+    else:
+        pools = {}
+        for task, name in BUNDLED.items():
+            try:
+                pools[name] = ModelPool(
+                    name, [bundled_artifact(task, threads=threads) for _ in range(workers)], pool_settings
+                )
+            except CanaoError as err:
+                console.print(f"(not serving a bundled {task} model: {err})", highlight=False)
+    for name, pool in pools.items():
+        console.print(f"serving `{name}`: {pool.task}, {pool.info.model.spec.describe()}", highlight=False)
+    console.print(f"open http://{host}:{port}/ (API docs at /docs); Ctrl-C or SIGTERM stops", highlight=False)
+    run_server(pools, ServeSettings(host, port, pool_settings, max_body_kb * 1024, timeout_s))
+
+
 @command()
 def bench(
     artifact: Path = typer.Argument(..., help="Artifact directory (from `canao compile`)."),

@@ -6,13 +6,11 @@ Example::
 
     art = load_artifact("art")
     embed(art, ["a sentence", "another one"])           # (2, hidden), L2-normalised
-    answer(art, "who?", "context ...")                   # span QA artifact
+    classify(art, "a fine film")                         # label probabilities
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -20,21 +18,20 @@ import numpy as np
 from canao.compiler.artifact import Artifact
 from canao.errors import CanaoError
 
-log = logging.getLogger(__name__)
-
 
 class AppError(CanaoError, ValueError):
     """The artifact cannot serve this request (wrong task, no tokenizer)."""
 
 
-def _need(art: Artifact, task: str) -> None:
+def need_task(art: Artifact, task: str) -> None:
+    """Refuse an artifact of another task (or without a tokenizer) with a message that says which."""
     if art.tokenizer is None:
         raise AppError(f"{art.path} has no tokenizer.json; recompile it from a checkpoint that has a tokenizer.")
     if art.model.task != task:
         raise AppError(f"this needs a `{task}` artifact, but {art.path} is `{art.model.task}`.")
 
 
-def _encode(art: Artifact, text: str, pair: Optional[str] = None):  # -> tokenizers.Encoding
+def encode_text(art: Artifact, text: str, pair: Optional[str] = None):  # -> tokenizers.Encoding
     """Tokenise; text the tokenizer cannot take (e.g. lone surrogates from undecodable bytes) is a user error."""
     try:
         return art.tokenizer.encode(text, pair) if pair is not None else art.tokenizer.encode(text)
@@ -43,14 +40,14 @@ def _encode(art: Artifact, text: str, pair: Optional[str] = None):  # -> tokeniz
 
 
 def _ids(art: Artifact, text: str, pair: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
-    enc = _encode(art, text, pair)
+    enc = encode_text(art, text, pair)
     limit = art.model.spec.max_positions
     return np.array(enc.ids[:limit]), np.array(enc.type_ids[:limit])
 
 
 def embed(art: Artifact, texts: list[str]) -> np.ndarray:
     """Mean-pooled, L2-normalised sentence embeddings (Sentence-BERT pooling)."""
-    _need(art, "backbone")
+    need_task(art, "backbone")
     rows = []
     for text in texts:
         ids, _ = _ids(art, text)
@@ -61,79 +58,13 @@ def embed(art: Artifact, texts: list[str]) -> np.ndarray:
 
 
 def classify(art: Artifact, text: str, pair: str | None = None) -> dict[str, float]:
-    _need(art, "classification")
+    need_task(art, "classification")
     ids, types = _ids(art, text, pair)
     logits = art.model.run(ids, token_type_ids=types)["logits"][0]
     probs = np.exp(logits - logits.max())
     probs /= probs.sum()
     labels = art.task.get("labels") or {}
     return {labels.get(str(i), str(i)): float(p) for i, p in enumerate(probs)}
-
-
-@dataclass(frozen=True)
-class Answer:
-    text: str
-    score: float
-
-
-def answer(art: Artifact, question: str, context: str, max_answer_tokens: int = 30) -> Answer:
-    """The best span (start <= end, inside the context, at most max_answer_tokens) by start+end logit."""
-    _need(art, "qa")
-    enc = _encode(art, question, context)
-    limit = art.model.spec.max_positions
-    ids, types = np.array(enc.ids[:limit]), np.array(enc.type_ids[:limit])
-    out = art.model.run(ids, token_type_ids=types)
-    start, end = out["start_logits"][0], out["end_logits"][0]
-    in_context = [i for i, s in enumerate(enc.sequence_ids[:limit]) if s == 1]
-    best = (-np.inf, 0, 0)
-    for i in in_context:
-        for j in in_context:
-            if i <= j < i + max_answer_tokens and start[i] + end[j] > best[0]:
-                best = (float(start[i] + end[j]), i, j)
-    if not in_context:
-        return Answer("", float("-inf"))
-    _, i, j = best
-    return Answer(context[enc.offsets[i][0] : enc.offsets[j][1]], best[0])
-
-
-@dataclass(frozen=True)
-class Generation:
-    text: str  # the continuation only
-    new_tokens: int
-    prompt_tokens_dropped: int  # tokens cut from the left of a prompt too long for the context window
-
-
-def greedy_generate(art: Artifact, prompt: str, max_new_tokens: int = 20) -> Generation:
-    """Greedy continuation of `prompt` with the KV-cached decoder.
-
-    A prompt that leaves no room for `max_new_tokens` in the context window is
-    cut from the left (the most recent tokens are kept) and the cut is reported."""
-    _need(art, "lm")
-    if max_new_tokens < 1:
-        raise AppError(f"`max_new_tokens >= 1` must hold, but got {max_new_tokens=}.")
-    ids = _encode(art, prompt).ids or [0]
-    room = art.model.spec.max_positions
-    keep = max(1, room - max_new_tokens)
-    dropped = max(0, len(ids) - keep)
-    if dropped:
-        log.warning(
-            "the prompt has %d tokens; kept the last %d so that %d new tokens fit the %d-token context.",
-            len(ids),
-            keep,
-            min(max_new_tokens, room - keep),
-            room,
-        )
-        ids = ids[-keep:]
-    session = art.model.new_session()
-    logits = session.prefill(np.array(ids))[-1]
-    new: list[int] = []
-    for _ in range(min(max_new_tokens, room - len(ids))):
-        token = int(np.argmax(logits))
-        new.append(token)
-        if session.length >= room:
-            break
-        logits = session.decode_step(token)[-1]
-    return Generation(art.tokenizer.decode(new), len(new), dropped)
 
 
 def run_text(art: Artifact, texts: list[str], *, context: Optional[str] = None, max_new_tokens: int = 20) -> list[str]:
@@ -157,12 +88,16 @@ def run_text(art: Artifact, texts: list[str], *, context: Optional[str] = None, 
     if task == "qa":
         if context is None:
             raise AppError("a span-QA artifact needs --context with the paragraph to search.")
-        ans = answer(art, texts[0], context)
-        return [f"answer: {ans.text!r} (score {ans.score:.2f})"]
-    generation = greedy_generate(art, texts[0], max_new_tokens)
-    note = (
-        [f"(the prompt was cut: its first {generation.prompt_tokens_dropped} tokens did not fit the context window)"]
-        if generation.prompt_tokens_dropped
-        else []
-    )
+        from canao.apps.qa import answer_questions
+
+        result = answer_questions(art, texts, context)
+        return [
+            f"{q!r}: {a[0].text!r} (score {a[0].score:.2f})" if a else f"{q!r}: no answer span found"
+            for q, a in zip(texts, result.answers)
+        ]
+    from canao.apps.generate import GenerationSettings, generate
+
+    generation = generate(art, texts[0], GenerationSettings(max_new_tokens=max_new_tokens))
+    dropped = generation.stats.prompt_tokens_dropped
+    note = [f"(the prompt was cut: its first {dropped} tokens did not fit the context window)"] if dropped else []
     return [texts[0] + generation.text, *note]

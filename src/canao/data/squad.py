@@ -151,6 +151,40 @@ def qa_features(
     return features
 
 
+@dataclass(frozen=True)
+class SpanCandidate:
+    """A candidate answer span of one window: token positions, character offsets and start+end logit."""
+
+    score: float
+    start_token: int
+    end_token: int
+    start_char: int
+    end_char: int
+
+
+def span_candidates(
+    feature: QAFeature, start_logits, end_logits, *, n_best: int = 20, max_answer_tokens: int = 30
+) -> list[SpanCandidate]:
+    """Valid spans among the window's `n_best` starts x `n_best` ends, best first.
+
+    Valid: both ends inside the context, start <= end, at most
+    `max_answer_tokens` long (the BERT recipe; the scores are raw logits, so
+    windows of one question compare directly)."""
+    import numpy as np
+
+    s_log = np.asarray(start_logits)[: len(feature.input_ids)]
+    e_log = np.asarray(end_logits)[: len(feature.input_ids)]
+    offsets = feature.offsets
+    out = []
+    for i in np.argsort(s_log)[::-1][:n_best]:
+        for j in np.argsort(e_log)[::-1][:n_best]:
+            if offsets[i][0] < 0 or offsets[j][0] < 0 or j < i or j - i + 1 > max_answer_tokens:
+                continue
+            out.append(SpanCandidate(float(s_log[i] + e_log[j]), int(i), int(j), offsets[i][0], offsets[j][1]))
+    out.sort(key=lambda c: -c.score)
+    return out
+
+
 def best_answers(
     examples: list[QAExample],
     features: list[QAFeature],
@@ -166,21 +200,14 @@ def best_answers(
 
     With `version_2`, the empty answer wins when the [CLS] score beats the
     best span by more than `null_threshold` (the SQuAD v2.0 recipe)."""
-    import numpy as np
-
     best: dict[int, tuple[float, str]] = {}
     null: dict[int, float] = {}
     for feat, s_log, e_log in zip(features, start_logits, end_logits):
-        s_log, e_log = np.asarray(s_log)[: len(feat.input_ids)], np.asarray(e_log)[: len(feat.input_ids)]
-        null[feat.example_index] = min(null.get(feat.example_index, np.inf), float(s_log[0] + e_log[0]))
-        context = examples[feat.example_index].context
-        for i in np.argsort(s_log)[::-1][:n_best]:
-            for j in np.argsort(e_log)[::-1][:n_best]:
-                if feat.offsets[i][0] < 0 or feat.offsets[j][0] < 0 or j < i or j - i + 1 > max_answer_tokens:
-                    continue
-                score = float(s_log[i] + e_log[j])
-                if score > best.get(feat.example_index, (-np.inf, ""))[0]:
-                    best[feat.example_index] = (score, context[feat.offsets[i][0] : feat.offsets[j][1]])
+        null[feat.example_index] = min(null.get(feat.example_index, float("inf")), float(s_log[0] + e_log[0]))
+        spans = span_candidates(feat, s_log, e_log, n_best=n_best, max_answer_tokens=max_answer_tokens)
+        if spans and spans[0].score > best.get(feat.example_index, (-float("inf"), ""))[0]:
+            context = examples[feat.example_index].context
+            best[feat.example_index] = (spans[0].score, context[spans[0].start_char : spans[0].end_char])
     out = {}
     for index, ex in enumerate(examples):
         score, text = best.get(index, (-float("inf"), ""))

@@ -1,0 +1,54 @@
+"""The apps' default models: checkpoints shipped in the wheel, compiled for this CPU on first use.
+
+`canao generate` and `canao qa` without an artifact use these. The
+compiled artifact is cached under $CANAO_CACHE_DIR/bundled (default
+~/.cache/canao/bundled), keyed by model, canao version and CPU fingerprint,
+so the first call pays one compile (seconds) and later calls only load.
+Writing goes through write_artifact (temp dir, then rename), so two
+processes racing on a first use cannot leave a half-written artifact.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from canao import __version__
+from canao.apps.inference import AppError
+from canao.compiler.artifact import Artifact, load_artifact
+
+PRETRAINED = Path(__file__).resolve().parents[1] / "models" / "pretrained"
+
+# task -> bundled checkpoint directory name under canao/models/pretrained
+BUNDLED = {"lm": "tinyshakespeare-gpt-tiny", "qa": "squad-minilm-qa"}
+
+
+def bundled_cache() -> Path:
+    base = os.environ.get("CANAO_CACHE_DIR")
+    return (Path(base) if base else Path.home() / ".cache" / "canao") / "bundled"
+
+
+def bundled_checkpoint(task: str) -> Path:
+    """The shipped checkpoint for `task`; a clear error when this build of canao ships none."""
+    name = BUNDLED.get(task)
+    path = PRETRAINED / name if name else None
+    if path is None or not (path / "config.json").exists():
+        raise AppError(
+            f"this canao ships no bundled `{task}` model; pass an artifact directory (compile a {task} "
+            "checkpoint with `canao compile --model DIR --out ART`)."
+        )
+    return path
+
+
+def bundled_artifact(task: str, *, threads: int = 2) -> Artifact:
+    """The bundled model for `task`, compiled for this CPU (once; cached) and loaded."""
+    from canao.compiler.build import BuildOptions
+    from canao.compiler.checkpoint import compile_checkpoint
+    from canao.device import fingerprint
+
+    checkpoint = bundled_checkpoint(task)
+    out = bundled_cache() / f"{checkpoint.name}-{__version__}-{fingerprint()[:12]}"
+    if not (out / "manifest.json").exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        compile_checkpoint(checkpoint, out, BuildOptions(threads=threads), force=out.exists())
+    return load_artifact(out, threads=threads)
