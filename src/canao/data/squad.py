@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from canao.errors import DataError
 from canao.storage import read_user_text
@@ -115,14 +116,26 @@ def qa_examples(articles: list[Article]) -> list[QAExample]:
     return out
 
 
+_WINDOWED: dict[tuple[int, int, int], tuple[Any, Any]] = {}
+
+
 def _window_tokenizer(tokenizer, max_length: int, doc_stride: int):
-    """A copy of `tokenizer` that cuts the context into overlapping windows (the question is kept whole)."""
+    """A copy of `tokenizer` that cuts the context into overlapping windows (the question is kept whole).
+
+    Copies are cached per (tokenizer, max_length, doc_stride): making one
+    re-parses the whole vocabulary (~0.2 s for BERT's), far more than a
+    question costs. The cache holds the original too, so its id stays unique."""
     from tokenizers import Tokenizer
 
-    windowed = Tokenizer.from_str(tokenizer.to_str())
-    windowed.no_padding()
-    windowed.enable_truncation(max_length=max_length, stride=doc_stride, strategy="only_second")
-    return windowed
+    key = (id(tokenizer), max_length, doc_stride)
+    if key not in _WINDOWED:
+        windowed = Tokenizer.from_str(tokenizer.to_str())
+        windowed.no_padding()
+        windowed.enable_truncation(max_length=max_length, stride=doc_stride, strategy="only_second")
+        if len(_WINDOWED) >= 16:
+            _WINDOWED.pop(next(iter(_WINDOWED)))
+        _WINDOWED[key] = (tokenizer, windowed)
+    return _WINDOWED[key][1]
 
 
 def qa_features(

@@ -8,6 +8,7 @@ margin; then the model pools' threads are joined.
 from __future__ import annotations
 
 import logging
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -61,8 +62,14 @@ def serve(pools: dict[str, ModelPool], settings: ServeSettings, *, log_level: Op
         timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
         access_log=False,
     )
+    # uvicorn catches SIGTERM/SIGINT itself, shuts down gracefully, then re-raises the signal to the handler
+    # that was there before it: a no-op here, so that a requested stop ends the command normally (exit 0).
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         uvicorn.Server(config).run()
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         for pool in pools.values():
             pool.close()
+    log.info("server stopped")

@@ -1,0 +1,81 @@
+"""A live server (uvicorn in a thread, on a free loopback port) over the app tests' artifacts."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+import torch
+
+from canao.apps.server.pool import ModelPool, PoolSettings
+from canao.compiler.artifact import load_artifact, write_artifact
+from canao.models import build_model
+from canao.models.teacher import teacher_dir
+from canao.models.tokenizer import load_tokenizer
+from tests.apps.conftest import QA_SPEC
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    def __init__(self, pools: dict[str, ModelPool], **options) -> None:
+        import uvicorn
+
+        from canao.apps.server.app import create_app
+
+        self.pools = pools
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(create_app(pools, **options), host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+
+    def client(self, **kw) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=60, **kw)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def cls_path(tmp_path_factory) -> Path:
+    torch.manual_seed(1)
+    model = build_model(QA_SPEC, "classification", num_labels=2)
+    weights = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    path = tmp_path_factory.mktemp("apps") / "cls-tiny"
+    labels = {0: "negative", 1: "positive"}
+    write_artifact(
+        path, QA_SPEC, weights, task="classification", labels=labels, tokenizer=load_tokenizer(teacher_dir())
+    )
+    return path
+
+
+def make_pools(settings: PoolSettings, qa_path: Path, cls_path: Path, lm_art) -> dict[str, ModelPool]:
+    return {
+        "qa": ModelPool("qa", [load_artifact(qa_path) for _ in range(settings.instances)], settings),
+        "cls": ModelPool("cls", [load_artifact(cls_path) for _ in range(settings.instances)], settings),
+        "lm": ModelPool("lm", [load_artifact(lm_art.path) for _ in range(settings.instances)], settings),
+    }
+
+
+@pytest.fixture(scope="module")
+def live(qa_path, cls_path, lm_art) -> Iterator[LiveServer]:
+    server = LiveServer(make_pools(PoolSettings(instances=1, max_queue=4), qa_path, cls_path, lm_art))
+    yield server
+    server.stop()
