@@ -40,6 +40,15 @@ def test_repetition_penalty_divides_positive_and_multiplies_negative_logits():
     np.testing.assert_allclose(probs, want / want.sum())
 
 
+@pytest.mark.parametrize("temperature, penalty", [(1e-300, 1.0), (1.0, 1e-300), (10.0, 100.0), (1e-9, 1e-9)])
+def test_extreme_settings_still_give_a_distribution(temperature, penalty):
+    logits = np.array([3.0, -2.0, 0.5, -np.inf])
+    probs = next_token_distribution(
+        logits, [0, 1], GenerationSettings(temperature=temperature, repetition_penalty=penalty)
+    )
+    assert np.all(np.isfinite(probs)) and probs.sum() == pytest.approx(1.0) and probs[3] == 0
+
+
 def test_greedy_generation_matches_pytorch(lm_art):
     prompt = "ROMEO:\nWhat"
     ids = lm_art.tokenizer.encode(prompt).ids

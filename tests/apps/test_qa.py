@@ -63,7 +63,6 @@ def test_several_questions_answer_as_one_at_a_time(qa_art):
         ([], "text", "at least one question"),
         (["q?"], "   ", "context is empty"),
         ([" "], "text", "question 1 is empty"),
-        (["why " * 200], "a short context", "question"),  # leaves no room for the context in a window
     ],
 )
 def test_bad_input_is_a_clear_error(qa_art, questions, context, message):
@@ -79,3 +78,9 @@ def test_options_are_checked():
 def test_a_model_of_another_task_is_refused(lm_art):
     with pytest.raises(AppError, match="needs a `qa` artifact"):
         answer_questions(lm_art, ["q?"], "context")
+
+
+def test_a_long_question_is_cut_to_leave_room_for_the_context(qa_art):
+    long = "why " * 200 + "is the sky blue?"
+    result = answer_questions(qa_art, [long, "short?"], "The sky is blue because of Rayleigh scattering.")
+    assert result.questions_cut == [0] and result.answers[0] and result.answers[1]

@@ -93,21 +93,23 @@ class GenerationEvent:
 def next_token_distribution(logits: np.ndarray, context: list[int], settings: GenerationSettings) -> np.ndarray:
     """Probabilities over the vocabulary after penalty, temperature, top-k and top-p (one-hot when greedy)."""
     scores = np.asarray(logits, dtype=np.float64).copy()
-    if settings.repetition_penalty != 1.0 and context:
-        seen = np.unique(np.asarray(context))
-        penalised = scores[seen]
-        scores[seen] = np.where(
-            penalised > 0, penalised / settings.repetition_penalty, penalised * settings.repetition_penalty
-        )
-    if settings.temperature == 0.0:
-        greedy = np.zeros_like(scores)
-        greedy[int(np.argmax(scores))] = 1.0
-        return greedy
-    scores /= settings.temperature
+    with np.errstate(over="ignore", invalid="ignore"):  # extreme settings saturate; they never make NaN
+        if settings.repetition_penalty != 1.0 and context:
+            seen = np.unique(np.asarray(context))
+            penalised = scores[seen]
+            scores[seen] = np.where(
+                penalised > 0, penalised / settings.repetition_penalty, penalised * settings.repetition_penalty
+            )
+        scores = np.clip(np.nan_to_num(scores, nan=-np.inf), -1e300, 1e300)
+        if settings.temperature == 0.0:
+            greedy = np.zeros_like(scores)
+            greedy[int(np.argmax(scores))] = 1.0
+            return greedy
+        scores = (scores - scores.max()) / settings.temperature  # the best token scores 0 at any temperature
     if 0 < settings.top_k < scores.size:
         kth = np.partition(scores, -settings.top_k)[-settings.top_k]
         scores[scores < kth] = -np.inf
-    probs = np.exp(scores - scores.max())
+    probs = np.exp(scores)
     probs /= probs.sum()
     if settings.top_p < 1.0:
         order = np.argsort(-probs, kind="stable")

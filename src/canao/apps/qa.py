@@ -40,6 +40,7 @@ class QAOptions:
     n_best: int = 20  # starts and ends considered per window
     max_answer_tokens: int = 30
     top_k: int = 1  # answers returned per question
+    max_question_tokens: int = 64  # longer questions are cut (BERT's max_query_length), leaving room for context
 
     def __post_init__(self) -> None:
         checks = {
@@ -48,6 +49,7 @@ class QAOptions:
             "n_best": 1 <= self.n_best <= 100,
             "max_answer_tokens": 1 <= self.max_answer_tokens <= 512,
             "top_k": 1 <= self.top_k <= MAX_ANSWERS,
+            "max_question_tokens": 1 <= self.max_question_tokens,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -87,6 +89,7 @@ class Timings:
 class QAResult:
     answers: list[list[SpanAnswer]]  # per question, best first (empty when the context has no valid span)
     timings: Timings = field(default_factory=Timings)
+    questions_cut: list[int] = field(default_factory=list)  # indexes of questions cut to max_question_tokens
 
 
 def answer_questions(art: Artifact, questions: list[str], context: str, options: QAOptions = QAOptions()) -> QAResult:
@@ -101,8 +104,10 @@ def answer_questions(art: Artifact, questions: list[str], context: str, options:
             raise AppError(f"question {i + 1} is empty.")
     timings = Timings()
     start = time.perf_counter()
-    examples = [QAExample(str(i), q, context, (), -1) for i, q in enumerate(questions)]
     max_length = min(options.max_length, art.model.spec.max_positions)
+    limit = max(1, min(options.max_question_tokens, max_length // 2))
+    clipped = [_clip_question(art.tokenizer, q, limit) for q in questions]
+    examples = [QAExample(str(i), q, context, (), -1) for i, (q, _) in enumerate(clipped)]
     stride = min(options.doc_stride, max_length // 2)
     try:
         features = qa_features(examples, art.tokenizer, max_length=max_length, doc_stride=stride)
@@ -130,7 +135,18 @@ def answer_questions(art: Artifact, questions: list[str], context: str, options:
         per_question[feat.example_index].extend((c.score, c.start_char, c.end_char, window) for c in spans)
     answers = [_top_spans(spans, context, options.top_k) for spans in per_question]
     timings.decode_ms = (time.perf_counter() - start) * 1e3
-    return QAResult(answers, timings)
+    return QAResult(answers, timings, [i for i, (_, cut) in enumerate(clipped) if cut])
+
+
+def _clip_question(tokenizer, question: str, limit: int) -> tuple[str, bool]:
+    """The question cut after its `limit`-th token (the rest could not leave room for the context)."""
+    try:
+        enc = tokenizer.encode(question, add_special_tokens=False)
+    except (TypeError, ValueError, UnicodeError) as err:
+        raise AppError(f"the tokenizer cannot encode this text ({err}); pass valid UTF-8 text.") from err
+    if len(enc.ids) <= limit:
+        return question, False
+    return question[: enc.offsets[limit - 1][1]], True
 
 
 def _top_spans(spans: list[tuple[float, int, int, int]], context: str, k: int) -> list[SpanAnswer]:

@@ -44,7 +44,7 @@ def test_health_models_and_page(live):
 def test_qa_classify_and_generate_equal_the_in_process_apps(live):
     qa, cls, lm = (live.pools[n].info for n in ("qa", "cls", "lm"))
     with live.client() as c:
-        got = c.post("/v1/qa", json={"questions": ["Who wrote it?", "When?"], "context": CONTEXT, "top_k": 2})
+        got = c.post("/v1/qa", json={"question": ["Who wrote it?", "When?"], "context": CONTEXT, "top_k": 2})
         assert got.status_code == 200, got.text
         want = answer_questions(qa, ["Who wrote it?", "When?"], CONTEXT, QAOptions(top_k=2))
         for result, answers in zip(got.json()["results"], want.answers):
@@ -70,16 +70,17 @@ def test_qa_classify_and_generate_equal_the_in_process_apps(live):
     "route, body, status, named",
     [
         ("/v1/qa", {"model": "nope", "question": "q", "context": "c"}, 404, "no model `nope`"),
-        ("/v1/qa", {"model": "lm", "question": "q", "context": "c"}, 400, "needs `qa`"),
+        ("/v1/qa", {"model": "lm", "question": "q", "context": "c"}, 404, "needs `qa`"),
         ("/v1/qa", {"question": "q"}, 422, "context"),
-        ("/v1/qa", {"question": "q", "questions": ["q"], "context": "c"}, 422, "exactly one"),
+        ("/v1/qa", {"question": "  ", "context": "c"}, 422, "question"),
+        ("/v1/qa", {"question": ["q"] * 17, "context": "c"}, 422, "question"),
         ("/v1/qa", {"question": "q", "context": "c" * 50_001}, 422, "context"),
         ("/v1/generate", {"prompt": "x", "max_new_tokens": 5000}, 422, "max_new_tokens"),
         ("/v1/generate", {"prompt": "x", "top_p": 0}, 422, "top_p"),
         ("/v1/generate", {"prompt": "x", "stop": [""]}, 422, "stop"),
         ("/v1/generate", {"prompt": "x", "temprature": 1}, 422, "temprature"),
         ("/v1/classify", {"text": ""}, 422, "text"),
-        ("/v1/classify", {"model": "qa", "text": "x"}, 400, "needs `classification`"),
+        ("/v1/classify", {"model": "qa", "text": "x"}, 404, "needs `classification`"),
     ],
 )
 def test_bad_requests_get_4xx_naming_the_problem(live, route, body, status, named):

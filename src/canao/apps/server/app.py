@@ -48,8 +48,8 @@ STATIC = Path(__file__).resolve().parent / "static"
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": what}
     for code, what in {
-        400: "the named model serves another task, or the input cannot be processed",
-        404: "no model of that name",
+        400: "the input cannot be processed",
+        404: "no model of that name serves this route",
         413: "request body too large",
         429: "the model's queue is full (see Retry-After)",
         503: "waited too long for a free model instance",
@@ -76,8 +76,8 @@ def create_app(
         if name is not None:
             if name not in pools:
                 raise HTTPException(404, f"no model `{name}`; served: {', '.join(sorted(pools)) or 'none'}.")
-            if pools[name].task != task:
-                raise HTTPException(400, f"model `{name}` is a `{pools[name].task}` model; this route needs `{task}`.")
+            if pools[name].task != task:  # as good as missing for this route
+                raise HTTPException(404, f"model `{name}` is a `{pools[name].task}` model; this route needs `{task}`.")
             return pools[name]
         for pool in pools.values():
             if pool.task == task:
@@ -112,11 +112,7 @@ def create_app(
 
     @api.post("/v1/qa", response_model=QAResponse, responses=ERRORS, summary="Answer questions from a context")
     async def qa(body: QARequest) -> QAResponse:
-        questions = body.questions if body.questions is not None else ([body.question] if body.question else [])
-        if not questions or (body.question is not None and body.questions is not None):
-            raise HTTPException(422, "give exactly one of `question` and `questions`.")
-        if any(not q.strip() or len(q) > 1_000 for q in questions):
-            raise HTTPException(422, "every entry of `questions` must be 1-1000 characters and not blank.")
+        questions = [body.question] if isinstance(body.question, str) else list(body.question)
         pool = pick(body.model, "qa")
         options = QAOptions(doc_stride=body.doc_stride, max_answer_tokens=body.max_answer_tokens, top_k=body.top_k)
         result = await run(pool, answer_questions, questions, body.context, options)
@@ -160,7 +156,7 @@ def create_app(
                 body.seed,
             )
         except AppError as err:
-            raise HTTPException(422, str(err)) from None
+            raise HTTPException(400, str(err)) from None
         if not body.stream:
             pieces: list[str] = []
             final: dict[str, Any] = {}

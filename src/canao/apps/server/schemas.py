@@ -24,16 +24,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt field is a 422 naming it, not silently ignored
 
 
+Question = Annotated[str, Field(min_length=1, max_length=MAX_QUESTION_CHARS, pattern=r"\S")]
+
+
 class QARequest(_Strict):
     model: Optional[str] = Field(None, max_length=200, description="Model name (default: the first QA model).")
-    question: Optional[str] = Field(None, min_length=1, max_length=MAX_QUESTION_CHARS)
-    questions: Optional[list[str]] = Field(
-        None,
-        min_length=1,
-        max_length=MAX_QUESTIONS,
-        description="Several questions about the same context (instead of `question`).",
+    question: Question | Annotated[list[Question], Field(min_length=1, max_length=MAX_QUESTIONS)] = Field(
+        ..., description=f"A question, or a list of up to {MAX_QUESTIONS} about the same context."
     )
-    context: str = Field(..., min_length=1, max_length=MAX_CONTEXT_CHARS)
+    context: str = Field(..., min_length=1, max_length=MAX_CONTEXT_CHARS, pattern=r"\S")
     top_k: int = Field(1, ge=1, le=20, description="Answers per question.")
     max_answer_tokens: int = Field(30, ge=1, le=512)
     doc_stride: int = Field(128, ge=16, le=256, description="Token overlap of the windows of a long context.")
