@@ -34,7 +34,8 @@ class BenchResult:
     rows: list[BenchRow]
 
 
-def _torch_model(art: Artifact):
+def torch_model_of(art: Artifact):
+    """The PyTorch reference model of an artifact, from its model.safetensors (eval mode), and torch."""
     import torch
     from safetensors.torch import load_file
 
@@ -48,7 +49,7 @@ def _torch_model(art: Artifact):
 
 
 def bench_artifact(art: Artifact, *, seq_len: int = 128, runs: int = 20, threads: int = 2) -> BenchResult:
-    model, torch = _torch_model(art)
+    model, torch = torch_model_of(art)
     torch.set_num_threads(threads)
     art.model.set_threads(threads)
     spec = art.model.spec

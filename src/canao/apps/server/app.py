@@ -82,7 +82,7 @@ def create_app(
         for pool in pools.values():
             if pool.task == task:
                 return pool
-        raise HTTPException(400, f"no `{task}` model is served; served: {', '.join(sorted(pools)) or 'none'}.")
+        raise HTTPException(404, f"no `{task}` model is served; served: {', '.join(sorted(pools)) or 'none'}.")
 
     def busy(err: Exception, pool: ModelPool) -> HTTPException:
         if isinstance(err, QueueFull):
