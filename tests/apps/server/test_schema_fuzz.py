@@ -28,7 +28,7 @@ def fuzz(url: str, examples: int) -> dict[str, int]:
 
         @given(case=operation.as_strategy())
         @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-        def check(case) -> None:
+        def check(case, label: str = label) -> None:
             counts[label] += 1
             case.call_and_validate(timeout=60)
 
