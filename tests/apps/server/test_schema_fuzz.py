@@ -17,22 +17,25 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 EXAMPLES = int(os.environ.get("CANAO_FUZZ_EXAMPLES", "25"))
 
 
+def _checker(operation, examples: int, counts: dict[str, int]):
+    label = operation.label
+    counts[label] = 0
+
+    @given(case=operation.as_strategy())
+    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    def check(case) -> None:
+        counts[label] += 1
+        case.call_and_validate(timeout=60)
+
+    return check
+
+
 def fuzz(url: str, examples: int) -> dict[str, int]:
     """Run every operation of the schema at `url`; {operation: cases run}. Raises on the first failure."""
     schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
     counts: dict[str, int] = {}
     for result in schema.get_all_operations():
-        operation = result.ok()
-        label = operation.label
-        counts[label] = 0
-
-        @given(case=operation.as_strategy())
-        @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-        def check(case, label: str = label) -> None:
-            counts[label] += 1
-            case.call_and_validate(timeout=60)
-
-        check()
+        _checker(result.ok(), examples, counts)()
     return counts
 
 
