@@ -14,7 +14,7 @@ test, schema fuzzing and bad-body checks, against `canao serve` run as a user ru
 The QA model is the bundled one when canao ships it, else the default teacher (MiniLM-L6-H384) with a
 seeded random QA head: the same shapes, so the same latency. Stop training runs first (SIGSTOP/SIGCONT).
 
-    .venv/bin/python benchmarks/server.py [--clients 50 --seconds 60 --fuzz-examples 150] [--out docs/server.json]
+    .venv/bin/python benchmarks/server.py [--clients 50 --seconds 60 --fuzz-examples 170] [--out docs/server.json]
 """
 
 from __future__ import annotations
@@ -69,7 +69,9 @@ def qa_artifact(work: Path) -> Path:
             checkpoint = bundled_checkpoint("qa")
         except Exception:
             checkpoint = None
-        compile_checkpoint(checkpoint, out, BuildOptions(threads=2, tune_budget_s=60), task="qa", force=True)
+        compile_checkpoint(
+            checkpoint, out, BuildOptions(threads=2, tune_budget_s=60, tune_seq_len=384), task="qa", force=True
+        )
     return out
 
 
@@ -244,7 +246,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--latency-runs", type=int, default=50)
-    parser.add_argument("--fuzz-examples", type=int, default=150)
+    parser.add_argument("--fuzz-examples", type=int, default=170)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "canao-bench-server")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here too")
     args = parser.parse_args()

@@ -28,6 +28,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, TypeVar
 
+import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -79,7 +80,7 @@ def command(name: Optional[str] = None) -> Callable[[F], F]:
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             try:
                 return fn(*args, **kwargs)
-            except typer.Exit:
+            except (typer.Exit, click.ClickException):  # usage errors raised in a body: click prints them, exit 2
                 raise
             except (CanaoError, OSError) as err:  # OSError: a path the user gave cannot be read or written
                 _fail(err)
@@ -365,8 +366,10 @@ def qa(
     from canao.storage import read_user_text
 
     if (context is None) == (context_file is None):
-        raise typer.BadParameter("give exactly one of --context and --context-file.")
+        raise AppError("give exactly one of --context and --context-file.")
     text = context if context is not None else read_user_text(Path(str(context_file)), "a UTF-8 text file", AppError)
+    if not text.strip() or any(not q.strip() for q in question):
+        raise AppError("the context and every --question need some text.")
     art = _app_artifact(artifact, "qa", threads)
     options = QAOptions(max_length, doc_stride, max_answer_tokens=max_answer_tokens, top_k=top_k)
     result = answer_questions(art, list(question), text, options)

@@ -1,0 +1,48 @@
+"""`canao qa` and `canao generate` end to end on small compiled artifacts."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from canao.cli import app
+
+runner = CliRunner()
+
+
+def test_qa_prints_answers_and_a_latency_breakdown(qa_path, tmp_path):
+    context = tmp_path / "story.txt"
+    context.write_text("The compiler was written by the canao team in 2026. " * 20)
+    args = ["qa", str(qa_path), "-q", "Who wrote it?", "-q", "When?", "--context-file", str(context)]
+    result = runner.invoke(app, [*args, "--top-k", "2"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("A: ") == 4 and "Q: When?" in result.output
+    assert "latency: tokenise" in result.output and "windows)" in result.output  # a long context: several
+    result = runner.invoke(app, [*args, "--json"])
+    payload = json.loads(result.output)
+    assert [r["question"] for r in payload["results"]] == ["Who wrote it?", "When?"]
+    assert payload["timings"]["windows"] > 1
+
+
+def test_qa_refuses_bad_input(qa_path, lm_art, tmp_path):
+    result = runner.invoke(app, ["qa", str(qa_path), "-q", "who?"])
+    assert result.exit_code == 2 and "exactly one of --context and --context-file" in result.output
+    result = runner.invoke(app, ["qa", str(qa_path), "-q", "  ", "--context", "x"])
+    assert result.exit_code == 2 and "need some text" in result.output
+    result = runner.invoke(app, ["qa", str(qa_path), "-q", "who?", "--context-file", str(tmp_path / "none.txt")])
+    assert result.exit_code == 2 and "none.txt" in result.output
+    result = runner.invoke(app, ["qa", str(lm_art.path), "-q", "who?", "--context", "x"])
+    assert result.exit_code == 2 and "needs a `qa` artifact" in result.output
+
+
+def test_generate_streams_and_reports_speed(lm_art):
+    args = ["generate", str(lm_art.path), "--prompt", "ROMEO:", "--max-new-tokens", "12", "--temperature", "0.7"]
+    first = runner.invoke(app, [*args, "--seed", "5"])
+    again = runner.invoke(app, [*args, "--seed", "5"])
+    assert first.exit_code == 0, first.output
+    assert first.output.startswith("ROMEO:") and "12 tokens | first token" in first.output
+    assert "tokens/s | stopped: max_new_tokens" in first.output
+    assert first.output.split("12 tokens")[0] == again.output.split("12 tokens")[0]  # same seed, same text
+    long = runner.invoke(app, ["generate", str(lm_art.path), "--prompt", "to be " * 400, "--max-new-tokens", "4"])
+    assert long.exit_code == 0 and "the prompt was cut" in long.output
