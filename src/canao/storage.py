@@ -17,11 +17,13 @@ Example::
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
 import shutil
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -33,17 +35,24 @@ class ExistingDirectoryError(CanaoError, FileExistsError):
 
 
 def read_user_text(path: Path | str, what: str, error: type[Exception], encoding: str = "utf-8") -> str:
-    """A text file a user named, or `error` with a one-line message naming the file and what is wrong."""
+    """A text file a user named, or `error` with a one-line message naming the file and what is wrong.
+
+    A name ending in .gz is read through gzip (data sets ship compressed)."""
     path = Path(path)
     try:
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "rt", encoding=encoding) as f:
+                return f.read()
         return path.read_text(encoding=encoding)
+    except (EOFError, zlib.error) as err:
+        raise error(f"{path}: the gzip stream is truncated or damaged ({err}); pass {what}.") from None
     except FileNotFoundError:
         raise error(f"{path}: file not found; pass {what}.") from None
     except IsADirectoryError:
         raise error(f"{path}: is a directory; pass {what}.") from None
     except UnicodeDecodeError as err:
         raise error(f"{path}: is not UTF-8 text ({err.reason} at byte {err.start}); pass {what}.") from None
-    except OSError as err:
+    except OSError as err:  # gzip.BadGzipFile is an OSError
         raise error(f"{path}: cannot be read ({err.strerror or err}).") from None
 
 

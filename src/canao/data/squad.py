@@ -14,12 +14,15 @@ Example::
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from canao.errors import DataError
 from canao.storage import read_user_text
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,10 +61,41 @@ def _question(raw: dict, where: str) -> Question:
         ) from err
 
 
-def read_squad(path: Path | str) -> list[Article]:
-    """All articles of a SQuAD JSON file."""
+@dataclass
+class AnchorReport:
+    """Answers whose text did not match the context at their offset: moved to the nearest match, or dropped."""
+
+    answers: int = 0
+    re_anchored: int = 0
+    skipped: int = 0  # the text occurs nowhere in the context
+    questions_dropped: int = 0  # answerable questions left with no usable answer
+
+
+def _anchor(answer: Answer, context: str, report: AnchorReport) -> Optional[Answer]:
+    """The answer with an offset where its text really is: as given, else the occurrence nearest to it."""
+    report.answers += 1
+    if context[answer.start : answer.start + len(answer.text)] == answer.text:
+        return answer
+    hits, at = [], context.find(answer.text)
+    while at >= 0 and answer.text:
+        hits.append(at)
+        at = context.find(answer.text, at + 1)
+    if not hits:
+        report.skipped += 1
+        return None
+    report.re_anchored += 1
+    return Answer(answer.text, min(hits, key=lambda h: abs(h - answer.start)))
+
+
+def read_squad(path: Path | str, report: Optional[AnchorReport] = None) -> list[Article]:
+    """All articles of a SQuAD JSON file (.json, or .json.gz).
+
+    An answer whose text is not at its offset is re-anchored to the nearest
+    occurrence of the text, or skipped if the text is not in the context; the
+    counts go to `report` and to a warning, so nothing is trained on a wrong span."""
     path = Path(path)
-    text = read_user_text(path, "a SQuAD v1.1/v2.0 JSON file", DataError)
+    report = report if report is not None else AnchorReport()
+    text = read_user_text(path, "a SQuAD v1.1/v2.0 JSON file (.json or .json.gz)", DataError)
     try:
         raw = json.loads(text)
     except RecursionError:
@@ -77,9 +111,28 @@ def read_squad(path: Path | str) -> list[Article]:
             where = f"{path}: data[{i}].paragraphs[{j}]"
             if "context" not in par:
                 raise DataError(f"{where}: field `context` is missing.")
-            qs = tuple(_question(q, f"{where}.qas[{k}]") for k, q in enumerate(par.get("qas", [])))
-            paragraphs.append(Paragraph(str(par["context"]), qs))
+            context = str(par["context"])
+            qs = []
+            for k, q in enumerate(par.get("qas", [])):
+                question = _question(q, f"{where}.qas[{k}]")
+                anchored = tuple(a for a in (_anchor(a, context, report) for a in question.answers) if a)
+                if question.answers and not anchored and not question.is_impossible:
+                    report.questions_dropped += 1
+                    continue
+                qs.append(Question(question.id, question.question, anchored, question.is_impossible))
+            paragraphs.append(Paragraph(context, tuple(qs)))
         articles.append(Article(str(art.get("title", f"article-{i}")), tuple(paragraphs)))
+    if report.re_anchored or report.skipped:
+        log.warning(
+            "%s: %d of %d answers were not at their offsets: %d re-anchored to the nearest occurrence, %d skipped "
+            "(text not in the context); %d questions dropped for want of an answer.",
+            path,
+            report.re_anchored + report.skipped,
+            report.answers,
+            report.re_anchored,
+            report.skipped,
+            report.questions_dropped,
+        )
     return articles
 
 
