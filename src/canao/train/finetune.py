@@ -21,7 +21,7 @@ import os
 import signal
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -55,6 +55,10 @@ class FinetuneConfig:
     max_steps: Optional[int] = None  # stop early (tests, quick runs)
     dropout: float = 0.1
     seed: int = 0
+    # > 0: batches of similar length. Each pool of `length_buckets` optimizer steps' worth of shuffled examples
+    # is sorted by length, cut into steps, and the steps shuffled: padding (to the longest of each batch)
+    # nearly vanishes while every epoch still sees every example once in a seeded order.
+    length_buckets: int = 0
     version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
@@ -68,6 +72,8 @@ class FinetuneConfig:
         for name in ("batch_size", "grad_accum", "max_length"):
             if getattr(self, name) < 1:
                 raise SpecError(f"`{name} >= 1` must hold, but got {getattr(self, name)}.")
+        if self.length_buckets < 0:
+            raise SpecError(f"`length_buckets >= 0` must hold, but got {self.length_buckets}.")
         if not (self.lr > 0 and 0 <= self.warmup_ratio < 1 and self.epochs > 0):
             raise SpecError(
                 f"need lr > 0, 0 <= warmup_ratio < 1, epochs > 0; got {self.lr}, {self.warmup_ratio}, {self.epochs}."
@@ -116,18 +122,45 @@ def make_optimizer(params: list[tuple[str, torch.nn.Parameter]], config: Finetun
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _micro_batches(config: FinetuneConfig, n: int, step: int) -> list[np.ndarray]:
+def _epoch_order(config: FinetuneConfig, n: int, epoch: int, lengths: Optional[np.ndarray]) -> np.ndarray:
+    """The example order of one epoch: a seeded permutation, length-bucketed when the config asks for it."""
+    order = np.random.default_rng(config.seed + epoch).permutation(n)
+    if not config.length_buckets or lengths is None:
+        return order
+    per_step = config.batch_size * config.grad_accum
+    pool = per_step * config.length_buckets
+    rng = np.random.default_rng([config.seed, epoch, 1])
+    out: list[np.ndarray] = []
+    for first in range(0, n, pool):
+        members = order[first : first + pool]
+        members = members[np.argsort(lengths[members], kind="stable")]
+        steps = [members[i : i + per_step] for i in range(0, len(members), per_step)]
+        out.extend(steps[i] for i in rng.permutation(len(steps)))
+    return np.concatenate(out)
+
+
+def _micro_batches(config: FinetuneConfig, n: int, step: int, lengths: Optional[np.ndarray] = None) -> list[np.ndarray]:
     """Index arrays of the micro-batches of optimizer step `step` (a pure function of seed and step)."""
     per_step = config.batch_size * config.grad_accum
     per_epoch = math.ceil(n / per_step)
     epoch, position = divmod(step, per_epoch)
-    order = np.random.default_rng(config.seed + epoch).permutation(n)
+    order = _epoch_order(config, n, epoch, lengths)
     chunk = order[position * per_step : (position + 1) * per_step]
     return [
         chunk[i : i + config.batch_size]
         for i in range(0, len(chunk), config.batch_size)
         if len(chunk[i : i + config.batch_size])
     ]
+
+
+def feature_lengths(data: TaskData) -> np.ndarray:
+    """Tokens per training feature (what a batch is padded to): span-QA windows, (ids, types) pairs, LM blocks."""
+    first = data.features[0]
+    if hasattr(first, "input_ids"):
+        return np.array([len(f.input_ids) for f in data.features])
+    if isinstance(first, tuple):
+        return np.array([len(f[0]) for f in data.features])
+    return np.array([len(f) for f in data.features])
 
 
 def _save_checkpoint(
@@ -178,10 +211,13 @@ def run_training(
         log.info("resuming %s at step %d of %d", config.output_dir, start, steps)
     saved_config.write_text(config.to_json())
     loss_value = float("nan")
+    lengths = feature_lengths(data) if config.length_buckets else None
     last_save = time.monotonic()
     with StopRequests() as stop:
         for step in range(start, steps):
-            loss_value = _train_step(config, modules, params, loss_fn, data, collate, optimizer, scheduler, step)
+            loss_value = _train_step(
+                config, modules, params, loss_fn, data, collate, optimizer, scheduler, step, lengths
+            )
             history.append({"step": step + 1, "loss": loss_value, "lr": scheduler.get_last_lr()[0]})
             if progress:
                 progress(step + 1, steps, loss_value)
@@ -201,13 +237,15 @@ def run_training(
 
 
 def _saved_identity(path: Path) -> dict[str, Any]:
+    """The identity a run was saved with; settings added since then read as their defaults (they were)."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
     for name in ("save_every", "save_every_s"):
         data.pop(name, None)
-    return data
+    added_since = {f.name: f.default for f in fields(FinetuneConfig) if f.name in ("length_buckets",)}
+    return {**added_since, **data}
 
 
 class TrainingStopped(CanaoError, RuntimeError):
@@ -248,13 +286,14 @@ def _train_step(
     optimizer: Any,
     scheduler: Any,
     step: int,
+    lengths: Optional[np.ndarray] = None,
 ) -> float:
     """One optimizer step over its micro-batches; returns the step's loss."""
     for m in modules.values():
         m.train()
     torch.manual_seed(config.seed * 1_000_003 + step)  # dropout masks depend only on (seed, step)
     optimizer.zero_grad(set_to_none=True)
-    micro = _micro_batches(config, len(data.features), step)
+    micro = _micro_batches(config, len(data.features), step, lengths)
     total = sum(len(i) for i in micro)
     loss_value = 0.0
     for index in micro:
