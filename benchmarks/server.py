@@ -26,8 +26,6 @@ import json
 import os
 import random
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +36,7 @@ import httpx
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # tests.apps.server.test_schema_fuzz.fuzz
+sys.path.insert(0, str(ROOT))  # tests.apps.server: start_serve, fuzz
 
 CONTEXT = (
     "The Normans were the people who in the 10th and 11th centuries gave their name to Normandy, a region in "
@@ -46,12 +44,6 @@ CONTEXT = (
     "their leader Rollo, agreed to swear fealty to King Charles III of West Francia. "
 )
 QUESTION = "Who was the leader of the Norse raiders?"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def qa_artifact(work: Path) -> Path:
@@ -259,21 +251,10 @@ def main() -> None:
 
     qa_path = qa_artifact(args.work)
     lm = bundled_artifact("lm")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "canao", "serve", f"qa={qa_path}", f"lm={lm.path}", "--port", str(port)]
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from tests.apps.server.conftest import start_serve
+
+    server, url = start_serve([f"qa={qa_path}", f"lm={lm.path}"])
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the server did not start")
-            time.sleep(0.2)
         machine = describe_machine()
         results: dict[str, Any] = {"machine": f"{machine.cpu_model} ({machine.simd_level}), 2 threads"}
         results["latency"] = bench_latency(load_artifact(qa_path), url, args.latency_runs, args.work)

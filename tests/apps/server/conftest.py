@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -18,6 +21,30 @@ from canao.models import build_model
 from canao.models.teacher import teacher_dir
 from canao.models.tokenizer import load_tokenizer
 from tests.apps.conftest import QA_SPEC
+
+
+def start_serve(args: list[str], timeout_s: float = 120.0) -> tuple[subprocess.Popen, str]:
+    """`python -m canao serve ARGS --port P` as a user runs it, once /healthz answers: (process, base url)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "canao", "serve", *args, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"`canao serve` did not start: {proc.communicate()[0][-2000:]}")
+        time.sleep(0.1)
 
 
 def free_port() -> int:

@@ -4,16 +4,12 @@ flight finish before it exits cleanly."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 
 import httpx
 
 from canao.apps.server.serve import parse_model_args
-from tests.apps.server.conftest import free_port
+from tests.apps.server.conftest import start_serve
 
 
 def test_model_names_default_to_the_directory_and_must_be_unique(tmp_path):
@@ -27,25 +23,8 @@ def test_model_names_default_to_the_directory_and_must_be_unique(tmp_path):
 
 
 def test_sigterm_lets_the_stream_in_flight_finish(lm_art, qa_path):
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "canao", "serve", f"story={lm_art.path}", f"reader={qa_path}", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    proc, url = start_serve([f"story={lm_art.path}", f"reader={qa_path}"])
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
-            time.sleep(0.1)
         names = [m["name"] for m in httpx.get(f"{url}/v1/models").json()["models"]]
         assert names == ["story", "reader"]
         body = {"model": "story", "prompt": "ROMEO:", "max_new_tokens": 200, "stream": True}
