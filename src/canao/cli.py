@@ -687,6 +687,10 @@ def distill(
     temperature: float = typer.Option(2.0),
     save_every_s: float = typer.Option(300.0, min=1.0, help=SAVE_HELP),
     length_buckets: int = typer.Option(0, min=0, help=BUCKETS_HELP),
+    value_weight: float = typer.Option(0.0, min=0.0, help="Weight of MiniLM value relations (last layers)."),
+    intermediate_epochs: float = typer.Option(
+        0.0, min=0.0, help="Two stages (TinyBERT): this many epochs of intermediate layers first, then --epochs."
+    ),
 ) -> None:
     """Distill a student architecture from a fine-tuned teacher (logits, hidden states, attention)."""
     from canao.arch import read_arch
@@ -701,6 +705,8 @@ def distill(
             task, out, epochs, batch_size, grad_accum, lr, max_length, max_steps, seed, save_every_s, length_buckets
         ),
         temperature=temperature,
+        value_weight=value_weight,
+        intermediate_epochs=intermediate_epochs,
     )
     with progress_reporter(f"distilling {spec.describe()}", loss=True) as update:
         result = run(config, teacher, spec, train, dev, progress=lambda step, total, loss: update(step, total, loss))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -73,6 +74,19 @@ def test_distill_step_lowers_the_loss(tmp_path, tiny_bert):
     assert sum(h["loss"] for h in result.history[-3:]) / 3 < result.history[0]["loss"]
     assert "accuracy" in result.metrics
     assert load_pretrained(tmp_path / "student" / "model").spec == student
+
+
+def test_two_stage_distillation_with_value_relations(tmp_path, tiny_bert):
+    finetune(_config(tmp_path / "teacher", max_steps=4), tiny_bert, TRAIN)
+    student = ArchSpec("encoder", 30522, 128, 24, (LayerSpec(2, 8, 40),))  # attention width 16 vs 32: R = 8
+    config = DistillConfig(_config(tmp_path / "student", max_steps=6), value_weight=1.0, intermediate_epochs=1.0)
+    result = distill(config, tmp_path / "teacher" / "model", student, TRAIN, DEV)
+    first = json.loads((tmp_path / "student" / "intermediate" / "metrics.json").read_text())
+    assert first["initialised"] == "sliced from the teacher" and not first["metrics"]  # no dev in stage 1
+    second = json.loads((tmp_path / "student" / "metrics.json").read_text())
+    assert second["initialised"].startswith("from ") and "accuracy" in result.metrics
+    again = distill(config, tmp_path / "teacher" / "model", student, TRAIN, DEV)  # both stages done: resumes
+    assert again.metrics == result.metrics
 
 
 def test_distill_to_a_wider_non_slice_student(tmp_path, tiny_bert):

@@ -31,6 +31,7 @@ class EncoderOutput:
     pooled: Optional[torch.Tensor]  # (B, H); None without a pooler
     hidden_states: Optional[tuple[torch.Tensor, ...]] = None  # embeddings + each layer, (B, T, H)
     attentions: Optional[tuple[torch.Tensor, ...]] = None  # each layer, (B, nh, T, T)
+    values: Optional[tuple[torch.Tensor, ...]] = None  # each layer's attention values, (B, nh, T, hd)
 
 
 class EncoderEmbeddings(nn.Module):
@@ -59,11 +60,12 @@ class EncoderLayer(nn.Module):
         self.ffn_norm = nn.LayerNorm(hidden, eps=spec.norm_eps)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        attn_out, _, probs = self.attn(x, mask)
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> (output, attention probabilities, attention values)."""
+        attn_out, (_, values), probs = self.attn(x, mask)
         x = self.attn_norm(x + self.dropout(attn_out))
         x = self.ffn_norm(x + self.dropout(self.ffn(x)))
-        return x, probs
+        return x, probs, values
 
 
 class Encoder(nn.Module):
@@ -86,20 +88,23 @@ class Encoder(nn.Module):
         *,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        output_values: bool = False,
     ) -> EncoderOutput:
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         x = self.embed(input_ids, token_type_ids)  # (B, T, H)
         mask = None if attention_mask is None else padding_mask(attention_mask, x.dtype)
-        hidden_states, attentions = [x], []
+        hidden_states, attentions, values = [x], [], []
         for layer in self.layers:
-            x, probs = layer(x, mask)
+            x, probs, v = layer(x, mask)
             hidden_states.append(x)
             attentions.append(probs)
+            values.append(v)
         pooled = torch.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None
         return EncoderOutput(
             last_hidden_state=x,
             pooled=pooled,
             hidden_states=tuple(hidden_states) if output_hidden_states else None,
             attentions=tuple(attentions) if output_attentions else None,
+            values=tuple(values) if output_values else None,
         )

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -32,7 +32,7 @@ from canao.models.elastic import check_sliceable, extract_subnet
 from canao.models.heads import build_model
 from canao.models.hf import save_pretrained
 from canao.train.finetune import FinetuneConfig, Progress, TrainResult, load_for_task, run_training
-from canao.train.losses import attention_kl, hidden_mse, soft_logit_loss
+from canao.train.losses import attention_kl, hidden_mse, soft_logit_loss, value_relation_kl
 from canao.train.tasks import MODEL_TASK, get_task
 
 log = logging.getLogger(__name__)
@@ -46,11 +46,22 @@ class DistillConfig:
     logit_weight: float = 1.0
     hidden_weight: float = 1.0
     attention_weight: float = 1.0
+    value_weight: float = 0.0  # MiniLM value relations of the last layers (encoders)
+    relation_heads: int = 0  # relation heads for value relations; 0: the largest divisor of both widths <= 12
+    # Two stages (TinyBERT): this many epochs of intermediate-layer distillation only (hidden states,
+    # attention, values) into <out>/intermediate, then `train.epochs` of prediction-layer distillation only
+    # (logits with temperature, labels) from that student. 0: one stage with every term.
+    intermediate_epochs: float = 0.0
     version: int = 1
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:
             raise SpecError(f"`temperature > 0` must hold, but got {self.temperature}.")
+        if self.relation_heads < 0 or self.intermediate_epochs < 0 or self.value_weight < 0:
+            raise SpecError(
+                "need relation_heads >= 0, intermediate_epochs >= 0 and value_weight >= 0; got "
+                f"{self.relation_heads}, {self.intermediate_epochs}, {self.value_weight}."
+            )
 
 
 def layer_map(student_layers: int, teacher_layers: int) -> list[int]:
@@ -62,18 +73,20 @@ def forward_with_internals(model: nn.Module, task: str, batch: dict[str, torch.T
     """(task outputs, hidden states, attention maps) of a canao task model."""
     if MODEL_TASK[task] == "lm":
         out = model(batch["input_ids"], output_hidden_states=True, output_attentions=True)
-        return out.logits, out.hidden_states, out.attentions
+        return out.logits, out.hidden_states, out.attentions, None
     enc = model.encoder(
         batch["input_ids"],
         batch["attention_mask"],
         batch["token_type_ids"],
         output_hidden_states=True,
         output_attentions=True,
+        output_values=True,
     )
+    internals = (enc.hidden_states, enc.attentions, enc.values)
     if MODEL_TASK[task] == "classification":
-        return model.classifier(model.dropout(enc.pooled)), enc.hidden_states, enc.attentions
+        return (model.classifier(model.dropout(enc.pooled)), *internals)
     logits = model.qa(enc.last_hidden_state)
-    return (logits[..., 0], logits[..., 1]), enc.hidden_states, enc.attentions
+    return ((logits[..., 0], logits[..., 1]), *internals)
 
 
 class DistillationLoss(nn.Module):
@@ -84,9 +97,24 @@ class DistillationLoss(nn.Module):
         self.config, self.task = config, task
         self.map = layer_map(student.num_layers, teacher.num_layers)
         self.projections = nn.ModuleList(nn.Linear(student.hidden, teacher.hidden) for _ in self.map)
+        self.relation_heads = 0
+        if config.value_weight:
+            if MODEL_TASK[task] == "lm":
+                raise SpecError("value relations are implemented for encoders; set value_weight=0 for a decoder.")
+            widths = (
+                student.layers[-1].heads * student.layers[-1].head_dim,
+                teacher.layers[-1].heads * teacher.layers[-1].head_dim,
+            )
+            self.relation_heads = config.relation_heads or max(
+                r for r in range(1, 13) if all(w % r == 0 for w in widths)
+            )
+            if any(w % self.relation_heads for w in widths):
+                raise SpecError(
+                    f"relation_heads={self.relation_heads} must divide both last-layer attention widths {widths}."
+                )
 
     def forward(self, student_out, teacher_out, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        (s_logits, s_hidden, s_attn), (t_logits, t_hidden, t_attn) = student_out, teacher_out
+        (s_logits, s_hidden, s_attn, s_values), (t_logits, t_hidden, t_attn, t_values) = student_out, teacher_out
         cfg, task = self.config, get_task(self.task)
         mask = batch.get("attention_mask")
         loss = cfg.hard_weight * task.loss(s_logits, batch) if cfg.hard_weight else 0.0
@@ -100,6 +128,8 @@ class DistillationLoss(nn.Module):
         if cfg.attention_weight:
             terms = [attention_kl(s_attn[i - 1], t_attn[j - 1], mask) for i, j in enumerate(self.map) if i > 0]
             loss = loss + cfg.attention_weight * sum(terms) / len(terms)
+        if cfg.value_weight:
+            loss = loss + cfg.value_weight * value_relation_kl(s_values[-1], t_values[-1], self.relation_heads, mask)
         return loss
 
 
@@ -132,7 +162,37 @@ def distill(
     eval_path: Optional[Path] = None,
     progress: Optional[Progress] = None,
 ) -> TrainResult:
-    """Distill `spec` from the task-fine-tuned teacher; the student is saved in the HF layout."""
+    """Distill `spec` from the task-fine-tuned teacher; the student is saved in the HF layout.
+
+    With `intermediate_epochs`, two stages run (each resumable on its own): intermediate layers only into
+    <out>/intermediate, then the prediction layer only into <out>, starting from the first stage's student."""
+    if not config.intermediate_epochs:
+        return _distill_stage(config, teacher_dir, spec, train_path, eval_path, progress)
+    out = Path(config.train.output_dir)
+    first = replace(
+        config,
+        train=replace(config.train, output_dir=out / "intermediate", epochs=config.intermediate_epochs),
+        hard_weight=0.0,
+        logit_weight=0.0,
+        intermediate_epochs=0.0,
+    )
+    if not (out / "intermediate" / "model" / "config.json").exists():
+        _distill_stage(first, teacher_dir, spec, train_path, None, progress)
+    second = replace(config, hidden_weight=0.0, attention_weight=0.0, value_weight=0.0, intermediate_epochs=0.0)
+    return _distill_stage(
+        second, teacher_dir, spec, train_path, eval_path, progress, start_from=out / "intermediate" / "model"
+    )
+
+
+def _distill_stage(
+    config: DistillConfig,
+    teacher_dir: Path,
+    spec: ArchSpec,
+    train_path: Path,
+    eval_path: Optional[Path],
+    progress: Optional[Progress],
+    start_from: Optional[Path] = None,
+) -> TrainResult:
     cfg = config.train
     task = get_task(cfg.task)
     teacher = load_for_task(teacher_dir, cfg.task)
@@ -146,7 +206,10 @@ def distill(
     teacher.model.eval()
     num_labels = getattr(getattr(teacher.model, "classifier", None), "out_features", 2)
     torch.manual_seed(cfg.seed)
-    student, origin = initial_student(teacher.model, teacher.spec, spec, cfg.task, num_labels, cfg.dropout)
+    if start_from is not None:
+        student, origin = load_for_task(start_from, cfg.task, dropout=cfg.dropout).model, f"from {start_from}"
+    else:
+        student, origin = initial_student(teacher.model, teacher.spec, spec, cfg.task, num_labels, cfg.dropout)
     criterion = DistillationLoss(config, spec, teacher.spec, cfg.task)
     kwargs = {"max_length": cfg.max_length, "doc_stride": cfg.doc_stride}
     train = task.load(train_path, teacher.tokenizer, **kwargs)

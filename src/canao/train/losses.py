@@ -5,7 +5,12 @@
   linear projection to the teacher's width, and the teacher's;
 - attention: KL between teacher and student attention distributions over the
   keys, per query row, head-averaged when head counts differ, padded queries
-  ignored.
+  ignored;
+- value relation (MiniLM; with relation heads as in MiniLMv2): the attention
+  values of all heads are concatenated and split into R relation heads; each
+  gives a token-token relation softmax(V_r V_r^T / sqrt(d_r)); KL(teacher ||
+  student) per row. Works across different head counts and widths when R
+  divides both attention widths.
 
 Example::
 
@@ -53,3 +58,31 @@ def attention_kl(student: torch.Tensor, teacher: torch.Tensor, mask: Optional[to
         m = mask[:, None, :].to(kl.dtype)
         return (kl * m).sum() / (m.sum() * kl.shape[1]).clamp_min(1)
     return kl.mean()
+
+
+def value_relation_kl(
+    student: torch.Tensor, teacher: torch.Tensor, relation_heads: int, mask: Optional[torch.Tensor] = None
+) -> torch.Tensor:
+    """KL of teacher vs student value-value relations; inputs (B, heads, T, head_dim) each, R relation heads."""
+    rel_s, rel_t = _relations(student, relation_heads, mask), _relations(teacher, relation_heads, mask)
+    terms = rel_t.exp() * (rel_t - rel_s)  # (B, R, T, T)
+    if mask is not None:  # padded keys carry no mass in either relation: no term at all (never inf - inf)
+        terms = terms.masked_fill(mask[:, None, None, :] == 0, 0.0)
+    kl = terms.sum(-1)  # (B, R, T)
+    if mask is not None:
+        m = mask[:, None, :].to(kl.dtype)
+        return (kl * m).sum() / (m.sum() * kl.shape[1]).clamp_min(1)
+    return kl.mean()
+
+
+def _relations(values: torch.Tensor, relation_heads: int, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """log softmax(V_r V_r^T / sqrt(d_r)) over keys, (B, R, T, T); padded keys get no mass."""
+    b, h, t, d = values.shape
+    width = h * d
+    if width % relation_heads:
+        raise ValueError(f"relation_heads={relation_heads} must divide the attention width {width}.")
+    v = values.transpose(1, 2).reshape(b, t, relation_heads, width // relation_heads).transpose(1, 2)
+    scores = torch.matmul(v, v.transpose(-1, -2)) / (width // relation_heads) ** 0.5  # (B, R, T, T)
+    if mask is not None:
+        scores = scores.masked_fill(mask[:, None, None, :] == 0, torch.finfo(scores.dtype).min)
+    return F.log_softmax(scores, dim=-1)
