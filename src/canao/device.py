@@ -147,16 +147,30 @@ def simd_level_from_flags(arch: str, flags: set[str]) -> str:
     return best
 
 
+_COMPILER_VERSIONS: dict[tuple[str, str, int], str] = {}
+
+
 def c_compiler(cc: Optional[str] = None) -> str:
-    """First line of `<cc> --version` (default: $CC, else cc), or 'none found'."""
+    """First line of `<cc> --version` (default: $CC, else cc), or 'none found'.
+
+    Cached per (name, resolved path, modification time): loading an artifact asks several times, and a
+    subprocess each time cost ~7 ms; an upgraded compiler has a new mtime, so it is asked again."""
     cc = cc or os.environ.get("CC", "cc")
-    if shutil.which(cc) is None:
+    found = shutil.which(cc)
+    if found is None:
         return "none found"
     try:
-        out = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.TimeoutExpired):
+        real = os.path.realpath(found)
+        key = (cc, real, os.stat(real).st_mtime_ns)
+    except OSError:
         return "none found"
-    return out.splitlines()[0].strip() if out else "unknown"
+    if key not in _COMPILER_VERSIONS:
+        try:
+            out = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return "none found"
+        _COMPILER_VERSIONS[key] = out.splitlines()[0].strip() if out else "unknown"
+    return _COMPILER_VERSIONS[key]
 
 
 def describe_machine() -> MachineInfo:
