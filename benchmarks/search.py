@@ -184,6 +184,68 @@ class Bench:
         }
 
 
+def report(results: Path) -> str:
+    """Markdown tables of the latest entry of each stage in `results` (the ones with measurements preferred)."""
+    entries = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    latest: dict[str, dict] = {}
+    for e in entries:
+        key = e["stage"] + (f":{e['controller']}" if "controller" in e else "")
+        measured = all("measured_ms" in r for r in e.get("runs", []))
+        if key not in latest or measured or not all("measured_ms" in r for r in latest[key].get("runs", [])):
+            latest[key] = e
+    out = []
+    searches = [e for k, e in latest.items() if k.startswith("search:")]
+    if searches:
+        budget = searches[0]["runs"][0]["budget_ms"]
+        out += [
+            f"Budget {budget:.2f} ms (1/4 of the compiled teacher), {searches[0]['runs'][0]['evaluations']} "
+            "evaluations per run, inherited accuracy on SST-2 dev (872 sentences).",
+            "",
+            "| controller | best accuracy mean +- std (3 seeds) | picks: predicted ms | measured ms | "
+            "measured / budget | wall s per run |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for e in searches:
+            runs = e["runs"]
+
+            def col(name: str, fmt: str, runs: list = runs) -> str:
+                return " / ".join(fmt.format(r[name]) if name in r else "-" for r in runs)
+
+            out.append(
+                f"| {e['controller']} | {e['best_accuracy_mean']:.2f} +- {e['best_accuracy_std']:.2f} | "
+                f"{col('predicted_ms', '{:.2f}')} | {col('measured_ms', '{:.2f}')} | "
+                f"{col('measured_over_budget', '{:.2f}')} | {col('wall_s', '{:.0f}')} |"
+            )
+        out.append("")
+        for e in searches:
+            for r in e["runs"]:
+                out.append(
+                    f"- {e['controller']} seed {r['seed']}: {r.get('arch', 'no pick')} ({r.get('accuracy', 0):.2f}%)"
+                )
+        out.append("")
+    if "flops proxy" in latest:
+        (r,) = latest["flops proxy"]["runs"]
+        out += [
+            f"FLOPs proxy (rl, seed 0, budget as the same fraction of the teacher's FLOPs): pick {r.get('arch')}, "
+            f"accuracy {r.get('accuracy', 0):.2f}%, predicted {r.get('predicted_ms', 0):.2f} ms, measured "
+            f"{r.get('measured_ms', float('nan')):.2f} ms = "
+            f"{r.get('measured_over_budget', float('nan')):.2f}x the budget.",
+            "",
+        ]
+    if "kendall" in latest:
+        k = latest["kendall"]
+        out += [
+            f"Kendall tau (inherited vs {k['distill_steps']}-step stand-alone distillation, "
+            f"{len(k['members'])} members): **{k['kendall_tau']:.3f}**",
+            "",
+            "| member | predicted ms | inherited acc | distilled acc |",
+            "|---|---:|---:|---:|",
+        ]
+        for m, ms, a, d in zip(k["members"], k["predicted_ms"], k["inherited_accuracy"], k["distilled_accuracy"]):
+            out.append(f"| {m} | {ms:.2f} | {a:.2f} | {d:.2f} |")
+    return "\n".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", type=Path, required=True, help="the SST-2 fine-tuned teacher (HF layout)")
@@ -203,7 +265,11 @@ def main() -> None:
         help="skip compiling and timing the picks (search while other work runs; rerun later to measure: the "
         "trial stores replay, so the picks are the same)",
     )
+    parser.add_argument("--report", action="store_true", help="print markdown tables of --results and stop")
     args = parser.parse_args()
+    if args.report:
+        print(report(args.results))
+        return
     stages = args.stages.split(",")
     bench = Bench(args)
     print(f"teacher measured {bench.teacher_ms:.2f} ms; budget {bench.budget:.2f} ms", flush=True)
