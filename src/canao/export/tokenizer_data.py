@@ -1,0 +1,184 @@
+"""The tokenizer of an artifact as data for canao's C tokenizer (export/c/canao_tokenizer.c): tokenizer.bin.
+
+Exact equality of ids with the `tokenizers` library is the contract, so the
+Unicode behaviour is not re-derived from a Unicode database (Python's and the
+Rust crates' differ in version, e.g. on emoji newer than the crate's tables):
+it is *probed from the tokenizer itself*. Every code point is passed through
+the tokenizer's normalizer (in batches, separated by a character the
+normalizer leaves alone) and classified as kept, dropped, turned into a space,
+padded with spaces (CJK) or mapped to another sequence (lowercase, accents
+stripped); every code point that can come out of the normalizer is passed
+through the pre-tokenizer and classified as whitespace, punctuation or other.
+The tables compress into ranges, so the file stays small.
+
+Format (little-endian u32 unless noted), version 1, WordPiece only for now:
+
+    "CNTK" version kind(1 = WordPiece)
+    n_ranges, then (lo, hi, kind) with kind 1 drop, 2 space, 3 pad, 4 map   (anything else: kept)
+    n_maps, then (cp, pool offset, length); pool length, then the pool (code points)
+    n_classes, then (lo, hi, class) with class 1 whitespace, 2 punctuation  (anything else: other)
+    vocab size, then per id: byte length, UTF-8 bytes
+    unk id, max input chars per word, prefix byte length, prefix bytes
+    n_added, then per added token: id, byte length, bytes (matched in the raw text before normalisation)
+    cls id, sep id (0xFFFFFFFF: none)
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+from canao.errors import CanaoError
+
+MAGIC = b"CNTK"
+VERSION = 1
+KEEP, DROP, SPACE, PAD, MAP = 0, 1, 2, 3, 4
+OTHER, WHITESPACE, PUNCT = 0, 1, 2
+NONE = 0xFFFFFFFF
+SEPARATOR = "|"  # the normalizer keeps it as it is; checked per batch
+MAX_CP = 0x110000
+
+
+class ExportError(CanaoError, ValueError):
+    """The artifact cannot be exported as asked (unsupported tokenizer, target)."""
+
+
+def _code_points() -> list[int]:
+    return [cp for cp in range(MAX_CP) if not 0xD800 <= cp <= 0xDFFF]
+
+
+def normalizer_actions(tokenizer: Any, batch: int = 2048) -> dict[int, str]:
+    """{code point: normalized text} for every code point the normalizer changes."""
+    normalize = tokenizer.normalizer.normalize_str if tokenizer.normalizer is not None else (lambda s: s)
+    if normalize(SEPARATOR) != SEPARATOR:
+        raise ExportError(f"the normalizer changes {SEPARATOR!r}; cannot probe it in batches.")
+    changed: dict[int, str] = {}
+    cps = _code_points()
+    for first in range(0, len(cps), batch):
+        chunk = [chr(cp) for cp in cps[first : first + batch]]
+        parts = normalize(SEPARATOR.join(chunk)).split(SEPARATOR)
+        if len(parts) != len(chunk):  # some output contains the separator: probe this batch one by one
+            parts = [normalize(c) for c in chunk]
+        for c, out in zip(chunk, parts):
+            if out != c:
+                changed[ord(c)] = out
+    return changed
+
+
+def pretokenizer_classes(tokenizer: Any, cps: list[int], batch: int = 2048) -> dict[int, int]:
+    """{code point: WHITESPACE or PUNCT} for the given code points (the rest are OTHER)."""
+    pre = tokenizer.pre_tokenizer
+    if pre is None:
+        return {}
+    classes: dict[int, int] = {}
+    for first in range(0, len(cps), batch):
+        chunk = cps[first : first + batch]
+        text = "a" + "a".join(chr(cp) for cp in chunk) + "a"  # char i sits at index 2i + 1
+        spans = {(s, e) for _, (s, e) in pre.pre_tokenize_str(text)}
+        covered = set()
+        for s, e in spans:
+            covered.update(range(s, e))
+        for i, cp in enumerate(chunk):
+            at = 2 * i + 1
+            if at not in covered:
+                classes[cp] = WHITESPACE  # removed
+            elif (at, at + 1) in spans:
+                classes[cp] = PUNCT  # isolated: a letter on either side would otherwise join it
+    return classes
+
+
+def _ranges(kinds: dict[int, int]) -> list[tuple[int, int, int]]:
+    """Runs of equal non-default kinds: [(lo, hi, kind)], hi inclusive."""
+    out: list[tuple[int, int, int]] = []
+    for cp in sorted(kinds):
+        kind = kinds[cp]
+        if out and out[-1][1] == cp - 1 and out[-1][2] == kind:
+            out[-1] = (out[-1][0], cp, kind)
+        else:
+            out.append((cp, cp, kind))
+    return out
+
+
+def tokenizer_tables(tokenizer: Any) -> dict[str, Any]:
+    """Probe `tokenizer` (a tokenizers.Tokenizer with a WordPiece model) into the C tokenizer's tables."""
+    config = json.loads(tokenizer.to_str())
+    model = config.get("model") or {}
+    if model.get("type") != "WordPiece":
+        raise ExportError(
+            f"the C tokenizer supports WordPiece (BERT) tokenizers for now; this one is {model.get('type')}."
+        )
+    changed = normalizer_actions(tokenizer)
+    kinds: dict[int, int] = {}
+    maps: dict[int, list[int]] = {}
+    for cp, out in changed.items():
+        if out == "":
+            kinds[cp] = DROP
+        elif out == " ":
+            kinds[cp] = SPACE
+        elif out == f" {chr(cp)} ":
+            kinds[cp] = PAD
+        else:
+            kinds[cp] = MAP
+            maps[cp] = [ord(c) for c in out]
+    produced = {cp for cp in _code_points() if kinds.get(cp, KEEP) in (KEEP, PAD)}
+    produced.update(c for seq in maps.values() for c in seq)
+    produced.add(ord(" "))
+    classes = pretokenizer_classes(tokenizer, sorted(produced))
+    vocab = tokenizer.get_vocab(with_added_tokens=True)
+    size = max(vocab.values()) + 1
+    by_id = [""] * size
+    for token, i in vocab.items():
+        by_id[i] = token
+    added = [
+        (int(t["id"]), str(t["content"]))
+        for t in config.get("added_tokens", [])
+        if t.get("special") and not t.get("normalized") and not t.get("single_word")
+    ]
+    post = config.get("post_processor") or {}
+    specials = {
+        name: int(post.get("special_tokens", {}).get(name, {}).get("ids", [NONE])[0]) for name in ("[CLS]", "[SEP]")
+    }
+    return {
+        "ranges": _ranges({cp: k for cp, k in kinds.items() if k != MAP} | {cp: MAP for cp in maps}),
+        "maps": maps,
+        "classes": _ranges(classes),
+        "vocab": by_id,
+        "unk": vocab[model.get("unk_token", "[UNK]")],
+        "max_chars": int(model.get("max_input_chars_per_word", 100)),
+        "prefix": model.get("continuing_subword_prefix", "##"),
+        "added": added,
+        "cls": specials["[CLS]"],
+        "sep": specials["[SEP]"],
+    }
+
+
+def write_tokenizer_data(tokenizer: Any, path: Path) -> dict[str, int]:
+    """Write tokenizer.bin for the C tokenizer; returns sizes (for reports)."""
+    t = tokenizer_tables(tokenizer)
+    u32 = struct.Struct("<I")
+    parts = [MAGIC, u32.pack(VERSION), u32.pack(1), u32.pack(len(t["ranges"]))]
+    parts += [struct.pack("<III", lo, hi, kind) for lo, hi, kind in t["ranges"]]
+    pool: list[int] = []
+    entries = []
+    for cp in sorted(t["maps"]):
+        seq = t["maps"][cp]
+        entries.append(struct.pack("<III", cp, len(pool), len(seq)))
+        pool.extend(seq)
+    parts += [u32.pack(len(entries)), *entries, u32.pack(len(pool)), struct.pack(f"<{len(pool)}I", *pool)]
+    parts += [u32.pack(len(t["classes"])), *(struct.pack("<III", *c) for c in t["classes"])]
+    parts.append(u32.pack(len(t["vocab"])))
+    for token in t["vocab"]:
+        raw = token.encode("utf-8")
+        parts += [u32.pack(len(raw)), raw]
+    prefix = t["prefix"].encode("utf-8")
+    parts += [u32.pack(t["unk"]), u32.pack(t["max_chars"]), u32.pack(len(prefix)), prefix]
+    parts.append(u32.pack(len(t["added"])))
+    for i, content in t["added"]:
+        raw = content.encode("utf-8")
+        parts += [u32.pack(i), u32.pack(len(raw)), raw]
+    parts += [u32.pack(t["cls"] & NONE), u32.pack(t["sep"] & NONE)]
+    data = b"".join(parts)
+    path.write_bytes(data)
+    return {"bytes": len(data), "ranges": len(t["ranges"]), "maps": len(t["maps"]), "classes": len(t["classes"])}
