@@ -77,7 +77,7 @@ def pretokenizer_classes(tokenizer: Any, cps: list[int], batch: int = 2048) -> d
         chunk = cps[first : first + batch]
         text = "a" + "a".join(chr(cp) for cp in chunk) + "a"  # char i sits at index 2i + 1
         spans = {(s, e) for _, (s, e) in pre.pre_tokenize_str(text)}
-        covered = set()
+        covered: set[int] = set()
         for s, e in spans:
             covered.update(range(s, e))
         for i, cp in enumerate(chunk):
