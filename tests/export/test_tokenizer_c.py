@@ -138,3 +138,41 @@ def test_bad_text_and_damaged_files_give_error_codes(built, tmp_path):
         (tmp_path / name).write_bytes(damaged)
         result = subprocess.run([str(exe), str(tmp_path / name), str(tmp_path / "texts.bin")], capture_output=True)
         assert result.returncode == 3 and b"not a canao tokenizer.bin" in result.stderr
+
+
+@pytest.mark.slow  # probing the byte-level classes of all 1.1M code points takes ~1-2 minutes
+def test_byte_level_bpe_ids_equal_the_tokenizers_library(tmp_path):
+    from canao.models.teacher import bundled_decoder_dir
+
+    tok = load_tokenizer(bundled_decoder_dir())
+    info = write_tokenizer_data(tok, tmp_path / "tokenizer.bin")
+    assert info["merges"] == 3839
+    exe = tmp_path / "tokdrv-asan"
+    sources = [str(C_DIR / "canao_tokenizer.c"), str(Path(__file__).parent / "tok_driver.c")]
+    subprocess.run(
+        [
+            CC,
+            "-O1",
+            "-g",
+            "-fsanitize=address,undefined",
+            "-fno-sanitize-recover=all",
+            "-std=c99",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-I",
+            str(C_DIR),
+            *sources,
+            "-o",
+            str(exe),
+        ],
+        check=True,
+    )
+    texts = corpus()
+    got = run_c(exe, tmp_path / "tokenizer.bin", texts, tmp_path)
+    mismatches = [
+        (text[:60], tok.encode(text).ids[:12], [t[0] for t in triples][:12])
+        for text, (_, triples) in zip(texts, got)
+        if [t[0] for t in triples] != tok.encode(text).ids
+    ]
+    assert not mismatches, f"{len(mismatches)} of {len(texts)} texts differ, e.g. {mismatches[:5]}"

@@ -11,9 +11,15 @@ stripped); every code point that can come out of the normalizer is passed
 through the pre-tokenizer and classified as whitespace, punctuation or other.
 The tables compress into ranges, so the file stays small.
 
-Format (little-endian u32 unless noted), version 1, WordPiece only for now:
+Byte-level BPE (GPT-2) needs no normalizer tables; its pre-tokenizer regex
+(contractions, ` ?\\p{L}+`, ` ?\\p{N}+`, ` ?[^\\s\\p{L}\\p{N}]+`, `\\s+(?!\\S)`, `\\s+`) runs in C
+over per-code-point classes (letter, number, whitespace, other) probed the same way.
 
-    "CNTK" version kind(1 = WordPiece)
+Format (little-endian u32 unless noted), version 1:
+
+    "CNTK" version kind (1 = WordPiece, 2 = byte-level BPE)
+
+WordPiece:
     n_ranges, then (lo, hi, kind) with kind 1 drop, 2 space, 3 pad, 4 map   (anything else: kept)
     n_maps, then (cp, pool offset, length); pool length, then the pool (code points)
     n_classes, then (lo, hi, class) with class 1 whitespace, 2 punctuation  (anything else: other)
@@ -21,6 +27,13 @@ Format (little-endian u32 unless noted), version 1, WordPiece only for now:
     unk id, max input chars per word, prefix byte length, prefix bytes
     n_added, then per added token: id, byte length, bytes (matched in the raw text before normalisation)
     cls id, sep id (0xFFFFFFFF: none)
+
+Byte-level BPE:
+
+    n_classes, then (lo, hi, class) with class 1 letter, 2 number, 3 whitespace   (anything else: other)
+    vocab size, then per id: byte length, UTF-8 bytes
+    n_merges, then (left id, right id, merged id) in rank order
+    n_added, then per added token: id, byte length, bytes
 """
 
 from __future__ import annotations
@@ -101,6 +114,56 @@ def _ranges(kinds: dict[int, int]) -> list[tuple[int, int, int]]:
     return out
 
 
+LETTER, NUMBER, SPACE_CLASS = 1, 2, 3
+
+
+def byte_level_classes(tokenizer: Any, batch: int = 4096) -> dict[int, int]:
+    """{code point: LETTER / NUMBER / SPACE_CLASS} as the ByteLevel pre-tokenizer's regex sees them.
+
+    Probes, per code point X, in batches joined by newlines: "aX" is one piece iff X is a letter, "1X" iff
+    a number; else "X!" is one piece iff X is "other" (neither whitespace nor letter nor number). A probe
+    is read by its offsets, so neighbours in the batch cannot blur it. U+0020 is whitespace by definition."""
+    pre = tokenizer.pre_tokenizer
+    out: dict[int, int] = {ord(" "): SPACE_CLASS}
+
+    def whole(probes: list[str]) -> list[bool]:
+        """Whether each two-character probe comes out as one piece."""
+        spans = {span for _, span in pre.pre_tokenize_str("\n".join(probes))}
+        return [(3 * i, 3 * i + 2) in spans for i in range(len(probes))]
+
+    cps = [cp for cp in _code_points() if cp != ord(" ")]
+    for first in range(0, len(cps), batch):
+        chunk = [chr(cp) for cp in cps[first : first + batch]]
+        letters, numbers = whole(["a" + c for c in chunk]), whole(["1" + c for c in chunk])
+        others = whole([c + "!" for c in chunk])
+        for c, is_letter, is_number, is_other in zip(chunk, letters, numbers, others):
+            if is_letter:
+                out[ord(c)] = LETTER
+            elif is_number:
+                out[ord(c)] = NUMBER
+            elif not is_other:
+                out[ord(c)] = SPACE_CLASS
+    return out
+
+
+def bpe_tables(tokenizer: Any) -> dict[str, Any]:
+    config = json.loads(tokenizer.to_str())
+    model, pre = config.get("model") or {}, config.get("pre_tokenizer") or {}
+    if pre.get("type") != "ByteLevel" or not pre.get("use_regex", True) or pre.get("add_prefix_space"):
+        raise ExportError("the C tokenizer supports byte-level BPE with the GPT-2 regex and no prefix space.")
+    if config.get("normalizer") is not None or model.get("dropout") or model.get("continuing_subword_prefix"):
+        raise ExportError("the C tokenizer supports plain GPT-2 BPE (no normalizer, dropout or prefixes).")
+    vocab = model["vocab"]
+    merges = [m.split(" ") if isinstance(m, str) else m for m in model["merges"]]
+    triples = [(vocab[a], vocab[b], vocab[a + b]) for a, b in merges]
+    size = max(vocab.values()) + 1
+    by_id = [""] * size
+    for token, i in vocab.items():
+        by_id[i] = token
+    added = [(int(t["id"]), str(t["content"])) for t in config.get("added_tokens", []) if not t.get("normalized")]
+    return {"classes": _ranges(byte_level_classes(tokenizer)), "vocab": by_id, "merges": triples, "added": added}
+
+
 def tokenizer_tables(tokenizer: Any) -> dict[str, Any]:
     """Probe `tokenizer` (a tokenizers.Tokenizer with a WordPiece model) into the C tokenizer's tables."""
     config = json.loads(tokenizer.to_str())
@@ -154,10 +217,37 @@ def tokenizer_tables(tokenizer: Any) -> dict[str, Any]:
     }
 
 
+def _pack_strings(u32: struct.Struct, strings: list[str]) -> list[bytes]:
+    parts = [u32.pack(len(strings))]
+    for text in strings:
+        raw = text.encode("utf-8")
+        parts += [u32.pack(len(raw)), raw]
+    return parts
+
+
+def _pack_added(u32: struct.Struct, added: list[tuple[int, str]]) -> list[bytes]:
+    parts = [u32.pack(len(added))]
+    for i, content in added:
+        raw = content.encode("utf-8")
+        parts += [u32.pack(i), u32.pack(len(raw)), raw]
+    return parts
+
+
 def write_tokenizer_data(tokenizer: Any, path: Path) -> dict[str, int]:
-    """Write tokenizer.bin for the C tokenizer; returns sizes (for reports)."""
-    t = tokenizer_tables(tokenizer)
+    """Write tokenizer.bin for the C tokenizer (WordPiece or byte-level BPE); returns sizes (for reports)."""
+    kind = (json.loads(tokenizer.to_str()).get("model") or {}).get("type")
     u32 = struct.Struct("<I")
+    if kind == "BPE":
+        b = bpe_tables(tokenizer)
+        parts = [MAGIC, u32.pack(VERSION), u32.pack(2), u32.pack(len(b["classes"]))]
+        parts += [struct.pack("<III", *c) for c in b["classes"]]
+        parts += _pack_strings(u32, b["vocab"])
+        parts += [u32.pack(len(b["merges"])), *(struct.pack("<III", *m) for m in b["merges"])]
+        parts += _pack_added(u32, b["added"])
+        data = b"".join(parts)
+        path.write_bytes(data)
+        return {"bytes": len(data), "classes": len(b["classes"]), "merges": len(b["merges"])}
+    t = tokenizer_tables(tokenizer)
     parts = [MAGIC, u32.pack(VERSION), u32.pack(1), u32.pack(len(t["ranges"]))]
     parts += [struct.pack("<III", lo, hi, kind) for lo, hi, kind in t["ranges"]]
     pool: list[int] = []
@@ -168,16 +258,10 @@ def write_tokenizer_data(tokenizer: Any, path: Path) -> dict[str, int]:
         pool.extend(seq)
     parts += [u32.pack(len(entries)), *entries, u32.pack(len(pool)), struct.pack(f"<{len(pool)}I", *pool)]
     parts += [u32.pack(len(t["classes"])), *(struct.pack("<III", *c) for c in t["classes"])]
-    parts.append(u32.pack(len(t["vocab"])))
-    for token in t["vocab"]:
-        raw = token.encode("utf-8")
-        parts += [u32.pack(len(raw)), raw]
+    parts += _pack_strings(u32, t["vocab"])
     prefix = t["prefix"].encode("utf-8")
     parts += [u32.pack(t["unk"]), u32.pack(t["max_chars"]), u32.pack(len(prefix)), prefix]
-    parts.append(u32.pack(len(t["added"])))
-    for i, content in t["added"]:
-        raw = content.encode("utf-8")
-        parts += [u32.pack(i), u32.pack(len(raw)), raw]
+    parts += _pack_added(u32, t["added"])
     parts += [u32.pack(t["cls"] & NONE), u32.pack(t["sep"] & NONE)]
     data = b"".join(parts)
     path.write_bytes(data)

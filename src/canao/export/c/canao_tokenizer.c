@@ -1,6 +1,9 @@
 /* canao's C tokenizer (see canao_tokenizer.h and canao/export/tokenizer_data.py for the file format).
  *
- * Pipeline, as the `tokenizers` library runs a BERT tokenizer:
+ * Byte-level BPE (GPT-2): added tokens split from the raw text; the GPT-2 pre-tokenizer regex run over
+ * probed code point classes; each piece's bytes mapped to their byte-level symbols and merged by rank.
+ *
+ * WordPiece, as the `tokenizers` library runs a BERT tokenizer:
  *   1. added special tokens ("[SEP]", ...) found verbatim in the raw text are kept whole;
  *   2. the rest is normalised code point by code point from the probed tables (kept, dropped, a space,
  *      padded with spaces, or mapped to another sequence), each output remembering its source bytes;
@@ -21,7 +24,12 @@ typedef struct { uint32_t lo, hi, value; } range_t;
 typedef struct { uint32_t cp, offset, length; } map_t;
 typedef struct { const char *text; uint32_t length; int32_t id; } added_t;
 
+typedef struct { uint64_t key; int32_t rank, merged; } merge_t; /* key: left id << 32 | right id; rank -1: empty */
+
 struct canao_tokenizer {
+    uint32_t kind; /* 1 WordPiece, 2 byte-level BPE */
+    merge_t *merges; uint32_t n_merge_slots;
+    int32_t byte_ids[256]; /* the vocabulary id of each byte's symbol, -1 if missing */
     uint8_t *blob; /* the file; strings below point into it or into `strings` */
     range_t *ranges; uint32_t n_ranges;
     map_t *maps; uint32_t n_maps;
@@ -87,48 +95,26 @@ static int read_ranges(reader_t *r, range_t **out, uint32_t *count) {
     return r->bad ? CANAO_TOK_EFORMAT : 0;
 }
 
-static int parse(canao_tokenizer *t, size_t size) {
-    reader_t r = {t->blob, t->blob + size, 0};
-    const uint8_t *magic = rd_bytes(&r, 4);
-    if (!magic || memcmp(magic, "CNTK", 4) != 0 || rd_u32(&r) != 1 || rd_u32(&r) != 1) return CANAO_TOK_EFORMAT;
-    int e = read_ranges(&r, &t->ranges, &t->n_ranges);
-    if (e) return e;
-    t->n_maps = rd_u32(&r);
-    if (!fits(&r, t->n_maps, 12)) return CANAO_TOK_EFORMAT;
-    t->maps = malloc(sizeof(map_t) * (t->n_maps ? t->n_maps : 1));
-    if (!t->maps) return CANAO_TOK_ENOMEM;
-    for (uint32_t i = 0; i < t->n_maps; i++) {
-        t->maps[i].cp = rd_u32(&r); t->maps[i].offset = rd_u32(&r); t->maps[i].length = rd_u32(&r);
-    }
-    t->pool_len = rd_u32(&r);
-    if (!fits(&r, t->pool_len, 4)) return CANAO_TOK_EFORMAT;
-    t->pool = malloc(sizeof(uint32_t) * (t->pool_len ? t->pool_len : 1));
-    if (!t->pool) return CANAO_TOK_ENOMEM;
-    for (uint32_t i = 0; i < t->pool_len; i++) t->pool[i] = rd_u32(&r);
-    for (uint32_t i = 0; i < t->n_maps; i++)
-        if ((uint64_t)t->maps[i].offset + t->maps[i].length > t->pool_len || (i && t->maps[i].cp <= t->maps[i - 1].cp))
-            return CANAO_TOK_EFORMAT;
-    if ((e = read_ranges(&r, &t->classes, &t->n_classes))) return e;
-
-    t->vocab_size = rd_u32(&r);
-    if (!fits(&r, t->vocab_size, 4) || t->vocab_size == 0 || t->vocab_size > (1u << 30)) return CANAO_TOK_EFORMAT;
+static int read_vocab(reader_t *r, canao_tokenizer *t) {
+    t->vocab_size = rd_u32(r);
+    if (!fits(r, t->vocab_size, 4) || t->vocab_size == 0 || t->vocab_size > (1u << 30)) return CANAO_TOK_EFORMAT;
     t->vocab = calloc(t->vocab_size, sizeof(char *));
     t->vocab_len = calloc(t->vocab_size, sizeof(uint32_t));
     if (!t->vocab || !t->vocab_len) return CANAO_TOK_ENOMEM;
-    const uint8_t *start = r.p;
+    const uint8_t *start = r->p;
     size_t total = 0;
     for (uint32_t i = 0; i < t->vocab_size; i++) { /* first pass: sizes */
-        uint32_t n = rd_u32(&r);
-        if (!rd_bytes(&r, n)) return CANAO_TOK_EFORMAT;
+        uint32_t n = rd_u32(r);
+        if (!rd_bytes(r, n)) return CANAO_TOK_EFORMAT;
         total += (size_t)n + 1;
     }
     t->strings = malloc(total ? total : 1);
     if (!t->strings) return CANAO_TOK_ENOMEM;
-    r.p = start;
+    r->p = start;
     char *w = t->strings;
     for (uint32_t i = 0; i < t->vocab_size; i++) {
-        uint32_t n = rd_u32(&r);
-        memcpy(w, rd_bytes(&r, n), n);
+        uint32_t n = rd_u32(r);
+        memcpy(w, rd_bytes(r, n), n);
         w[n] = '\0';
         t->vocab[i] = w; t->vocab_len[i] = n;
         w += n + 1;
@@ -150,31 +136,119 @@ static int parse(canao_tokenizer *t, size_t size) {
         }
         if (!dup) t->slots[s] = (int32_t)i;
     }
-    t->unk = (int32_t)rd_u32(&r);
-    t->max_chars = rd_u32(&r);
-    t->prefix_len = rd_u32(&r);
-    const uint8_t *prefix = rd_bytes(&r, t->prefix_len);
+    return r->bad ? CANAO_TOK_EFORMAT : 0;
+}
+
+static int read_added(reader_t *r, canao_tokenizer *t) {
+    t->n_added = rd_u32(r);
+    if (!fits(r, t->n_added, 8)) return CANAO_TOK_EFORMAT;
+    t->added = calloc(t->n_added ? t->n_added : 1, sizeof(added_t));
+    if (!t->added) return CANAO_TOK_ENOMEM;
+    for (uint32_t i = 0; i < t->n_added; i++) {
+        t->added[i].id = (int32_t)rd_u32(r);
+        t->added[i].length = rd_u32(r);
+        t->added[i].text = (const char *)rd_bytes(r, t->added[i].length);
+        if (!t->added[i].text || t->added[i].length == 0 || (uint32_t)t->added[i].id >= t->vocab_size)
+            return CANAO_TOK_EFORMAT;
+    }
+    return 0;
+}
+
+static uint64_t mix64(uint64_t x) {
+    x ^= x >> 33; x *= 0xff51afd7ed558ccdull; x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ull; x ^= x >> 33;
+    return x;
+}
+
+static const merge_t *find_merge(const canao_tokenizer *t, int32_t left, int32_t right) {
+    uint64_t key = (uint64_t)(uint32_t)left << 32 | (uint32_t)right, mask = t->n_merge_slots - 1;
+    for (uint64_t i = mix64(key) & mask;; i = (i + 1) & mask) {
+        if (t->merges[i].rank < 0) return NULL;
+        if (t->merges[i].key == key) return &t->merges[i];
+    }
+}
+
+/* GPT-2's reversible map from bytes to printable code points (the symbols byte-level vocabularies use). */
+static uint32_t byte_symbol(int b) {
+    if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255)) return (uint32_t)b;
+    int n = 0;
+    for (int x = 0; x < b; x++)
+        if (!((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || (x >= 174 && x <= 255))) n++;
+    return 256u + (uint32_t)n;
+}
+
+static size_t utf8_put(uint32_t cp, char *out);
+
+static int parse_bpe(reader_t *r, canao_tokenizer *t) {
+    int e = read_ranges(r, &t->classes, &t->n_classes);
+    if (e || (e = read_vocab(r, t))) return e;
+    uint32_t n = rd_u32(r);
+    if (!fits(r, n, 12) || n > (1u << 28)) return CANAO_TOK_EFORMAT;
+    t->n_merge_slots = 1;
+    while (t->n_merge_slots < 2 * n + 2) t->n_merge_slots <<= 1;
+    t->merges = malloc(sizeof(merge_t) * t->n_merge_slots);
+    if (!t->merges) return CANAO_TOK_ENOMEM;
+    for (uint32_t i = 0; i < t->n_merge_slots; i++) t->merges[i].rank = -1;
+    for (uint32_t rank = 0; rank < n; rank++) {
+        uint32_t a = rd_u32(r), b = rd_u32(r), m = rd_u32(r);
+        if (r->bad || a >= t->vocab_size || b >= t->vocab_size || m >= t->vocab_size) return CANAO_TOK_EFORMAT;
+        uint64_t key = (uint64_t)a << 32 | b, mask = t->n_merge_slots - 1, i = mix64(key) & mask;
+        while (t->merges[i].rank >= 0 && t->merges[i].key != key) i = (i + 1) & mask;
+        if (t->merges[i].rank < 0) t->merges[i] = (merge_t){key, (int32_t)rank, (int32_t)m}; /* first rank wins */
+    }
+    for (int b = 0; b < 256; b++) {
+        char sym[4];
+        size_t len = utf8_put(byte_symbol(b), sym);
+        t->byte_ids[b] = vocab_find(t, sym, len);
+    }
+    if ((e = read_added(r, t))) return e;
+    t->unk = -1; t->cls = -1; t->sep = -1;
+    return r->bad ? CANAO_TOK_EFORMAT : 0;
+}
+
+static int parse_wordpiece(reader_t *r, canao_tokenizer *t) {
+    int e = read_ranges(r, &t->ranges, &t->n_ranges);
+    if (e) return e;
+    t->n_maps = rd_u32(r);
+    if (!fits(r, t->n_maps, 12)) return CANAO_TOK_EFORMAT;
+    t->maps = malloc(sizeof(map_t) * (t->n_maps ? t->n_maps : 1));
+    if (!t->maps) return CANAO_TOK_ENOMEM;
+    for (uint32_t i = 0; i < t->n_maps; i++) {
+        t->maps[i].cp = rd_u32(r); t->maps[i].offset = rd_u32(r); t->maps[i].length = rd_u32(r);
+    }
+    t->pool_len = rd_u32(r);
+    if (!fits(r, t->pool_len, 4)) return CANAO_TOK_EFORMAT;
+    t->pool = malloc(sizeof(uint32_t) * (t->pool_len ? t->pool_len : 1));
+    if (!t->pool) return CANAO_TOK_ENOMEM;
+    for (uint32_t i = 0; i < t->pool_len; i++) t->pool[i] = rd_u32(r);
+    for (uint32_t i = 0; i < t->n_maps; i++)
+        if ((uint64_t)t->maps[i].offset + t->maps[i].length > t->pool_len || (i && t->maps[i].cp <= t->maps[i - 1].cp))
+            return CANAO_TOK_EFORMAT;
+    if ((e = read_ranges(r, &t->classes, &t->n_classes)) || (e = read_vocab(r, t))) return e;
+    t->unk = (int32_t)rd_u32(r);
+    t->max_chars = rd_u32(r);
+    t->prefix_len = rd_u32(r);
+    const uint8_t *prefix = rd_bytes(r, t->prefix_len);
     if (!prefix || (uint32_t)t->unk >= t->vocab_size) return CANAO_TOK_EFORMAT;
     t->prefix = malloc(t->prefix_len + 1);
     if (!t->prefix) return CANAO_TOK_ENOMEM;
     memcpy(t->prefix, prefix, t->prefix_len);
     t->prefix[t->prefix_len] = '\0';
-    t->n_added = rd_u32(&r);
-    if (!fits(&r, t->n_added, 8)) return CANAO_TOK_EFORMAT;
-    t->added = calloc(t->n_added ? t->n_added : 1, sizeof(added_t));
-    if (!t->added) return CANAO_TOK_ENOMEM;
-    for (uint32_t i = 0; i < t->n_added; i++) {
-        t->added[i].id = (int32_t)rd_u32(&r);
-        t->added[i].length = rd_u32(&r);
-        t->added[i].text = (const char *)rd_bytes(&r, t->added[i].length);
-        if (!t->added[i].text || t->added[i].length == 0 || (uint32_t)t->added[i].id >= t->vocab_size)
-            return CANAO_TOK_EFORMAT;
-    }
-    uint32_t cls = rd_u32(&r), sep = rd_u32(&r);
-    if (r.bad) return CANAO_TOK_EFORMAT;
+    if ((e = read_added(r, t))) return e;
+    uint32_t cls = rd_u32(r), sep = rd_u32(r);
+    if (r->bad) return CANAO_TOK_EFORMAT;
     t->cls = cls < t->vocab_size ? (int32_t)cls : -1;
     t->sep = sep < t->vocab_size ? (int32_t)sep : -1;
     return 0;
+}
+
+static int parse(canao_tokenizer *t, size_t size) {
+    reader_t r = {t->blob, t->blob + size, 0};
+    const uint8_t *magic = rd_bytes(&r, 4);
+    if (!magic || memcmp(magic, "CNTK", 4) != 0 || rd_u32(&r) != 1) return CANAO_TOK_EFORMAT;
+    t->kind = rd_u32(&r);
+    if (t->kind == 1) return parse_wordpiece(&r, t);
+    if (t->kind == 2) return parse_bpe(&r, t);
+    return CANAO_TOK_EFORMAT;
 }
 
 int canao_tok_load_buffer(const void *data, size_t size, canao_tokenizer **out) {
@@ -211,7 +285,7 @@ int canao_tok_load(const char *path, canao_tokenizer **out) {
 void canao_tok_free(canao_tokenizer *t) {
     if (!t) return;
     free(t->ranges); free(t->maps); free(t->pool); free(t->classes); free(t->vocab); free(t->vocab_len);
-    free(t->strings); free(t->slots); free(t->prefix); free(t->added); free(t->blob);
+    free(t->strings); free(t->slots); free(t->prefix); free(t->added); free(t->merges); free(t->blob);
     free(t);
 }
 
@@ -391,6 +465,103 @@ static int encode_segment(const canao_tokenizer *t, const uint8_t *raw, size_t f
     return 0;
 }
 
+enum { BPE_OTHER = 0, BPE_LETTER = 1, BPE_NUMBER = 2, BPE_SPACE = 3 };
+
+typedef struct { int32_t id, start, end; } sym_t;
+
+/* BPE of one pre-token raw[from, to): byte symbols merged pair by pair, lowest rank first. */
+static int bpe_piece(const canao_tokenizer *t, const uint8_t *raw, size_t from, size_t to, sym_t **buf,
+                     size_t *cap, sink_t *o) {
+    size_t n = 0;
+    if (to - from > *cap) {
+        sym_t *bigger = realloc(*buf, (to - from) * sizeof(sym_t));
+        if (!bigger) return CANAO_TOK_ENOMEM;
+        *buf = bigger; *cap = to - from;
+    }
+    sym_t *w = *buf;
+    for (size_t i = from; i < to; i++) {
+        int32_t id = t->byte_ids[raw[i]];
+        if (id >= 0) w[n++] = (sym_t){id, (int32_t)i, (int32_t)(i + 1)}; /* a byte with no symbol is dropped */
+    }
+    for (;;) {
+        int32_t best = -1, merged = -1;
+        for (size_t k = 0; k + 1 < n; k++) {
+            const merge_t *m = find_merge(t, w[k].id, w[k + 1].id);
+            if (m && (best < 0 || m->rank < best)) { best = m->rank; merged = m->merged; }
+        }
+        if (best < 0) break;
+        int32_t left = -1, right = -1;
+        for (size_t k = 0; k + 1 < n; k++) {
+            const merge_t *m = find_merge(t, w[k].id, w[k + 1].id);
+            if (m && m->rank == best) { left = w[k].id; right = w[k + 1].id; break; }
+        }
+        size_t out = 0;
+        for (size_t k = 0; k < n; k++) { /* every occurrence of the pair, left to right */
+            if (k + 1 < n && w[k].id == left && w[k + 1].id == right) {
+                w[out++] = (sym_t){merged, w[k].start, w[k + 1].end};
+                k++;
+            } else {
+                w[out++] = w[k];
+            }
+        }
+        n = out;
+    }
+    for (size_t k = 0; k < n; k++) emit(o, w[k].id, w[k].start, w[k].end);
+    return 0;
+}
+
+static uint32_t bpe_class(const canao_tokenizer *t, uint32_t cp) {
+    const range_t *c = find_range(t->classes, t->n_classes, cp);
+    return c ? c->value : BPE_OTHER;
+}
+
+static int is_contraction(const uint32_t *cp, size_t i, size_t n) {
+    if (cp[i] != '\'' || i + 1 >= n) return 0;
+    uint32_t a = cp[i + 1], b = i + 2 < n ? cp[i + 2] : 0;
+    if (a == 's' || a == 't' || a == 'm' || a == 'd') return 2;
+    if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return 3;
+    return 0;
+}
+
+/* The GPT-2 pre-tokenizer regex over code points, then BPE of each piece's bytes. */
+static int encode_segment_bpe(const canao_tokenizer *t, const uint8_t *raw, size_t from, size_t to, sink_t *o) {
+    size_t n = 0, i = from, cap = to - from + 1;
+    uint32_t *cp = malloc(sizeof(uint32_t) * cap), *cls = malloc(sizeof(uint32_t) * cap);
+    size_t *at = malloc(sizeof(size_t) * cap);
+    sym_t *syms = NULL;
+    size_t sym_cap = 0;
+    int e = (!cp || !cls || !at) ? CANAO_TOK_ENOMEM : 0;
+    while (!e && i < to) {
+        at[n] = i;
+        if (utf8_next(raw, to, &i, &cp[n])) { e = CANAO_TOK_EUTF8; break; }
+        cls[n] = cp[n] == ' ' ? BPE_SPACE : bpe_class(t, cp[n]);
+        n++;
+    }
+    if (!e) at[n] = to;
+    for (size_t k = 0; !e && k < n;) {
+        size_t end, c = (size_t)is_contraction(cp, k, n);
+        if (c) {
+            end = k + c;
+        } else {
+            uint32_t kind = cls[k];
+            size_t j = k;
+            if (cp[k] == ' ' && k + 1 < n && cls[k + 1] != BPE_SPACE) { kind = cls[k + 1]; j = k + 1; }
+            if (kind != BPE_SPACE) {
+                while (j < n && cls[j] == kind) j++;
+                end = j;
+            } else { /* \s+(?!\S) leaves the last space of a run before text to that text; else \s+ */
+                size_t r = k;
+                while (r < n && cls[r] == BPE_SPACE) r++;
+                end = (r == n || r - k == 1) ? r : r - 1;
+            }
+        }
+        e = bpe_piece(t, raw, at[k], at[end], &syms, &sym_cap, o);
+        k = end;
+    }
+    free(cp); free(cls); free(at); free(syms);
+    return e;
+}
+
 int canao_tok_encode(const canao_tokenizer *t, const char *text, size_t len, int32_t *ids, int32_t *starts,
                      int32_t *ends, int capacity, int *needed) {
     if (!t || (!text && len) || capacity < 0 || (!ids && capacity > 0) || len > (size_t)INT32_MAX)
@@ -410,7 +581,7 @@ int canao_tok_encode(const canao_tokenizer *t, const char *text, size_t len, int
             }
         }
         if (id >= 0 || i == len) {
-            e = encode_segment(t, raw, from, i, &buf, &cap, &o);
+            e = t->kind == 2 ? encode_segment_bpe(t, raw, from, i, &o) : encode_segment(t, raw, from, i, &buf, &cap, &o);
             if (!e && id >= 0) emit(&o, id, (int32_t)i, (int32_t)(i + best));
             i += best ? best : 1;
             from = i;

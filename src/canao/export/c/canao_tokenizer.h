@@ -1,5 +1,5 @@
-/* canao's C tokenizer: WordPiece (BERT, cased or uncased) from a tokenizer.bin written by
- * canao.export.tokenizer_data, equal in ids to the `tokenizers` library. Dependency-free C99.
+/* canao's C tokenizer: WordPiece (BERT, cased or uncased) and byte-level BPE (GPT-2) from a tokenizer.bin
+ * written by canao.export.tokenizer_data, equal in ids to the `tokenizers` library. Dependency-free C99.
  *
  * Every function returns 0 or a negative CANAO_TOK_E* code and never aborts; canao_tok_error()
  * names a code. Offsets are byte offsets into the caller's UTF-8 text.
@@ -32,7 +32,8 @@ int canao_tok_load_buffer(const void *data, size_t size, canao_tokenizer **out);
 void canao_tok_free(canao_tokenizer *tok);
 const char *canao_tok_error(int code);
 
-/* Token ids of `text` (no [CLS]/[SEP]) with byte offsets [starts[i], ends[i]) into the text. `starts`
+/* Token ids of `text` (no [CLS]/[SEP]) with byte offsets [starts[i], ends[i]) into the text (for
+ * byte-level BPE a token may end inside a multi-byte character). `starts`
  * and `ends` may be NULL. Returns the number of tokens, or a negative code; with CANAO_TOK_ECAPACITY,
  * *needed holds the count that would have fitted (if `needed` is not NULL). */
 int canao_tok_encode(const canao_tokenizer *tok, const char *text, size_t len, int32_t *ids, int32_t *starts,
