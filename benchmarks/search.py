@@ -260,6 +260,7 @@ def main() -> None:
     parser.add_argument("--stages", default="supernet,search,flops,kendall")
     parser.add_argument("--evaluations", type=int, default=200)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--controllers", default=",".join(CONTROLLERS), help="comma-separated subset to run")
     parser.add_argument(
         "--held-out", type=int, default=None, help="score members on the first N dev sentences (default: all 872)"
     )
@@ -284,7 +285,7 @@ def main() -> None:
     if "supernet" in stages:
         _record(args.results, {"stage": "supernet", "wall_s": bench.supernet()})
     if "search" in stages:
-        for controller in CONTROLLERS:
+        for controller in args.controllers.split(","):
             runs = [bench.search(controller, seed) for seed in range(args.seeds)]
             accuracies = [r.get("accuracy", float("nan")) for r in runs]
             _record(
