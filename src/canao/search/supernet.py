@@ -4,7 +4,7 @@ The supernet is the task-fine-tuned teacher itself (every member of the
 default space is a leading slice of it: canao.models.elastic). Each
 optimizer step samples sub-networks by the sandwich rule of BigNAS/OFA —
 the largest member, the smallest member and `random_subnets` uniformly drawn
-ones — and accumulates, over them, the distillation loss against the frozen
+ones — and accumulates (sums), over them, the distillation loss against the frozen
 teacher's logits (soft cross-entropy at `temperature`, plus `hard_weight`
 times the task loss on the labels). The sub-networks read the supernet's
 weights through differentiable slices (torch.func.functional_call), so every
@@ -106,7 +106,7 @@ class SandwichLoss:
                 template, sliced, (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
             )
             total = total + self._distillation(outputs, target, batch)
-        return total / len(members)
+        return total  # summed, as BigNAS accumulates: a mean would give each member 1/n of the step size
 
     def _distillation(self, outputs: Any, target: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         t = self.config.temperature
