@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -9,14 +10,14 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 import httpx
 import pytest
 import torch
 
 from canao.apps.server.pool import ModelPool, PoolSettings
-from canao.compiler.artifact import load_artifact, write_artifact
+from canao.compiler.artifact import write_artifact
 from canao.models import build_model
 from canao.models.teacher import teacher_dir
 from canao.models.tokenizer import load_tokenizer
@@ -64,13 +65,32 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(create_app(pools, **options), host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 30
         while not self.server.started:
             if time.monotonic() > deadline or not self.thread.is_alive():
                 raise RuntimeError("the test server did not start")
             time.sleep(0.02)
+
+    async def _serve(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        await self.server.serve()
+
+    def hold(self, model: str) -> threading.Event:
+        """Occupy `model`'s only instance as an admitted request would, until the returned event is set."""
+        held, release = threading.Event(), threading.Event()
+
+        async def occupy() -> None:
+            async with self.pools[model].instance():
+                held.set()
+                await asyncio.get_running_loop().run_in_executor(None, release.wait, 60)
+
+        assert self.loop is not None
+        asyncio.run_coroutine_threadsafe(occupy(), self.loop)
+        assert held.wait(30), "could not occupy the instance"
+        return release
 
     def client(self, **kw) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=60, **kw)
@@ -94,11 +114,8 @@ def cls_path(tmp_path_factory) -> Path:
 
 
 def make_pools(settings: PoolSettings, qa_path: Path, cls_path: Path, lm_art) -> dict[str, ModelPool]:
-    return {
-        "qa": ModelPool("qa", [load_artifact(qa_path) for _ in range(settings.instances)], settings),
-        "cls": ModelPool("cls", [load_artifact(cls_path) for _ in range(settings.instances)], settings),
-        "lm": ModelPool("lm", [load_artifact(lm_art.path) for _ in range(settings.instances)], settings),
-    }
+    paths = {"qa": qa_path, "cls": cls_path, "lm": lm_art.path}
+    return {name: ModelPool.load(name, path, settings) for name, path in paths.items()}
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ problem, the queue bound turns requests away with 429 + Retry-After, and metrics
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 
@@ -112,24 +111,10 @@ def test_full_queue_gets_429_with_retry_after_and_metrics_count_it(qa_path, cls_
     )
     try:
         with server.client() as c:
-            started, release = threading.Event(), threading.Event()
-
-            def hold() -> None:  # a long stream holds the only instance
-                with server.client() as c2:
-                    body = {"prompt": "A", "max_new_tokens": 250, "stream": True}
-                    with c2.stream("POST", "/v1/generate", json=body) as r:
-                        for line in r.iter_lines():
-                            if line.startswith("event: token"):
-                                started.set()
-                                release.wait(30)
-
-            worker = threading.Thread(target=hold)
-            worker.start()
-            assert started.wait(30)
+            release = server.hold("lm")  # deterministic: the only instance is busy, the queue holds 0
             turned_away = c.post("/v1/generate", json={"prompt": "B", "max_new_tokens": 2})
             other_model = c.post("/v1/classify", json={"text": "fine"})  # other models keep serving
             release.set()
-            worker.join(60)
             assert turned_away.status_code == 429 and int(turned_away.headers["retry-after"]) >= 1
             assert other_model.status_code == 200
             metrics = c.get("/metrics").text
@@ -146,18 +131,10 @@ def test_waiting_too_long_is_503_and_running_too_long_stops_generation(qa_path, 
     server = LiveServer(make_pools(settings, qa_path, cls_path, lm_art), request_timeout_s=0.5)
     try:
         with server.client() as c:
-            results = {}
-
-            def long_run() -> None:
-                with server.client() as c2:
-                    results["long"] = c2.post("/v1/generate", json={"prompt": "A", "max_new_tokens": 1000})
-
-            worker = threading.Thread(target=long_run)
-            worker.start()
-            while not server.pools["lm"].running:
-                pass
-            waited = c.post("/v1/generate", json={"prompt": "B", "max_new_tokens": 2})
-            worker.join(60)
+            release = server.hold("lm")
+            waited = c.post("/v1/generate", json={"prompt": "B", "max_new_tokens": 2})  # admitted, waits 0.3 s
+            release.set()
+            results = {"long": c.post("/v1/generate", json={"prompt": "A", "max_new_tokens": 1000})}
         assert waited.status_code == 503 and "busy" in waited.json()["detail"]
         stats = results["long"].json()["stats"]
         assert stats["stop_reason"] in ("timeout", "context_full") and stats["new_tokens"] < 1000
