@@ -31,12 +31,22 @@ def need_task(art: Artifact, task: str) -> None:
         raise AppError(f"this needs a `{task}` artifact, but {art.path} is `{art.model.task}`.")
 
 
-def encode_text(art: Artifact, text: str, pair: Optional[str] = None):  # -> tokenizers.Encoding
-    """Tokenise; text the tokenizer cannot take (e.g. lone surrogates from undecodable bytes) is a user error."""
+# What the tokenizers library raises for text it cannot take (e.g. lone surrogates from undecodable bytes).
+TOKENIZER_ERRORS = (TypeError, ValueError, UnicodeError)
+
+
+def untokenizable(err: Exception) -> AppError:
+    return AppError(f"the tokenizer cannot encode this text ({err}); pass valid UTF-8 text.")
+
+
+def encode_text(
+    art: Artifact, text: str, pair: Optional[str] = None, *, add_special_tokens: bool = True
+):  # -> tokenizers.Encoding
+    """Tokenise; text the tokenizer cannot take is a user error."""
     try:
-        return art.tokenizer.encode(text, pair) if pair is not None else art.tokenizer.encode(text)
-    except (TypeError, ValueError, UnicodeError) as err:
-        raise AppError(f"the tokenizer cannot encode this text ({err}); pass valid UTF-8 text.") from err
+        return art.tokenizer.encode(text, pair, add_special_tokens=add_special_tokens)
+    except TOKENIZER_ERRORS as err:
+        raise untokenizable(err) from err
 
 
 def _ids(art: Artifact, text: str, pair: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:

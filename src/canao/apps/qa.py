@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from canao.apps.inference import AppError, need_task
+from canao.apps.inference import TOKENIZER_ERRORS, AppError, encode_text, need_task, untokenizable
 from canao.compiler.artifact import Artifact
 from canao.data.squad import QAExample, qa_features, span_candidates
 from canao.errors import DataError
@@ -103,15 +103,15 @@ def answer_questions(art: Artifact, questions: list[str], context: str, options:
     start = time.perf_counter()
     max_length = min(options.max_length, art.model.spec.max_positions)
     limit = max(1, min(options.max_question_tokens, max_length // 2))
-    clipped = [_clip_question(art.tokenizer, q, limit) for q in questions]
+    clipped = [_clip_question(art, q, limit) for q in questions]
     examples = [QAExample(str(i), q, context, (), -1) for i, (q, _) in enumerate(clipped)]
     stride = min(options.doc_stride, max_length // 2)
     try:
         features = qa_features(examples, art.tokenizer, max_length=max_length, doc_stride=stride)
     except DataError as err:
         raise AppError(f"{err} (a question must leave room for the context in a {max_length}-token window).") from None
-    except (TypeError, ValueError, UnicodeError) as err:
-        raise AppError(f"the tokenizer cannot encode this text ({err}); pass valid UTF-8 text.") from err
+    except TOKENIZER_ERRORS as err:
+        raise untokenizable(err) from err
     timings.tokenize_ms = (time.perf_counter() - start) * 1e3
     timings.windows = len(features)
 
@@ -135,12 +135,9 @@ def answer_questions(art: Artifact, questions: list[str], context: str, options:
     return QAResult(answers, timings, [i for i, (_, cut) in enumerate(clipped) if cut])
 
 
-def _clip_question(tokenizer, question: str, limit: int) -> tuple[str, bool]:
+def _clip_question(art: Artifact, question: str, limit: int) -> tuple[str, bool]:
     """The question cut after its `limit`-th token (the rest could not leave room for the context)."""
-    try:
-        enc = tokenizer.encode(question, add_special_tokens=False)
-    except (TypeError, ValueError, UnicodeError) as err:
-        raise AppError(f"the tokenizer cannot encode this text ({err}); pass valid UTF-8 text.") from err
+    enc = encode_text(art, question, add_special_tokens=False)
     if len(enc.ids) <= limit:
         return question, False
     return question[: enc.offsets[limit - 1][1]], True

@@ -21,7 +21,7 @@ import json
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -33,7 +33,7 @@ from canao.models.heads import build_model
 from canao.models.hf import save_pretrained
 from canao.train.finetune import FinetuneConfig, Progress, TrainResult, load_for_task, run_training
 from canao.train.losses import attention_kl, hidden_mse, soft_logit_loss, value_relation_kl
-from canao.train.tasks import MODEL_TASK, get_task
+from canao.train.tasks import MODEL_TASK, TaskData, get_task
 
 log = logging.getLogger(__name__)
 
@@ -165,34 +165,8 @@ def distill(
     """Distill `spec` from the task-fine-tuned teacher; the student is saved in the HF layout.
 
     With `intermediate_epochs`, two stages run (each resumable on its own): intermediate layers only into
-    <out>/intermediate, then the prediction layer only into <out>, starting from the first stage's student."""
-    if not config.intermediate_epochs:
-        return _distill_stage(config, teacher_dir, spec, train_path, eval_path, progress)
-    out = Path(config.train.output_dir)
-    first = replace(
-        config,
-        train=replace(config.train, output_dir=out / "intermediate", epochs=config.intermediate_epochs),
-        hard_weight=0.0,
-        logit_weight=0.0,
-        intermediate_epochs=0.0,
-    )
-    if not (out / "intermediate" / "model" / "config.json").exists():
-        _distill_stage(first, teacher_dir, spec, train_path, None, progress)
-    second = replace(config, hidden_weight=0.0, attention_weight=0.0, value_weight=0.0, intermediate_epochs=0.0)
-    return _distill_stage(
-        second, teacher_dir, spec, train_path, eval_path, progress, start_from=out / "intermediate" / "model"
-    )
-
-
-def _distill_stage(
-    config: DistillConfig,
-    teacher_dir: Path,
-    spec: ArchSpec,
-    train_path: Path,
-    eval_path: Optional[Path],
-    progress: Optional[Progress],
-    start_from: Optional[Path] = None,
-) -> TrainResult:
+    <out>/intermediate, then the prediction layer only into <out>, starting from the first stage's student.
+    The teacher and the data are loaded once for both."""
     cfg = config.train
     task = get_task(cfg.task)
     teacher = load_for_task(teacher_dir, cfg.task)
@@ -204,6 +178,37 @@ def _distill_stage(
             f"{teacher.spec.vocab_size}; they share the tokenizer."
         )
     teacher.model.eval()
+    kwargs = {"max_length": cfg.max_length, "doc_stride": cfg.doc_stride}
+    train = task.load(train_path, teacher.tokenizer, **kwargs)
+    dev = task.load(eval_path, teacher.tokenizer, **kwargs) if eval_path else None
+    if not config.intermediate_epochs:
+        return _distill_stage(config, teacher, spec, train, dev, progress)
+    out = Path(cfg.output_dir)
+    first = replace(
+        config,
+        train=replace(cfg, output_dir=out / "intermediate", epochs=config.intermediate_epochs),
+        hard_weight=0.0,
+        logit_weight=0.0,
+        intermediate_epochs=0.0,
+    )
+    if not (out / "intermediate" / "model" / "config.json").exists():
+        _distill_stage(first, teacher, spec, train, None, progress)
+    second = replace(config, hidden_weight=0.0, attention_weight=0.0, value_weight=0.0, intermediate_epochs=0.0)
+    return _distill_stage(second, teacher, spec, train, dev, progress, start_from=out / "intermediate" / "model")
+
+
+def _distill_stage(
+    config: DistillConfig,
+    teacher: Any,
+    spec: ArchSpec,
+    train: TaskData,
+    dev: Optional[TaskData],
+    progress: Optional[Progress],
+    start_from: Optional[Path] = None,
+) -> TrainResult:
+    """One run of the training loop: the student (sliced, or from `start_from`) distilled from `teacher`."""
+    cfg = config.train
+    task = get_task(cfg.task)
     num_labels = getattr(getattr(teacher.model, "classifier", None), "out_features", 2)
     torch.manual_seed(cfg.seed)
     if start_from is not None:
@@ -211,9 +216,6 @@ def _distill_stage(
     else:
         student, origin = initial_student(teacher.model, teacher.spec, spec, cfg.task, num_labels, cfg.dropout)
     criterion = DistillationLoss(config, spec, teacher.spec, cfg.task)
-    kwargs = {"max_length": cfg.max_length, "doc_stride": cfg.doc_stride}
-    train = task.load(train_path, teacher.tokenizer, **kwargs)
-    dev = task.load(eval_path, teacher.tokenizer, **kwargs) if eval_path else None
 
     def loss_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
         with torch.no_grad():

@@ -484,17 +484,14 @@ static int bpe_piece(const canao_tokenizer *t, const uint8_t *raw, size_t from, 
         if (id >= 0) w[n++] = (sym_t){id, (int32_t)i, (int32_t)(i + 1)}; /* a byte with no symbol is dropped */
     }
     for (;;) {
-        int32_t best = -1, merged = -1;
+        int32_t best = -1, merged = -1, left = -1, right = -1;
         for (size_t k = 0; k + 1 < n; k++) {
             const merge_t *m = find_merge(t, w[k].id, w[k + 1].id);
-            if (m && (best < 0 || m->rank < best)) { best = m->rank; merged = m->merged; }
+            if (m && (best < 0 || m->rank < best)) {
+                best = m->rank; merged = m->merged; left = w[k].id; right = w[k + 1].id;
+            }
         }
         if (best < 0) break;
-        int32_t left = -1, right = -1;
-        for (size_t k = 0; k + 1 < n; k++) {
-            const merge_t *m = find_merge(t, w[k].id, w[k + 1].id);
-            if (m && m->rank == best) { left = w[k].id; right = w[k + 1].id; break; }
-        }
         size_t out = 0;
         for (size_t k = 0; k < n; k++) { /* every occurrence of the pair, left to right */
             if (k + 1 < n && w[k].id == left && w[k + 1].id == right) {
