@@ -76,6 +76,7 @@ class Bench:
         return self.measure_model(candidate.spec, self.executor, candidate.seq_len, reps=30).median_ms
 
     def supernet(self) -> float:
+        from canao.search.run import SUPERNET_LENGTH_BUCKETS
         from canao.search.supernet import SupernetConfig, train_supernet
         from canao.train.finetune import FinetuneConfig
 
@@ -86,15 +87,18 @@ class Bench:
                 self.args.work / "supernet",
                 epochs=self.args.supernet_epochs,
                 batch_size=32,
-                lr=5e-5,
+                lr=self.args.supernet_lr,
                 max_length=128,
+                length_buckets=SUPERNET_LENGTH_BUCKETS,
             )
+            focus = self.args.supernet_focus * self.budget if self.args.supernet_focus > 0 else None
             train_supernet(
-                SupernetConfig(config),
+                SupernetConfig(config, focus_ms=focus),
                 self.space,
                 self.args.teacher,
                 SHARED / "glue/SST-2/train.tsv",
                 progress=lambda s, t, loss: _log(s, t, loss),
+                latency=lambda spec: self.latency(Candidate(spec)),
             )
         return time.perf_counter() - start
 
@@ -265,6 +269,10 @@ def main() -> None:
         "--held-out", type=int, default=None, help="score members on the first N dev sentences (default: all 872)"
     )
     parser.add_argument("--supernet-epochs", type=float, default=1.0)
+    parser.add_argument("--supernet-lr", type=float, default=2e-4)
+    parser.add_argument(
+        "--supernet-focus", type=float, default=1.5, help="random members within this multiple of the budget (0: all)"
+    )
     parser.add_argument("--kendall-members", type=int, default=6)
     parser.add_argument("--distill-steps", type=int, default=600)
     parser.add_argument(

@@ -34,6 +34,7 @@ from canao.search.trials import Trial
 from canao.storage import write_json_atomically
 
 log = logging.getLogger(__name__)
+SUPERNET_LENGTH_BUCKETS = 50  # batches of similar length: padding nearly vanishes (train/finetune.py)
 StageProgress = Callable[[str, int, int, Optional[float]], None]  # (stage, done, total, loss or best reward)
 
 
@@ -56,6 +57,10 @@ class SearchRunConfig:
     supernet_epochs: float = 1.0
     supernet_steps: Optional[int] = None
     supernet_batch_size: int = 32
+    supernet_lr: float = 2e-4
+    # Random members of the supernet's sandwich are drawn among those predicted within this multiple of the
+    # budget (budget-aware sampling, search/supernet.py); 0: uniformly over the whole space.
+    supernet_focus: float = 1.5
     max_length: int = 128
     eval_examples: Optional[int] = None  # score members on the first N dev examples (None: all)
     measure_front: bool = True  # compile and time the front's members here (when the profile is of this machine)
@@ -128,17 +133,20 @@ def search_run(config: SearchRunConfig, progress: Optional[StageProgress] = None
             supernet_dir,
             epochs=config.supernet_epochs,
             batch_size=config.supernet_batch_size,
-            lr=5e-5,
+            lr=config.supernet_lr,
             max_length=config.max_length,
             max_steps=config.supernet_steps,
             seed=config.seed,
+            length_buckets=SUPERNET_LENGTH_BUCKETS,
         )
+        focus = config.supernet_focus * config.latency_ms if config.supernet_focus > 0 else None
         train_supernet(
-            SupernetConfig(train),
+            SupernetConfig(train, focus_ms=focus),
             space,
             config.teacher,
             config.train,
             progress=lambda s, t, loss: progress("supernet", s, t, loss) if progress else None,
+            latency=lambda spec: min(latency(Candidate(spec, p, t)) for p in space.precisions for t in space.seq_lens),
         )
     evaluate = _evaluator(config, supernet_dir)
 

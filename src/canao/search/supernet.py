@@ -29,7 +29,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
@@ -41,7 +41,7 @@ from canao.models.heads import backbone_of, build_model
 from canao.models.hf import load_pretrained, save_pretrained
 from canao.search.candidates import CandidateSpace
 from canao.train.finetune import FinetuneConfig, Progress, TrainResult, load_for_task, run_training
-from canao.train.losses import soft_logit_loss
+from canao.train.losses import hidden_mse, soft_logit_loss
 from canao.train.tasks import MODEL_TASK, TaskData, get_task
 
 log = logging.getLogger(__name__)
@@ -53,21 +53,85 @@ class SupernetConfig:
     random_subnets: int = 2  # n of the sandwich rule: largest + smallest + n random members per step
     temperature: float = 2.0
     hard_weight: float = 0.5  # weight of the label loss beside the distillation loss
+    # Budget-aware sampling: the random members are drawn among those predicted at <= focus_ms (None: all). The
+    # search only wants members near its budget, and under a tight budget uniform sampling spends most steps on
+    # deep members the search will reject, while the shallow ones it must rank barely train.
+    focus_ms: Optional[float] = None
+    # Weight of the MSE between each member's last hidden state (through a learned projection per hidden size)
+    # and the teacher's (encoders). Logits alone do not train shallow members: their [CLS] reaches a pooler
+    # tuned for the sixth layer, the logits come out nearly constant and barely move (measured: 2-4-layer
+    # members stayed at the majority class); DynaBERT and TinyBERT distil hidden states for the same reason.
+    hidden_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.random_subnets < 0 or self.temperature <= 0 or self.hard_weight < 0:
+        if self.random_subnets < 0 or self.temperature <= 0 or self.hard_weight < 0 or self.hidden_weight < 0:
             raise SpecError(
-                "need random_subnets >= 0, temperature > 0, hard_weight >= 0; got "
-                f"{self.random_subnets}, {self.temperature}, {self.hard_weight}."
+                "need random_subnets >= 0, temperature > 0, hard_weight >= 0, hidden_weight >= 0; got "
+                f"{self.random_subnets}, {self.temperature}, {self.hard_weight}, {self.hidden_weight}."
             )
+        if self.focus_ms is not None and not self.focus_ms > 0:
+            raise SpecError(f"`focus_ms` must be > 0 (or None for uniform sampling), but got {self.focus_ms}.")
+
+
+MemberLatency = Callable[[ArchSpec], float]  # predicted ms of a member (the search's latency model)
+FOCUS_TRIES = 200  # rejection-sampling draws per random member before falling back to the smallest
+
+
+class WithLastHidden(nn.Module):
+    """A task model whose forward returns (task outputs, last hidden state), so functional_call reaches both."""
+
+    def __init__(self, model: nn.Module, task: Any) -> None:
+        super().__init__()
+        self.model, self.task = model, task
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[Any, Optional[torch.Tensor]]:
+        model = self.model
+        encoder = getattr(model, "encoder", None)
+        if encoder is None:  # a decoder: the task's outputs only
+            return self.task.forward(model, batch), None
+        out = encoder(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        if hasattr(model, "classifier"):
+            return model.classifier(model.dropout(out.pooled)), out.last_hidden_state
+        logits = model.qa(out.last_hidden_state)
+        return (logits[..., 0], logits[..., 1]), out.last_hidden_state
+
+
+class HiddenProjections(nn.Module):
+    """One learned map per member hidden size onto the teacher's hidden size, initialised to the identity on the
+    leading dimensions (a member's hidden units are the teacher's leading ones)."""
+
+    def __init__(self, hidden_sizes: tuple[int, ...], teacher_hidden: int) -> None:
+        super().__init__()
+        self.maps = nn.ModuleDict()
+        for h in sorted(set(hidden_sizes)):
+            layer = nn.Linear(h, teacher_hidden)
+            with torch.no_grad():
+                layer.weight.zero_()
+                layer.weight[:h, :h] = torch.eye(h)
+                layer.bias.zero_()
+            self.maps[str(h)] = layer
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.maps[str(hidden.shape[-1])](hidden)
 
 
 class SandwichLoss:
-    """The loss of one batch: the sandwich of members, each distilled from the teacher's logits."""
+    """The loss of one batch: the sandwich of members, each distilled from the teacher's logits and last hidden
+    state."""
 
-    def __init__(self, supernet: nn.Module, teacher: nn.Module, space: CandidateSpace, config: SupernetConfig) -> None:
-        self.supernet, self.teacher, self.space, self.config = supernet, teacher, space, config
+    def __init__(
+        self,
+        supernet: nn.Module,
+        teacher: nn.Module,
+        space: CandidateSpace,
+        config: SupernetConfig,
+        latency: Optional[MemberLatency] = None,
+    ) -> None:
+        if config.focus_ms is not None and latency is None:
+            raise SpecError("budget-aware sampling (focus_ms) needs the latency model of the members.")
+        self.supernet, self.teacher, self.space, self.config, self.latency = supernet, teacher, space, config, latency
         self.big = backbone_of(supernet).spec
+        self.projections = HiddenProjections(space.arch.hidden_choices, backbone_of(teacher).spec.hidden)
         self.task = get_task(config.train.task)
         self.model_task = MODEL_TASK[config.train.task]
         self.num_labels = getattr(getattr(supernet, "classifier", None), "out_features", 2)
@@ -75,37 +139,51 @@ class SandwichLoss:
 
     def members(self) -> list[ArchSpec]:
         """Largest, smallest and n random members, drawn from torch's RNG (reseeded per step by the loop)."""
-        arch = self.space.arch
+        smallest, largest = self.space.smallest().spec, self.space.arch.largest()
+        randoms = [self._random_member(smallest) for _ in range(self.config.random_subnets)]
+        if self.config.focus_ms is not None and self._predicted(largest) > self.config.focus_ms:
+            # The largest member pulls the shared leading layers back to feeding the teacher's later layers;
+            # measured, with it in every step the shallow members' [CLS] stays constant (majority class).
+            # Under a focus it is not a candidate, and the frozen teacher is the distillation target anyway.
+            return [smallest, *randoms]
+        return [largest, smallest, *randoms]
+
+    def _predicted(self, spec: ArchSpec) -> float:
+        return self.latency(spec) if self.latency is not None else 0.0
+
+    def _random_member(self, fallback: ArchSpec) -> ArchSpec:
+        """A uniform member, or with `focus_ms` a uniform one among those predicted within it (rejection sampling)."""
         counts = self.space.choice_counts()
-        randoms = []
-        for _ in range(self.config.random_subnets):
-            decisions = [int(torch.randint(0, c, ())) for c in counts]
-            randoms.append(self.space.decode(decisions).spec)
-        return [arch.largest(), self.space.smallest().spec, *randoms]
+        for _ in range(FOCUS_TRIES if self.config.focus_ms is not None else 1):
+            spec = self.space.decode([int(torch.randint(0, c, ())) for c in counts]).spec
+            if self.config.focus_ms is None or self._predicted(spec) <= self.config.focus_ms:
+                return spec
+        return fallback
 
     def _template(self, spec: ArchSpec) -> nn.Module:
         """A parameter-free (meta) module of `spec` that functional_call fills with sliced supernet weights."""
         key = spec.to_json()
         if key not in self.templates:
             with torch.device("meta"):
-                self.templates[key] = build_model(spec, self.model_task, num_labels=self.num_labels, dropout=0.1)
+                model = build_model(spec, self.model_task, num_labels=self.num_labels, dropout=0.1)
+            self.templates[key] = WithLastHidden(model, self.task)
         return self.templates[key]
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         with torch.no_grad():
             self.teacher.eval()
-            target = self.task.forward(self.teacher, batch)
+            target, target_hidden = WithLastHidden(self.teacher, self.task)(batch)
         params = dict(self.supernet.named_parameters())
-        members = self.members()
         total = torch.zeros(())
-        for spec in members:
+        for spec in self.members():
             template = self._template(spec)
             template.train(self.supernet.training)
-            sliced = slice_state_dict(params, self.big, spec)
-            outputs = torch.func.functional_call(
-                template, sliced, (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-            )
+            sliced = {f"model.{k}": v for k, v in slice_state_dict(params, self.big, spec).items()}
+            outputs, hidden = torch.func.functional_call(template, sliced, (batch,))
             total = total + self._distillation(outputs, target, batch)
+            if self.config.hidden_weight and hidden is not None and target_hidden is not None:
+                mask = batch["attention_mask"]
+                total = total + self.config.hidden_weight * hidden_mse(hidden, target_hidden, self.projections, mask)
         return total  # summed, as BigNAS accumulates: a mean would give each member 1/n of the step size
 
     def _distillation(self, outputs: Any, target: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -141,8 +219,11 @@ def train_supernet(
     teacher_dir: Path,
     train_path: Path,
     progress: Optional[Progress] = None,
+    latency: Optional[MemberLatency] = None,
 ) -> TrainResult:
-    """Train the supernet (initialised from the fine-tuned teacher) and save it to <run>/model (HF layout)."""
+    """Train the supernet (initialised from the fine-tuned teacher) and save it to <run>/model (HF layout).
+
+    `latency` (the members' predicted ms) is needed when `config.focus_ms` asks for budget-aware sampling."""
     task_name = config.train.task
     teacher = load_for_task(teacher_dir, task_name)
     check_space_fits(space, teacher.spec)
@@ -163,16 +244,18 @@ def train_supernet(
                 "random_subnets": config.random_subnets,
                 "temperature": config.temperature,
                 "hard_weight": config.hard_weight,
+                "focus_ms": config.focus_ms,
+                "hidden_weight": config.hidden_weight,
                 "teacher": str(teacher_dir),
             },
             indent=2,
         )
     )
-    loss = SandwichLoss(supernet, teacher.model, space, config)
+    loss = SandwichLoss(supernet, teacher.model, space, config, latency)
     result = run_training(
         config.train,
-        {"supernet": supernet},
-        list(supernet.named_parameters()),
+        {"supernet": supernet, "projections": loss.projections},
+        [*supernet.named_parameters(), *loss.projections.named_parameters()],
         loss,
         data,
         task.collate,
