@@ -825,6 +825,26 @@ def search(
     )
 
 
+@command("export")
+def export_cmd(
+    artifact: Path = typer.Argument(..., help="Artifact directory (from `canao compile`, `distill` or `optimize`)."),
+    target: str = typer.Option("linux-x86_64", help="linux-x86_64, linux-aarch64 or android-arm64."),
+    out: Path = typer.Option(Path("export"), help="Directory to write the C package to."),
+    prebuilt: bool = typer.Option(True, help="Build the libraries for the target when its compiler is here."),
+    force: bool = typer.Option(False, help="Move a directory canao did not write at --out aside (never deleted)."),
+) -> None:
+    """Export an artifact as a dependency-free C package (library, header, weights, tokenizer, Makefile)."""
+    from canao.export.package import export_artifact
+
+    result = export_artifact(artifact, target, out, prebuilt=prebuilt, force=force)
+    table = _table(f"exported {artifact} for {result.target} ({result.simd}) into {out}", ("file", "KB"))
+    for name, size in sorted(result.files.items()):
+        table.add_row(name, f"{size / 1024:.1f}")
+    console.print(table)
+    built = ", ".join(result.prebuilt) if result.prebuilt else f"none (no compiler for {result.target} here)"
+    console.print(f"prebuilt: {built}. Build it elsewhere with `make` in {out} (docs/deploy.md).")
+
+
 @command("train-lm")
 def train_lm(
     data: Optional[Path] = typer.Option(None, help="UTF-8 text corpus (default: bundled tinyshakespeare sample)."),

@@ -287,6 +287,28 @@ def _read_top(path: Path) -> tuple[ArchSpec, dict[str, Any]]:
     return spec, task
 
 
+@dataclass(frozen=True)
+class ArtifactSource:
+    """What an artifact compiles from, verified: its spec, task record, precision and unpacked weights."""
+
+    spec: ArchSpec
+    task: dict[str, Any]
+    precision: Precision
+    weights: dict[str, np.ndarray]
+
+    def lowered(self) -> Graph:
+        return lower_spec(self.spec, self.weights, self.task["task"])
+
+
+def read_artifact_source(path: Path | str) -> ArtifactSource:
+    """The artifact's spec, task and weights (checked against its manifest), to compile it for another target."""
+    path = Path(path)
+    if not path.is_dir():
+        raise RuntimeLoadError(f"{path}: artifact directory not found; create one with `canao compile`.")
+    spec, task = _read_top(path)
+    return ArtifactSource(spec, task, _precision_of(path, task), _read_model_weights(path))
+
+
 def _load_build(
     build_path: Path, spec: ArchSpec, task: Mapping[str, Any], precision: Precision, threads: int
 ) -> CompiledModel:
@@ -372,11 +394,13 @@ def _load_tokenizer(path: Path) -> Any:
 
 __all__ = [
     "Artifact",
+    "ArtifactSource",
     "BuildDamaged",
     "ExistingDirectoryError",
     "build_dir_name",
     "compile_into",
     "load_artifact",
+    "read_artifact_source",
     "retune_artifact",
     "verify_manifest",
     "write_artifact",

@@ -33,7 +33,7 @@ from canao.compiler.passes.pipeline import run_pipeline
 from canao.compiler.runtime import MAX_THREADS, CompiledModel, NativeLibrary
 from canao.compiler.toolchain import build_executable, build_shared_library
 from canao.compiler.tune import TuningDatabase, apply_tuning, tune_gemms
-from canao.device import SIMD_LEVELS, resolve_simd, simd_level
+from canao.device import SIMD_LEVELS, SimdError, resolve_simd, simd_level
 from canao.errors import SpecError
 
 OPTIONS_VERSION = 1
@@ -148,6 +148,22 @@ def build(lowered: Graph, options: BuildOptions = BuildOptions(), progress: Opti
         source, simd=options.simd, extra_flags=options.extra_flags, compiler=options.compiler
     )
     return Build(final, source, library, options, measured)
+
+
+def generate_for_target(lowered: Graph, options: BuildOptions) -> tuple[Graph, str]:
+    """Final graph and C source for `options.simd`, a level this CPU need not run (export, cross builds).
+
+    Where this CPU runs the level, the GEMM tiles are tuned as in `build`; elsewhere the level's default
+    tile height is used (the tuning database holds this CPU's timings only)."""
+    try:
+        resolved = options.resolved()
+    except SimdError:
+        level = simd_level(options.simd)
+        final = run_pipeline(lowered, nr=level.panel_width, precision=options.precision)
+        final = final.with_nodes(final.nodes, default_mr=level.default_mr)
+        return final, generate_c(final)
+    final, _ = optimize(lowered, resolved)
+    return final, generate_c(final)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,284 @@
+/* canao_api.c: the model handle over one generated model (canao_model.h). See canao_api.h.
+ *
+ * Build with the same SIMD flags as kernel.c and -DCANAO_SIMD='"avx2"' (or neon, scalar, avx512,
+ * avx512bf16): the weights' header must name the same level, since their panel width depends on it.
+ */
+#define _POSIX_C_SOURCE 200112L
+#include "canao_api.h"
+
+#include <float.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "canao_model.h"
+
+#ifndef CANAO_SIMD
+#define CANAO_SIMD "scalar"
+#endif
+
+#define HEADER_BYTES 64
+#define MAGIC "CANAOWB1"
+#define ERR_CAP 256
+
+struct canao_model {
+    float *weights;  /* 64-byte aligned */
+    float *arena;    /* 64-byte aligned */
+    float **caches;  /* decoder KV caches, one per canao_num_caches() */
+    int n_caches;
+    int32_t *types;  /* scratch: zero type ids and the additive mask for one sequence */
+    float *mask;
+    int past;        /* decoder: tokens in the context */
+    int last_T;      /* the last call's T and past, for output sizes (-1: no successful call yet) */
+    int last_past;
+    char error[ERR_CAP];
+};
+
+const char *canao_strerror(int code) {
+    switch (code) {
+    case CANAO_OK: return "ok";
+    case CANAO_EARG: return "invalid argument";
+    case CANAO_EIO: return "cannot read the weights file";
+    case CANAO_EFORMAT: return "not a canao weights file of this version, or truncated or damaged";
+    case CANAO_EMISMATCH: return "the weights belong to another model or SIMD level";
+    case CANAO_ENOMEM: return "out of memory";
+    case CANAO_ECPU: return "this CPU lacks the SIMD instructions the library was built for";
+    case CANAO_EINPUT: return "input out of range";
+    case CANAO_EKIND: return "wrong call for this kind of model (encoder or decoder)";
+    case CANAO_EFULL: return "the decoder's context is full";
+    default: return "unknown error";
+    }
+}
+
+static int fail(char *msg, size_t cap, int code, const char *fmt, ...) {
+    if (msg && cap) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, cap, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+static int model_fail(canao_model *m, int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m->error, sizeof m->error, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static void *aligned_floats(long n) {
+    void *p = NULL;
+    size_t bytes = ((size_t)(n > 0 ? n : 1) * sizeof(float) + 63) / 64 * 64;
+    if (posix_memalign(&p, 64, bytes) != 0) return NULL;
+    return p;
+}
+
+static uint32_t read_u32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t read_u64(const unsigned char *p) { return (uint64_t)read_u32(p) | (uint64_t)read_u32(p + 4) << 32; }
+
+/* The weights' checksum (canao.export.weights_file): sum over 32-bit words w_i of w_i * (2i + 1), mod 2^64. Any
+ * change of one word changes it (odd multipliers are invertible mod 2^64). */
+static uint64_t checksum(const unsigned char *data, uint64_t words) {
+    uint64_t sum = 0;
+    for (uint64_t i = 0; i < words; ++i) sum += (uint64_t)read_u32(data + 4 * i) * (2 * i + 1);
+    return sum;
+}
+
+static int cpu_ok(void) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+#if defined(__AVX512F__)
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw")) return 0;
+#endif
+#if defined(__AVX2__)
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
+#endif
+#endif
+    return 1;
+}
+
+static int check_header(const unsigned char *h, size_t size, char *msg, size_t cap) {
+    const uint16_t one = 1;
+    if (*(const unsigned char *)&one != 1) return fail(msg, cap, CANAO_EFORMAT, "big-endian CPUs are not supported");
+    if (size < HEADER_BYTES || memcmp(h, MAGIC, 8) != 0)
+        return fail(msg, cap, CANAO_EFORMAT, "not a canao weights file (no %s header)", MAGIC);
+    if (read_u32(h + 8) != HEADER_BYTES)
+        return fail(msg, cap, CANAO_EFORMAT, "unknown weights header size %u", (unsigned)read_u32(h + 8));
+    if ((int)read_u32(h + 12) != canao_abi_version())
+        return fail(msg, cap, CANAO_EMISMATCH, "weights for model ABI %u, but the code is ABI %d",
+                    (unsigned)read_u32(h + 12), canao_abi_version());
+    if (memcmp(h + 16, canao_graph_hash(), 16) != 0)
+        return fail(msg, cap, CANAO_EMISMATCH, "weights of graph %.16s, but the code is graph %s", (const char *)h + 16,
+                    canao_graph_hash());
+    char simd[17] = {0};
+    memcpy(simd, h + 32, 16);
+    if (strcmp(simd, CANAO_SIMD) != 0)
+        return fail(msg, cap, CANAO_EMISMATCH, "weights packed for SIMD level %s, but the code is built for %s", simd,
+                    CANAO_SIMD);
+    uint64_t floats = read_u64(h + 48);
+    if (floats != (uint64_t)canao_weight_floats())
+        return fail(msg, cap, CANAO_EMISMATCH, "weights hold %llu floats, the model needs %ld",
+                    (unsigned long long)floats, canao_weight_floats());
+    if ((uint64_t)(size - HEADER_BYTES) != floats * 4)
+        return fail(msg, cap, CANAO_EFORMAT, "weights file truncated or padded: %llu data bytes, expected %llu",
+                    (unsigned long long)(size - HEADER_BYTES), (unsigned long long)(floats * 4));
+    if (checksum(h + HEADER_BYTES, floats) != read_u64(h + 56))
+        return fail(msg, cap, CANAO_EFORMAT, "weights damaged: checksum mismatch");
+    return CANAO_OK;
+}
+
+int canao_model_open_buffer(const void *data, size_t size, canao_model **out, char *msg, size_t cap) {
+    if (msg && cap) msg[0] = '\0';
+    if (!out) return fail(msg, cap, CANAO_EARG, "out is NULL");
+    *out = NULL;
+    if (!data) return fail(msg, cap, CANAO_EARG, "data is NULL");
+    if (!cpu_ok()) return fail(msg, cap, CANAO_ECPU, "this CPU cannot run code built for %s", CANAO_SIMD);
+    int rc = check_header((const unsigned char *)data, size, msg, cap);
+    if (rc != CANAO_OK) return rc;
+    canao_model *m = calloc(1, sizeof *m);
+    if (!m) return fail(msg, cap, CANAO_ENOMEM, "out of memory");
+    int T = canao_max_positions();
+    m->weights = aligned_floats(canao_weight_floats());
+    m->arena = aligned_floats(canao_arena_floats());
+    m->types = calloc((size_t)T, sizeof(int32_t));
+    m->mask = calloc((size_t)T, sizeof(float));
+    m->n_caches = canao_num_caches();
+    m->caches = calloc((size_t)(m->n_caches > 0 ? m->n_caches : 1), sizeof(float *));
+    int ok = m->weights && m->arena && m->types && m->mask && m->caches;
+    for (int i = 0; ok && i < m->n_caches; ++i) ok = (m->caches[i] = aligned_floats(canao_cache_floats(i))) != NULL;
+    if (!ok) {
+        canao_model_free(m);
+        return fail(msg, cap, CANAO_ENOMEM, "out of memory for weights, arena or caches");
+    }
+    memcpy(m->weights, (const unsigned char *)data + HEADER_BYTES, (size_t)canao_weight_floats() * sizeof(float));
+    m->last_T = -1;
+    *out = m;
+    return CANAO_OK;
+}
+
+int canao_model_open(const char *path, canao_model **out, char *msg, size_t cap) {
+    if (msg && cap) msg[0] = '\0';
+    if (!out) return fail(msg, cap, CANAO_EARG, "out is NULL");
+    *out = NULL;
+    if (!path) return fail(msg, cap, CANAO_EARG, "path is NULL");
+    FILE *f = fopen(path, "rb");
+    if (!f) return fail(msg, cap, CANAO_EIO, "cannot open %s", path);
+    long size = -1;
+    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
+    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return fail(msg, cap, CANAO_EIO, "cannot read %s", path);
+    }
+    unsigned char *buf = malloc((size_t)(size > 0 ? size : 1));
+    if (!buf) {
+        fclose(f);
+        return fail(msg, cap, CANAO_ENOMEM, "out of memory reading %s", path);
+    }
+    size_t got = fread(buf, 1, (size_t)size, f);
+    fclose(f);
+    int rc = got == (size_t)size ? canao_model_open_buffer(buf, (size_t)size, out, msg, cap)
+                                 : fail(msg, cap, CANAO_EIO, "short read of %s", path);
+    free(buf);
+    if (rc != CANAO_OK && msg && cap) {
+        char detail[ERR_CAP];
+        snprintf(detail, sizeof detail, "%s", msg);
+        snprintf(msg, cap, "%s: %s", path, detail);
+    }
+    return rc;
+}
+
+void canao_model_free(canao_model *m) {
+    if (!m) return;
+    for (int i = 0; m->caches && i < m->n_caches; ++i) free(m->caches[i]);
+    free(m->caches);
+    free(m->types);
+    free(m->mask);
+    free(m->arena);
+    free(m->weights);
+    free(m);
+}
+
+const char *canao_model_error(const canao_model *m) { return m ? m->error : "model is NULL"; }
+int canao_model_kind(const canao_model *m) { return m && m->n_caches > 0 ? CANAO_DECODER : CANAO_ENCODER; }
+int canao_model_max_positions(const canao_model *m) { return m ? canao_max_positions() : CANAO_EARG; }
+int canao_model_vocab_size(const canao_model *m) { return m ? canao_id_bound() : CANAO_EARG; }
+int canao_model_num_outputs(const canao_model *m) { return m ? canao_num_outputs() : CANAO_EARG; }
+const char *canao_model_simd(void) { return CANAO_SIMD; }
+int canao_model_context_length(const canao_model *m) { return m ? m->past : CANAO_EARG; }
+
+int canao_model_set_threads(canao_model *m, int threads) {
+    if (!m) return CANAO_EARG;
+    if (threads < 1 || threads > 1024) return model_fail(m, CANAO_EARG, "threads must lie in 1..1024, got %d", threads);
+    canao_set_threads(threads);
+    return CANAO_OK;
+}
+
+static int check_ids(canao_model *m, const char *name, const int32_t *ids, int T, int bound) {
+    for (int t = 0; t < T; ++t)
+        if (ids[t] < 0 || ids[t] >= bound)
+            return model_fail(m, CANAO_EINPUT, "%s[%d] = %d is out of range [0, %d)", name, t, (int)ids[t], bound);
+    return CANAO_OK;
+}
+
+static int run(canao_model *m, const int32_t *ids, const int32_t *types, const float *mask, int T, int past) {
+    int rc = canao_forward(m->weights, m->arena, ids, types, mask, m->caches, T, past, NULL);
+    if (rc != 0) return model_fail(m, CANAO_EINPUT, "%s", canao_error_message(rc));
+    m->last_T = T;
+    m->last_past = past;
+    m->error[0] = '\0';
+    return CANAO_OK;
+}
+
+int canao_model_encode(canao_model *m, const int32_t *ids, const int32_t *type_ids, const int32_t *keep, int T) {
+    if (!m) return CANAO_EARG;
+    if (m->n_caches > 0) return model_fail(m, CANAO_EKIND, "encode() is for encoders; use reset() and append()");
+    if (!ids) return model_fail(m, CANAO_EARG, "ids is NULL");
+    if (T < 1 || T > canao_max_positions())
+        return model_fail(m, CANAO_EINPUT, "T = %d tokens; an input holds 1 to %d", T, canao_max_positions());
+    int rc = check_ids(m, "ids", ids, T, canao_id_bound());
+    if (rc != CANAO_OK) return rc;
+    for (int t = 0; t < T; ++t) {
+        if (keep && keep[t] != 0 && keep[t] != 1)
+            return model_fail(m, CANAO_EINPUT, "keep[%d] = %d; the mask holds 0 or 1", t, (int)keep[t]);
+        m->types[t] = type_ids ? type_ids[t] : 0;
+        m->mask[t] = keep && keep[t] == 0 ? -FLT_MAX : 0.0f; /* additive, as PyTorch's finfo.min */
+    }
+    return run(m, ids, m->types, m->mask, T, 0);
+}
+
+int canao_model_reset(canao_model *m) {
+    if (!m) return CANAO_EARG;
+    if (m->n_caches == 0) return model_fail(m, CANAO_EKIND, "reset() is for decoders; use encode()");
+    m->past = 0;
+    return CANAO_OK;
+}
+
+int canao_model_append(canao_model *m, const int32_t *ids, int T) {
+    if (!m) return CANAO_EARG;
+    if (m->n_caches == 0) return model_fail(m, CANAO_EKIND, "append() is for decoders; use encode()");
+    if (!ids) return model_fail(m, CANAO_EARG, "ids is NULL");
+    int room = canao_max_positions() - m->past;
+    if (room <= 0) return model_fail(m, CANAO_EFULL, "the context holds %d tokens; reset() it", m->past);
+    if (T < 1 || T > room)
+        return model_fail(m, CANAO_EINPUT, "T = %d tokens, but the context has room for 1 to %d", T, room);
+    int rc = check_ids(m, "ids", ids, T, canao_id_bound());
+    if (rc != CANAO_OK) return rc;
+    rc = run(m, ids, NULL, NULL, T, m->past);
+    if (rc == CANAO_OK) m->past += T;
+    return rc;
+}
+
+int canao_model_output(const canao_model *m, int i, const float **data, long *count) {
+    if (!m || !data || !count || i < 0 || i >= canao_num_outputs() || m->last_T < 0) return CANAO_EARG;
+    long offset = canao_output_offset(i);
+    if (offset < 0) return CANAO_EARG;
+    *data = m->arena + offset;
+    *count = canao_output_floats(i, m->last_T, m->last_past);
+    return CANAO_OK;
+}

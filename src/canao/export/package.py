@@ -1,0 +1,257 @@
+"""`canao export`: an artifact as a dependency-free C package for Linux x86-64, Linux aarch64 or Android arm64.
+
+The exported directory builds with any C compiler and make (or CMake), and
+holds everything a phone app or a C program needs, without Python:
+
+    canao_model.h  kernel.c  canao_kernels.h   the generated model (graph as code) and its kernels
+    canao_api.h  canao_api.c                   the C API: open weights, encode / decode, outputs, errors
+    canao_tokenizer.h  canao_tokenizer.c       WordPiece / byte-level BPE, equal in ids to `tokenizers`
+    weights.bin  tokenizer.bin                 packed weights (checked header) and tokenizer tables
+    model.json                                 spec, task, labels, target, SIMD level, graph hash
+    Makefile  CMakeLists.txt                   libcanao_model.a / .so with the target's SIMD flags
+    build/                                     prebuilt libraries when the target's compiler is here
+    export.json                                sha256 of every file, written last
+
+The code is generated for the target's SIMD level (x86-64: AVX2 with FMA,
+the baseline of CPUs since 2013; aarch64: NEON), tuned where this CPU runs
+that level. The package is written to a temporary directory beside `out` and
+renamed into place: an interrupted export leaves no half-written package,
+and an existing directory that canao did not write is never overwritten.
+
+Example::
+
+    result = export_artifact(Path("art"), "linux-aarch64", Path("art-aarch64"))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from canao.compiler.artifact import ArtifactSource, read_artifact_source
+from canao.compiler.build import BuildOptions, generate_for_target
+from canao.compiler.codegen.c import weight_blob
+from canao.compiler.ir import Graph, graph_hash
+from canao.compiler.toolchain import BASE_FLAGS, CODEGEN_DIR
+from canao.device import SIMD_LEVELS
+from canao.errors import CanaoError
+from canao.export.weights_file import write_weights_file
+from canao.storage import prepare_target, replace_directory
+
+C_DIR = Path(__file__).with_name("c")
+EXPORT_VERSION = 1
+MANIFEST = "export.json"
+
+
+class ExportError(CanaoError, RuntimeError):
+    """The package cannot be written or its prebuilt libraries fail to build."""
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    simd: str  # canao.device.SIMD_LEVELS key the code is generated for
+    compilers: tuple[str, ...]  # C compilers that build the prebuilt libraries here (first found is used)
+    note: str  # how to build for it, for model.json and the docs
+
+
+TARGETS: dict[str, Target] = {
+    t.name: t
+    for t in (
+        Target("linux-x86_64", "avx2", ("x86_64-linux-gnu-gcc", "gcc", "cc"), "make (needs AVX2 + FMA at run time)"),
+        Target("linux-aarch64", "neon", ("aarch64-linux-gnu-gcc",), "make CC=aarch64-linux-gnu-gcc"),
+        Target(
+            "android-arm64",
+            "neon",
+            (),
+            "make CC=$NDK/toolchains/llvm/prebuilt/linux-x86_64/bin/aarch64-linux-android24-clang OPENMP=-fopenmp",
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    out: Path
+    target: str
+    simd: str
+    graph_hash: str
+    prebuilt: tuple[str, ...]  # files under build/ (empty when no compiler for the target is here)
+    files: dict[str, int]  # name -> bytes
+
+
+def _makefile(simd_flags: str, simd: str, target: str) -> str:
+    base = " ".join(f for f in BASE_FLAGS if f not in ("-fopenmp", "-Wall", "-Wextra"))
+    return f"""# Builds the exported canao model ({target}, SIMD level {simd}): libcanao_model.a and libcanao_model.so.
+#   make                      with the host compiler
+#   make CC=aarch64-linux-gnu-gcc
+#   make CC=<NDK clang> OPENMP=-fopenmp      (Android; see docs/deploy.md)
+#   make OPENMP=                             single-threaded, without OpenMP
+CC ?= cc
+AR ?= ar
+OPENMP ?= -fopenmp
+CFLAGS ?= {base}
+SIMD_FLAGS = {simd_flags}
+OBJS = build/kernel.o build/canao_api.o build/canao_tokenizer.o
+
+all: build/libcanao_model.a build/libcanao_model.so
+
+build:
+\tmkdir -p build
+
+build/kernel.o: kernel.c canao_kernels.h canao_model.h | build
+\t$(CC) $(CFLAGS) $(SIMD_FLAGS) $(OPENMP) -I. -c kernel.c -o $@
+
+build/canao_api.o: canao_api.c canao_api.h canao_model.h | build
+\t$(CC) $(CFLAGS) $(SIMD_FLAGS) -DCANAO_SIMD='"{simd}"' -I. -c canao_api.c -o $@
+
+build/canao_tokenizer.o: canao_tokenizer.c canao_tokenizer.h | build
+\t$(CC) $(CFLAGS) -I. -c canao_tokenizer.c -o $@
+
+build/libcanao_model.a: $(OBJS)
+\t$(AR) rcs $@ $(OBJS)
+
+build/libcanao_model.so: $(OBJS)
+\t$(CC) -shared $(OPENMP) $(OBJS) -o $@ -lm
+
+clean:
+\trm -rf build
+
+.PHONY: all clean
+"""
+
+
+def _cmakelists(simd_flags: str, simd: str) -> str:
+    flags = " ".join(f'"{f}"' for f in simd_flags.split())
+    return f"""cmake_minimum_required(VERSION 3.10)
+project(canao_model C)
+set(CMAKE_C_STANDARD 11)
+set(CMAKE_POSITION_INDEPENDENT_CODE ON)
+if(NOT CMAKE_BUILD_TYPE)
+  set(CMAKE_BUILD_TYPE Release)
+endif()
+find_package(OpenMP)
+set(SOURCES kernel.c canao_api.c canao_tokenizer.c)
+add_library(canao_model STATIC ${{SOURCES}})
+add_library(canao_model_shared SHARED ${{SOURCES}})
+set_target_properties(canao_model_shared PROPERTIES OUTPUT_NAME canao_model)
+foreach(lib canao_model canao_model_shared)
+  target_include_directories(${{lib}} PUBLIC ${{CMAKE_CURRENT_SOURCE_DIR}})
+  target_compile_options(${{lib}} PRIVATE -O3 -ffp-contract=fast {flags})
+  target_compile_definitions(${{lib}} PRIVATE CANAO_SIMD="{simd}")
+  target_link_libraries(${{lib}} PUBLIC m)
+  if(OpenMP_C_FOUND)
+    target_link_libraries(${{lib}} PUBLIC OpenMP::OpenMP_C)
+  endif()
+endforeach()
+"""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _files_not_ours(path: Path) -> Optional[list[Path]]:
+    """Entries of an existing export directory that the export did not write (None: not an export)."""
+    manifest = path / MANIFEST
+    if not manifest.exists():
+        return None
+    try:
+        names = set(json.loads(manifest.read_text())["files"]) | {MANIFEST, "build"}
+    except (ValueError, KeyError, TypeError):
+        return None
+    return [p for p in path.iterdir() if p.name not in names]
+
+
+def find_compiler(target: Target) -> Optional[str]:
+    return next((cc for cc in target.compilers if shutil.which(cc)), None)
+
+
+def export_artifact(
+    artifact: Path, target: str, out: Path, *, prebuilt: bool = True, force: bool = False
+) -> ExportResult:
+    """Write the C package of `artifact` for `target` to `out` (see the module docstring)."""
+    if target not in TARGETS:
+        raise ExportError(f"unknown target {target!r}; choose one of {sorted(TARGETS)}.")
+    t = TARGETS[target]
+    source = read_artifact_source(artifact)
+    graph, code = generate_for_target(source.lowered(), BuildOptions(simd=t.simd, precision=source.precision))
+    prepare_target(out, is_ours=_files_not_ours, force=force)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        files = _write_package(tmp, artifact, source, graph, code, t)
+        built = _prebuild(tmp, t) if prebuilt else ()
+        sizes = {name: (tmp / name).stat().st_size for name in files}
+        manifest = {
+            "version": EXPORT_VERSION,
+            "target": t.name,
+            "simd": t.simd,
+            "graph_hash": graph_hash(graph),
+            "files": {name: {"bytes": sizes[name], "sha256": _sha256(tmp / name)} for name in files},
+            "prebuilt": list(built),
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        replace_directory(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ExportResult(out, t.name, t.simd, graph_hash(graph), built, sizes)
+
+
+def _write_package(tmp: Path, artifact: Path, source: ArtifactSource, graph: Graph, code: str, t: Target) -> list[str]:
+    """Every file of the package except the manifest and build/; returns their names."""
+    level = SIMD_LEVELS[t.simd]
+    simd_flags = " ".join(level.cc_flags)
+    (tmp / "kernel.c").write_text(code)
+    for name in ("canao_model.h", "canao_kernels.h"):
+        shutil.copyfile(CODEGEN_DIR / name, tmp / name)
+    for name in ("canao_api.h", "canao_api.c", "canao_tokenizer.h", "canao_tokenizer.c"):
+        shutil.copyfile(C_DIR / name, tmp / name)
+    write_weights_file(tmp / "weights.bin", weight_blob(graph), graph_hash(graph), t.simd)
+    names = ["kernel.c", "canao_model.h", "canao_kernels.h", "canao_api.h", "canao_api.c"]
+    names += ["canao_tokenizer.h", "canao_tokenizer.c", "weights.bin"]
+    tokenizer_file = Path(artifact) / "tokenizer.json"
+    if tokenizer_file.exists():
+        from tokenizers import Tokenizer
+
+        from canao.export.tokenizer_data import write_tokenizer_data
+
+        write_tokenizer_data(Tokenizer.from_file(str(tokenizer_file)), tmp / "tokenizer.bin")
+        names.append("tokenizer.bin")
+    model = {
+        "spec": source.spec.to_dict(),
+        "task": source.task,
+        "precision": source.precision.value,
+        "target": t.name,
+        "simd": t.simd,
+        "graph_hash": graph_hash(graph),
+        "outputs": list(graph.outputs),
+        "build": t.note,
+    }
+    (tmp / "model.json").write_text(json.dumps(model, indent=1))
+    (tmp / "Makefile").write_text(_makefile(simd_flags, t.simd, t.name))
+    (tmp / "CMakeLists.txt").write_text(_cmakelists(simd_flags, t.simd))
+    return [*names, "model.json", "Makefile", "CMakeLists.txt"]
+
+
+def _prebuild(tmp: Path, t: Target) -> tuple[str, ...]:
+    """Build libcanao_model.a/.so with the target's compiler when this machine has one."""
+    cc = find_compiler(t)
+    if cc is None or shutil.which("make") is None:
+        return ()
+    proc = subprocess.run(["make", "-s", f"CC={cc}"], cwd=tmp, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ExportError(f"building the exported package with {cc} failed:\n{proc.stderr[-4000:]}")
+    for obj in (tmp / "build").glob("*.o"):
+        obj.unlink()
+    return tuple(sorted(f"build/{p.name}" for p in (tmp / "build").iterdir()))

@@ -1,0 +1,90 @@
+"""weights.bin of an exported model: the packed weight blob behind a 64-byte header the C API checks.
+
+A raw blob of the right size runs with wrong numbers if it is damaged or
+belongs to another build, and a phone app has no Python to catch that. The
+header lets `canao_model_open` (export/c/canao_api.c) refuse it with a reason:
+
+    0  magic "CANAOWB1"          8  u32 header bytes (64)     12  u32 model ABI version
+    16 graph hash (16 chars)     32 SIMD level (16 bytes, NUL-padded)
+    48 u64 float count           56 u64 checksum: sum of w_i * (2i + 1) over the data's 32-bit words, mod 2^64
+
+all little-endian, then the floats. Odd multipliers are invertible modulo
+2^64, so changing any one word changes the checksum; a truncated file fails
+the size check first.
+
+Example::
+
+    write_weights_file(Path("out/weights.bin"), blob, graph_hash(graph), "avx2")
+    header, blob = read_weights_file(Path("out/weights.bin"))
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from canao.compiler.abi import ABI_VERSION
+from canao.errors import CanaoError
+
+MAGIC = b"CANAOWB1"
+HEADER_BYTES = 64
+_LAYOUT = struct.Struct("<8sII16s16sQQ")
+_CHUNK = 1 << 22  # words per checksum chunk (bounds the temporary arrays)
+
+
+class WeightsFileError(CanaoError, ValueError):
+    """A weights.bin that is not one, or is truncated or damaged."""
+
+
+@dataclass(frozen=True)
+class WeightsHeader:
+    abi_version: int
+    graph_hash: str
+    simd: str
+    floats: int
+    checksum: int
+
+
+def checksum(blob: np.ndarray) -> int:
+    """Sum over the blob's 32-bit words of w_i * (2i + 1), modulo 2^64 (numpy's uint64 arithmetic wraps)."""
+    words = np.ascontiguousarray(blob).view(np.uint32).ravel()
+    total = np.uint64(0)
+    for start in range(0, words.size, _CHUNK):
+        chunk = words[start : start + _CHUNK].astype(np.uint64)
+        weights = np.arange(start, start + chunk.size, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        total = total + np.sum(chunk * weights, dtype=np.uint64)
+    return int(total)
+
+
+def encode_weights_file(blob: np.ndarray, graph_hash: str, simd: str) -> bytes:
+    data = np.ascontiguousarray(blob, dtype=np.float32)
+    if len(graph_hash) != 16 or len(simd.encode()) > 16:
+        raise WeightsFileError(f"graph hash must be 16 characters and the SIMD name at most 16 bytes: {graph_hash!r}")
+    header = _LAYOUT.pack(
+        MAGIC, HEADER_BYTES, ABI_VERSION, graph_hash.encode(), simd.encode(), data.size, checksum(data)
+    )
+    return header + data.astype("<f4").tobytes()
+
+
+def write_weights_file(path: Path, blob: np.ndarray, graph_hash: str, simd: str) -> None:
+    """Write the file (callers write into a temporary directory that is renamed into place when complete)."""
+    Path(path).write_bytes(encode_weights_file(blob, graph_hash, simd))
+
+
+def read_weights_file(path: Path) -> tuple[WeightsHeader, np.ndarray]:
+    """The header and the floats, with the same checks as the C API (for tests and `canao export --check`)."""
+    raw = Path(path).read_bytes()
+    if len(raw) < HEADER_BYTES or raw[:8] != MAGIC:
+        raise WeightsFileError(f"{path}: not a canao weights file (no {MAGIC.decode()} header).")
+    magic, size, abi, ghash, simd, floats, check = _LAYOUT.unpack(raw[:HEADER_BYTES])
+    if size != HEADER_BYTES or len(raw) - HEADER_BYTES != 4 * floats:
+        raise WeightsFileError(
+            f"{path}: truncated or padded ({len(raw) - HEADER_BYTES} data bytes, {4 * floats} expected)."
+        )
+    blob = np.frombuffer(raw, dtype="<f4", offset=HEADER_BYTES).astype(np.float32)
+    if checksum(blob) != check:
+        raise WeightsFileError(f"{path}: damaged (checksum mismatch).")
+    return WeightsHeader(abi, ghash.decode(), simd.rstrip(b"\0").decode(), floats, check), blob

@@ -1,0 +1,255 @@
+"""`canao export`: the C package builds with make, its C API gives the Python runtime's outputs (x86-64, and
+aarch64 under qemu), refuses bad input and damaged or foreign weights with a code (under ASan + UBSan), and
+the export never leaves a half-written directory or overwrites one it did not write."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from canao.compiler.artifact import load_artifact, write_artifact
+from canao.compiler.codegen.runner import write_calls
+from canao.compiler.toolchain import BASE_FLAGS
+from canao.device import SIMD_LEVELS, host_simd
+from canao.export.package import ExportError, export_artifact
+from canao.export.weights_file import HEADER_BYTES, WeightsFileError, read_weights_file
+from canao.models.teacher import teacher_dir
+from canao.models.tokenizer import load_tokenizer
+from canao.storage import ExistingDirectoryError
+from tests.compiler.graphs import DEC, ENC, torch_model
+
+DRIVER = Path(__file__).with_name("api_driver.c")
+CC, CROSS_CC, QEMU = shutil.which("cc") or shutil.which("gcc"), "aarch64-linux-gnu-gcc", "qemu-aarch64"
+pytestmark = [
+    pytest.mark.skipif(CC is None or shutil.which("make") is None, reason="needs a C compiler and make"),
+    pytest.mark.skipif(
+        host_simd() not in ("avx2", "avx512", "avx512bf16"), reason="the linux-x86_64 export runs AVX2 code"
+    ),
+]
+CASES = {"qa": (ENC, "qa"), "classification": (ENC, "classification"), "lm": (DEC, "lm")}
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("export-art")
+    out = {}
+    for name, (spec, task) in CASES.items():
+        weights = {k: v.detach().numpy() for k, v in torch_model(spec, task).state_dict().items()}
+        tok = load_tokenizer(teacher_dir()) if name == "qa" else None  # WordPiece tables: ~9 s to probe
+        write_artifact(root / name, spec, weights, task=task, tokenizer=tok)
+        out[name] = root / name
+    return out
+
+
+@pytest.fixture(scope="module")
+def packages(artifacts, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("export-pkg")
+    return {name: export_artifact(path, "linux-x86_64", root / name).out for name, path in artifacts.items()}
+
+
+def _calls(kind: str):
+    rng = np.random.default_rng(3)
+    if kind == "encoder":
+        ids = rng.integers(0, ENC.vocab_size, 9).astype(np.int32)
+        types = (np.arange(9) >= 5).astype(np.int32)
+        padded = np.where(np.arange(9) < 7, 0.0, np.finfo(np.float32).min).astype(np.float32)
+        return [(ids, types, np.zeros(9, np.float32), 0), (ids, types, padded, 0), (ids[:1], types[:1], padded[:1], 0)]
+    ids = rng.integers(0, DEC.vocab_size, 9).astype(np.int32)
+    z = np.zeros(9, np.int32)
+    f = np.zeros(9, np.float32)
+    return [
+        (ids[:5], z[:5], f[:5], 0),
+        (ids[5:6], z[:1], f[:1], 5),
+        (ids[6:8], z[:2], f[:2], 6),
+        (ids[:3], z[:3], f[:3], 0),
+    ]
+
+
+def _expected(path: Path, kind: str, calls) -> list[np.ndarray]:
+    model = load_artifact(path, simd="avx2").model
+    out = []
+    if kind == "encoder":
+        for ids, types, mask, _ in calls:
+            keep = (mask == 0).astype(np.int32)
+            res = model.run(ids, attention_mask=keep, token_type_ids=types)
+            out.append(np.concatenate([np.asarray(v[0]).ravel() for v in _ordered(res)]))
+        return out
+    session = model.new_session()
+    for ids, _, _, past in calls:
+        out.append((session.prefill(ids) if past == 0 else session.decode_step(ids)).ravel())
+    return out
+
+
+def _ordered(res: dict) -> list:
+    if "start_logits" in res:  # the graph's one output is [T, 2]: start and end interleaved
+        return [np.stack([res["start_logits"], res["end_logits"]], axis=-1)]
+    return [res["logits"]] if "logits" in res else [res["last_hidden_state"], res["pooled"]]
+
+
+def _driver(pkg: Path, tmp: Path, cc_cmd: list[str], name: str) -> Path:
+    exe = tmp / name
+    simd = json.loads((pkg / "model.json").read_text())["simd"]
+    sources = [DRIVER, pkg / "kernel.c", pkg / "canao_api.c"]
+    cmd = [*cc_cmd, f'-DCANAO_SIMD="{simd}"', "-I", str(pkg), *map(str, sources), "-o", str(exe), "-lm"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return exe
+
+
+SANITIZE = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
+
+
+def _x86_cmd(sanitize: bool) -> list[str]:
+    base = [f for f in BASE_FLAGS if not (sanitize and f in ("-O3", "-fPIC"))]
+    return [str(CC), *base, *SIMD_LEVELS["avx2"].cc_flags, *(SANITIZE if sanitize else [])]
+
+
+def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, **kw)
+
+
+def test_package_layout_manifest_and_prebuilt_library(packages):
+    pkg = packages["qa"]
+    manifest = json.loads((pkg / "export.json").read_text())
+    assert manifest["target"] == "linux-x86_64" and manifest["simd"] == "avx2"
+    for name in (
+        "kernel.c",
+        "canao_api.h",
+        "canao_api.c",
+        "canao_model.h",
+        "canao_kernels.h",
+        "weights.bin",
+        "tokenizer.bin",
+        "canao_tokenizer.c",
+        "Makefile",
+        "CMakeLists.txt",
+        "model.json",
+    ):
+        assert name in manifest["files"], name
+        assert manifest["files"][name]["bytes"] == (pkg / name).stat().st_size
+    assert set(manifest["prebuilt"]) == {"build/libcanao_model.a", "build/libcanao_model.so"}
+    header, blob = read_weights_file(pkg / "weights.bin")
+    assert header.graph_hash == manifest["graph_hash"] and header.simd == "avx2" and blob.size == header.floats
+    model = json.loads((pkg / "model.json").read_text())
+    assert model["task"]["task"] == "qa" and model["spec"]["hidden"] == ENC.hidden
+    assert "tokenizer.bin" not in json.loads((packages["lm"] / "export.json").read_text())["files"]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_c_api_gives_the_python_runtimes_outputs_under_sanitizers(packages, artifacts, tmp_path, name):
+    kind = CASES[name][0].kind
+    calls = _calls(kind)
+    write_calls(tmp_path / "calls.bin", calls)
+    exe = _driver(packages[name], tmp_path, _x86_cmd(sanitize=True), "driver")
+    proc = _run(
+        [str(exe), "run", str(packages[name] / "weights.bin"), str(tmp_path / "calls.bin"), str(tmp_path / "o")]
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = np.fromfile(tmp_path / "o", dtype=np.float32)
+    want = np.concatenate(_expected(artifacts[name], kind, calls))
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    bad = _run([str(exe), "bad", str(packages[name] / "weights.bin")])
+    assert bad.returncode == 0 and bad.stdout.strip() == "ok", bad.stderr[-3000:]
+
+
+def test_the_static_library_links_with_a_plain_program(packages, tmp_path):
+    pkg = packages["classification"]
+    exe = tmp_path / "linked"
+    cmd = [str(CC), "-O2", "-I", str(pkg), str(DRIVER), str(pkg / "build/libcanao_model.a"), "-fopenmp", "-lm"]
+    proc = subprocess.run([*cmd, "-o", str(exe)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = _run([str(exe), "open", str(pkg / "weights.bin")])
+    assert out.stdout.startswith("0 avx2")
+
+
+def _damaged(tmp: Path, weights: Path) -> dict[str, tuple[Path, int, str]]:
+    raw = weights.read_bytes()
+    flipped = bytearray(raw)
+    flipped[HEADER_BYTES + 4 * 17] ^= 0x10
+    files = {
+        "truncated": (raw[:-4], -3, "truncated"),
+        "bit flip": (bytes(flipped), -3, "checksum"),
+        "not weights": (b"hello, I am a text file\n" * 10, -3, "not a canao weights file"),
+        "empty": (b"", -3, "not a canao weights file"),
+    }
+    out = {}
+    for name, (data, code, words) in files.items():
+        path = tmp / name.replace(" ", "_")
+        path.write_bytes(data)
+        out[name] = (path, code, words)
+    return out
+
+
+def test_damaged_or_foreign_weights_are_refused_with_a_reason(packages, tmp_path):
+    exe = _driver(packages["qa"], tmp_path, _x86_cmd(sanitize=True), "driver")
+    cases = _damaged(tmp_path, packages["qa"] / "weights.bin")
+    cases["another model"] = (packages["lm"] / "weights.bin", -4, "graph")
+    cases["missing"] = (tmp_path / "nope.bin", -2, "cannot open")
+    for name, (path, code, words) in cases.items():
+        proc = _run([str(exe), "open", str(path)])
+        assert proc.returncode == 0, (name, proc.stderr[-2000:])
+        rc, _, msg = proc.stdout.strip().partition(" ")
+        assert int(rc) == code and words in msg, (name, proc.stdout)
+    with pytest.raises(WeightsFileError, match="checksum"):
+        read_weights_file(cases["bit flip"][0])
+
+
+def test_export_refuses_a_foreign_directory_and_replaces_its_own(artifacts, packages, tmp_path):
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("keep me")
+    with pytest.raises(ExistingDirectoryError):
+        export_artifact(artifacts["lm"], "linux-x86_64", user, prebuilt=False)
+    assert (user / "notes.txt").read_text() == "keep me"
+    again = export_artifact(artifacts["lm"], "linux-x86_64", tmp_path / "own", prebuilt=False)
+    export_artifact(artifacts["lm"], "linux-x86_64", again.out, prebuilt=False)  # its own: replaced
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".own.")]  # no temporary left behind
+    with pytest.raises(ExportError, match="unknown target"):
+        export_artifact(artifacts["lm"], "windows-ia64", tmp_path / "x")
+
+
+@pytest.mark.skipif(
+    shutil.which(CROSS_CC) is None or shutil.which(QEMU) is None,
+    reason="needs gcc-aarch64-linux-gnu and qemu-user (installed by .ci/run)",
+)
+@pytest.mark.parametrize("name", ["qa", "lm"])
+def test_aarch64_package_under_qemu_gives_the_python_runtimes_outputs(artifacts, tmp_path, name):
+    result = export_artifact(artifacts[name], "linux-aarch64", tmp_path / "pkg")
+    assert result.simd == "neon" and "build/libcanao_model.a" in result.prebuilt
+    kind = CASES[name][0].kind
+    calls = _calls(kind)
+    write_calls(tmp_path / "calls.bin", calls)
+    exe = _driver(result.out, tmp_path, [CROSS_CC, *BASE_FLAGS], "driver-aarch64")
+    qemu = [QEMU, "-L", "/usr/aarch64-linux-gnu", str(exe)]
+    proc = _run([*qemu, "run", str(result.out / "weights.bin"), str(tmp_path / "calls.bin"), str(tmp_path / "o")])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = np.fromfile(tmp_path / "o", dtype=np.float32)
+    np.testing.assert_allclose(got, np.concatenate(_expected(artifacts[name], kind, calls)), rtol=1e-5, atol=1e-5)
+    bad = _run([*qemu, "bad", str(result.out / "weights.bin")])
+    assert bad.returncode == 0 and bad.stdout.strip() == "ok", bad.stderr[-3000:]
+
+
+def test_cli_exports_and_names_bad_targets(artifacts, tmp_path):
+    from typer.testing import CliRunner
+
+    from canao.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "cli-pkg"
+    result = runner.invoke(
+        app, ["export", str(artifacts["classification"]), "--out", str(out), "--no-prebuilt"], terminal_width=200
+    )
+    assert result.exit_code == 0, result.output
+    assert "weights.bin" in result.output and (out / "export.json").exists() and not (out / "build").exists()
+    result = runner.invoke(app, ["export", str(artifacts["classification"]), "--target", "mips", "--out", str(out)])
+    assert result.exit_code == 2 and "unknown target" in result.output
+    result = runner.invoke(app, ["export", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "not found" in result.output
