@@ -5,10 +5,11 @@ holds everything a phone app or a C program needs, without Python:
 
     canao_model.h  kernel.c  canao_kernels.h   the generated model (graph as code) and its kernels
     canao_api.h  canao_api.c                   the C API: open weights, encode / decode, outputs, errors
+    canao_run.c  model.cfg                     the runner canao-model-run (QA, classify, embed, generate; JSON)
     canao_tokenizer.h  canao_tokenizer.c       WordPiece / byte-level BPE, equal in ids to `tokenizers`
     weights.bin  tokenizer.bin                 packed weights (checked header) and tokenizer tables
     model.json                                 spec, task, labels, target, SIMD level, graph hash
-    Makefile  CMakeLists.txt                   libcanao_model.a / .so with the target's SIMD flags
+    Makefile  CMakeLists.txt                   libcanao_model.a / .so and the runner, with the target's SIMD flags
     build/                                     prebuilt libraries when the target's compiler is here
     export.json                                sha256 of every file, written last
 
@@ -45,6 +46,7 @@ from canao.export.weights_file import write_weights_file
 from canao.storage import prepare_target, replace_directory
 
 C_DIR = Path(__file__).with_name("c")
+C_FILES = ("canao_api.h", "canao_api.c", "canao_tokenizer.h", "canao_tokenizer.c", "canao_run.c")
 EXPORT_VERSION = 1
 MANIFEST = "export.json"
 
@@ -100,7 +102,7 @@ CFLAGS ?= {base}
 SIMD_FLAGS = {simd_flags}
 OBJS = build/kernel.o build/canao_api.o build/canao_tokenizer.o
 
-all: build/libcanao_model.a build/libcanao_model.so
+all: build/libcanao_model.a build/libcanao_model.so build/canao-model-run
 
 build:
 \tmkdir -p build
@@ -119,6 +121,9 @@ build/libcanao_model.a: $(OBJS)
 
 build/libcanao_model.so: $(OBJS)
 \t$(CC) -shared $(OPENMP) $(OBJS) -o $@ -lm
+
+build/canao-model-run: canao_run.c build/libcanao_model.a
+\t$(CC) $(CFLAGS) $(OPENMP) -I. canao_run.c build/libcanao_model.a -o $@ -lm
 
 clean:
 \trm -rf build
@@ -141,6 +146,8 @@ set(SOURCES kernel.c canao_api.c canao_tokenizer.c)
 add_library(canao_model STATIC ${{SOURCES}})
 add_library(canao_model_shared SHARED ${{SOURCES}})
 set_target_properties(canao_model_shared PROPERTIES OUTPUT_NAME canao_model)
+add_executable(canao-model-run canao_run.c)
+target_link_libraries(canao-model-run PRIVATE canao_model)
 foreach(lib canao_model canao_model_shared)
   target_include_directories(${{lib}} PUBLIC ${{CMAKE_CURRENT_SOURCE_DIR}})
   target_compile_options(${{lib}} PRIVATE -O3 -ffp-contract=fast {flags})
@@ -215,11 +222,10 @@ def _write_package(tmp: Path, artifact: Path, source: ArtifactSource, graph: Gra
     (tmp / "kernel.c").write_text(code)
     for name in ("canao_model.h", "canao_kernels.h"):
         shutil.copyfile(CODEGEN_DIR / name, tmp / name)
-    for name in ("canao_api.h", "canao_api.c", "canao_tokenizer.h", "canao_tokenizer.c"):
+    for name in C_FILES:
         shutil.copyfile(C_DIR / name, tmp / name)
     write_weights_file(tmp / "weights.bin", weight_blob(graph), graph_hash(graph), t.simd)
-    names = ["kernel.c", "canao_model.h", "canao_kernels.h", "canao_api.h", "canao_api.c"]
-    names += ["canao_tokenizer.h", "canao_tokenizer.c", "weights.bin"]
+    names = ["kernel.c", "canao_model.h", "canao_kernels.h", *C_FILES, "weights.bin"]
     tokenizer_file = Path(artifact) / "tokenizer.json"
     if tokenizer_file.exists():
         from tokenizers import Tokenizer
@@ -239,9 +245,18 @@ def _write_package(tmp: Path, artifact: Path, source: ArtifactSource, graph: Gra
         "build": t.note,
     }
     (tmp / "model.json").write_text(json.dumps(model, indent=1))
+    (tmp / "model.cfg").write_text(_runner_config(source.task))
     (tmp / "Makefile").write_text(_makefile(simd_flags, t.simd, t.name))
     (tmp / "CMakeLists.txt").write_text(_cmakelists(simd_flags, t.simd))
-    return [*names, "model.json", "Makefile", "CMakeLists.txt"]
+    return [*names, "model.json", "model.cfg", "Makefile", "CMakeLists.txt"]
+
+
+def _runner_config(task: dict) -> str:
+    """model.cfg: what canao-model-run needs to know, as lines a C program reads with sscanf."""
+    lines = [f"task {task['task']}"]
+    for index, label in sorted((int(k), str(v)) for k, v in (task.get("labels") or {}).items()):
+        lines.append(f"label {index} {' '.join(label.split())}")
+    return "\n".join(lines) + "\n"
 
 
 def _prebuild(tmp: Path, t: Target) -> tuple[str, ...]:

@@ -592,3 +592,52 @@ int canao_tok_encode(const canao_tokenizer *t, const char *text, size_t len, int
     if (needed) *needed = o.count;
     return o.count > capacity ? CANAO_TOK_ECAPACITY : o.count;
 }
+
+/* ------------------------------------------------------------------ decoding */
+
+static int is_added(const canao_tokenizer *t, int32_t id) {
+    for (uint32_t a = 0; a < t->n_added; a++)
+        if (t->added[a].id == id) return 1;
+    return 0;
+}
+
+/* Appends `len` bytes at *at when they fit; counts them either way. */
+static void put_bytes(char *out, size_t cap, size_t *at, const char *src, size_t len) {
+    if (*at + len < cap) memcpy(out + *at, src, len);
+    *at += len;
+}
+
+int canao_tok_decode(const canao_tokenizer *t, const int32_t *ids, int n, int skip_added, char *out, size_t cap,
+                     size_t *needed) {
+    if (!t || (!ids && n) || n < 0 || (!out && cap)) return CANAO_TOK_EARG;
+    uint8_t from_symbol[512]; /* byte-level BPE: symbol code point (< 512) -> byte */
+    for (int b = 0; b < 256; b++) from_symbol[byte_symbol(b)] = (uint8_t)b;
+    size_t at = 0;
+    int words = 0;
+    for (int k = 0; k < n; k++) {
+        if (ids[k] < 0 || (uint32_t)ids[k] >= t->vocab_size) return CANAO_TOK_EARG;
+        const char *s = t->vocab[ids[k]];
+        size_t len = t->vocab_len[ids[k]];
+        if (is_added(t, ids[k])) {
+            if (skip_added) continue;
+            if (t->kind == 1 && words++) put_bytes(out, cap, &at, " ", 1);
+            put_bytes(out, cap, &at, s, len);
+        } else if (t->kind == 2) {
+            for (size_t i = 0; i < len;) {
+                uint32_t cp;
+                if (utf8_next((const uint8_t *)s, len, &i, &cp) || cp >= 512) return CANAO_TOK_EFORMAT;
+                char byte = (char)from_symbol[cp];
+                put_bytes(out, cap, &at, &byte, 1);
+            }
+        } else { /* WordPiece: words joined by spaces, continuation pieces glued on without their prefix */
+            int cont = t->prefix_len && len >= t->prefix_len && memcmp(s, t->prefix, t->prefix_len) == 0;
+            if (cont) s += t->prefix_len, len -= t->prefix_len;
+            else if (words) put_bytes(out, cap, &at, " ", 1);
+            words++;
+            put_bytes(out, cap, &at, s, len);
+        }
+    }
+    if (needed) *needed = at;
+    if (cap) out[at < cap ? at : cap - 1] = '\0';
+    return at < cap ? (int)at : CANAO_TOK_ECAPACITY;
+}

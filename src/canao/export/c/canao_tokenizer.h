@@ -45,6 +45,14 @@ int32_t canao_tok_vocab_size(const canao_tokenizer *tok);
 /* The text of a token id (NUL-terminated), or NULL for an id out of range. */
 const char *canao_tok_token(const canao_tokenizer *tok, int32_t id);
 
+/* The text of `n` ids, NUL-terminated in `out` (cap bytes): byte-level BPE maps each symbol back to its byte
+ * (the exact inverse of encoding; a token may hold part of a character, so decode whole sequences), WordPiece
+ * joins words with spaces and glues "##" pieces on. Added tokens ([CLS], <|endoftext|>) are skipped when
+ * skip_added is non-zero. Returns the byte count, or a negative code (CANAO_TOK_ECAPACITY: *needed bytes
+ * plus the NUL are needed; CANAO_TOK_EARG: an id out of range). */
+int canao_tok_decode(const canao_tokenizer *tok, const int32_t *ids, int n, int skip_added, char *out, size_t cap,
+                     size_t *needed);
+
 #ifdef __cplusplus
 }
 #endif
