@@ -6,6 +6,7 @@ holds everything a phone app or a C program needs, without Python:
     canao_model.h  kernel.c  canao_kernels.h   the generated model (graph as code) and its kernels
     canao_api.h  canao_api.c                   the C API: open weights, encode / decode, outputs, errors
     canao_run.c  model.cfg                     the runner canao-model-run (QA, classify, embed, generate; JSON)
+    canao_jni.c  java/ai/canao/*.java          JNI binding for Java / Android (make jni, make java)
     canao_tokenizer.h  canao_tokenizer.c       WordPiece / byte-level BPE, equal in ids to `tokenizers`
     weights.bin  tokenizer.bin                 packed weights (checked header) and tokenizer tables
     model.json                                 spec, task, labels, target, SIMD level, graph hash
@@ -46,7 +47,11 @@ from canao.export.weights_file import write_weights_file
 from canao.storage import prepare_target, replace_directory
 
 C_DIR = Path(__file__).with_name("c")
-C_FILES = ("canao_api.h", "canao_api.c", "canao_tokenizer.h", "canao_tokenizer.c", "canao_run.c")
+C_FILES = ("canao_api.h", "canao_api.c", "canao_tokenizer.h", "canao_tokenizer.c", "canao_run.c", "canao_jni.c")
+JAVA_DIR = Path(__file__).with_name("java")
+JAVA_FILES = tuple(
+    f"java/ai/canao/{name}" for name in ("CanaoModel.java", "CanaoTokenizer.java", "CanaoException.java")
+)
 EXPORT_VERSION = 1
 MANIFEST = "export.json"
 
@@ -125,10 +130,25 @@ build/libcanao_model.so: $(OBJS)
 build/canao-model-run: canao_run.c build/libcanao_model.a
 \t$(CC) $(CFLAGS) $(OPENMP) -I. canao_run.c build/libcanao_model.a -o $@ -lm
 
+# JNI (Java / Android): `make jni` builds libcanao_jni.so (the Java classes are in java/ai/canao/). JAVA_HOME
+# defaults to the JDK of javac; an Android NDK clang finds jni.h itself (make jni JNI_INCLUDES= CC=...).
+JAVA_HOME ?= $(shell dirname $$(dirname $$(readlink -f $$(command -v javac) 2>/dev/null)) 2>/dev/null)
+JNI_INCLUDES ?= -I$(JAVA_HOME)/include -I$(JAVA_HOME)/include/linux
+
+build/libcanao_jni.so: canao_jni.c canao_api.h canao_tokenizer.h $(OBJS)
+\t$(CC) $(CFLAGS) -shared $(OPENMP) $(JNI_INCLUDES) -I. canao_jni.c $(OBJS) -o $@ -lm
+
+build/canao.jar: java/ai/canao/*.java | build
+\tjavac -d build/classes java/ai/canao/*.java && jar cf $@ -C build/classes .
+
+jni: build/libcanao_jni.so
+
+java: build/canao.jar
+
 clean:
 \trm -rf build
 
-.PHONY: all clean
+.PHONY: all clean jni java
 """
 
 
@@ -174,10 +194,20 @@ def _files_not_ours(path: Path) -> Optional[list[Path]]:
     if not manifest.exists():
         return None
     try:
-        names = set(json.loads(manifest.read_text())["files"]) | {MANIFEST, "build"}
+        files = json.loads(manifest.read_text())["files"]
+        names = {name.split("/")[0] for name in files} | {MANIFEST, "build"}
     except (ValueError, KeyError, TypeError):
         return None
     return [p for p in path.iterdir() if p.name not in names]
+
+
+def jdk_include() -> Optional[Path]:
+    """The JDK's include directory (jni.h), from javac on PATH; None without a JDK."""
+    javac = shutil.which("javac")
+    if javac is None:
+        return None
+    include = Path(javac).resolve().parents[1] / "include"
+    return include if (include / "jni.h").exists() else None
 
 
 def find_compiler(target: Target) -> Optional[str]:
@@ -224,8 +254,11 @@ def _write_package(tmp: Path, artifact: Path, source: ArtifactSource, graph: Gra
         shutil.copyfile(CODEGEN_DIR / name, tmp / name)
     for name in C_FILES:
         shutil.copyfile(C_DIR / name, tmp / name)
+    (tmp / "java" / "ai" / "canao").mkdir(parents=True)
+    for name in JAVA_FILES:
+        shutil.copyfile(JAVA_DIR / name.removeprefix("java/"), tmp / name)
     write_weights_file(tmp / "weights.bin", weight_blob(graph), graph_hash(graph), t.simd)
-    names = ["kernel.c", "canao_model.h", "canao_kernels.h", *C_FILES, "weights.bin"]
+    names = ["kernel.c", "canao_model.h", "canao_kernels.h", *C_FILES, *JAVA_FILES, "weights.bin"]
     tokenizer_file = Path(artifact) / "tokenizer.json"
     if tokenizer_file.exists():
         from tokenizers import Tokenizer
@@ -264,7 +297,8 @@ def _prebuild(tmp: Path, t: Target) -> tuple[str, ...]:
     cc = find_compiler(t)
     if cc is None or shutil.which("make") is None:
         return ()
-    proc = subprocess.run(["make", "-s", f"CC={cc}"], cwd=tmp, capture_output=True, text=True)
+    goals = ["all", *(["jni"] if jdk_include() is not None else [])]
+    proc = subprocess.run(["make", "-s", f"CC={cc}", *goals], cwd=tmp, capture_output=True, text=True)
     if proc.returncode != 0:
         raise ExportError(f"building the exported package with {cc} failed:\n{proc.stderr[-4000:]}")
     for obj in (tmp / "build").glob("*.o"):
