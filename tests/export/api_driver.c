@@ -6,10 +6,15 @@
  *   api_driver bad WEIGHTS             bad inputs must give the documented codes, never a crash (run it under
  *                                      ASan + UBSan); prints "ok"
  *   api_driver open WEIGHTS            opens and prints the code and message (damaged / foreign files)
+ *   api_driver fuzz WEIGHTS N          N random calls (lengths around 0 and max, ids around the vocabulary's
+ *                                      ends, masks with bad values) must succeed exactly when the input is valid;
+ *                                      then N damaged copies of the weights (truncated, bytes flipped) must be
+ *                                      refused; prints "ok"
  */
 #define _POSIX_C_SOURCE 200112L
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "canao_api.h"
@@ -90,6 +95,68 @@ static int bad_inputs(canao_model *m) {
     return 0;
 }
 
+static uint64_t rng_state = 0x2545F4914F6CDD1DULL;
+static int rnd(int lo, int hi) { /* uniform in [lo, hi] */
+    rng_state ^= rng_state << 13, rng_state ^= rng_state >> 7, rng_state ^= rng_state << 17;
+    return lo + (int)(rng_state % (uint64_t)(hi - lo + 1));
+}
+
+static int fuzz(canao_model *m, const char *weights_path, int n) {
+    int max = canao_model_max_positions(m), vocab = canao_model_vocab_size(m);
+    int32_t *ids = malloc((size_t)(max + 8) * sizeof(int32_t)), *types = malloc((size_t)(max + 8) * sizeof(int32_t));
+    int32_t *keep = malloc((size_t)(max + 8) * sizeof(int32_t));
+    if (!ids || !types || !keep) return 2;
+    int decoder = canao_model_kind(m) == CANAO_DECODER;
+    for (int k = 0; k < n; k++) {
+        int T = rnd(0, 3) == 0 ? rnd(-2, 2) : rnd(max - 2, max + 3);
+        if (rnd(0, 1)) T = rnd(1, max);
+        int valid = T >= 1 && T <= max;
+        for (int t = 0; t < T; t++) {
+            ids[t] = rnd(0, 19) == 0 ? rnd(-3, 3) + (rnd(0, 1) ? vocab : 0) : rnd(0, vocab - 1);
+            types[t] = 0;
+            keep[t] = rnd(0, 49) == 0 ? 2 : 1;
+            if (ids[t] < 0 || ids[t] >= vocab || (!decoder && keep[t] == 2)) valid = 0;
+        }
+        int rc;
+        if (decoder) {
+            canao_model_reset(m);
+            rc = canao_model_append(m, ids, T);
+        } else {
+            rc = canao_model_encode(m, ids, types, keep, T);
+        }
+        if ((rc == CANAO_OK) != valid) {
+            fprintf(stderr, "fuzz call %d: T=%d valid=%d but rc=%d (%s)\n", k, T, valid, rc, canao_model_error(m));
+            return 1;
+        }
+    }
+    free(ids), free(types), free(keep);
+    long bytes;
+    unsigned char *raw = (unsigned char *)read_all(weights_path, &bytes);
+    if (!raw) return 2;
+    unsigned char *copy = malloc((size_t)bytes + 1);
+    for (int k = 0; k < n && copy; k++) {
+        memcpy(copy, raw, (size_t)bytes);
+        long size = bytes;
+        if (rnd(0, 1)) size = rnd(0, (int)(bytes < 200000 ? bytes - 1 : 200000));
+        else for (int f = rnd(1, 4); f > 0; f--) {
+            long at = rnd(0, 9) < 7 ? rnd(0, 63) : rnd(64, (int)(bytes - 1 < 2000000000 ? bytes - 1 : 2000000000));
+            copy[at] ^= (unsigned char)rnd(1, 255);
+        }
+        if (size == bytes && memcmp(copy, raw, (size_t)bytes) == 0) continue; /* flips that cancelled out */
+        canao_model *bad = NULL;
+        char msg[256];
+        int rc = canao_model_open_buffer(copy, (size_t)size, &bad, msg, sizeof msg);
+        if (rc == CANAO_OK || bad != NULL) {
+            fprintf(stderr, "damaged weights %d (size %ld of %ld) were accepted\n", k, size, bytes);
+            canao_model_free(bad);
+            return 1;
+        }
+    }
+    free(copy);
+    free(raw);
+    return 0;
+}
+
 static int replay(canao_model *m, const char *calls_path, const char *out_path) {
     long bytes;
     int32_t *calls = read_all(calls_path, &bytes);
@@ -147,6 +214,9 @@ int main(int argc, char **argv) {
     int status = 2;
     if (strcmp(argv[1], "bad") == 0) {
         status = bad_inputs(m);
+        if (status == 0) printf("ok\n");
+    } else if (strcmp(argv[1], "fuzz") == 0 && argc == 4) {
+        status = fuzz(m, argv[2], atoi(argv[3]));
         if (status == 0) printf("ok\n");
     } else if (strcmp(argv[1], "run") == 0 && argc == 5) {
         status = replay(m, argv[3], argv[4]);

@@ -158,6 +158,8 @@ def test_c_api_gives_the_python_runtimes_outputs_under_sanitizers(packages, arti
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     bad = _run([str(exe), "bad", str(packages[name] / "weights.bin")])
     assert bad.returncode == 0 and bad.stdout.strip() == "ok", bad.stderr[-3000:]
+    fuzz = _run([str(exe), "fuzz", str(packages[name] / "weights.bin"), "400"])
+    assert fuzz.returncode == 0 and fuzz.stdout.strip() == "ok", fuzz.stderr[-3000:]
 
 
 def test_the_static_library_links_with_a_plain_program(packages, tmp_path):

@@ -116,9 +116,10 @@ static int check_header(const unsigned char *h, size_t size, char *msg, size_t c
     if (memcmp(h + 16, canao_graph_hash(), 16) != 0)
         return fail(msg, cap, CANAO_EMISMATCH, "weights of graph %.16s, but the code is graph %s", (const char *)h + 16,
                     canao_graph_hash());
-    char simd[17] = {0};
+    char simd[17] = {0}, want[16] = {0};
     memcpy(simd, h + 32, 16);
-    if (strcmp(simd, CANAO_SIMD) != 0)
+    strncpy(want, CANAO_SIMD, sizeof want); /* the field is the name NUL-padded to 16 bytes: all of it must match */
+    if (memcmp(h + 32, want, 16) != 0)
         return fail(msg, cap, CANAO_EMISMATCH, "weights packed for SIMD level %s, but the code is built for %s", simd,
                     CANAO_SIMD);
     uint64_t floats = read_u64(h + 48);
