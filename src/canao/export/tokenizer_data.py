@@ -38,6 +38,7 @@ Byte-level BPE:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from pathlib import Path
@@ -233,8 +234,23 @@ def _pack_added(u32: struct.Struct, added: list[tuple[int, str]]) -> list[bytes]
     return parts
 
 
+_WRITTEN: dict[str, tuple[bytes, dict[str, int]]] = {}  # sha256 of the tokenizer's JSON -> (data, sizes)
+
+
 def write_tokenizer_data(tokenizer: Any, path: Path) -> dict[str, int]:
-    """Write tokenizer.bin for the C tokenizer (WordPiece or byte-level BPE); returns sizes (for reports)."""
+    """Write tokenizer.bin for the C tokenizer (WordPiece or byte-level BPE); returns sizes (for reports).
+
+    Probing takes seconds (WordPiece) to a minute (byte-level BPE), so the result is kept per tokenizer for
+    the life of the process: exporting several models that share a tokenizer probes it once."""
+    key = hashlib.sha256(tokenizer.to_str().encode()).hexdigest()
+    if key not in _WRITTEN:
+        _WRITTEN[key] = _tokenizer_data(tokenizer)
+    data, sizes = _WRITTEN[key]
+    Path(path).write_bytes(data)
+    return dict(sizes)
+
+
+def _tokenizer_data(tokenizer: Any) -> tuple[bytes, dict[str, int]]:
     kind = (json.loads(tokenizer.to_str()).get("model") or {}).get("type")
     u32 = struct.Struct("<I")
     if kind == "BPE":
@@ -245,8 +261,7 @@ def write_tokenizer_data(tokenizer: Any, path: Path) -> dict[str, int]:
         parts += [u32.pack(len(b["merges"])), *(struct.pack("<III", *m) for m in b["merges"])]
         parts += _pack_added(u32, b["added"])
         data = b"".join(parts)
-        path.write_bytes(data)
-        return {"bytes": len(data), "classes": len(b["classes"]), "merges": len(b["merges"])}
+        return data, {"bytes": len(data), "classes": len(b["classes"]), "merges": len(b["merges"])}
     t = tokenizer_tables(tokenizer)
     parts = [MAGIC, u32.pack(VERSION), u32.pack(1), u32.pack(len(t["ranges"]))]
     parts += [struct.pack("<III", lo, hi, kind) for lo, hi, kind in t["ranges"]]
@@ -264,5 +279,4 @@ def write_tokenizer_data(tokenizer: Any, path: Path) -> dict[str, int]:
     parts += _pack_added(u32, t["added"])
     parts += [u32.pack(t["cls"] & NONE), u32.pack(t["sep"] & NONE)]
     data = b"".join(parts)
-    path.write_bytes(data)
-    return {"bytes": len(data), "ranges": len(t["ranges"]), "maps": len(t["maps"]), "classes": len(t["classes"])}
+    return data, {"bytes": len(data), "ranges": len(t["ranges"]), "maps": len(t["maps"]), "classes": len(t["classes"])}
