@@ -8,8 +8,9 @@ compiled teacher's measured latency on this CPU:
              number of evaluations (mean and spread over seeds); the pick compiled and measured here
   flops      the same search with the FLOPs proxy (same budget as a fraction of the teacher's FLOPs): its
              pick's measured latency and accuracy
-  kendall    how well inherited weights rank members: >= 6 members spread over the latency range, Kendall
-             tau between inherited dev accuracy and accuracy after a short stand-alone distillation
+  kendall    how well inherited weights rank members: >= 6 members spread over the latency range the supernet
+             was trained for (up to --supernet-focus x the budget), Kendall tau between inherited dev accuracy
+             and accuracy after a short stand-alone distillation
 
 Needs the SST-2 teacher (`canao finetune --task sst2 --train <SST-2 train.tsv> --out T`, then --teacher
 T/model) and a profile of the default space on this machine (`canao profile --out P.json`). Every stage
@@ -161,7 +162,9 @@ class Bench:
         from canao.train.finetune import FinetuneConfig
 
         rng = np.random.default_rng(0)
-        members = sorted((self.space.decode(self.space.random_decisions(rng)) for _ in range(200)), key=self.latency)
+        cap = self.args.supernet_focus * self.budget if self.args.supernet_focus > 0 else float("inf")
+        drawn = (self.space.decode(self.space.random_decisions(rng)) for _ in range(2000))
+        members = sorted([c for c in drawn if self.latency(c) <= cap][:200], key=self.latency)
         picks = [members[int(q)] for q in np.linspace(0, len(members) - 1, self.args.kendall_members)]
         supernet = load_supernet(self.args.work / "supernet")
         dev = load_held_out(supernet, "sst2", SHARED / "glue/SST-2/dev.tsv", 128, None)
@@ -184,6 +187,7 @@ class Bench:
             )
             distilled.append(float(result.metrics["accuracy"]))
         return {
+            "max_predicted_ms": cap,
             "members": [c.describe() for c in picks],
             "predicted_ms": [self.latency(c) for c in picks],
             "inherited_accuracy": inherited,

@@ -837,7 +837,7 @@ def export_cmd(
     from canao.export.package import export_artifact
 
     result = export_artifact(artifact, target, out, prebuilt=prebuilt, force=force)
-    table = _table(f"exported {artifact} for {result.target} ({result.simd}) into {out}", ("file", "KB"))
+    table = _table(f"exported {artifact} for {result.target} ({', '.join(result.levels)}) into {out}", ("file", "KB"))
     for name, size in sorted(result.files.items()):
         table.add_row(name, f"{size / 1024:.1f}")
     console.print(table)

@@ -203,7 +203,7 @@ int main(int argc, char **argv) {
     char msg[512];
     int rc = canao_model_open(argv[2], &m, msg, sizeof msg);
     if (strcmp(argv[1], "open") == 0) {
-        printf("%d %s\n", rc, rc == CANAO_OK ? canao_model_simd() : msg);
+        printf("%d %s\n", rc, rc == CANAO_OK ? canao_model_simd(m) : msg);
         canao_model_free(m);
         return 0;
     }

@@ -17,6 +17,7 @@ from canao.export.package import export_artifact, jdk_include
 from canao.models.teacher import teacher_dir
 from canao.models.tokenizer import load_tokenizer
 from tests.compiler.graphs import DEC, ENC, torch_model
+from tests.export.levels import PICKED_LEVEL
 
 CHECK = Path(__file__).with_name("JniCheck.java")
 pytestmark = [
@@ -68,7 +69,7 @@ def test_encoder_through_jni_equals_the_python_runtime(java):
     art, pkg = packages["encoder"]
     ids, types = [3, 17, 42, 5, 60, 1, 9], [0, 0, 0, 1, 1, 1, 1]
     lines = _java(classes, pkg, "encode", str(pkg / "weights.bin"), ",".join(map(str, ids)), ",".join(map(str, types)))
-    res = load_artifact(art, simd="avx2").model.run(np.array(ids), token_type_ids=np.array(types))
+    res = load_artifact(art, simd=PICKED_LEVEL).model.run(np.array(ids), token_type_ids=np.array(types))
     want = np.stack([res["start_logits"][0], res["end_logits"][0]], axis=-1).ravel()
     np.testing.assert_allclose(_floats(lines[1]), want, rtol=1e-5, atol=1e-6)
     errors = _errors(lines)
@@ -84,7 +85,7 @@ def test_decoder_through_jni_equals_the_python_runtime(java):
     classes, packages = java
     art, pkg = packages["decoder"]
     lines = _java(classes, pkg, "decode", str(pkg / "weights.bin"), "4,8,15,16", "23")
-    session = load_artifact(art, simd="avx2").model.new_session()
+    session = load_artifact(art, simd=PICKED_LEVEL).model.new_session()
     np.testing.assert_allclose(
         _floats(lines[1]), session.prefill(np.array([4, 8, 15, 16])).ravel(), rtol=1e-5, atol=1e-6
     )

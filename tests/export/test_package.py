@@ -16,13 +16,14 @@ import pytest
 from canao.compiler.artifact import load_artifact, write_artifact
 from canao.compiler.codegen.runner import write_calls
 from canao.compiler.toolchain import BASE_FLAGS
-from canao.device import SIMD_LEVELS, host_simd
+from canao.device import host_simd
 from canao.export.package import ExportError, export_artifact
 from canao.export.weights_file import HEADER_BYTES, WeightsFileError, read_weights_file
 from canao.models.teacher import teacher_dir
 from canao.models.tokenizer import load_tokenizer
 from canao.storage import ExistingDirectoryError
 from tests.compiler.graphs import DEC, ENC, torch_model
+from tests.export.levels import PICKED_LEVEL
 
 DRIVER = Path(__file__).with_name("api_driver.c")
 CC, CROSS_CC, QEMU = shutil.which("cc") or shutil.which("gcc"), "aarch64-linux-gnu-gcc", "qemu-aarch64"
@@ -71,8 +72,8 @@ def _calls(kind: str):
     ]
 
 
-def _expected(path: Path, kind: str, calls) -> list[np.ndarray]:
-    model = load_artifact(path, simd="avx2").model
+def _expected(path: Path, kind: str, calls, simd: str) -> list[np.ndarray]:
+    model = load_artifact(path, simd=simd).model
     out = []
     if kind == "encoder":
         for ids, types, mask, _ in calls:
@@ -92,12 +93,22 @@ def _ordered(res: dict) -> list:
     return [res["logits"]] if "logits" in res else [res["last_hidden_state"], res["pooled"]]
 
 
-def _driver(pkg: Path, tmp: Path, cc_cmd: list[str], name: str) -> Path:
+def _driver(pkg: Path, tmp: Path, cc: str, cflags: list[str], name: str) -> Path:
+    """api_driver.c linked with the package's static library, built by the package's own Makefile (in a copy,
+    with `cflags`: sanitizers, or the cross compiler's)."""
+    work = tmp / f"{name}-pkg"
+    shutil.copytree(pkg, work, ignore=shutil.ignore_patterns("build"))
+    flags = " ".join(cflags)
+    proc = subprocess.run(
+        ["make", "-s", f"CC={cc}", f"CFLAGS={flags}", "build/libcanao_model.a"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
     exe = tmp / name
-    simd = json.loads((pkg / "model.json").read_text())["simd"]
-    sources = [DRIVER, pkg / "kernel.c", pkg / "canao_api.c"]
-    cmd = [*cc_cmd, f'-DCANAO_SIMD="{simd}"', "-I", str(pkg), *map(str, sources), "-o", str(exe), "-lm"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    cmd = [cc, *cflags, "-I", str(work), str(DRIVER), str(work / "build/libcanao_model.a"), "-fopenmp", "-o", str(exe)]
+    proc = subprocess.run([*cmd, "-lm"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return exe
 
@@ -105,9 +116,7 @@ def _driver(pkg: Path, tmp: Path, cc_cmd: list[str], name: str) -> Path:
 SANITIZE = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
 
 
-def _x86_cmd(sanitize: bool) -> list[str]:
-    base = [f for f in BASE_FLAGS if not (sanitize and f in ("-O3", "-fPIC"))]
-    return [str(CC), *base, *SIMD_LEVELS["avx2"].cc_flags, *(SANITIZE if sanitize else [])]
+SANITIZED = ["-std=c11", "-fPIC", "-ffp-contract=fast", *SANITIZE]
 
 
 def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
@@ -118,9 +127,12 @@ def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 def test_package_layout_manifest_and_prebuilt_library(packages):
     pkg = packages["qa"]
     manifest = json.loads((pkg / "export.json").read_text())
-    assert manifest["target"] == "linux-x86_64" and manifest["simd"] == "avx2"
+    assert manifest["target"] == "linux-x86_64" and manifest["levels"] == ["avx512", "avx2"]
     for name in (
-        "kernel.c",
+        "kernel_avx2.c",
+        "kernel_avx512.c",
+        "canao_rename_avx2.h",
+        "canao_levels.c",
         "canao_api.h",
         "canao_api.c",
         "canao_model.h",
@@ -135,8 +147,9 @@ def test_package_layout_manifest_and_prebuilt_library(packages):
         assert name in manifest["files"], name
         assert manifest["files"][name]["bytes"] == (pkg / name).stat().st_size
     assert {"build/libcanao_model.a", "build/libcanao_model.so", "build/canao-model-run"} <= set(manifest["prebuilt"])
-    header, blob = read_weights_file(pkg / "weights.bin")
-    assert header.graph_hash == manifest["graph_hash"] and header.simd == "avx2" and blob.size == header.floats
+    sections = read_weights_file(pkg / "weights.bin")
+    assert [h.simd for h, _ in sections] == ["avx512", "avx2"]  # panels of 32 and 16 columns: two blobs
+    assert all(h.graph_hash == manifest["graph_hashes"][h.simd] and b.size == h.floats for h, b in sections)
     model = json.loads((pkg / "model.json").read_text())
     assert model["task"]["task"] == "qa" and model["spec"]["hidden"] == ENC.hidden
     assert "tokenizer.bin" not in json.loads((packages["lm"] / "export.json").read_text())["files"]
@@ -147,13 +160,13 @@ def test_c_api_gives_the_python_runtimes_outputs_under_sanitizers(packages, arti
     kind = CASES[name][0].kind
     calls = _calls(kind)
     write_calls(tmp_path / "calls.bin", calls)
-    exe = _driver(packages[name], tmp_path, _x86_cmd(sanitize=True), "driver")
+    exe = _driver(packages[name], tmp_path, str(CC), SANITIZED, "driver")
     proc = _run(
         [str(exe), "run", str(packages[name] / "weights.bin"), str(tmp_path / "calls.bin"), str(tmp_path / "o")]
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = np.fromfile(tmp_path / "o", dtype=np.float32)
-    want = np.concatenate(_expected(artifacts[name], kind, calls))
+    want = np.concatenate(_expected(artifacts[name], kind, calls, PICKED_LEVEL))
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     bad = _run([str(exe), "bad", str(packages[name] / "weights.bin")])
@@ -169,7 +182,7 @@ def test_the_static_library_links_with_a_plain_program(packages, tmp_path):
     proc = subprocess.run([*cmd, "-o", str(exe)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = _run([str(exe), "open", str(pkg / "weights.bin")])
-    assert out.stdout.startswith("0 avx2")
+    assert out.stdout.startswith(f"0 {PICKED_LEVEL}")
 
 
 def _damaged(tmp: Path, weights: Path) -> dict[str, tuple[Path, int, str]]:
@@ -191,7 +204,7 @@ def _damaged(tmp: Path, weights: Path) -> dict[str, tuple[Path, int, str]]:
 
 
 def test_damaged_or_foreign_weights_are_refused_with_a_reason(packages, tmp_path):
-    exe = _driver(packages["qa"], tmp_path, _x86_cmd(sanitize=True), "driver")
+    exe = _driver(packages["qa"], tmp_path, str(CC), SANITIZED, "driver")
     cases = _damaged(tmp_path, packages["qa"] / "weights.bin")
     cases["another model"] = (packages["lm"] / "weights.bin", -4, "graph")
     cases["missing"] = (tmp_path / "nope.bin", -2, "cannot open")
@@ -225,16 +238,17 @@ def test_export_refuses_a_foreign_directory_and_replaces_its_own(artifacts, pack
 @pytest.mark.parametrize("name", ["qa", "lm"])
 def test_aarch64_package_under_qemu_gives_the_python_runtimes_outputs(artifacts, tmp_path, name):
     result = export_artifact(artifacts[name], "linux-aarch64", tmp_path / "pkg")
-    assert result.simd == "neon" and "build/libcanao_model.a" in result.prebuilt
+    assert result.levels == ("neon",) and "build/libcanao_model.a" in result.prebuilt
     kind = CASES[name][0].kind
     calls = _calls(kind)
     write_calls(tmp_path / "calls.bin", calls)
-    exe = _driver(result.out, tmp_path, [CROSS_CC, *BASE_FLAGS], "driver-aarch64")
+    exe = _driver(result.out, tmp_path, CROSS_CC, list(BASE_FLAGS), "driver-aarch64")
     qemu = [QEMU, "-L", "/usr/aarch64-linux-gnu", str(exe)]
     proc = _run([*qemu, "run", str(result.out / "weights.bin"), str(tmp_path / "calls.bin"), str(tmp_path / "o")])
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = np.fromfile(tmp_path / "o", dtype=np.float32)
-    np.testing.assert_allclose(got, np.concatenate(_expected(artifacts[name], kind, calls)), rtol=1e-5, atol=1e-5)
+    want = np.concatenate(_expected(artifacts[name], kind, calls, "avx2"))  # the x86-64 runtime as reference
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     bad = _run([*qemu, "bad", str(result.out / "weights.bin")])
     assert bad.returncode == 0 and bad.stdout.strip() == "ok", bad.stderr[-3000:]
 
@@ -255,3 +269,32 @@ def test_cli_exports_and_names_bad_targets(artifacts, tmp_path):
     assert result.exit_code == 2 and "unknown target" in result.output
     result = runner.invoke(app, ["export", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "not found" in result.output
+
+
+def test_the_simd_level_is_picked_at_run_time_and_can_be_forced(packages, artifacts, tmp_path):
+    """The auto pick is this CPU's best level; CANAO_SIMD forces one, refused with a reason where it cannot run;
+    every level this CPU runs gives the Python runtime's outputs for that level."""
+    exe = _driver(packages["lm"], tmp_path, str(CC), ["-O2", *BASE_FLAGS[1:]], "driver")
+    weights = str(packages["lm"] / "weights.bin")
+    assert _run([str(exe), "open", weights]).stdout.split()[:2] == ["0", PICKED_LEVEL]
+    runnable = ["avx2", *(["avx512"] if PICKED_LEVEL == "avx512" else [])]
+    calls = _calls("decoder")
+    write_calls(tmp_path / "calls.bin", calls)
+    for level in runnable:
+        env = {**os.environ, "CANAO_SIMD": level}
+        opened = subprocess.run([str(exe), "open", weights], capture_output=True, text=True, env=env)
+        assert opened.stdout.split()[:2] == ["0", level]
+        proc = subprocess.run(
+            [str(exe), "run", weights, str(tmp_path / "calls.bin"), str(tmp_path / "o")], env=env, capture_output=True
+        )
+        assert proc.returncode == 0
+        want = np.concatenate(_expected(artifacts["lm"], "decoder", calls, level))
+        np.testing.assert_allclose(np.fromfile(tmp_path / "o", dtype=np.float32), want, rtol=1e-5, atol=1e-6)
+    if "avx512" not in runnable:
+        env = {**os.environ, "CANAO_SIMD": "avx512"}
+        proc = subprocess.run([str(exe), "open", weights], capture_output=True, text=True, env=env)
+        assert proc.stdout.startswith("-6 ") and "avx512 (not on this CPU)" in proc.stdout
+    proc = subprocess.run(
+        [str(exe), "open", weights], capture_output=True, text=True, env={**os.environ, "CANAO_SIMD": "sse9"}
+    )
+    assert proc.stdout.startswith("-1 ") and "CANAO_SIMD=sse9" in proc.stdout

@@ -23,6 +23,7 @@ from canao.models import build_model
 from canao.models.teacher import teacher_dir
 from canao.models.tokenizer import load_tokenizer
 from tests.apps.conftest import QA_SPEC
+from tests.export.levels import PICKED_LEVEL
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("make") is None or shutil.which("cc") is None, reason="needs cc and make"),
@@ -63,7 +64,7 @@ def _squad_cases() -> list[tuple[str, str]]:
 
 def test_qa_answers_equal_the_python_app(exported):
     art_path, pkg = exported["qa"]
-    art = load_artifact(art_path, simd="avx2")
+    art = load_artifact(art_path, simd=PICKED_LEVEL)
     cases = [*_squad_cases(), ("Où est le café ?", "Le café est à Paris, près de la gare. 北京 🙂"), ("why?", "")]
     assert any(len(ctx) > 600 for _, ctx in cases)  # several windows at 64 positions
     for question, context in cases:
@@ -80,8 +81,8 @@ def test_qa_answers_equal_the_python_app(exported):
 
 
 def test_classification_and_embedding_equal_the_python_apps(exported):
-    cls_art = load_artifact(exported["classification"][0], simd="avx2")
-    emb_art = load_artifact(exported["backbone"][0], simd="avx2")
+    cls_art = load_artifact(exported["classification"][0], simd=PICKED_LEVEL)
+    emb_art = load_artifact(exported["backbone"][0], simd=PICKED_LEVEL)
     texts = ["a gripping, funny film", "naïve café 東京", "word " * 80]  # the last is cut at 64 positions
     for text in texts:
         got = json.loads(_run(exported["classification"][1], "classify", "-t", text).stdout)

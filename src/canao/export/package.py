@@ -3,7 +3,9 @@
 The exported directory builds with any C compiler and make (or CMake), and
 holds everything a phone app or a C program needs, without Python:
 
-    canao_model.h  kernel.c  canao_kernels.h   the generated model (graph as code) and its kernels
+    kernel_<level>.c  canao_kernels.h          the generated model (graph as code) per SIMD level, and its kernels
+    canao_rename_<level>.h  canao_levels.c     per-level symbol prefixes and the run-time dispatch table
+    canao_model.h  canao_dispatch.h            the generated model's ABI and the table's type
     canao_api.h  canao_api.c                   the C API: open weights, encode / decode, outputs, errors
     canao_run.c  model.cfg                     the runner canao-model-run (QA, classify, embed, generate; JSON)
     canao_jni.c  java/ai/canao/*.java          JNI binding for Java / Android (make jni, make java)
@@ -14,9 +16,10 @@ holds everything a phone app or a C program needs, without Python:
     build/                                     prebuilt libraries when the target's compiler is here
     export.json                                sha256 of every file, written last
 
-The code is generated for the target's SIMD level (x86-64: AVX2 with FMA,
-the baseline of CPUs since 2013; aarch64: NEON), tuned where this CPU runs
-that level. The package is written to a temporary directory beside `out` and
+The code is generated for each SIMD level of the target (x86-64: AVX-512 and
+AVX2 with FMA, the baseline of CPUs since 2013, picked at run time; aarch64:
+NEON), tuned where this CPU runs that level; weights.bin holds one section
+per level since the packed panel width differs. The package is written to a temporary directory beside `out` and
 renamed into place: an interrupted export leaves no half-written package,
 and an existing directory that canao did not write is never overwritten.
 
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -43,11 +47,19 @@ from canao.compiler.ir import Graph, graph_hash
 from canao.compiler.toolchain import BASE_FLAGS, CODEGEN_DIR
 from canao.device import SIMD_LEVELS
 from canao.errors import CanaoError
-from canao.export.weights_file import write_weights_file
+from canao.export.weights_file import Section, write_weights_file
 from canao.storage import prepare_target, replace_directory
 
 C_DIR = Path(__file__).with_name("c")
-C_FILES = ("canao_api.h", "canao_api.c", "canao_tokenizer.h", "canao_tokenizer.c", "canao_run.c", "canao_jni.c")
+C_FILES = (
+    "canao_api.h",
+    "canao_api.c",
+    "canao_dispatch.h",
+    "canao_tokenizer.h",
+    "canao_tokenizer.c",
+    "canao_run.c",
+    "canao_jni.c",
+)
 JAVA_DIR = Path(__file__).with_name("java")
 JAVA_FILES = tuple(
     f"java/ai/canao/{name}" for name in ("CanaoModel.java", "CanaoTokenizer.java", "CanaoException.java")
@@ -63,7 +75,7 @@ class ExportError(CanaoError, RuntimeError):
 @dataclass(frozen=True)
 class Target:
     name: str
-    simd: str  # canao.device.SIMD_LEVELS key the code is generated for
+    levels: tuple[str, ...]  # canao.device.SIMD_LEVELS the code is generated for, the one picked first first
     compilers: tuple[str, ...]  # C compilers that build the prebuilt libraries here (first found is used)
     note: str  # how to build for it, for model.json and the docs
 
@@ -71,11 +83,16 @@ class Target:
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
-        Target("linux-x86_64", "avx2", ("x86_64-linux-gnu-gcc", "gcc", "cc"), "make (needs AVX2 + FMA at run time)"),
-        Target("linux-aarch64", "neon", ("aarch64-linux-gnu-gcc",), "make CC=aarch64-linux-gnu-gcc"),
+        Target(
+            "linux-x86_64",
+            ("avx512", "avx2"),
+            ("x86_64-linux-gnu-gcc", "gcc", "cc"),
+            "make (runs AVX-512 code where the CPU has it, else AVX2 + FMA)",
+        ),
+        Target("linux-aarch64", ("neon",), ("aarch64-linux-gnu-gcc",), "make CC=aarch64-linux-gnu-gcc"),
         Target(
             "android-arm64",
-            "neon",
+            ("neon",),
             (),
             "make CC=$NDK/toolchains/llvm/prebuilt/linux-x86_64/bin/aarch64-linux-android24-clang OPENMP=-fopenmp",
         ),
@@ -87,36 +104,45 @@ TARGETS: dict[str, Target] = {
 class ExportResult:
     out: Path
     target: str
-    simd: str
-    graph_hash: str
+    levels: tuple[str, ...]
+    graph_hashes: dict[str, str]  # SIMD level -> hash of its final graph (the panel width differs per level)
     prebuilt: tuple[str, ...]  # files under build/ (empty when no compiler for the target is here)
     files: dict[str, int]  # name -> bytes
 
 
-def _makefile(simd_flags: str, simd: str, target: str) -> str:
+def _makefile(levels: tuple[str, ...], target: str) -> str:
     base = " ".join(f for f in BASE_FLAGS if f not in ("-fopenmp", "-Wall", "-Wextra"))
-    return f"""# Builds the exported canao model ({target}, SIMD level {simd}): libcanao_model.a and libcanao_model.so.
+    kernels = " ".join(f"build/kernel_{level}.o" for level in levels)
+    rules = "\n".join(
+        f"build/kernel_{level}.o: kernel_{level}.c canao_rename_{level}.h canao_kernels.h canao_model.h | build\n"
+        f"\t$(CC) $(CFLAGS) {' '.join(SIMD_LEVELS[level].cc_flags)} $(OPENMP) -include canao_rename_{level}.h "
+        f"-I. -c kernel_{level}.c -o $@\n"
+        for level in levels
+    )
+    return f"""# Builds the exported canao model ({target}; SIMD levels {", ".join(levels)}, picked at run time):
+# build/libcanao_model.a, build/libcanao_model.so and build/canao-model-run.
 #   make                      with the host compiler
 #   make CC=aarch64-linux-gnu-gcc
 #   make CC=<NDK clang> OPENMP=-fopenmp      (Android; see docs/deploy.md)
 #   make OPENMP=                             single-threaded, without OpenMP
+# canao_api.c is built without SIMD flags: it checks the CPU before any vector code runs.
 CC ?= cc
 AR ?= ar
 OPENMP ?= -fopenmp
 CFLAGS ?= {base}
-SIMD_FLAGS = {simd_flags}
-OBJS = build/kernel.o build/canao_api.o build/canao_tokenizer.o
+OBJS = {kernels} build/canao_levels.o build/canao_api.o build/canao_tokenizer.o
 
 all: build/libcanao_model.a build/libcanao_model.so build/canao-model-run
 
 build:
 \tmkdir -p build
 
-build/kernel.o: kernel.c canao_kernels.h canao_model.h | build
-\t$(CC) $(CFLAGS) $(SIMD_FLAGS) $(OPENMP) -I. -c kernel.c -o $@
+{rules}
+build/canao_levels.o: canao_levels.c canao_dispatch.h | build
+\t$(CC) $(CFLAGS) -I. -c canao_levels.c -o $@
 
-build/canao_api.o: canao_api.c canao_api.h canao_model.h | build
-\t$(CC) $(CFLAGS) $(SIMD_FLAGS) -DCANAO_SIMD='"{simd}"' -I. -c canao_api.c -o $@
+build/canao_api.o: canao_api.c canao_api.h canao_dispatch.h | build
+\t$(CC) $(CFLAGS) -I. -c canao_api.c -o $@
 
 build/canao_tokenizer.o: canao_tokenizer.c canao_tokenizer.h | build
 \t$(CC) $(CFLAGS) -I. -c canao_tokenizer.c -o $@
@@ -152,8 +178,13 @@ clean:
 """
 
 
-def _cmakelists(simd_flags: str, simd: str) -> str:
-    flags = " ".join(f'"{f}"' for f in simd_flags.split())
+def _cmakelists(levels: tuple[str, ...]) -> str:
+    per_level = "\n".join(
+        f"set_source_files_properties(kernel_{level}.c PROPERTIES COMPILE_OPTIONS "
+        f'"{";".join([*SIMD_LEVELS[level].cc_flags, "-include", f"canao_rename_{level}.h"])}")'
+        for level in levels
+    )
+    kernels = " ".join(f"kernel_{level}.c" for level in levels)
     return f"""cmake_minimum_required(VERSION 3.10)
 project(canao_model C)
 set(CMAKE_C_STANDARD 11)
@@ -162,7 +193,8 @@ if(NOT CMAKE_BUILD_TYPE)
   set(CMAKE_BUILD_TYPE Release)
 endif()
 find_package(OpenMP)
-set(SOURCES kernel.c canao_api.c canao_tokenizer.c)
+set(SOURCES {kernels} canao_levels.c canao_api.c canao_tokenizer.c)
+{per_level}
 add_library(canao_model STATIC ${{SOURCES}})
 add_library(canao_model_shared SHARED ${{SOURCES}})
 set_target_properties(canao_model_shared PROPERTIES OUTPUT_NAME canao_model)
@@ -170,14 +202,61 @@ add_executable(canao-model-run canao_run.c)
 target_link_libraries(canao-model-run PRIVATE canao_model)
 foreach(lib canao_model canao_model_shared)
   target_include_directories(${{lib}} PUBLIC ${{CMAKE_CURRENT_SOURCE_DIR}})
-  target_compile_options(${{lib}} PRIVATE -O3 -ffp-contract=fast {flags})
-  target_compile_definitions(${{lib}} PRIVATE CANAO_SIMD="{simd}")
+  target_compile_options(${{lib}} PRIVATE -O3 -ffp-contract=fast)
   target_link_libraries(${{lib}} PUBLIC m)
   if(OpenMP_C_FOUND)
     target_link_libraries(${{lib}} PUBLIC OpenMP::OpenMP_C)
   endif()
 endforeach()
 """
+
+
+def model_symbols() -> list[str]:
+    """The entry points of a generated model (canao_model.h), renamed per SIMD level in a package."""
+    return sorted(set(re.findall(r"\b(canao_[a-z_]+)\(", (CODEGEN_DIR / "canao_model.h").read_text())))
+
+
+def _rename_header(level: str) -> str:
+    lines = [f"/* Compiled with -include: the model's entry points of the {level} build get a prefix. */"]
+    lines += [f"#define {sym} canao_{level}_{sym.removeprefix('canao_')}" for sym in model_symbols()]
+    return "\n".join(lines) + "\n"
+
+
+FIELDS = (  # canao_level's function pointers (canao_dispatch.h), in order
+    "forward",
+    "error_message",
+    "abi_version",
+    "arena_floats",
+    "weight_floats",
+    "graph_hash",
+    "set_threads",
+    "max_positions",
+    "num_caches",
+    "cache_floats",
+    "num_outputs",
+    "output_offset",
+    "output_floats",
+    "id_bound",
+)
+
+
+def _levels_source(levels: tuple[str, ...]) -> str:
+    """canao_levels.c: the dispatch table, with the renamed prototypes of canao_model.h per level."""
+    header = (CODEGEN_DIR / "canao_model.h").read_text()
+    prototypes = header[header.index("int canao_forward(") : header.rindex("#endif")].strip()
+    lines = [
+        "/* The SIMD levels compiled into this package, most capable first (canao_dispatch.h). */",
+        '#include "canao_dispatch.h"',
+        "",
+    ]
+    for level in levels:
+        renamed = re.sub(r"\bcanao_([a-z_]+)\(", rf"canao_{level}_\1(", prototypes)
+        lines += [f"/* {level} */", renamed, ""]
+    lines.append("const canao_level canao_levels[] = {")
+    for level in levels:
+        lines.append(f'    {{"{level}", ' + ", ".join(f"canao_{level}_{f}" for f in FIELDS) + "},")
+    lines += ["};", f"const int canao_n_levels = {len(levels)};", ""]
+    return "\n".join(lines)
 
 
 def _sha256(path: Path) -> str:
@@ -222,18 +301,22 @@ def export_artifact(
         raise ExportError(f"unknown target {target!r}; choose one of {sorted(TARGETS)}.")
     t = TARGETS[target]
     source = read_artifact_source(artifact)
-    graph, code = generate_for_target(source.lowered(), BuildOptions(simd=t.simd, precision=source.precision))
+    lowered = source.lowered()
+    builds = {
+        level: generate_for_target(lowered, BuildOptions(simd=level, precision=source.precision)) for level in t.levels
+    }
+    hashes = {level: graph_hash(graph) for level, (graph, _) in builds.items()}
     prepare_target(out, is_ours=_files_not_ours, force=force)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
-        files = _write_package(tmp, artifact, source, graph, code, t)
+        files = _write_package(tmp, artifact, source, builds, t)
         built = _prebuild(tmp, t) if prebuilt else ()
         sizes = {name: (tmp / name).stat().st_size for name in files}
         manifest = {
             "version": EXPORT_VERSION,
             "target": t.name,
-            "simd": t.simd,
-            "graph_hash": graph_hash(graph),
+            "levels": list(t.levels),
+            "graph_hashes": hashes,
             "files": {name: {"bytes": sizes[name], "sha256": _sha256(tmp / name)} for name in files},
             "prebuilt": list(built),
         }
@@ -242,14 +325,19 @@ def export_artifact(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return ExportResult(out, t.name, t.simd, graph_hash(graph), built, sizes)
+    return ExportResult(out, t.name, t.levels, hashes, built, sizes)
 
 
-def _write_package(tmp: Path, artifact: Path, source: ArtifactSource, graph: Graph, code: str, t: Target) -> list[str]:
+def _write_package(
+    tmp: Path, artifact: Path, source: ArtifactSource, builds: dict[str, tuple[Graph, str]], t: Target
+) -> list[str]:
     """Every file of the package except the manifest and build/; returns their names."""
-    level = SIMD_LEVELS[t.simd]
-    simd_flags = " ".join(level.cc_flags)
-    (tmp / "kernel.c").write_text(code)
+    names = []
+    for level, (_, code) in builds.items():
+        (tmp / f"kernel_{level}.c").write_text(code)
+        (tmp / f"canao_rename_{level}.h").write_text(_rename_header(level))
+        names += [f"kernel_{level}.c", f"canao_rename_{level}.h"]
+    (tmp / "canao_levels.c").write_text(_levels_source(t.levels))
     for name in ("canao_model.h", "canao_kernels.h"):
         shutil.copyfile(CODEGEN_DIR / name, tmp / name)
     for name in C_FILES:
@@ -257,8 +345,9 @@ def _write_package(tmp: Path, artifact: Path, source: ArtifactSource, graph: Gra
     (tmp / "java" / "ai" / "canao").mkdir(parents=True)
     for name in JAVA_FILES:
         shutil.copyfile(JAVA_DIR / name.removeprefix("java/"), tmp / name)
-    write_weights_file(tmp / "weights.bin", weight_blob(graph), graph_hash(graph), t.simd)
-    names = ["kernel.c", "canao_model.h", "canao_kernels.h", *C_FILES, *JAVA_FILES, "weights.bin"]
+    sections = [Section(weight_blob(graph), graph_hash(graph), level) for level, (graph, _) in builds.items()]
+    write_weights_file(tmp / "weights.bin", sections)
+    names += ["canao_levels.c", "canao_model.h", "canao_kernels.h", *C_FILES, *JAVA_FILES, "weights.bin"]
     tokenizer_file = Path(artifact) / "tokenizer.json"
     if tokenizer_file.exists():
         from tokenizers import Tokenizer
@@ -267,20 +356,21 @@ def _write_package(tmp: Path, artifact: Path, source: ArtifactSource, graph: Gra
 
         write_tokenizer_data(Tokenizer.from_file(str(tokenizer_file)), tmp / "tokenizer.bin")
         names.append("tokenizer.bin")
+    first = next(iter(builds.values()))[0]
     model = {
         "spec": source.spec.to_dict(),
         "task": source.task,
         "precision": source.precision.value,
         "target": t.name,
-        "simd": t.simd,
-        "graph_hash": graph_hash(graph),
-        "outputs": list(graph.outputs),
+        "levels": list(t.levels),
+        "graph_hashes": {level: graph_hash(graph) for level, (graph, _) in builds.items()},
+        "outputs": list(first.outputs),
         "build": t.note,
     }
     (tmp / "model.json").write_text(json.dumps(model, indent=1))
     (tmp / "model.cfg").write_text(_runner_config(source.task))
-    (tmp / "Makefile").write_text(_makefile(simd_flags, t.simd, t.name))
-    (tmp / "CMakeLists.txt").write_text(_cmakelists(simd_flags, t.simd))
+    (tmp / "Makefile").write_text(_makefile(t.levels, t.name))
+    (tmp / "CMakeLists.txt").write_text(_cmakelists(t.levels))
     return [*names, "model.json", "model.cfg", "Makefile", "CMakeLists.txt"]
 
 

@@ -1,8 +1,12 @@
-"""weights.bin of an exported model: the packed weight blob behind a 64-byte header the C API checks.
+"""weights.bin of an exported model: one section per SIMD level, each a packed weight blob behind a 64-byte
+header the C API checks.
 
 A raw blob of the right size runs with wrong numbers if it is damaged or
 belongs to another build, and a phone app has no Python to catch that. The
-header lets `canao_model_open` (export/c/canao_api.c) refuse it with a reason:
+header lets `canao_model_open` (export/c/canao_api.c) refuse it with a reason.
+The panel width of the packed weights depends on the SIMD level, so an x86-64
+package holds an AVX-512 and an AVX2 section, one after the other, and the C
+API reads the one of the level it runs. Each section's header:
 
     0  magic "CANAOWB1"          8  u32 header bytes (64)     12  u32 model ABI version
     16 graph hash (16 chars)     32 SIMD level (16 bytes, NUL-padded)
@@ -14,8 +18,8 @@ the size check first.
 
 Example::
 
-    write_weights_file(Path("out/weights.bin"), blob, graph_hash(graph), "avx2")
-    header, blob = read_weights_file(Path("out/weights.bin"))
+    write_weights_file(Path("out/weights.bin"), [Section(blob, graph_hash(graph), "avx2")])
+    [(header, blob)] = read_weights_file(Path("out/weights.bin"))
 """
 
 from __future__ import annotations
@@ -59,7 +63,14 @@ def checksum(blob: np.ndarray) -> int:
     return int(total)
 
 
-def encode_weights_file(blob: np.ndarray, graph_hash: str, simd: str) -> bytes:
+@dataclass(frozen=True)
+class Section:
+    blob: np.ndarray  # the packed weights of one build
+    graph_hash: str  # canao.compiler.ir.graph_hash of that build's final graph
+    simd: str  # its SIMD level
+
+
+def encode_section(blob: np.ndarray, graph_hash: str, simd: str) -> bytes:
     data = np.ascontiguousarray(blob, dtype=np.float32)
     if len(graph_hash) != 16 or len(simd.encode()) > 16:
         raise WeightsFileError(f"graph hash must be 16 characters and the SIMD name at most 16 bytes: {graph_hash!r}")
@@ -69,22 +80,29 @@ def encode_weights_file(blob: np.ndarray, graph_hash: str, simd: str) -> bytes:
     return header + data.astype("<f4").tobytes()
 
 
-def write_weights_file(path: Path, blob: np.ndarray, graph_hash: str, simd: str) -> None:
-    """Write the file (callers write into a temporary directory that is renamed into place when complete)."""
-    Path(path).write_bytes(encode_weights_file(blob, graph_hash, simd))
+def write_weights_file(path: Path, sections: list[Section]) -> None:
+    """Write the sections, most capable level first (callers write into a temporary directory that is renamed
+    into place when complete)."""
+    with Path(path).open("wb") as f:
+        for section in sections:
+            f.write(encode_section(section.blob, section.graph_hash, section.simd))
 
 
-def read_weights_file(path: Path) -> tuple[WeightsHeader, np.ndarray]:
-    """The header and the floats, with the same checks as the C API (for tests and `canao export --check`)."""
+def read_weights_file(path: Path) -> list[tuple[WeightsHeader, np.ndarray]]:
+    """Every section's header and floats, with the C API's checks (for tests and inspection)."""
     raw = Path(path).read_bytes()
-    if len(raw) < HEADER_BYTES or raw[:8] != MAGIC:
-        raise WeightsFileError(f"{path}: not a canao weights file (no {MAGIC.decode()} header).")
-    magic, size, abi, ghash, simd, floats, check = _LAYOUT.unpack(raw[:HEADER_BYTES])
-    if size != HEADER_BYTES or len(raw) - HEADER_BYTES != 4 * floats:
-        raise WeightsFileError(
-            f"{path}: truncated or padded ({len(raw) - HEADER_BYTES} data bytes, {4 * floats} expected)."
-        )
-    blob = np.frombuffer(raw, dtype="<f4", offset=HEADER_BYTES).astype(np.float32)
-    if checksum(blob) != check:
-        raise WeightsFileError(f"{path}: damaged (checksum mismatch).")
-    return WeightsHeader(abi, ghash.decode(), simd.rstrip(b"\0").decode(), floats, check), blob
+    out: list[tuple[WeightsHeader, np.ndarray]] = []
+    at = 0
+    while at < len(raw) or not out:
+        if len(raw) - at < HEADER_BYTES or raw[at : at + 8] != MAGIC:
+            raise WeightsFileError(f"{path}: not a canao weights file (no {MAGIC.decode()} header at byte {at}).")
+        _, size, abi, ghash, simd, floats, check = _LAYOUT.unpack(raw[at : at + HEADER_BYTES])
+        if size != HEADER_BYTES or len(raw) - at - HEADER_BYTES < 4 * floats:
+            raise WeightsFileError(f"{path}: truncated ({4 * floats} data bytes announced at byte {at}).")
+        level = simd.rstrip(b"\0").decode(errors="replace")
+        blob = np.frombuffer(raw, dtype="<f4", count=floats, offset=at + HEADER_BYTES).astype(np.float32)
+        if checksum(blob) != check:
+            raise WeightsFileError(f"{path}: damaged (checksum mismatch in the {level} section).")
+        out.append((WeightsHeader(abi, ghash.decode(errors="replace"), level, floats, check), blob))
+        at += HEADER_BYTES + 4 * floats
+    return out

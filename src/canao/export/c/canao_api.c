@@ -1,7 +1,8 @@
-/* canao_api.c: the model handle over one generated model (canao_model.h). See canao_api.h.
+/* canao_api.c: the model handle over the generated model, compiled for one or more SIMD levels
+ * (canao_dispatch.h). See canao_api.h.
  *
- * Build with the same SIMD flags as kernel.c and -DCANAO_SIMD='"avx2"' (or neon, scalar, avx512,
- * avx512bf16): the weights' header must name the same level, since their panel width depends on it.
+ * Build this file WITHOUT SIMD flags: it checks the CPU before any vector code runs. weights.bin holds one
+ * section per level (each behind its own checked header), since the packed panels differ per level.
  */
 #define _POSIX_C_SOURCE 200112L
 #include "canao_api.h"
@@ -12,20 +13,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "canao_model.h"
-
-#ifndef CANAO_SIMD
-#define CANAO_SIMD "scalar"
-#endif
+#include "canao_dispatch.h"
 
 #define HEADER_BYTES 64
 #define MAGIC "CANAOWB1"
 #define ERR_CAP 256
 
 struct canao_model {
+    const canao_level *L; /* the SIMD level running this model */
     float *weights;  /* 64-byte aligned */
     float *arena;    /* 64-byte aligned */
-    float **caches;  /* decoder KV caches, one per canao_num_caches() */
+    float **caches;  /* decoder KV caches, one per num_caches() */
     int n_caches;
     int32_t *types;  /* scratch: zero type ids and the additive mask for one sequence */
     float *mask;
@@ -90,48 +88,105 @@ static uint64_t checksum(const unsigned char *data, uint64_t words) {
     return sum;
 }
 
-static int cpu_ok(void) {
+/* Whether this CPU runs code of SIMD level `name` (the flags canao.device asks for each level). */
+static int cpu_has(const char *name) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     __builtin_cpu_init();
-#if defined(__AVX512F__)
-    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw")) return 0;
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (strcmp(name, "avx2") == 0) return avx2;
+    if (strcmp(name, "avx512") == 0)
+        return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    return strcmp(name, "scalar") == 0;
+#elif defined(__aarch64__)
+    return strcmp(name, "neon") == 0 || strcmp(name, "scalar") == 0;
+#else
+    return strcmp(name, "scalar") == 0;
 #endif
-#if defined(__AVX2__)
-    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
-#endif
-#endif
-    return 1;
 }
 
-static int check_header(const unsigned char *h, size_t size, char *msg, size_t cap) {
-    const uint16_t one = 1;
-    if (*(const unsigned char *)&one != 1) return fail(msg, cap, CANAO_EFORMAT, "big-endian CPUs are not supported");
-    if (size < HEADER_BYTES || memcmp(h, MAGIC, 8) != 0)
-        return fail(msg, cap, CANAO_EFORMAT, "not a canao weights file (no %s header)", MAGIC);
-    if (read_u32(h + 8) != HEADER_BYTES)
-        return fail(msg, cap, CANAO_EFORMAT, "unknown weights header size %u", (unsigned)read_u32(h + 8));
-    if ((int)read_u32(h + 12) != canao_abi_version())
-        return fail(msg, cap, CANAO_EMISMATCH, "weights for model ABI %u, but the code is ABI %d",
-                    (unsigned)read_u32(h + 12), canao_abi_version());
-    if (memcmp(h + 16, canao_graph_hash(), 16) != 0)
-        return fail(msg, cap, CANAO_EMISMATCH, "weights of graph %.16s, but the code is graph %s", (const char *)h + 16,
-                    canao_graph_hash());
-    char simd[17] = {0}, want[16] = {0};
-    memcpy(simd, h + 32, 16);
-    strncpy(want, CANAO_SIMD, sizeof want); /* the field is the name NUL-padded to 16 bytes: all of it must match */
-    if (memcmp(h + 32, want, 16) != 0)
-        return fail(msg, cap, CANAO_EMISMATCH, "weights packed for SIMD level %s, but the code is built for %s", simd,
-                    CANAO_SIMD);
+/* The 16-byte, NUL-padded SIMD field of a section header. */
+static void level_field(const char *name, char out[16]) {
+    memset(out, 0, 16);
+    memcpy(out, name, strlen(name) < 16 ? strlen(name) : 16);
+}
+
+/* The size of the section at h (header + floats), or 0 with an error when its header does not parse. */
+static size_t section_bytes(const unsigned char *h, size_t size, int *rc, char *msg, size_t cap) {
+    if (size < HEADER_BYTES || memcmp(h, MAGIC, 8) != 0) {
+        *rc = fail(msg, cap, CANAO_EFORMAT, "not a canao weights file (no %s header)", MAGIC);
+        return 0;
+    }
+    if (read_u32(h + 8) != HEADER_BYTES) {
+        *rc = fail(msg, cap, CANAO_EFORMAT, "unknown weights header size %u", (unsigned)read_u32(h + 8));
+        return 0;
+    }
     uint64_t floats = read_u64(h + 48);
-    if (floats != (uint64_t)canao_weight_floats())
+    if (floats > (uint64_t)(size - HEADER_BYTES) / 4) {
+        *rc = fail(msg, cap, CANAO_EFORMAT, "weights file truncated: %llu floats announced, %llu bytes left",
+                   (unsigned long long)floats, (unsigned long long)(size - HEADER_BYTES));
+        return 0;
+    }
+    return HEADER_BYTES + (size_t)floats * 4;
+}
+
+/* Check a section (its SIMD field names L) against the code of level L. */
+static int check_section(const canao_level *L, const unsigned char *h, char *msg, size_t cap) {
+    uint64_t floats = read_u64(h + 48);
+    if ((int)read_u32(h + 12) != L->abi_version())
+        return fail(msg, cap, CANAO_EMISMATCH, "weights for model ABI %u, but the code is ABI %d",
+                    (unsigned)read_u32(h + 12), L->abi_version());
+    if (memcmp(h + 16, L->graph_hash(), 16) != 0)
+        return fail(msg, cap, CANAO_EMISMATCH, "weights of graph %.16s, but the code is graph %s", (const char *)h + 16,
+                    L->graph_hash());
+    if (floats != (uint64_t)L->weight_floats())
         return fail(msg, cap, CANAO_EMISMATCH, "weights hold %llu floats, the model needs %ld",
-                    (unsigned long long)floats, canao_weight_floats());
-    if ((uint64_t)(size - HEADER_BYTES) != floats * 4)
-        return fail(msg, cap, CANAO_EFORMAT, "weights file truncated or padded: %llu data bytes, expected %llu",
-                    (unsigned long long)(size - HEADER_BYTES), (unsigned long long)(floats * 4));
+                    (unsigned long long)floats, L->weight_floats());
     if (checksum(h + HEADER_BYTES, floats) != read_u64(h + 56))
         return fail(msg, cap, CANAO_EFORMAT, "weights damaged: checksum mismatch");
     return CANAO_OK;
+}
+
+/* The level to run and its section of the weights: the first level (most capable first) that the CPU runs,
+ * that CANAO_SIMD names when set, and that the file has a section for. Every section is checked, used or not:
+ * a file damaged anywhere is refused on every machine. */
+static int pick_level(const unsigned char *data, size_t size, const canao_level **L, const unsigned char **section,
+                      char *msg, size_t cap) {
+    const unsigned char *end = data + size, *found[16] = {0};
+    int rc = CANAO_OK;
+    for (const unsigned char *p = data; p < end || p == data;) {
+        size_t bytes = section_bytes(p, (size_t)(end - p), &rc, msg, cap);
+        if (!bytes) return rc;
+        int known = -1;
+        for (int i = 0; i < canao_n_levels && i < 16; i++) {
+            char want[16];
+            level_field(canao_levels[i].name, want);
+            if (memcmp(p + 32, want, 16) == 0) known = i;
+        }
+        if (known < 0) return fail(msg, cap, CANAO_EMISMATCH, "weights for a SIMD level this library lacks");
+        if ((rc = check_section(&canao_levels[known], p, msg, cap)) != CANAO_OK) return rc;
+        found[known] = p;
+        p += bytes;
+        if (p == end) break;
+    }
+    const char *forced = getenv("CANAO_SIMD");
+    char skipped[160] = "";
+    int named = 0;
+    for (int i = 0; i < canao_n_levels && i < 16; i++) {
+        const canao_level *level = &canao_levels[i];
+        if (forced && *forced && strcmp(forced, level->name) != 0) continue;
+        named = 1;
+        size_t used = strlen(skipped);
+        const char *why = !cpu_has(level->name) ? "not on this CPU" : !found[i] ? "no weights" : NULL;
+        if (!why) {
+            *L = level, *section = found[i];
+            return CANAO_OK;
+        }
+        snprintf(skipped + used, sizeof skipped - used, "%s%s (%s)", used ? ", " : "", level->name, why);
+    }
+    if (!named)
+        return fail(msg, cap, CANAO_EARG, "CANAO_SIMD=%s names no SIMD level this library was built for", forced);
+    return fail(msg, cap, CANAO_ECPU, "no SIMD level of this library can run here: %s", skipped);
 }
 
 int canao_model_open_buffer(const void *data, size_t size, canao_model **out, char *msg, size_t cap) {
@@ -139,25 +194,29 @@ int canao_model_open_buffer(const void *data, size_t size, canao_model **out, ch
     if (!out) return fail(msg, cap, CANAO_EARG, "out is NULL");
     *out = NULL;
     if (!data) return fail(msg, cap, CANAO_EARG, "data is NULL");
-    if (!cpu_ok()) return fail(msg, cap, CANAO_ECPU, "this CPU cannot run code built for %s", CANAO_SIMD);
-    int rc = check_header((const unsigned char *)data, size, msg, cap);
+    const uint16_t one = 1;
+    if (*(const unsigned char *)&one != 1) return fail(msg, cap, CANAO_EFORMAT, "big-endian CPUs are not supported");
+    const canao_level *L = NULL;
+    const unsigned char *section = NULL;
+    int rc = pick_level((const unsigned char *)data, size, &L, &section, msg, cap);
     if (rc != CANAO_OK) return rc;
     canao_model *m = calloc(1, sizeof *m);
     if (!m) return fail(msg, cap, CANAO_ENOMEM, "out of memory");
-    int T = canao_max_positions();
-    m->weights = aligned_floats(canao_weight_floats());
-    m->arena = aligned_floats(canao_arena_floats());
+    m->L = L;
+    int T = L->max_positions();
+    m->weights = aligned_floats(L->weight_floats());
+    m->arena = aligned_floats(L->arena_floats());
     m->types = calloc((size_t)T, sizeof(int32_t));
     m->mask = calloc((size_t)T, sizeof(float));
-    m->n_caches = canao_num_caches();
+    m->n_caches = L->num_caches();
     m->caches = calloc((size_t)(m->n_caches > 0 ? m->n_caches : 1), sizeof(float *));
     int ok = m->weights && m->arena && m->types && m->mask && m->caches;
-    for (int i = 0; ok && i < m->n_caches; ++i) ok = (m->caches[i] = aligned_floats(canao_cache_floats(i))) != NULL;
+    for (int i = 0; ok && i < m->n_caches; ++i) ok = (m->caches[i] = aligned_floats(L->cache_floats(i))) != NULL;
     if (!ok) {
         canao_model_free(m);
         return fail(msg, cap, CANAO_ENOMEM, "out of memory for weights, arena or caches");
     }
-    memcpy(m->weights, (const unsigned char *)data + HEADER_BYTES, (size_t)canao_weight_floats() * sizeof(float));
+    memcpy(m->weights, section + HEADER_BYTES, (size_t)L->weight_floats() * sizeof(float));
     m->last_T = -1;
     *out = m;
     return CANAO_OK;
@@ -207,16 +266,16 @@ void canao_model_free(canao_model *m) {
 
 const char *canao_model_error(const canao_model *m) { return m ? m->error : "model is NULL"; }
 int canao_model_kind(const canao_model *m) { return m && m->n_caches > 0 ? CANAO_DECODER : CANAO_ENCODER; }
-int canao_model_max_positions(const canao_model *m) { return m ? canao_max_positions() : CANAO_EARG; }
-int canao_model_vocab_size(const canao_model *m) { return m ? canao_id_bound() : CANAO_EARG; }
-int canao_model_num_outputs(const canao_model *m) { return m ? canao_num_outputs() : CANAO_EARG; }
-const char *canao_model_simd(void) { return CANAO_SIMD; }
+int canao_model_max_positions(const canao_model *m) { return m ? m->L->max_positions() : CANAO_EARG; }
+int canao_model_vocab_size(const canao_model *m) { return m ? m->L->id_bound() : CANAO_EARG; }
+int canao_model_num_outputs(const canao_model *m) { return m ? m->L->num_outputs() : CANAO_EARG; }
+const char *canao_model_simd(const canao_model *m) { return m ? m->L->name : ""; }
 int canao_model_context_length(const canao_model *m) { return m ? m->past : CANAO_EARG; }
 
 int canao_model_set_threads(canao_model *m, int threads) {
     if (!m) return CANAO_EARG;
     if (threads < 1 || threads > 1024) return model_fail(m, CANAO_EARG, "threads must lie in 1..1024, got %d", threads);
-    canao_set_threads(threads);
+    m->L->set_threads(threads);
     return CANAO_OK;
 }
 
@@ -228,8 +287,8 @@ static int check_ids(canao_model *m, const char *name, const int32_t *ids, int T
 }
 
 static int run(canao_model *m, const int32_t *ids, const int32_t *types, const float *mask, int T, int past) {
-    int rc = canao_forward(m->weights, m->arena, ids, types, mask, m->caches, T, past, NULL);
-    if (rc != 0) return model_fail(m, CANAO_EINPUT, "%s", canao_error_message(rc));
+    int rc = m->L->forward(m->weights, m->arena, ids, types, mask, m->caches, T, past, NULL);
+    if (rc != 0) return model_fail(m, CANAO_EINPUT, "%s", m->L->error_message(rc));
     m->last_T = T;
     m->last_past = past;
     m->error[0] = '\0';
@@ -240,9 +299,9 @@ int canao_model_encode(canao_model *m, const int32_t *ids, const int32_t *type_i
     if (!m) return CANAO_EARG;
     if (m->n_caches > 0) return model_fail(m, CANAO_EKIND, "encode() is for encoders; use reset() and append()");
     if (!ids) return model_fail(m, CANAO_EARG, "ids is NULL");
-    if (T < 1 || T > canao_max_positions())
-        return model_fail(m, CANAO_EINPUT, "T = %d tokens; an input holds 1 to %d", T, canao_max_positions());
-    int rc = check_ids(m, "ids", ids, T, canao_id_bound());
+    if (T < 1 || T > m->L->max_positions())
+        return model_fail(m, CANAO_EINPUT, "T = %d tokens; an input holds 1 to %d", T, m->L->max_positions());
+    int rc = check_ids(m, "ids", ids, T, m->L->id_bound());
     if (rc != CANAO_OK) return rc;
     for (int t = 0; t < T; ++t) {
         if (keep && keep[t] != 0 && keep[t] != 1)
@@ -264,11 +323,11 @@ int canao_model_append(canao_model *m, const int32_t *ids, int T) {
     if (!m) return CANAO_EARG;
     if (m->n_caches == 0) return model_fail(m, CANAO_EKIND, "append() is for decoders; use encode()");
     if (!ids) return model_fail(m, CANAO_EARG, "ids is NULL");
-    int room = canao_max_positions() - m->past;
+    int room = m->L->max_positions() - m->past;
     if (room <= 0) return model_fail(m, CANAO_EFULL, "the context holds %d tokens; reset() it", m->past);
     if (T < 1 || T > room)
         return model_fail(m, CANAO_EINPUT, "T = %d tokens, but the context has room for 1 to %d", T, room);
-    int rc = check_ids(m, "ids", ids, T, canao_id_bound());
+    int rc = check_ids(m, "ids", ids, T, m->L->id_bound());
     if (rc != CANAO_OK) return rc;
     rc = run(m, ids, NULL, NULL, T, m->past);
     if (rc == CANAO_OK) m->past += T;
@@ -276,10 +335,10 @@ int canao_model_append(canao_model *m, const int32_t *ids, int T) {
 }
 
 int canao_model_output(const canao_model *m, int i, const float **data, long *count) {
-    if (!m || !data || !count || i < 0 || i >= canao_num_outputs() || m->last_T < 0) return CANAO_EARG;
-    long offset = canao_output_offset(i);
+    if (!m || !data || !count || i < 0 || i >= m->L->num_outputs() || m->last_T < 0) return CANAO_EARG;
+    long offset = m->L->output_offset(i);
     if (offset < 0) return CANAO_EARG;
     *data = m->arena + offset;
-    *count = canao_output_floats(i, m->last_T, m->last_past);
+    *count = m->L->output_floats(i, m->last_T, m->last_past);
     return CANAO_OK;
 }

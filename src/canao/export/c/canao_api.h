@@ -60,7 +60,7 @@ int canao_model_kind(const canao_model *m);           /* CANAO_ENCODER or CANAO_
 int canao_model_max_positions(const canao_model *m);  /* longest input (encoder) or context (decoder) */
 int canao_model_vocab_size(const canao_model *m);     /* token ids must lie in [0, vocab size) */
 int canao_model_num_outputs(const canao_model *m);
-const char *canao_model_simd(void);                   /* the SIMD level the library was built for */
+const char *canao_model_simd(const canao_model *m); /* the SIMD level running m (picked at open; CANAO_SIMD forces one) */
 int canao_model_set_threads(canao_model *m, int threads);
 
 /* Encoder forward over one sequence of T tokens. type_ids and keep (1: attend, 0: padding) may be NULL
