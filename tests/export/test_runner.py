@@ -156,3 +156,13 @@ def test_greedy_generation_equals_the_python_app(tmp_path):
         for s in (1, 1, 2)
     ]
     assert sampled[0] == sampled[1] and sampled[0] != sampled[2]  # seeded
+
+
+def test_bench_mode_reports_open_time_and_latency(exported):
+    proc = _run(exported["classification"][1], "bench", "--tokens", "16", "--reps", "5")
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["simd"] == PICKED_LEVEL and got["tokens"] == 16 and got["reps"] == 5
+    assert 0 < got["min_ms"] <= got["median_ms"] <= got["p90_ms"] and got["open_ms"] > 0
+    bad = _run(exported["classification"][1], "bench", "--tokens", "65")  # max positions 64
+    assert bad.returncode == 2 and "--tokens" in bad.stderr

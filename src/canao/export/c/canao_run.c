@@ -6,6 +6,7 @@
  *   canao-model-run [-d DIR] embed -t TEXT
  *   canao-model-run [-d DIR] generate -t PROMPT [-n MAX_NEW_TOKENS] [--temperature T] [--top-k K] [--top-p P]
  *                                     [--repetition-penalty R] [--seed S]
+ *   canao-model-run [-d DIR] bench [--tokens T] [--reps N]     time to open, and forward latency at T tokens
  *
  * DIR (default ".") holds weights.bin, tokenizer.bin and model.cfg from `canao export`. A text given as "-"
  * is read from stdin. Results are JSON on stdout (generation streams one JSON line per piece of text, then a
@@ -402,6 +403,37 @@ static int run_generate(canao_model *m, const canao_tokenizer *tok, const char *
     return 0;
 }
 
+/* ------------------------------------------------------------------ bench */
+
+static int cmp_double(const void *x, const void *y) {
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+/* Median and 90th percentile of `reps` forwards of T tokens (ids cycle through the vocabulary; encoders one
+ * sequence, decoders a prompt of T tokens), after 3 warm-up calls. */
+static int run_bench(canao_model *m, int T, int reps, double open_ms) {
+    int max = canao_model_max_positions(m), vocab = canao_model_vocab_size(m);
+    if (T < 1 || T > max) return die("--tokens must lie in 1..max positions (%s)", "see model.json");
+    int32_t *ids = malloc((size_t)T * sizeof(int32_t));
+    double *ms = malloc((size_t)reps * sizeof(double));
+    if (!ids || !ms) return die("%s", "out of memory");
+    for (int t = 0; t < T; t++) ids[t] = (int32_t)((1000 + 7 * t) % vocab);
+    for (int k = -3; k < reps; k++) {
+        double t0 = now_ms();
+        int rc = canao_model_kind(m) == CANAO_DECODER ? (canao_model_reset(m), canao_model_append(m, ids, T))
+                                                      : canao_model_encode(m, ids, NULL, NULL, T);
+        if (rc != CANAO_OK) return die("the model refused the input: %s", canao_model_error(m));
+        if (k >= 0) ms[k] = now_ms() - t0;
+    }
+    qsort(ms, (size_t)reps, sizeof(double), cmp_double);
+    printf("{\"simd\": \"%s\", \"tokens\": %d, \"reps\": %d, \"open_ms\": %.3f, \"median_ms\": %.4f, "
+           "\"p90_ms\": %.4f, \"min_ms\": %.4f}\n",
+           canao_model_simd(m), T, reps, open_ms, ms[reps / 2], ms[(reps * 9) / 10], ms[0]);
+    free(ids), free(ms);
+    return 0;
+}
+
 /* ------------------------------------------------------------------ main */
 
 static int number(const char *s, double lo, double hi, double *out) {
@@ -415,17 +447,18 @@ static int number(const char *s, double lo, double hi, double *out) {
 static const char *usage =
     "usage: canao-model-run [-d DIR] [--threads N] qa -q QUESTION -c CONTEXT | classify -t TEXT [-p PAIR] | "
     "embed -t TEXT | generate -t PROMPT [-n N] [--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R] "
-    "[--seed S]   (a text of \"-\" is read from stdin)";
+    "[--seed S] | bench [--tokens T] [--reps N]   (a text of \"-\" is read from stdin)";
 
 int main(int argc, char **argv) {
     const char *dir = ".", *mode = NULL, *text = NULL, *pair = NULL, *question = NULL, *context = NULL;
-    double threads = 1, max_length = 384, stride = 128, max_answer = 30;
+    double threads = 1, max_length = 384, stride = 128, max_answer = 30, tokens = 128, reps = 30;
     gen_t g = {32, 0, 0.0, 1.0, 1.0, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         double x;
         int takes = 1;
-        if (!strcmp(a, "qa") || !strcmp(a, "classify") || !strcmp(a, "embed") || !strcmp(a, "generate")) {
+        if (!strcmp(a, "qa") || !strcmp(a, "classify") || !strcmp(a, "embed") || !strcmp(a, "generate") ||
+            !strcmp(a, "bench")) {
             if (mode) return die("two modes given (%s)", a);
             mode = a, takes = 0;
         } else if (!v) return die("%s needs a value", a);
@@ -438,6 +471,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--max-length") && !number(v, 16, 100000, &x)) max_length = x;
         else if (!strcmp(a, "--doc-stride") && !number(v, 1, 100000, &x)) stride = x;
         else if (!strcmp(a, "--max-answer-tokens") && !number(v, 1, 512, &x)) max_answer = x;
+        else if (!strcmp(a, "--tokens") && !number(v, 1, 100000, &x)) tokens = x;
+        else if (!strcmp(a, "--reps") && !number(v, 1, 100000, &x)) reps = x;
         else if (!strcmp(a, "-n") && !number(v, 1, 1e6, &x)) g.max_new = (int)x;
         else if (!strcmp(a, "--temperature") && !number(v, 0, 100, &x)) g.temperature = x;
         else if (!strcmp(a, "--top-k") && !number(v, 0, 1e9, &x)) g.top_k = (int)x;
@@ -451,7 +486,7 @@ int main(int argc, char **argv) {
     config_t cfg;
     if (read_config(dir, &cfg)) return 2;
     const char *need = !strcmp(mode, "qa") ? "qa" : !strcmp(mode, "classify") ? "classification"
-                      : !strcmp(mode, "embed") ? "backbone" : "lm";
+                      : !strcmp(mode, "embed") ? "backbone" : !strcmp(mode, "bench") ? cfg.task : "lm";
     if (strcmp(cfg.task, need) != 0) return die("this model's task is %s; use the matching mode", cfg.task);
     char *stdin_text = NULL;
     const char **slots[] = {&text, &pair, &question, &context};
@@ -461,12 +496,21 @@ int main(int argc, char **argv) {
             if (!(stdin_text = read_stream(stdin))) return die("%s", "cannot read stdin");
             *slots[s] = stdin_text;
         }
-    if (!strcmp(mode, "qa") ? !question || !context : !text) return die("%s", usage);
+    int bench = !strcmp(mode, "bench");
+    if (!bench && (!strcmp(mode, "qa") ? !question || !context : !text)) return die("%s", usage);
     char path[4096], msg[512];
     canao_model *m;
     canao_tokenizer *tok;
     snprintf(path, sizeof path, "%s/weights.bin", dir);
+    double t_open = now_ms();
     if (canao_model_open(path, &m, msg, sizeof msg) != CANAO_OK) return die("%s", msg);
+    t_open = now_ms() - t_open;
+    if (bench) {
+        canao_model_set_threads(m, (int)threads);
+        int rc = run_bench(m, (int)tokens, (int)reps, t_open);
+        canao_model_free(m);
+        return rc;
+    }
     snprintf(path, sizeof path, "%s/tokenizer.bin", dir);
     int rc = canao_tok_load(path, &tok);
     if (rc != CANAO_TOK_OK) {
