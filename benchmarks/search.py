@@ -157,6 +157,7 @@ class Bench:
         return entry
 
     def kendall(self) -> dict:
+        from canao.search.run import SUPERNET_LENGTH_BUCKETS
         from canao.search.supernet import inherited_accuracy, load_held_out, load_supernet
         from canao.train.distill import DistillConfig, distill
         from canao.train.finetune import FinetuneConfig
@@ -180,6 +181,7 @@ class Bench:
                     lr=1e-4,
                     max_length=128,
                     max_steps=self.args.distill_steps,
+                    length_buckets=SUPERNET_LENGTH_BUCKETS,
                 )
             )
             result = distill(
@@ -261,9 +263,9 @@ def report(results: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--teacher", type=Path, required=True, help="the SST-2 fine-tuned teacher (HF layout)")
-    parser.add_argument("--profile", type=Path, required=True, help="fp32 profile of the default space, this CPU")
-    parser.add_argument("--work", type=Path, required=True, help="runs and trial stores (resumed)")
+    parser.add_argument("--teacher", type=Path, help="the SST-2 fine-tuned teacher (HF layout)")
+    parser.add_argument("--profile", type=Path, help="fp32 profile of the default space, this CPU")
+    parser.add_argument("--work", type=Path, help="runs and trial stores (resumed)")
     parser.add_argument("--results", type=Path, default=Path("docs/search.jsonl"))
     parser.add_argument("--stages", default="supernet,search,flops,kendall")
     parser.add_argument("--evaluations", type=int, default=200)
@@ -291,6 +293,8 @@ def main() -> None:
     if args.report:
         print(report(args.results))
         return
+    if not (args.teacher and args.profile and args.work):
+        parser.error("--teacher, --profile and --work are needed (all but --report)")
     stages = args.stages.split(",")
     bench = Bench(args)
     print(f"teacher measured {bench.teacher_ms:.2f} ms; budget {bench.budget:.2f} ms", flush=True)

@@ -12,7 +12,10 @@ API reads the one of the level it runs. Each section's header:
     16 graph hash (16 chars)     32 SIMD level (16 bytes, NUL-padded)
     48 u64 float count           56 u64 checksum: sum of w_i * (2i + 1) over the data's 32-bit words, mod 2^64
 
-all little-endian, then the floats. Odd multipliers are invertible modulo
+all little-endian, then the floats, zero-padded to a multiple of 64 bytes so
+that every section's data is 64-byte aligned in the file: the C API maps the
+file and runs the weights in place (no copy; on a phone the pages are shared
+with the page cache). Odd multipliers are invertible modulo
 2^64, so changing any one word changes the checksum; a truncated file fails
 the size check first.
 
@@ -77,7 +80,8 @@ def encode_section(blob: np.ndarray, graph_hash: str, simd: str) -> bytes:
     header = _LAYOUT.pack(
         MAGIC, HEADER_BYTES, ABI_VERSION, graph_hash.encode(), simd.encode(), data.size, checksum(data)
     )
-    return header + data.astype("<f4").tobytes()
+    body = data.astype("<f4").tobytes()
+    return header + body + bytes(-len(body) % HEADER_BYTES)
 
 
 def write_weights_file(path: Path, sections: list[Section]) -> None:
@@ -101,8 +105,11 @@ def read_weights_file(path: Path) -> list[tuple[WeightsHeader, np.ndarray]]:
             raise WeightsFileError(f"{path}: truncated ({4 * floats} data bytes announced at byte {at}).")
         level = simd.rstrip(b"\0").decode(errors="replace")
         blob = np.frombuffer(raw, dtype="<f4", count=floats, offset=at + HEADER_BYTES).astype(np.float32)
+        padded = 4 * floats + (-4 * floats) % HEADER_BYTES
+        if len(raw) - at - HEADER_BYTES < padded:
+            raise WeightsFileError(f"{path}: truncated (the section at byte {at} lacks its padding).")
         if checksum(blob) != check:
             raise WeightsFileError(f"{path}: damaged (checksum mismatch in the {level} section).")
         out.append((WeightsHeader(abi, ghash.decode(errors="replace"), level, floats, check), blob))
-        at += HEADER_BYTES + 4 * floats
+        at += HEADER_BYTES + padded
     return out

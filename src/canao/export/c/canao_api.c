@@ -4,8 +4,14 @@
  * Build this file WITHOUT SIMD flags: it checks the CPU before any vector code runs. weights.bin holds one
  * section per level (each behind its own checked header), since the packed panels differ per level.
  */
+#define _DEFAULT_SOURCE /* MAP_POPULATE */
 #define _POSIX_C_SOURCE 200112L
 #include "canao_api.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <float.h>
 #include <stdarg.h>
@@ -21,7 +27,10 @@
 
 struct canao_model {
     const canao_level *L; /* the SIMD level running this model */
-    float *weights;  /* 64-byte aligned */
+    const float *weights; /* 64-byte aligned: inside `map`, or an owned copy (owned_weights) */
+    float *owned_weights;
+    void *map;            /* the mapped weights file (canao_model_open), or NULL */
+    size_t map_size;
     float *arena;    /* 64-byte aligned */
     float **caches;  /* decoder KV caches, one per num_caches() */
     int n_caches;
@@ -83,9 +92,16 @@ static uint64_t read_u64(const unsigned char *p) { return (uint64_t)read_u32(p) 
 /* The weights' checksum (canao.export.weights_file): sum over 32-bit words w_i of w_i * (2i + 1), mod 2^64. Any
  * change of one word changes it (odd multipliers are invertible mod 2^64). */
 static uint64_t checksum(const unsigned char *data, uint64_t words) {
-    uint64_t sum = 0;
-    for (uint64_t i = 0; i < words; ++i) sum += (uint64_t)read_u32(data + 4 * i) * (2 * i + 1);
-    return sum;
+    /* Little-endian CPUs only (checked at open), so a word is a native load; four independent sums keep the
+     * multiplies in flight: the check costs a fraction of reading the file. */
+    uint64_t sums[4] = {0, 0, 0, 0}, i = 0;
+    for (; i + 4 <= words; i += 4) {
+        uint32_t w[4];
+        memcpy(w, data + 4 * i, sizeof w);
+        for (int k = 0; k < 4; ++k) sums[k] += (uint64_t)w[k] * (2 * (i + (uint64_t)k) + 1);
+    }
+    for (; i < words; ++i) sums[0] += (uint64_t)read_u32(data + 4 * i) * (2 * i + 1);
+    return sums[0] + sums[1] + sums[2] + sums[3];
 }
 
 /* Whether this CPU runs code of SIMD level `name` (the flags canao.device asks for each level). */
@@ -121,13 +137,13 @@ static size_t section_bytes(const unsigned char *h, size_t size, int *rc, char *
         *rc = fail(msg, cap, CANAO_EFORMAT, "unknown weights header size %u", (unsigned)read_u32(h + 8));
         return 0;
     }
-    uint64_t floats = read_u64(h + 48);
-    if (floats > (uint64_t)(size - HEADER_BYTES) / 4) {
+    uint64_t floats = read_u64(h + 48), padded = (floats * 4 + HEADER_BYTES - 1) / HEADER_BYTES * HEADER_BYTES;
+    if (floats > (uint64_t)(size - HEADER_BYTES) / 4 || padded > (uint64_t)(size - HEADER_BYTES)) {
         *rc = fail(msg, cap, CANAO_EFORMAT, "weights file truncated: %llu floats announced, %llu bytes left",
                    (unsigned long long)floats, (unsigned long long)(size - HEADER_BYTES));
         return 0;
     }
-    return HEADER_BYTES + (size_t)floats * 4;
+    return HEADER_BYTES + (size_t)padded;
 }
 
 /* Check a section (its SIMD field names L) against the code of level L. */
@@ -189,11 +205,8 @@ static int pick_level(const unsigned char *data, size_t size, const canao_level 
     return fail(msg, cap, CANAO_ECPU, "no SIMD level of this library can run here: %s", skipped);
 }
 
-int canao_model_open_buffer(const void *data, size_t size, canao_model **out, char *msg, size_t cap) {
-    if (msg && cap) msg[0] = '\0';
-    if (!out) return fail(msg, cap, CANAO_EARG, "out is NULL");
-    *out = NULL;
-    if (!data) return fail(msg, cap, CANAO_EARG, "data is NULL");
+/* A model over `data` (checked): weights used in place when `in_place` (a mapped file), else copied. */
+static int open_from(const void *data, size_t size, int in_place, canao_model **out, char *msg, size_t cap) {
     const uint16_t one = 1;
     if (*(const unsigned char *)&one != 1) return fail(msg, cap, CANAO_EFORMAT, "big-endian CPUs are not supported");
     const canao_level *L = NULL;
@@ -204,7 +217,13 @@ int canao_model_open_buffer(const void *data, size_t size, canao_model **out, ch
     if (!m) return fail(msg, cap, CANAO_ENOMEM, "out of memory");
     m->L = L;
     int T = L->max_positions();
-    m->weights = aligned_floats(L->weight_floats());
+    const float *in_file = (const float *)(const void *)(section + HEADER_BYTES);
+    if (in_place && ((uintptr_t)in_file % 64) == 0) {
+        m->weights = in_file;
+    } else if ((m->owned_weights = aligned_floats(L->weight_floats())) != NULL) {
+        memcpy(m->owned_weights, in_file, (size_t)L->weight_floats() * sizeof(float));
+        m->weights = m->owned_weights;
+    }
     m->arena = aligned_floats(L->arena_floats());
     m->types = calloc((size_t)T, sizeof(int32_t));
     m->mask = calloc((size_t)T, sizeof(float));
@@ -216,36 +235,50 @@ int canao_model_open_buffer(const void *data, size_t size, canao_model **out, ch
         canao_model_free(m);
         return fail(msg, cap, CANAO_ENOMEM, "out of memory for weights, arena or caches");
     }
-    memcpy(m->weights, section + HEADER_BYTES, (size_t)L->weight_floats() * sizeof(float));
     m->last_T = -1;
     *out = m;
     return CANAO_OK;
 }
 
+int canao_model_open_buffer(const void *data, size_t size, canao_model **out, char *msg, size_t cap) {
+    if (msg && cap) msg[0] = '\0';
+    if (!out) return fail(msg, cap, CANAO_EARG, "out is NULL");
+    *out = NULL;
+    if (!data) return fail(msg, cap, CANAO_EARG, "data is NULL");
+    return open_from(data, size, 0, out, msg, cap);
+}
+
+/* The file is mapped read-only (pre-faulted where the system allows) and the weights run in place, sharing
+ * pages with the page cache: reading it into fresh memory cost 110 ms of page faults for 91 MB here. */
 int canao_model_open(const char *path, canao_model **out, char *msg, size_t cap) {
     if (msg && cap) msg[0] = '\0';
     if (!out) return fail(msg, cap, CANAO_EARG, "out is NULL");
     *out = NULL;
     if (!path) return fail(msg, cap, CANAO_EARG, "path is NULL");
-    FILE *f = fopen(path, "rb");
-    if (!f) return fail(msg, cap, CANAO_EIO, "cannot open %s", path);
-    long size = -1;
-    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
-    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return fail(msg, cap, CANAO_EIO, "cannot read %s", path);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return fail(msg, cap, CANAO_EIO, "%s: cannot open", path);
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return fail(msg, cap, CANAO_EIO, "%s: cannot open (not a regular file)", path);
     }
-    unsigned char *buf = malloc((size_t)(size > 0 ? size : 1));
-    if (!buf) {
-        fclose(f);
-        return fail(msg, cap, CANAO_ENOMEM, "out of memory reading %s", path);
+    size_t size = (size_t)st.st_size;
+    int flags = MAP_PRIVATE;
+#ifdef MAP_POPULATE
+    flags |= MAP_POPULATE;
+#endif
+    void *map = size ? mmap(NULL, size, PROT_READ, flags, fd, 0) : MAP_FAILED;
+    close(fd);
+    int rc;
+    if (map == MAP_FAILED) {
+        rc = size ? fail(msg, cap, CANAO_EIO, "cannot map the file")
+                  : fail(msg, cap, CANAO_EFORMAT, "not a canao weights file (empty)");
+    } else {
+        rc = open_from(map, size, 1, out, msg, cap);
+        if (rc == CANAO_OK) (*out)->map = map, (*out)->map_size = size;
+        else munmap(map, size);
     }
-    size_t got = fread(buf, 1, (size_t)size, f);
-    fclose(f);
-    int rc = got == (size_t)size ? canao_model_open_buffer(buf, (size_t)size, out, msg, cap)
-                                 : fail(msg, cap, CANAO_EIO, "short read of %s", path);
-    free(buf);
-    if (rc != CANAO_OK && msg && cap) {
+    if (rc != CANAO_OK && msg && cap && strncmp(msg, path, strlen(path)) != 0) {
         char detail[ERR_CAP];
         snprintf(detail, sizeof detail, "%s", msg);
         snprintf(msg, cap, "%s: %s", path, detail);
@@ -260,7 +293,8 @@ void canao_model_free(canao_model *m) {
     free(m->types);
     free(m->mask);
     free(m->arena);
-    free(m->weights);
+    free(m->owned_weights);
+    if (m->map) munmap(m->map, m->map_size);
     free(m);
 }
 
