@@ -62,7 +62,8 @@ C_FILES = (
 )
 JAVA_DIR = Path(__file__).with_name("java")
 JAVA_FILES = tuple(
-    f"java/ai/canao/{name}" for name in ("CanaoModel.java", "CanaoTokenizer.java", "CanaoException.java")
+    f"java/ai/canao/{name}"
+    for name in ("CanaoModel.java", "CanaoTokenizer.java", "CanaoException.java", "NativeHandle.java")
 )
 EXPORT_VERSION = 1
 MANIFEST = "export.json"

@@ -53,20 +53,39 @@ static jfloatArray floats_out(JNIEnv *env, canao_model *m, int i) {
     return out;
 }
 
-JNIEXPORT jlong JNICALL Java_ai_canao_CanaoModel_nativeOpen(JNIEnv *env, jclass cls, jstring path) {
-    (void)cls;
+/* Open a native object from a Java path: `open` returns a handle or throws (message in msg). */
+typedef jlong (*opener)(JNIEnv *env, const char *path);
+
+static jlong open_path(JNIEnv *env, jstring path, int null_code, opener open) {
     if (!path) {
-        throw_canao(env, CANAO_EARG, "path is null");
+        throw_canao(env, null_code, "path is null");
         return 0;
     }
     const char *p = (*env)->GetStringUTFChars(env, path, NULL);
-    if (!p) return 0;
+    if (!p) return 0; /* OutOfMemoryError is pending */
+    jlong handle = open(env, p);
+    (*env)->ReleaseStringUTFChars(env, path, p);
+    return handle;
+}
+
+static jlong open_model(JNIEnv *env, const char *path) {
     canao_model *m = NULL;
     char msg[512];
-    int rc = canao_model_open(p, &m, msg, sizeof msg);
-    (*env)->ReleaseStringUTFChars(env, path, p);
+    int rc = canao_model_open(path, &m, msg, sizeof msg);
     if (rc != CANAO_OK) throw_canao(env, rc, msg);
     return (jlong)(intptr_t)m;
+}
+
+static jlong open_tokenizer(JNIEnv *env, const char *path) {
+    canao_tokenizer *tok = NULL;
+    int rc = canao_tok_load(path, &tok);
+    if (rc != CANAO_TOK_OK) throw_canao(env, rc, canao_tok_error(rc));
+    return (jlong)(intptr_t)tok;
+}
+
+JNIEXPORT jlong JNICALL Java_ai_canao_CanaoModel_nativeOpen(JNIEnv *env, jclass cls, jstring path) {
+    (void)cls;
+    return open_path(env, path, CANAO_EARG, open_model);
 }
 
 JNIEXPORT jboolean JNICALL Java_ai_canao_CanaoModel_nativeIsDecoder(JNIEnv *env, jclass cls, jlong h) {
@@ -155,17 +174,7 @@ JNIEXPORT void JNICALL Java_ai_canao_CanaoModel_nativeFree(JNIEnv *env, jclass c
 
 JNIEXPORT jlong JNICALL Java_ai_canao_CanaoTokenizer_nativeLoad(JNIEnv *env, jclass cls, jstring path) {
     (void)cls;
-    if (!path) {
-        throw_canao(env, CANAO_TOK_EARG, "path is null");
-        return 0;
-    }
-    const char *p = (*env)->GetStringUTFChars(env, path, NULL);
-    if (!p) return 0;
-    canao_tokenizer *tok = NULL;
-    int rc = canao_tok_load(p, &tok);
-    (*env)->ReleaseStringUTFChars(env, path, p);
-    if (rc != CANAO_TOK_OK) throw_canao(env, rc, canao_tok_error(rc));
-    return (jlong)(intptr_t)tok;
+    return open_path(env, path, CANAO_TOK_EARG, open_tokenizer);
 }
 
 JNIEXPORT jintArray JNICALL Java_ai_canao_CanaoTokenizer_nativeEncode(JNIEnv *env, jclass cls, jlong h,

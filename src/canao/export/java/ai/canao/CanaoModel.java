@@ -14,11 +14,14 @@ package ai.canao;
  *   }
  * </pre>
  */
-public final class CanaoModel implements AutoCloseable {
-    private long handle;
-
+public final class CanaoModel extends NativeHandle {
     private CanaoModel(long handle) {
-        this.handle = handle;
+        super(handle, "model");
+    }
+
+    @Override
+    void free(long handle) {
+        nativeFree(handle);
     }
 
     /** Opens weights.bin of an exported package (its header is checked against the code linked in). */
@@ -65,19 +68,6 @@ public final class CanaoModel implements AutoCloseable {
 
     public synchronized int contextLength() {
         return nativeContextLength(live());
-    }
-
-    @Override
-    public synchronized void close() {
-        if (handle != 0) {
-            nativeFree(handle);
-            handle = 0;
-        }
-    }
-
-    private long live() {
-        if (handle == 0) throw new IllegalStateException("the model is closed");
-        return handle;
     }
 
     private static native long nativeOpen(String path) throws CanaoException;

@@ -3,11 +3,14 @@ package ai.canao;
 import java.nio.charset.StandardCharsets;
 
 /** The package's tokenizer.bin (WordPiece or byte-level BPE), equal in ids to the `tokenizers` library. */
-public final class CanaoTokenizer implements AutoCloseable {
-    private long handle;
-
+public final class CanaoTokenizer extends NativeHandle {
     private CanaoTokenizer(long handle) {
-        this.handle = handle;
+        super(handle, "tokenizer");
+    }
+
+    @Override
+    void free(long handle) {
+        nativeFree(handle);
     }
 
     public static CanaoTokenizer open(String path) throws CanaoException {
@@ -30,19 +33,6 @@ public final class CanaoTokenizer implements AutoCloseable {
 
     public synchronized int sepId() {
         return nativeSpecial(live(), 1);
-    }
-
-    @Override
-    public synchronized void close() {
-        if (handle != 0) {
-            nativeFree(handle);
-            handle = 0;
-        }
-    }
-
-    private long live() {
-        if (handle == 0) throw new IllegalStateException("the tokenizer is closed");
-        return handle;
     }
 
     private static native long nativeLoad(String path) throws CanaoException;
