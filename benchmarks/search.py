@@ -67,7 +67,7 @@ class Bench:
             self.teacher_ms = self.measure(Candidate(self.space.arch.largest()))
             args.work.mkdir(parents=True, exist_ok=True)
             budget_file.write_text(json.dumps({"teacher_ms": self.teacher_ms}))
-        self.budget = self.teacher_ms / 4
+        self.budget = self.teacher_ms * args.budget_fraction
         self.cache: dict[str, float] = {}
 
     def latency(self, candidate: Candidate) -> float:
@@ -134,7 +134,8 @@ class Bench:
             self.budget, controller, self.args.evaluations, seed, cost=cost, flops_budget_gflops=flops
         )
         start = time.perf_counter()
-        store = self.args.work / f"trials-{controller}-{cost}-{seed}.sqlite"
+        fraction = "" if self.args.budget_fraction == 0.25 else f"-budget{self.args.budget_fraction:g}"
+        store = self.args.work / f"trials-{controller}-{cost}-{seed}{fraction}.sqlite"
         result = run_search(config, self.space, self.evaluator(), self.latency, store, progress=_log)
         best = result.best
         if cost == "flops":  # the proxy's pick: the most accurate member under the FLOPs budget
@@ -147,6 +148,7 @@ class Bench:
             "evaluations": len(result.trials),
             "wall_s": time.perf_counter() - start,
             "budget_ms": self.budget,
+            "budget_fraction": self.args.budget_fraction,
         }
         if best is not None:
             pick = Candidate.from_dict(best.candidate)
@@ -273,6 +275,12 @@ def main() -> None:
     parser.add_argument("--controllers", default=",".join(CONTROLLERS), help="comma-separated subset to run")
     parser.add_argument(
         "--held-out", type=int, default=None, help="score members on the first N dev sentences (default: all 872)"
+    )
+    parser.add_argument(
+        "--budget-fraction",
+        type=float,
+        default=0.25,
+        help="budget as a fraction of the compiled teacher's latency (the supernet's focus follows the first run)",
     )
     parser.add_argument("--supernet-epochs", type=float, default=1.0)
     parser.add_argument("--supernet-lr", type=float, default=2e-4)
