@@ -6,6 +6,7 @@
  *   api_driver bad WEIGHTS             bad inputs must give the documented codes, never a crash (run it under
  *                                      ASan + UBSan); prints "ok"
  *   api_driver open WEIGHTS            opens and prints the code and message (damaged / foreign files)
+ *   api_driver greedy WEIGHTS N ID...  a decoder's N greedy (argmax) tokens after the prompt ids, one per line
  *   api_driver fuzz WEIGHTS N          N random calls (lengths around 0 and max, ids around the vocabulary's
  *                                      ends, masks with bad values) must succeed exactly when the input is valid;
  *                                      then N damaged copies of the weights (truncated, bytes flipped) must be
@@ -157,6 +158,29 @@ static int fuzz(canao_model *m, const char *weights_path, int n) {
     return 0;
 }
 
+static int greedy(canao_model *m, int n, char **prompt, int n_prompt) {
+    int32_t *ids = malloc((size_t)(n_prompt + 1) * sizeof(int32_t));
+    if (!ids || n_prompt < 1) return 2;
+    for (int i = 0; i < n_prompt; i++) ids[i] = atoi(prompt[i]);
+    canao_model_reset(m);
+    int rc = canao_model_append(m, ids, n_prompt);
+    int vocab = canao_model_vocab_size(m);
+    for (int k = 0; k < n && rc == CANAO_OK; k++) {
+        const float *logits;
+        long count;
+        canao_model_output(m, 0, &logits, &count);
+        const float *last = logits + count - vocab;
+        int best = 0;
+        for (int v = 1; v < vocab; v++)
+            if (last[v] > last[best]) best = v;
+        printf("%d\n", best);
+        ids[0] = best;
+        if (k + 1 < n) rc = canao_model_append(m, ids, 1);
+    }
+    free(ids);
+    return rc == CANAO_OK ? 0 : 3;
+}
+
 static int replay(canao_model *m, const char *calls_path, const char *out_path) {
     long bytes;
     int32_t *calls = read_all(calls_path, &bytes);
@@ -215,6 +239,8 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "bad") == 0) {
         status = bad_inputs(m);
         if (status == 0) printf("ok\n");
+    } else if (strcmp(argv[1], "greedy") == 0 && argc >= 5) {
+        status = greedy(m, atoi(argv[3]), argv + 4, argc - 4);
     } else if (strcmp(argv[1], "fuzz") == 0 && argc == 4) {
         status = fuzz(m, argv[2], atoi(argv[3]));
         if (status == 0) printf("ok\n");

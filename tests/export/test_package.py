@@ -171,6 +171,8 @@ def test_c_api_gives_the_python_runtimes_outputs_under_sanitizers(packages, arti
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     bad = _run([str(exe), "bad", str(packages[name] / "weights.bin")])
     assert bad.returncode == 0 and bad.stdout.strip() == "ok", bad.stderr[-3000:]
+    if kind == "decoder":
+        assert _greedy([str(exe)], packages[name], artifacts[name]) == _python_greedy(artifacts[name], PICKED_LEVEL)
     fuzz = _run([str(exe), "fuzz", str(packages[name] / "weights.bin"), "400"])
     assert fuzz.returncode == 0 and fuzz.stdout.strip() == "ok", fuzz.stderr[-3000:]
 
@@ -183,6 +185,24 @@ def test_the_static_library_links_with_a_plain_program(packages, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = _run([str(exe), "open", str(pkg / "weights.bin")])
     assert out.stdout.startswith(f"0 {PICKED_LEVEL}")
+
+
+PROMPT, NEW_TOKENS = [5, 17, 42], 12
+
+
+def _greedy(prefix: list[str], pkg: Path, art: Path) -> list[int]:
+    proc = _run([*prefix, "greedy", str(pkg / "weights.bin"), str(NEW_TOKENS), *map(str, PROMPT)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return [int(x) for x in proc.stdout.split()]
+
+
+def _python_greedy(art: Path, simd: str = "avx2") -> list[int]:
+    session = load_artifact(art, simd=simd).model.new_session()
+    logits, out = session.prefill(np.array(PROMPT)), []
+    for _ in range(NEW_TOKENS):
+        out.append(int(np.argmax(logits[-1])))
+        logits = session.decode_step(out[-1])
+    return out
 
 
 def _damaged(tmp: Path, weights: Path) -> dict[str, tuple[Path, int, str]]:
@@ -235,7 +255,7 @@ def test_export_refuses_a_foreign_directory_and_replaces_its_own(artifacts, pack
     shutil.which(CROSS_CC) is None or shutil.which(QEMU) is None,
     reason="needs gcc-aarch64-linux-gnu and qemu-user (installed by .ci/run)",
 )
-@pytest.mark.parametrize("name", ["qa", "lm"])
+@pytest.mark.parametrize("name", ["qa", "classification", "lm"])
 def test_aarch64_package_under_qemu_gives_the_python_runtimes_outputs(artifacts, tmp_path, name):
     result = export_artifact(artifacts[name], "linux-aarch64", tmp_path / "pkg")
     assert result.levels == ("neon",) and "build/libcanao_model.a" in result.prebuilt
@@ -251,6 +271,8 @@ def test_aarch64_package_under_qemu_gives_the_python_runtimes_outputs(artifacts,
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     bad = _run([*qemu, "bad", str(result.out / "weights.bin")])
     assert bad.returncode == 0 and bad.stdout.strip() == "ok", bad.stderr[-3000:]
+    if kind == "decoder":  # generated ids: greedy decoding through the C API equals the Python runtime's
+        assert _greedy(qemu, result.out, artifacts[name]) == _python_greedy(artifacts[name])
 
 
 def test_cli_exports_and_names_bad_targets(artifacts, tmp_path):
