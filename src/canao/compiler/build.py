@@ -33,7 +33,7 @@ from canao.compiler.passes.pipeline import run_pipeline
 from canao.compiler.runtime import MAX_THREADS, CompiledModel, NativeLibrary
 from canao.compiler.toolchain import build_executable, build_shared_library
 from canao.compiler.tune import TuningDatabase, apply_tuning, tune_gemms
-from canao.device import SIMD_LEVELS, SimdError, resolve_simd, simd_level
+from canao.device import SimdError, resolve_simd, simd_level
 from canao.errors import SpecError
 
 OPTIONS_VERSION = 1
@@ -92,6 +92,13 @@ class BuildOptions:
         return cls(**{**data, "extra_flags": tuple(data.get("extra_flags", ()))})
 
 
+def untuned_final(lowered: Graph, simd: str, precision: Precision) -> Graph:
+    """The pass pipeline for SIMD level `simd` (its panel width), GEMMs at the level's default tile height."""
+    level = simd_level(simd)
+    final = run_pipeline(lowered, nr=level.panel_width, precision=precision)
+    return final.with_nodes(final.nodes, default_mr=level.default_mr)
+
+
 def optimize(lowered: Graph, options: BuildOptions, progress: Optional[Progress] = None) -> tuple[Graph, int]:
     """Pass pipeline + tuned kernel variants: (the final graph code generation takes, GEMM shapes measured now).
 
@@ -99,9 +106,7 @@ def optimize(lowered: Graph, options: BuildOptions, progress: Optional[Progress]
     shapes missing from it are measured now (see tune.py). Untuned GEMMs
     use the SIMD level's default tile height (meta "default_mr")."""
     options = options.resolved()
-    level = SIMD_LEVELS[options.simd]
-    final = run_pipeline(lowered, nr=level.panel_width, precision=options.precision)
-    final = final.with_nodes(final.nodes, default_mr=level.default_mr)
+    final = untuned_final(lowered, options.simd, options.precision)
     choices, measured = tune_gemms(
         final,
         TuningDatabase.load(),
@@ -158,11 +163,9 @@ def generate_for_target(lowered: Graph, options: BuildOptions) -> tuple[Graph, s
     try:
         resolved = options.resolved()
     except SimdError:
-        level = simd_level(options.simd)
-        final = run_pipeline(lowered, nr=level.panel_width, precision=options.precision)
-        final = final.with_nodes(final.nodes, default_mr=level.default_mr)
-        return final, generate_c(final)
-    final, _ = optimize(lowered, resolved)
+        final = untuned_final(lowered, options.simd, options.precision)
+    else:
+        final, _ = optimize(lowered, resolved)
     return final, generate_c(final)
 
 
