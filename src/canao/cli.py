@@ -449,17 +449,18 @@ def serve(
     max_body_kb: int = typer.Option(1024, min=1, max=1 << 20, help="Largest request body, in KiB."),
 ) -> None:
     """Serve artifacts over HTTP: /v1/qa, /v1/classify, /v1/generate, /v1/models, /metrics and a web page at /."""
-    from canao.apps.bundled import BUNDLED, bundled_artifact
+    from canao.apps.bundled import bundled_artifact
     from canao.apps.server.pool import ModelPool, PoolSettings
     from canao.apps.server.serve import ServeSettings, load_pools, parse_model_args
     from canao.apps.server.serve import serve as run_server
+    from canao.models.teacher import BUNDLED_MODELS
 
     pool_settings = PoolSettings(workers, threads, max_queue, timeout_s)
     if artifacts:
         pools = load_pools(parse_model_args(list(artifacts)), pool_settings)
     else:
         pools = {}
-        for task, name in BUNDLED.items():
+        for task, name in BUNDLED_MODELS.items():
             try:
                 pools[name] = ModelPool(
                     name, [bundled_artifact(task, threads=threads) for _ in range(workers)], pool_settings
@@ -843,6 +844,24 @@ def export_cmd(
     console.print(table)
     built = ", ".join(result.prebuilt) if result.prebuilt else f"none (no compiler for {result.target} here)"
     console.print(f"prebuilt: {built}. Build it elsewhere with `make` in {out} (docs/deploy.md).")
+
+
+@command("compress")
+def compress_cmd(
+    model: Path = typer.Argument(..., help="Checkpoint directory (Hugging Face layout, e.g. a fine-tuned model/)."),
+    out: Path = typer.Option(..., help="Directory to write the compressed checkpoint to."),
+    weights: str = typer.Option("int8", help="int8 (per-row scales, 1/4 size) or bf16 (1/2 size)."),
+    force: bool = typer.Option(False, help="Move a directory canao did not write at --out aside (never deleted)."),
+) -> None:
+    """Shrink a checkpoint's weights (int8 or bf16) for shipping; every canao loader reads the result as is."""
+    from canao.models.compressed import compress_checkpoint
+
+    result = compress_checkpoint(model, out, weights, force=force)
+    console.print(
+        f"wrote {out}: {result.scheme} weights, {result.bytes_before / 1e6:.1f} MB -> {result.bytes_after / 1e6:.1f} MB, "
+        f"largest weight error {result.max_abs_error:.2e}; check its accuracy with `canao evaluate --model {out}`.",
+        highlight=False,
+    )
 
 
 @command("train-lm")

@@ -17,11 +17,6 @@ from canao import __version__
 from canao.apps.inference import AppError
 from canao.compiler.artifact import Artifact, load_artifact
 
-PRETRAINED = Path(__file__).resolve().parents[1] / "models" / "pretrained"
-
-# task -> bundled checkpoint directory name under canao/models/pretrained
-BUNDLED = {"lm": "tinyshakespeare-gpt-tiny", "qa": "squad-minilm-qa"}
-
 
 def bundled_cache() -> Path:
     base = os.environ.get("CANAO_CACHE_DIR")
@@ -29,15 +24,17 @@ def bundled_cache() -> Path:
 
 
 def bundled_checkpoint(task: str) -> Path:
-    """The shipped checkpoint for `task`; a clear error when this build of canao ships none."""
-    name = BUNDLED.get(task)
-    path = PRETRAINED / name if name else None
-    if path is None or not (path / "config.json").exists():
+    """The shipped checkpoint for `task`; an AppError saying what to pass instead when none is shipped."""
+    from canao.errors import MissingDependencyError
+    from canao.models.teacher import bundled_dir
+
+    try:
+        return bundled_dir(task)
+    except MissingDependencyError as err:
         raise AppError(
-            f"this canao ships no bundled `{task}` model; pass an artifact directory (compile a {task} "
-            "checkpoint with `canao compile --model DIR --out ART`)."
-        )
-    return path
+            f"{err} Or pass an artifact directory (compile a {task} checkpoint with `canao compile --model DIR "
+            "--out ART`)."
+        ) from None
 
 
 def bundled_artifact(task: str, *, threads: int = 2) -> Artifact:

@@ -380,9 +380,12 @@ def _bert_template_keys(spec: ArchSpec) -> list[str]:
 
 # ------------------------------------------------------------------ weights
 def read_weights(directory: Path) -> tuple[dict[str, torch.Tensor], Path]:
-    """All tensors of the checkpoint and the file they came from (safetensors preferred)."""
+    """All tensors of the checkpoint and the file they came from (safetensors preferred; int8-compressed
+    checkpoints, see canao.models.compressed, come back dequantized to float32)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
+
+    from canao.models.compressed import INT8_FILE, read_int8_file
 
     single, index = directory / "model.safetensors", directory / "model.safetensors.index.json"
     try:
@@ -402,6 +405,9 @@ def read_weights(directory: Path) -> tuple[dict[str, torch.Tensor], Path]:
         ) from err
     except FileNotFoundError as err:
         raise CheckpointError(f"{err.filename}: file not found (listed in {index}).") from err
+    compressed = directory / INT8_FILE
+    if compressed.exists():
+        return read_int8_file(compressed), compressed
     bin_path = directory / "pytorch_model.bin"
     if bin_path.exists():
         try:
@@ -409,7 +415,8 @@ def read_weights(directory: Path) -> tuple[dict[str, torch.Tensor], Path]:
         except Exception as err:  # torch raises many types for corrupt/unsafe pickles
             raise CheckpointError(f"{bin_path}: cannot be loaded with weights_only=True ({err}).") from err
     raise CheckpointError(
-        f"{directory}: no weights found; expected model.safetensors, model.safetensors.index.json or pytorch_model.bin."
+        f"{directory}: no weights found; expected model.safetensors, model.safetensors.index.json, "
+        f"{INT8_FILE} or pytorch_model.bin."
     )
 
 

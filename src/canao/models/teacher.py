@@ -42,13 +42,36 @@ def load_teacher(task: Optional[str] = None) -> Pretrained:
 
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+# task -> checkpoint directory shipped under canao/models/pretrained (each with a model card, README.md)
+BUNDLED_MODELS = {"lm": "tinyshakespeare-gpt-tiny", "qa": "squad-minilm-qa"}
+_HOW_TO_MAKE = {
+    "lm": "train one with `canao train-lm`",
+    "qa": "distill one with `canao distill --task squad` (benchmarks/accuracy.py, stage bundle, makes this one)",
+}
+
+
+def bundled_dir(task: str) -> Path:
+    """The checkpoint canao ships for `task` ("lm" or "qa"), or a clear error when this build ships none."""
+    name = BUNDLED_MODELS.get(task)
+    if name is None:
+        raise MissingDependencyError(f"canao ships no model for task {task!r}; it ships {sorted(BUNDLED_MODELS)}.")
+    path = PRETRAINED_DIR / name
+    if not (path / "config.json").exists():
+        raise MissingDependencyError(
+            f"{path}: the bundled {task} model is missing from this install; reinstall canao, or "
+            f"{_HOW_TO_MAKE[task]} and pass its directory."
+        )
+    return path
 
 
 def bundled_decoder_dir() -> Path:
     """The small decoder canao ships (trained here on tinyshakespeare with `canao train-lm --preset tiny`)."""
-    path = PRETRAINED_DIR / "tinyshakespeare-gpt-tiny"
-    if not (path / "config.json").exists():
-        raise MissingDependencyError(
-            f"{path}: the bundled decoder is missing; reinstall canao or train one with `canao train-lm`."
-        )
-    return path
+    return bundled_dir("lm")
+
+
+def bundled_qa_dir() -> Path:
+    """The question-answering model canao ships: a SQuAD v1.1 student with int8-compressed weights.
+
+    Loads like any checkpoint (`load_pretrained(bundled_qa_dir())`); its model card (README.md) gives the
+    data, license, metrics and the command that made it."""
+    return bundled_dir("qa")
