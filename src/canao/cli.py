@@ -545,7 +545,9 @@ def tune(
 def profile(
     device: str = typer.Option("local", help="'local', 'qemu-aarch64', or a command template with {cmd}."),
     space: Optional[Path] = typer.Option(None, help="SearchSpace JSON (default: the built-in encoder space)."),
-    out: Path = typer.Option(Path("profile.json"), help="Profile file to write (resumed if it exists)."),
+    out: Optional[Path] = typer.Option(
+        None, help="Profile file to write, resumed if it exists (default: in the cache, keyed by device and settings)."
+    ),
     seq_lens: str = typer.Option("64,128,256", help="Comma-separated sequence lengths to profile."),
     threads: int = typer.Option(2, min=1, max=256, help=THREADS_HELP),
     reps: int = typer.Option(30, min=5, max=100_000, help="Timed runs per block."),
@@ -558,13 +560,20 @@ def profile(
 ) -> None:
     """Profile the compiled building blocks of a search space on a device (resumable)."""
     from canao.latency.device import make_executor
-    from canao.latency.profile import ProfileConfig, expected_jobs, parse_seq_lens, profile_device
+    from canao.latency.profile import (
+        ProfileConfig,
+        default_profile_path,
+        expected_jobs,
+        parse_seq_lens,
+        profile_device,
+    )
     from canao.search.space import load_space
 
     config = ProfileConfig(
         load_space(space), seq_lens=parse_seq_lens(seq_lens), threads=threads, reps=reps, precision=precision.value
     )
     executor = make_executor(device, simd=simd.value if simd else None, compiler=compiler)
+    out = out or default_profile_path(executor, config)
     with progress_reporter("profiling blocks", total=expected_jobs(config)) as update:
         result = profile_device(config, executor, out, lambda key, done, total: update(done, total, None, key[:40]))
     console.print(
@@ -576,26 +585,35 @@ def profile(
 @command()
 def latency(
     arch: Path = typer.Option(..., help="ArchSpec JSON file."),
-    profile_path: Path = typer.Option(Path("profile.json"), "--profile", help="Device profile from `canao profile`."),
+    profile_path: Path = typer.Option(
+        None, "--profile", help="Device profile from `canao profile` (default: this machine's, in the cache)."
+    ),
     seq_len: int = typer.Option(128, min=1, max=65536),
-    measure: bool = typer.Option(True, help="Also compile and measure the model on this device."),
+    measure: bool = typer.Option(True, help="Also compile and measure the model on the profile's device."),
+    device: Optional[str] = typer.Option(
+        None, help="How to reach the profile's device when it is not this machine (the template it was profiled with)."
+    ),
     threads: int = typer.Option(2, min=1, max=256, help=THREADS_HELP),
 ) -> None:
-    """Predicted (from the device profile) and measured compiled latency of an architecture."""
+    """Predicted (from any device's profile) and measured (on that device) compiled latency of an architecture."""
     from canao.arch import read_arch
     from canao.latency.predictor import predict_and_measure
+    from canao.latency.profile import default_profile_path
 
-    result = predict_and_measure(read_arch(arch), profile_path, seq_len, measure=measure, threads=threads)
-    console.print(result.spec.describe())
+    path = profile_path or default_profile_path()
+    result = predict_and_measure(read_arch(arch), path, seq_len, measure=measure, threads=threads, device=device)
+    console.print(f"{result.spec.describe()} on {result.device}", highlight=False)
     console.print(
-        f"predicted: {result.predicted_ms:.3f} ms (seq {seq_len}, {result.precision}; "
-        f"prediction took {result.predict_us:.0f} us)"
+        f"predicted: {result.predicted_ms:.3f} ms +- {result.uncertainty_ms:.3f} (seq {seq_len}, {result.precision}; "
+        f"prediction took {result.predict_us:.0f} us)",
+        highlight=False,
     )
     if result.measured is not None:
         m = result.measured
         error = 100 * (result.predicted_ms - m.median_ms) / m.median_ms
         console.print(
-            f"measured:  {m.median_ms:.3f} ms median (p10 {m.p10_ms:.3f}, p90 {m.p90_ms:.3f}); error {error:+.1f}%"
+            f"measured:  {m.median_ms:.3f} ms median (p10 {m.p10_ms:.3f}, p90 {m.p90_ms:.3f}); error {error:+.1f}%",
+            highlight=False,
         )
 
 
@@ -765,7 +783,13 @@ def search(
         help="Train the supernet on random members predicted within this multiple of the budget (0: all).",
     ),
     eval_examples: Optional[int] = typer.Option(None, min=1, help="Score members on the first N held-out examples."),
-    measure_front: bool = typer.Option(True, help="Compile and time the front's members here."),
+    measure_front: bool = typer.Option(True, help="Compile and time the front's members on the profile's device."),
+    device: Optional[str] = typer.Option(
+        None, help="How to reach the profile's device when it is not this machine (the template it was profiled with)."
+    ),
+    latency_margin: float = typer.Option(
+        1.0, min=0.0, help="Unmeasured, keep prediction + this many x its uncertainty under the budget."
+    ),
     workers: int = typer.Option(1, min=1, max=4096, help="Score members on this many Ray actors (same results)."),
     ray_address: Optional[str] = typer.Option(None, help="Join this Ray cluster instead of starting a local one."),
 ) -> None:
@@ -797,6 +821,8 @@ def search(
         supernet_focus=supernet_focus,
         eval_examples=eval_examples,
         measure_front=measure_front,
+        device=device,
+        latency_margin=latency_margin,
         workers=workers,
         ray_address=ray_address,
     )
@@ -858,7 +884,8 @@ def compress_cmd(
 
     result = compress_checkpoint(model, out, weights, force=force)
     console.print(
-        f"wrote {out}: {result.scheme} weights, {result.bytes_before / 1e6:.1f} MB -> {result.bytes_after / 1e6:.1f} MB, "
+        f"wrote {out}: {result.scheme} weights, "
+        f"{result.bytes_before / 1e6:.1f} MB -> {result.bytes_after / 1e6:.1f} MB, "
         f"largest weight error {result.max_abs_error:.2e}; check its accuracy with `canao evaluate --model {out}`.",
         highlight=False,
     )

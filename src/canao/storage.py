@@ -30,6 +30,13 @@ from typing import Any, Callable, Optional
 from canao.errors import CanaoError
 
 
+def cache_root() -> Path:
+    """Where canao keeps what it can rebuild (bundled artifacts, device profiles): $CANAO_CACHE_DIR or
+    ~/.cache/canao."""
+    base = os.environ.get("CANAO_CACHE_DIR")
+    return Path(base) if base else Path.home() / ".cache" / "canao"
+
+
 class ExistingDirectoryError(CanaoError, FileExistsError):
     """The output directory exists and holds files this tool did not write."""
 

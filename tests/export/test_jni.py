@@ -11,12 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from canao.compiler.artifact import load_artifact, write_artifact
+from canao.compiler.artifact import load_artifact
 from canao.device import host_simd
 from canao.export.package import export_artifact, jdk_include
 from canao.models.teacher import teacher_dir
 from canao.models.tokenizer import load_tokenizer
-from tests.compiler.graphs import DEC, ENC, torch_model
 from tests.export.levels import PICKED_LEVEL
 
 CHECK = Path(__file__).with_name("JniCheck.java")
@@ -31,20 +30,15 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def java(tmp_path_factory) -> tuple[Path, dict[str, tuple[Path, Path]]]:
-    """Compiled Java classes (binding + check) and exported packages (artifact, package) per kind."""
+def java(tmp_path_factory, artifacts, packages) -> tuple[Path, dict[str, tuple[Path, Path]]]:
+    """Compiled Java classes (binding + check) and the shared exported packages (artifact, package) per kind."""
     root = tmp_path_factory.mktemp("jni")
-    packages = {}
-    for name, spec, task in (("encoder", ENC, "qa"), ("decoder", DEC, "lm")):
-        weights = {k: v.detach().numpy() for k, v in torch_model(spec, task).state_dict().items()}
-        tok = load_tokenizer(teacher_dir()) if name == "encoder" else None
-        write_artifact(root / name, spec, weights, task=task, tokenizer=tok)
-        packages[name] = (root / name, export_artifact(root / name, "linux-x86_64", root / f"{name}-pkg").out)
+    pairs = {"encoder": (artifacts["qa"], packages["qa"]), "decoder": (artifacts["lm"], packages["lm"])}
     classes = root / "classes"
-    sources = [*sorted((packages["encoder"][1] / "java" / "ai" / "canao").glob("*.java")), CHECK]
+    sources = [*sorted((pairs["encoder"][1] / "java" / "ai" / "canao").glob("*.java")), CHECK]
     proc = subprocess.run(["javac", "-d", str(classes), *map(str, sources)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    return classes, packages
+    return classes, pairs
 
 
 def _java(classes: Path, pkg: Path, *args: str) -> list[str]:

@@ -13,16 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from canao.compiler.artifact import load_artifact, write_artifact
+from canao.compiler.artifact import load_artifact
 from canao.compiler.codegen.runner import write_calls
 from canao.compiler.toolchain import BASE_FLAGS
 from canao.device import host_simd
 from canao.export.package import ExportError, export_artifact
 from canao.export.weights_file import HEADER_BYTES, WeightsFileError, read_weights_file
-from canao.models.teacher import teacher_dir
-from canao.models.tokenizer import load_tokenizer
 from canao.storage import ExistingDirectoryError
-from tests.compiler.graphs import DEC, ENC, torch_model
+from tests.compiler.graphs import DEC, ENC
+from tests.export.conftest import CASES
 from tests.export.levels import PICKED_LEVEL
 
 DRIVER = Path(__file__).with_name("api_driver.c")
@@ -33,25 +32,6 @@ pytestmark = [
         host_simd() not in ("avx2", "avx512", "avx512bf16"), reason="the linux-x86_64 export runs AVX2 code"
     ),
 ]
-CASES = {"qa": (ENC, "qa"), "classification": (ENC, "classification"), "lm": (DEC, "lm")}
-
-
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("export-art")
-    out = {}
-    for name, (spec, task) in CASES.items():
-        weights = {k: v.detach().numpy() for k, v in torch_model(spec, task).state_dict().items()}
-        tok = load_tokenizer(teacher_dir()) if name == "qa" else None  # WordPiece tables: ~9 s to probe
-        write_artifact(root / name, spec, weights, task=task, tokenizer=tok)
-        out[name] = root / name
-    return out
-
-
-@pytest.fixture(scope="module")
-def packages(artifacts, tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("export-pkg")
-    return {name: export_artifact(path, "linux-x86_64", root / name).out for name, path in artifacts.items()}
 
 
 def _calls(kind: str):

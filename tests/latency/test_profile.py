@@ -15,7 +15,9 @@ from canao.latency.predictor import LatencyPredictor
 from canao.latency.profile import (
     DeviceProfile,
     ProfileError,
+    drift_factor,
     profile_device,
+    settle,
     synthetic_weights,
 )
 from canao.models import build_model
@@ -27,9 +29,13 @@ def test_profile_round_trips(profiled):
     assert len(profile.blocks) == 2 * 2 * (2 + 4) and len(profile.calibration) == 3 * 2
     again = DeviceProfile.load(path, device=profile.device)
     assert again == profile
+    factor = drift_factor(profile.reference)
+    ats = [r["at"] for r in profile.reference]
+    assert ats == sorted(ats) and len(ats) >= profile.clock // (CONFIG.reference_every + 1)
     for entry in list(profile.blocks.values()) + profile.calibration:
-        assert len(entry["sweeps"]) == 2 and entry["median_ms"] == min(t["median_ms"] for t in entry["sweeps"])
-        assert all(t["kept"] + t["rejected"] == 5 for t in entry["sweeps"])
+        assert len(entry["sweeps"]) == 2 and entry == settle(entry, factor)
+        assert entry["raw_ms"] == min(t["median_ms"] for t in entry["sweeps"])
+        assert all(t["kept"] + t["rejected"] == 5 and ats[0] < t["at"] < ats[-1] for t in entry["sweeps"])
 
 
 def test_corrupt_and_foreign_profiles_are_refused(profiled, tmp_path):

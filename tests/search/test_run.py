@@ -123,3 +123,31 @@ def test_ray_workers_give_the_serial_result(tmp_path, tiny_teacher):
     shutil.copytree(tmp_path / "serial" / "supernet", tmp_path / "ray" / "supernet")  # the same trained supernet
     parallel = search_run(dataclasses.replace(base, out=tmp_path / "ray", workers=2))
     assert parallel.search.trials == serial.search.trials
+
+
+def test_choice_prefers_measured_then_margin():
+    from canao.compiler.layout import Precision
+    from canao.search.loop import SearchResult
+    from canao.search.run import choose
+    from canao.search.trials import Trial
+
+    big = TINY_ARCH.largest()
+    slow, fast = Candidate(big, Precision.FP32, 64), Candidate(big.replace(layers=big.layers[:1]), Precision.FP32, 64)
+    front = [
+        Trial((0,), fast.to_dict(), 70.0, 4.0, 4.0, 70.0),  # fastest first, as the loop returns the front
+        Trial((1,), slow.to_dict(), 80.0, 9.5, 9.5, 80.0),
+    ]
+    result = SearchResult(front, front[1], front, 0)
+    budget = 10.0
+    # measured: the accurate member came out over budget on the device, so the next one is chosen
+    chosen, rule = choose(result, budget, {slow.key(): 10.6, fast.key(): 4.1}, lambda c: 0.0)
+    assert chosen == fast and "measured" in rule
+    chosen, rule = choose(result, budget, {slow.key(): 9.9, fast.key(): 4.1}, lambda c: 0.0)
+    assert chosen == slow
+    # unmeasured: 9.5 + 1.0 margin > 10 leaves the accurate one out
+    chosen, rule = choose(result, budget, {}, lambda c: 1.0)
+    assert chosen == fast and "margin" in rule
+    chosen, rule = choose(result, budget, {}, lambda c: 0.2)
+    assert chosen == slow
+    chosen, rule = choose(result, budget, {}, lambda c: 100.0)  # nothing meets the margin: the search's best
+    assert chosen == slow and "margin not met" in rule

@@ -10,17 +10,16 @@ processes racing on a first use cannot leave a half-written artifact.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from canao import __version__
 from canao.apps.inference import AppError
 from canao.compiler.artifact import Artifact, load_artifact
+from canao.storage import cache_root
 
 
 def bundled_cache() -> Path:
-    base = os.environ.get("CANAO_CACHE_DIR")
-    return (Path(base) if base else Path.home() / ".cache" / "canao") / "bundled"
+    return cache_root() / "bundled"
 
 
 def bundled_checkpoint(task: str) -> Path:

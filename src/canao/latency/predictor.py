@@ -2,7 +2,8 @@
 
 predict_ms(spec, seq_len) = a * (embed(H, T) + sum_i layer(H, heads_i, ffn_i, T) + head(H, T)) + b
 
-Block latencies come from the device profile. Layer latencies on the grid
+Block latencies come from the device profile (each block's fastest
+drift-corrected sweep, see profile.py). Layer latencies on the grid
 are first made monotone (pool-adjacent-violators along the FFN and heads
 axes: more work is never faster, and measurement noise should not say
 otherwise); off-grid sizes are interpolated multilinearly in (hidden, heads,
@@ -12,6 +13,11 @@ call overhead and cache effects between layers. Latencies in the profile are
 each block's fastest-sweep median (see profile.py), so predictions are of
 the machine in its quiet state. Everything the predictor
 needs is in the profile file; nothing is repeated elsewhere.
+
+Every prediction carries an uncertainty (`uncertainty_ms`): the blocks'
+sweep spreads, added linearly (drift makes them move together, so they do not
+cancel) and scaled like the prediction, plus the RMS residual of the
+calibration fit. The search keeps that margin under its budget.
 
 Why composition and not a learned model: blocks are what the compiler emits
 and what the search varies, so a per-block table is exact at the grid points
@@ -36,7 +42,7 @@ import numpy as np
 
 from canao.arch import ArchSpec
 from canao.errors import SpecError
-from canao.latency.device import executor_fingerprint, make_executor
+from canao.latency.device import Executor, executor_fingerprint, make_executor
 from canao.latency.profile import BlockTiming, DeviceProfile, ProfileError, block_key, measure_model
 
 
@@ -93,7 +99,7 @@ class LatencyPredictor:
         self.ffns = sorted(space.ffn_choices)
         self.seq_lens = sorted(profile.config["seq_lens"])
         self._layer = self._monotone_layer_grid()
-        self.scale, self.offset = self._calibrate()
+        self.scale, self.offset, self.residual_ms = self._calibrate()
 
     def _block(self, block: str, h: int, t: int, heads: int = 0, ffn: int = 0) -> float:
         key = block_key(block, h, t, heads, ffn)
@@ -143,17 +149,41 @@ class LatencyPredictor:
             )
         return sum(w * self._raw_ms_at(spec, self.seq_lens[i]) for i, w in _brackets(self.seq_lens, seq_len))
 
-    def _calibrate(self) -> tuple[float, float]:
+    def _calibrate(self) -> tuple[float, float, float]:
+        """(scale, offset) of the least-squares fit of whole models to composed blocks, and its RMS residual."""
         points = [
             (self.raw_ms(ArchSpec.from_dict(c["spec"]), c["seq_len"]), c["median_ms"]) for c in self.profile.calibration
         ]
         if len(points) < 2:
-            return 1.0, 0.0
+            return 1.0, 0.0, 0.0
         x, y = np.array(points).T
         scale, offset = np.polyfit(x, y, 1)
         if scale <= 0:  # degenerate calibration set: keep the composition, rescale only
-            return float(np.mean(y / x)), 0.0
-        return float(scale), float(offset)
+            scale, offset = float(np.mean(y / x)), 0.0
+        residual = float(np.sqrt(np.mean((scale * x + offset - y) ** 2)))
+        return float(scale), float(offset), residual
+
+    def _spread(self, block: str, h: int, t: int, heads: int = 0, ffn: int = 0) -> float:
+        return float(self.profile.blocks.get(block_key(block, h, t, heads, ffn), {}).get("spread", 0.0))
+
+    def uncertainty_ms(self, spec: ArchSpec, seq_len: int = 128) -> float:
+        """How far the true latency may lie from predict_ms: the blocks' sweep spreads (ms, added linearly,
+        interpolated like the blocks) scaled like the prediction, plus the calibration's RMS residual."""
+        self.raw_ms(spec, seq_len)  # validates spec and seq_len
+        total = 0.0
+        for it, wt in _brackets(self.seq_lens, seq_len):
+            t = self.seq_lens[it]
+            for ih, wh in _brackets(self.hiddens, spec.hidden):
+                h, w = self.hiddens[ih], abs(wt * wh)
+                total += w * sum(self._spread(b, h, t) * self._block(b, h, t) for b in ("embed", "head"))
+                for layer in spec.layers:
+                    for ia, wa in _brackets(self.heads, layer.heads):
+                        for jf, wf in _brackets(self.ffns, layer.ffn):
+                            a, f = self.heads[ia], self.ffns[jf]
+                            total += (
+                                w * abs(wa * wf) * self._spread("layer", h, t, a, f) * self._block("layer", h, t, a, f)
+                            )
+        return self.scale * total + self.residual_ms
 
     def predict_ms(self, spec: ArchSpec, seq_len: int = 128) -> float:
         return self.scale * self.raw_ms(spec, seq_len) + self.offset
@@ -176,19 +206,59 @@ class LatencyCheck:
     spec: ArchSpec
     precision: str
     predicted_ms: float
+    uncertainty_ms: float
     predict_us: float  # time the prediction took
     measured: Optional[BlockTiming]
+    device: str  # the profile's device description
+
+
+def measuring_executor(profile: DeviceProfile, device: Optional[str], source: Path | str = "the profile") -> Executor:
+    """The executor that reaches the profile's own device, never another one.
+
+    Without `device`, that is this machine when the profile was measured here; with `device` (the template
+    the profile was made with, e.g. "ssh phone {cmd}"), the executor it builds must have the profile's key."""
+    reach = profile.executor or {}
+    simd, compiler = reach.get("simd"), reach.get("compiler")
+    if device is None:
+        local = make_executor("local", simd=simd, compiler=compiler)
+        if executor_fingerprint(local) == profile.device:
+            return local
+        hint = f" (`{reach['template']}`)" if reach.get("template") else ""
+        raise ProfileError(
+            f"{source} was measured on device {profile.device} ({profile.device_description}), not on this machine; "
+            f"measuring goes through that device: pass --device with the template it was profiled with{hint}, "
+            "or --no-measure to predict only."
+        )
+    executor = make_executor(device, simd=simd, compiler=compiler)
+    if executor_fingerprint(executor) != profile.device:
+        raise ProfileError(
+            f"--device {device!r} reaches device {executor_fingerprint(executor)}, but {source} was measured on "
+            f"{profile.device} ({profile.device_description}); pass the template, --simd and compiler it was "
+            "profiled with."
+        )
+    return executor
 
 
 def predict_and_measure(
-    spec: ArchSpec, profile_path: Path, seq_len: int, *, measure: bool = True, threads: int = 2
+    spec: ArchSpec,
+    profile_path: Path,
+    seq_len: int,
+    *,
+    measure: bool = True,
+    threads: int = 2,
+    device: Optional[str] = None,
 ) -> LatencyCheck:
-    """Predict `spec` from this machine's profile and (with `measure`) compile and time it here."""
-    executor = make_executor("local")
-    profile = DeviceProfile.load(profile_path, device=executor_fingerprint(executor))
+    """Predict `spec` from any device's profile and (with `measure`) compile and time it on that device."""
+    profile = DeviceProfile.load(profile_path)
+    executor = measuring_executor(profile, device, profile_path) if measure else None
     predictor = LatencyPredictor(profile)
     start = time.perf_counter()
     predicted = predictor.predict_ms(spec, seq_len)
     predict_us = (time.perf_counter() - start) * 1e6
-    measured = measure_model(spec, executor, seq_len, threads=threads, precision=profile.precision) if measure else None
-    return LatencyCheck(spec, profile.precision, predicted, predict_us, measured)
+    uncertainty = predictor.uncertainty_ms(spec, seq_len)
+    measured = (
+        measure_model(spec, executor, seq_len, threads=threads, precision=profile.precision) if executor else None
+    )
+    return LatencyCheck(
+        spec, profile.precision, predicted, uncertainty, predict_us, measured, profile.device_description
+    )

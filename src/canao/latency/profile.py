@@ -9,14 +9,23 @@ each (heads, FFN) grid point, each as its own graph (canao.compiler.lower.
 lower_block) run by a native timing executable. Each block gets `warmup`
 untimed and `reps` timed calls; samples further than 4 MADs from the median
 are rejected and the median and spread kept. The whole grid is measured in
-`passes` sweeps, minutes apart, and a block's latency is the smallest of its
-per-sweep medians: on a shared machine slowdowns from other tenants are
-one-sided and come in phases longer than one block's measurement, so this is
-the latency of the machine in its quiet state, reproducibly (the same
-statistic is used for whole models). A dozen whole models of the space are
-also measured, to calibrate what composition misses (call overhead, cache
-effects between layers). The file is written after every measurement, so an
-interrupted run resumes where it stopped.
+`passes` sweeps, minutes apart, each in its own shuffled order, so no block
+takes all its repetitions in one burst and no block always follows the same one.
+
+A shared machine drifts (other tenants, frequency, a VM's host). A fixed
+reference block is timed every `reference_every` measurements throughout the
+run; each measurement is scaled by quiet / local reference, where local is the
+reference interpolated at the moment of the measurement and quiet is the
+reference's 10th percentile over the run, so a phase in which everything ran
+10% slow is brought back to the quiet level. After correction a block's
+latency is the smallest of its per-sweep medians (what is left of other
+tenants' interference is one-sided), and its spread is the relative gap to
+the next-smallest; blocks whose sweeps still disagree by more than
+`agree_tol` are measured again (up to `extra_sweeps` more times). The spread
+travels with the block into the predictor's uncertainty. A dozen whole
+models of the space are also measured the same way, to calibrate what
+composition misses (call overhead, cache effects between layers). The file is
+written after every measurement, so an interrupted run resumes where it stopped.
 
 Example::
 
@@ -28,6 +37,7 @@ from __future__ import annotations
 import json
 import tempfile
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -42,7 +52,7 @@ from canao.compiler.lower import lower_block, lower_spec
 from canao.device import describe_machine
 from canao.errors import CanaoError, SpecError
 from canao.latency.device import Executor, executor_fingerprint
-from canao.storage import write_json_atomically
+from canao.storage import cache_root, write_json_atomically
 
 PROFILE_VERSION = 1
 Progress = Callable[[str, int, int], None]
@@ -60,9 +70,12 @@ class ProfileConfig:
     warmup: int = 5
     reps: int = 30
     calibration_models: int = 12
-    passes: int = 3  # sweeps over the grid; a block's latency is its fastest sweep's median
+    passes: int = 3  # sweeps over the grid; a block's latency is its fastest (drift-corrected) sweep's median
     seed: int = 0
     precision: str = "fp32"  # of the compiled matrix products (fp32, bf16, int8): a profile is per precision
+    reference_every: int = 10  # time the reference block after this many measurements (0: no drift correction)
+    agree_tol: float = 0.05  # re-measure a block whose two fastest corrected sweeps differ by more than this
+    extra_sweeps: int = 2  # at most this many re-measurements of a disagreeing block
 
 
 @dataclass(frozen=True)
@@ -158,7 +171,7 @@ def block_key(block: str, hidden: int, seq_len: int, heads: int = 0, ffn: int = 
     return f"{block}|H{hidden}|A{heads}|F{ffn}|T{seq_len}"
 
 
-def _block_spec(space: SearchSpace, hidden: int, heads: int, ffn: int) -> ArchSpec:
+def block_spec(space: SearchSpace, hidden: int, heads: int, ffn: int) -> ArchSpec:
     return ArchSpec(space.kind, space.vocab_size, space.max_positions, hidden, (LayerSpec(heads, space.head_dim, ffn),))
 
 
@@ -182,6 +195,9 @@ class DeviceProfile:
     blocks: dict[str, dict] = field(default_factory=dict)
     calibration: list[dict] = field(default_factory=list)
     version: int = PROFILE_VERSION
+    executor: dict = field(default_factory=dict)  # how the device was reached: name, template, simd, compiler
+    reference: list[dict] = field(default_factory=list)  # the reference block's timings: {"at", "median_ms"}
+    clock: int = 0  # measurements taken so far; each sweep and reference timing records its `at`
 
     @property
     def space(self) -> SearchSpace:
@@ -232,9 +248,13 @@ def _new_profile(config: ProfileConfig, executor: Executor) -> DeviceProfile:
         "passes": config.passes,
         "seed": config.seed,
         "precision": config.precision,
+        "reference_every": config.reference_every,
+        "agree_tol": config.agree_tol,
+        "extra_sweeps": config.extra_sweeps,
     }
     machine = json.loads(json.dumps(describe_machine().to_dict()))  # as it reads back from the file
-    return DeviceProfile(executor_fingerprint(executor), executor.description, machine, cfg)
+    reach = {"name": executor.name, "template": executor.template, "simd": executor.simd, "compiler": executor.compiler}
+    return DeviceProfile(executor_fingerprint(executor), executor.description, machine, cfg, executor=reach)
 
 
 def _measure_block(
@@ -242,7 +262,7 @@ def _measure_block(
 ) -> BlockTiming:
     block, h, heads, ffn, seq = job
     space = config.space
-    spec = _block_spec(space, h, heads or space.heads_choices[0], ffn or space.ffn_choices[0])
+    spec = block_spec(space, h, heads or space.heads_choices[0], ffn or space.ffn_choices[0])
     if block == "layer":  # a layer reads no embedding table: skip drawing vocab x hidden random weights
         spec = spec.replace(vocab_size=1)
     weights = synthetic_weights(spec, np.random.default_rng(config.seed))
@@ -268,67 +288,197 @@ def measure_model(
         return time_graph(lower_spec(spec, weights), executor, options, seq_len, warmup, reps, Path(tmp))
 
 
-def _record(entry: dict, timing: BlockTiming) -> dict:
-    """Add one sweep's timing; the entry's latency is the fastest sweep's median."""
-    sweeps = entry.get("sweeps", []) + [asdict(timing)]
-    return {"sweeps": sweeps, "median_ms": min(t["median_ms"] for t in sweeps)}
+QUIET_PERCENTILE = 10  # the reference's quiet level: this percentile of its timings over the run
+
+
+def drift_factor(reference: list[dict]) -> Callable[[float], float]:
+    """factor(at): quiet / local level of the reference block, to scale a measurement taken at clock `at`.
+
+    The local level is interpolated linearly between the reference timings around `at` (the nearest one
+    outside them); with fewer than two reference timings there is nothing to correct and the factor is 1."""
+    if len(reference) < 2:
+        return lambda at: 1.0
+    at = np.array([r["at"] for r in reference], dtype=np.float64)
+    level = np.array([r["median_ms"] for r in reference], dtype=np.float64)
+    quiet = float(np.percentile(level, QUIET_PERCENTILE))
+    return lambda t: quiet / float(np.interp(t, at, level))
+
+
+def settle(entry: dict, factor: Callable[[float], float]) -> dict:
+    """The entry's latency from its sweeps: smallest drift-corrected median, raw smallest and spread."""
+    corrected = sorted(s["median_ms"] * (factor(s["at"]) if "at" in s else 1.0) for s in entry["sweeps"])
+    raw = min(s["median_ms"] for s in entry["sweeps"])
+    spread = (corrected[1] - corrected[0]) / corrected[0] if len(corrected) > 1 else 0.0
+    return {**entry, "median_ms": corrected[0], "raw_ms": raw, "spread": spread}
+
+
+def settle_profile(profile: DeviceProfile) -> None:
+    """Recompute every block's and calibration model's latency with the run's whole reference series."""
+    factor = drift_factor(profile.reference)
+    profile.blocks = {k: settle(e, factor) for k, e in profile.blocks.items()}
+    profile.calibration = [settle(e, factor) for e in profile.calibration]
+
+
+def _calibration_key(spec: ArchSpec, seq: int) -> str:
+    return f"calibration|{json.dumps(spec.to_dict(), sort_keys=True)}|T{seq}"
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One thing the profile times: a block of the grid or a whole calibration model."""
+
+    key: str
+    label: str
+    measure: Callable[[Path], BlockTiming]
+    spec: Optional[ArchSpec] = None  # calibration models
+    seq_len: int = 0
+
+
+def _units(config: ProfileConfig, executor: Executor) -> list[_Unit]:
+    units = [
+        _Unit(
+            block_key(job[0], job[1], job[4], job[2], job[3]),
+            block_key(job[0], job[1], job[4], job[2], job[3]),
+            partial(_measure_block, job, config, executor),
+        )
+        for job in _grid(config)
+    ]
+    for spec in calibration_specs(config):
+        for seq in config.seq_lens:
+            units.append(
+                _Unit(
+                    _calibration_key(spec, seq),
+                    f"calibration {spec.describe()} T{seq}",
+                    partial(_measure_calibration, spec, seq, config, executor),
+                    spec,
+                    seq,
+                )
+            )
+    return units
+
+
+def _measure_calibration(
+    spec: ArchSpec, seq: int, config: ProfileConfig, executor: Executor, workdir: Path
+) -> BlockTiming:
+    return measure_model(
+        spec,
+        executor,
+        seq,
+        threads=config.threads,
+        warmup=config.warmup,
+        reps=config.reps,
+        seed=config.seed,
+        precision=config.precision,
+    )
+
+
+def reference_job(config: ProfileConfig) -> tuple[str, int, int, int, int]:
+    """The block timed throughout a run to follow the machine's drift: a mid-size layer at a mid length."""
+    space = config.space
+
+    def mid(values: tuple[int, ...]) -> int:
+        return sorted(values)[len(values) // 2]
+
+    return ("layer", mid(space.hidden_choices), mid(space.heads_choices), mid(space.ffn_choices), mid(config.seq_lens))
+
+
+class _Run:
+    """The measuring state of one profile_device call: entries by key, the clock, the reference cadence."""
+
+    def __init__(self, profile: DeviceProfile, config: ProfileConfig, executor: Executor, path: Path, workdir: Path):
+        self.profile, self.config, self.executor, self.path, self.workdir = profile, config, executor, path, workdir
+        self.calibration_index = {
+            _calibration_key(ArchSpec.from_dict(c["spec"]), c["seq_len"]): i for i, c in enumerate(profile.calibration)
+        }
+
+    def entry(self, unit: _Unit) -> dict:
+        if unit.spec is None:
+            return self.profile.blocks.get(unit.key, {})
+        index = self.calibration_index.get(unit.key)
+        return self.profile.calibration[index] if index is not None else {}
+
+    def sweeps(self, unit: _Unit) -> int:
+        return len(self.entry(unit).get("sweeps", []))
+
+    def _reference_due(self) -> bool:
+        every, ref = self.config.reference_every, self.profile.reference
+        return every > 0 and (not ref or self.profile.clock - ref[-1]["at"] >= every)
+
+    def time_reference(self) -> None:
+        timing = _measure_block(reference_job(self.config), self.config, self.executor, self.workdir)
+        self.profile.clock += 1
+        self.profile.reference.append({"at": self.profile.clock, "median_ms": timing.median_ms})
+
+    def measure(self, unit: _Unit) -> None:
+        if self._reference_due():
+            self.time_reference()
+        timing = unit.measure(self.workdir)
+        self.profile.clock += 1
+        old = self.entry(unit)
+        sweeps = old.get("sweeps", []) + [{**asdict(timing), "at": self.profile.clock}]
+        entry = {"sweeps": sweeps, "median_ms": min(t["median_ms"] for t in sweeps)}  # raw until settled
+        if unit.spec is None:
+            self.profile.blocks[unit.key] = entry
+        else:
+            entry = {"spec": unit.spec.to_dict(), "seq_len": unit.seq_len, **entry}
+            index = self.calibration_index.get(unit.key)
+            if index is None:
+                self.calibration_index[unit.key] = len(self.profile.calibration)
+                self.profile.calibration.append(entry)
+            else:
+                self.profile.calibration[index] = entry
+        self.profile.save(self.path)
+
+    def close_reference(self) -> None:
+        """A last reference timing after the last measurement, so every measurement lies between two."""
+        ref = self.profile.reference
+        if self.config.reference_every > 0 and (not ref or ref[-1]["at"] < self.profile.clock):
+            self.time_reference()
+            self.profile.save(self.path)
+
+
+def _disagreeing(run: _Run, units: list[_Unit], limit: int) -> list[_Unit]:
+    """Units whose two fastest corrected sweeps differ by more than agree_tol and that may be measured again."""
+    factor = drift_factor(run.profile.reference)
+    return [u for u in units if run.sweeps(u) < limit and settle(run.entry(u), factor)["spread"] > run.config.agree_tol]
 
 
 def profile_device(
     config: ProfileConfig, executor: Executor, path: Path, progress: Optional[Progress] = None
 ) -> DeviceProfile:
-    """Measure every block of the grid in `passes` sweeps (resuming from `path` if it holds part of this profile)."""
+    """Measure every block of the grid in `passes` shuffled sweeps with drift correction, re-measure blocks
+    whose sweeps disagree, and settle each latency (resuming from `path` if it holds part of this profile)."""
     profile = _new_profile(config, executor)
     if path.exists():
         old = DeviceProfile.load(path, device=profile.device)
         if {"precision": "fp32", **old.config} != profile.config:  # profiles from before precisions were fp32
             raise ProfileError(f"{path} holds a profile with other settings; remove it or pass another --out.")
         profile = old
-    jobs, calib = _grid(config), [(spec, seq) for spec in calibration_specs(config) for seq in config.seq_lens]
-    calib_keys = [f"{json.dumps(spec.to_dict(), sort_keys=True)}|T{seq}" for spec, seq in calib]
-    total = (len(jobs) + len(calib)) * config.passes
-    done = sum(len(e["sweeps"]) for e in profile.blocks.values()) + sum(len(e["sweeps"]) for e in profile.calibration)
-    existing = {
-        f"{json.dumps(c['spec'], sort_keys=True)}|T{c['seq_len']}": i for i, c in enumerate(profile.calibration)
-    }
+        profile.executor = profile.executor or _new_profile(config, executor).executor
+    units = _units(config, executor)
+    total = len(units) * config.passes
     with tempfile.TemporaryDirectory() as tmp:
+        run = _Run(profile, config, executor, path, Path(tmp))
+        done = sum(min(run.sweeps(u), config.passes) for u in units)
         for sweep in range(config.passes):
-            for job in jobs:
-                key = block_key(job[0], job[1], job[4], job[2], job[3])
-                if len(profile.blocks.get(key, {}).get("sweeps", [])) > sweep:
+            order = np.random.default_rng(config.seed + 1000 * (sweep + 1)).permutation(len(units))
+            for unit in (units[i] for i in order):
+                if run.sweeps(unit) > sweep:
                     continue
-                profile.blocks[key] = _record(
-                    profile.blocks.get(key, {}), _measure_block(job, config, executor, Path(tmp))
-                )
-                profile.save(path)
+                run.measure(unit)
                 done += 1
                 if progress:
-                    progress(key, done, total)
-            for (spec, seq), key in zip(calib, calib_keys):
-                index = existing.get(key)
-                entry = profile.calibration[index] if index is not None else {}
-                if len(entry.get("sweeps", [])) > sweep:
-                    continue
-                timing = measure_model(
-                    spec,
-                    executor,
-                    seq,
-                    threads=config.threads,
-                    warmup=config.warmup,
-                    reps=config.reps,
-                    seed=config.seed,
-                    precision=config.precision,
-                )
-                entry = {"spec": spec.to_dict(), "seq_len": seq, **_record(entry, timing)}
-                if index is None:
-                    existing[key] = len(profile.calibration)
-                    profile.calibration.append(entry)
-                else:
-                    profile.calibration[index] = entry
-                profile.save(path)
-                done += 1
+                    progress(unit.label, done, total)
+        for extra in range(config.extra_sweeps):
+            run.close_reference()
+            again = _disagreeing(run, units, config.passes + extra + 1)
+            for unit in again:
+                run.measure(unit)
                 if progress:
-                    progress(f"calibration {spec.describe()} T{seq}", done, total)
+                    progress(f"again: {unit.label}", done, total)
+        run.close_reference()
+    settle_profile(profile)
+    profile.save(path)
     return profile
 
 
@@ -343,6 +493,21 @@ def calibration_specs(config: ProfileConfig) -> list[ArchSpec]:
         layers = tuple(spec.layers[j % spec.num_layers] for j in range(depth))
         specs.append(spec.replace(hidden=space.hidden_choices[i % len(space.hidden_choices)], layers=layers))
     return specs
+
+
+def default_profile_path(executor: Optional[Executor] = None, config: Optional[ProfileConfig] = None) -> Path:
+    """Where `canao profile` writes and `canao latency` reads when no path is given: in the cache, keyed by
+    device, precision and a digest of the settings (the default: this machine, the built-in space)."""
+    import hashlib
+
+    from canao.latency.device import make_executor
+    from canao.search.space import default_encoder_space
+
+    executor = executor or make_executor("local")
+    config = config or ProfileConfig(default_encoder_space())
+    settings = json.dumps(_new_profile(config, executor).config, sort_keys=True)
+    digest = hashlib.sha256(settings.encode()).hexdigest()[:10]
+    return cache_root() / "profiles" / f"{executor_fingerprint(executor)}-{config.precision}-{digest}.json"
 
 
 def parse_seq_lens(text: str) -> tuple[int, ...]:

@@ -63,7 +63,11 @@ class SearchRunConfig:
     supernet_focus: float = 1.5
     max_length: int = 128
     eval_examples: Optional[int] = None  # score members on the first N dev examples (None: all)
-    measure_front: bool = True  # compile and time the front's members here (when the profile is of this machine)
+    measure_front: bool = True  # compile and time the front's members on the profiles' device
+    device: Optional[str] = None  # how to reach the profiles' device when it is not this machine (a {cmd} template)
+    # The choice keeps predicted + margin x the predictor's uncertainty under the budget when the front could not
+    # be measured; measured members are chosen by their measured latency.
+    latency_margin: float = 1.0
     workers: int = 1  # > 1: score each round's members on this many Ray actors (results identical)
     ray_address: Optional[str] = None  # an existing Ray cluster instead of a local one
     threads: int = 2  # torch threads of the serial scorer
@@ -175,10 +179,38 @@ def search_run(config: SearchRunConfig, progress: Optional[StageProgress] = None
         progress=lambda d, t, r: progress("search", d, t, r) if progress else None,
         breakdown=breakdown,
     )
-    best = Candidate.from_dict(result.best.candidate) if result.best else None
     measured = _measure(result.front, predictors, config) if config.measure_front else {}
-    _write_outputs(run_dir, config, search, result, best, measured)
+
+    def margin(candidate: Candidate) -> float:
+        return config.latency_margin * predictors[candidate.precision].uncertainty_ms(candidate.spec, candidate.seq_len)
+
+    if config.cost == "latency":
+        best, rule = choose(result, config.latency_ms, measured, margin)
+    else:
+        best = Candidate.from_dict(result.best.candidate) if result.best else None
+        rule = "most accurate under the FLOPs budget"
+    _write_outputs(run_dir, config, search, result, best, measured, rule)
     return SearchRunResult(result, best, measured, run_dir)
+
+
+def choose(
+    result: SearchResult, budget_ms: float, measured: dict[str, float], margin_ms: Callable[[Candidate], float]
+) -> tuple[Optional[Candidate], str]:
+    """The architecture to hand on, and why: the most accurate front member whose measured latency is within
+    the budget; unmeasured, the most accurate whose prediction plus the margin is; else the search's best."""
+    ranked = sorted(result.front, key=lambda t: -t.accuracy)
+    candidates = [Candidate.from_dict(t.candidate) for t in ranked]
+    if measured:
+        fits = [c for c in candidates if c.key() in measured and measured[c.key()] <= budget_ms]
+        if fits:
+            return fits[0], "most accurate front member measured within the budget"
+        log.warning("no front member measured within the budget; choosing by prediction")
+    for trial, candidate in zip(ranked, candidates):
+        if trial.latency_ms + margin_ms(candidate) <= budget_ms:
+            return candidate, "most accurate front member predicted within the budget with the uncertainty margin"
+    if result.best is None:
+        return None, "no member within the budget"
+    return Candidate.from_dict(result.best.candidate), "most accurate predicted within the budget (margin not met)"
 
 
 def _evaluator(config: SearchRunConfig, supernet_dir: Path) -> Callable[[Sequence[Candidate]], list[float]]:
@@ -206,18 +238,23 @@ def _evaluator(config: SearchRunConfig, supernet_dir: Path) -> Callable[[Sequenc
 def _measure(
     front: Sequence[Trial], predictors: dict[Precision, LatencyPredictor], config: SearchRunConfig
 ) -> dict[str, float]:
-    """Compile and time the front's members on this machine, when the profiles were made here."""
-    from canao.latency.device import executor_fingerprint, make_executor
-    from canao.latency.profile import measure_model
+    """Compile and time the front's members on the profiles' device (this machine, or `config.device`)."""
+    from canao.latency.predictor import measuring_executor
+    from canao.latency.profile import ProfileError, measure_model
 
-    executor = make_executor("local")
-    if any(p.profile.device != executor_fingerprint(executor) for p in predictors.values()):
-        log.info("the profiles are of another device; the front is not measured here")
-        return {}
+    executors = {}
+    for precision, predictor in predictors.items():
+        try:
+            executors[precision] = measuring_executor(predictor.profile, config.device)
+        except ProfileError as err:
+            if config.device is not None:
+                raise
+            log.info("the front is not measured: %s", err)
+            return {}
     measured = {}
     for trial in front:
         c = Candidate.from_dict(trial.candidate)
-        timing = measure_model(c.spec, executor, c.seq_len, precision=c.precision.value)
+        timing = measure_model(c.spec, executors[c.precision], c.seq_len, precision=c.precision.value)
         measured[c.key()] = timing.median_ms
     return measured
 
@@ -229,6 +266,7 @@ def _write_outputs(
     result: SearchResult,
     best: Optional[Candidate],
     measured: dict[str, float],
+    rule: str,
 ) -> None:
     def row(trial: Trial) -> dict[str, Any]:
         key = Candidate.from_dict(trial.candidate).key()
@@ -244,6 +282,8 @@ def _write_outputs(
         "evaluations": len(result.trials),
         "resumed_trials": result.resumed_trials,
         "best": row(result.best) if result.best else None,
+        "chosen": best.to_dict() if best else None,
+        "choice_rule": rule,
         "front": front,
     }
     if measured:
