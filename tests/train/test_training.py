@@ -166,3 +166,47 @@ def test_empty_training_data_is_a_clear_error(tmp_path, tiny_bert):
         finetune(_config(tmp_path / "e2"), tiny_bert, tmp_path / "bytes.tsv")
     with pytest.raises(DataError, match="is a directory"):
         finetune(_config(tmp_path / "e3"), tiny_bert, tmp_path)
+
+
+def test_cached_teacher_logits_train_exactly_like_the_live_teacher(tmp_path, tiny_bert, monkeypatch):
+    monkeypatch.setenv("CANAO_CACHE_DIR", str(tmp_path / "cache"))
+    finetune(_config(tmp_path / "teacher", max_steps=4), tiny_bert, TRAIN)
+    student = ArchSpec("encoder", 30522, 128, 24, (LayerSpec(2, 8, 40),))
+    runs = {}
+    for cached in (False, True):
+        config = DistillConfig(
+            _config(tmp_path / f"s-{cached}", max_steps=5),
+            hidden_weight=0.0,
+            attention_weight=0.0,
+            cache_teacher_outputs=cached,
+        )
+        runs[cached] = distill(config, tmp_path / "teacher" / "model", student, TRAIN)
+    assert [h["loss"] for h in runs[True].history] == pytest.approx([h["loss"] for h in runs[False].history], rel=1e-4)
+    files = list((tmp_path / "cache" / "teacher-outputs").glob("*.pt"))
+    assert len(files) == 1
+    stamp = files[0].stat().st_mtime_ns
+    config = DistillConfig(_config(tmp_path / "other", max_steps=2), hidden_weight=0.0, attention_weight=0.0)
+    distill(config, tmp_path / "teacher" / "model", student.replace(hidden=16), TRAIN)  # another student: reused
+    assert files[0].stat().st_mtime_ns == stamp
+
+
+def test_span_qa_teacher_outputs_gather_the_live_logits():
+    from canao.data.bundled import bundled_squad_sample
+    from canao.models import build_model
+    from canao.models.tokenizer import load_tokenizer
+    from canao.train.tasks import get_task
+    from canao.train.teacher_cache import PAD_LOGIT, TeacherOutputs
+
+    task = get_task("squad")
+    data = task.load(bundled_squad_sample(), load_tokenizer(teacher_dir()), max_length=64, doc_stride=32)
+    model = build_model(ArchSpec("encoder", 30522, 128, 32, (LayerSpec(4, 8, 64),)), "qa").eval()
+    outputs = TeacherOutputs.compute(model, "squad", data)
+    index = torch.tensor([3, 0, len(data.features) - 1])
+    batch = task.collate(data, index.numpy())
+    with torch.no_grad():
+        live = task.forward(model, batch)
+    got = outputs.gather(index, batch["input_ids"].shape[1])
+    valid = batch["attention_mask"] == 1
+    for g, want in zip(got, live):
+        assert torch.allclose(g[valid], want[valid], atol=1e-5)
+        assert torch.all(g[~valid] == PAD_LOGIT)

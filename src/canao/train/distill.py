@@ -21,7 +21,7 @@ import json
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
@@ -34,6 +34,9 @@ from canao.models.hf import save_pretrained
 from canao.train.finetune import FinetuneConfig, Progress, TrainResult, load_for_task, run_training
 from canao.train.losses import attention_kl, hidden_mse, soft_logit_loss, value_relation_kl
 from canao.train.tasks import MODEL_TASK, TaskData, get_task
+from canao.train.teacher_cache import TeacherOutputs, cacheable
+
+INDEX_KEY = "_feature_index"  # batches of a cached stage carry their features' indices under this key
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,9 @@ class DistillConfig:
     # attention, values) into <out>/intermediate, then `train.epochs` of prediction-layer distillation only
     # (logits with temperature, labels) from that student. 0: one stage with every term.
     intermediate_epochs: float = 0.0
+    # A stage without intermediate terms reads the teacher's logits from a cache computed once per teacher and
+    # training set (train/teacher_cache.py) instead of running the teacher on every step; same values.
+    cache_teacher_outputs: bool = True
     version: int = 1
 
     def __post_init__(self) -> None:
@@ -216,18 +222,37 @@ def _distill_stage(
     else:
         student, origin = initial_student(teacher.model, teacher.spec, spec, cfg.task, num_labels, cfg.dropout)
     criterion = DistillationLoss(config, spec, teacher.spec, cfg.task)
+    collate: Callable = task.collate
+    if config.hidden_weight or config.attention_weight or config.value_weight:
 
-    def loss_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        with torch.no_grad():
-            t_out = forward_with_internals(teacher.model, cfg.task, batch)
-        return criterion(forward_with_internals(student, cfg.task, batch), t_out, batch)
+        def loss_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            with torch.no_grad():
+                t_out = forward_with_internals(teacher.model, cfg.task, batch)
+            return criterion(forward_with_internals(student, cfg.task, batch), t_out, batch)
+
+    else:  # prediction layer only: no internals, and the teacher's logits from the cache when the task allows
+        cached = None
+        if config.cache_teacher_outputs and cacheable(cfg.task) and config.logit_weight:
+            cached = TeacherOutputs.load_or_compute(teacher.model, cfg.task, train, teacher.directory, progress)
+
+            def collate(data: TaskData, index: Any) -> dict[str, torch.Tensor]:
+                return {**task.collate(data, index), INDEX_KEY: torch.as_tensor(index)}
+
+        def loss_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            index = batch.pop(INDEX_KEY, None)
+            if cached is not None and index is not None:
+                t_logits = cached.gather(index, batch["input_ids"].shape[1])
+            else:
+                with torch.no_grad():
+                    t_logits = task.forward(teacher.model, batch)
+            return criterion((task.forward(student, batch), None, None, None), (t_logits, None, None, None), batch)
 
     def evaluate() -> dict[str, float]:
         return task.score(student, dev)[0] if dev is not None else {}
 
     params = list(student.named_parameters()) + list(criterion.named_parameters())
     result = run_training(
-        cfg, {"student": student, "criterion": criterion}, params, loss_fn, train, task.collate, evaluate, progress
+        cfg, {"student": student, "criterion": criterion}, params, loss_fn, train, collate, evaluate, progress
     )
     student.eval()
     save_pretrained(student, Path(cfg.output_dir) / "model", tokenizer=teacher.tokenizer, labels=teacher.labels)

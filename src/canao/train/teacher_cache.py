@@ -1,0 +1,137 @@
+"""The teacher's outputs on a training set, computed once and shared by every student distilled from it.
+
+Prediction-layer distillation (the second stage of TinyBERT's recipe) needs only the teacher's logits.
+The teacher runs in eval mode, so its logits for a feature never change; recomputing them on every step
+of every epoch, and again for every student, repeats a forward pass that on SQuAD at 384 tokens costs more
+than the whole training step of a quarter-size student. `TeacherOutputs` computes them once, in
+length-sorted batches, and keeps them in the cache directory under a digest of the teacher's weights, the
+task and the features' token ids; a second student of the same teacher and data reads the file.
+
+Span QA keeps a start and an end logit per token of each feature (stored flat with offsets), sequence
+classification one vector per feature. Decoders are not cached (vocabulary-sized logits per token).
+
+Example::
+
+    outputs = TeacherOutputs.load_or_compute(teacher, "squad", train, teacher_dir)
+    t_start, t_end = outputs.gather(index, width=batch["input_ids"].shape[1])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+from canao.storage import cache_root
+from canao.train.tasks import MODEL_TASK, TaskData, get_task
+
+CACHE_VERSION = 1
+CACHED_TASKS = ("qa", "classification")
+BATCH = 64
+PAD_LOGIT = -1e4  # beyond a feature's length: masked out of the soft loss anyway
+
+
+def cacheable(task_name: str) -> bool:
+    return MODEL_TASK[task_name] in CACHED_TASKS
+
+
+def _digest(teacher_dir: Path, task_name: str, data: TaskData, collate: Callable) -> str:
+    h = hashlib.sha256(f"v{CACHE_VERSION}|{task_name}|{len(data.features)}".encode())
+    for name in sorted(p.name for p in Path(teacher_dir).iterdir() if p.suffix in (".safetensors", ".bin", ".json")):
+        h.update(name.encode())
+        h.update((Path(teacher_dir) / name).read_bytes())
+    for start in range(0, len(data.features), 4096):  # the features' ids, as the training batches see them
+        batch = collate(data, np.arange(start, min(start + 4096, len(data.features))))
+        h.update(batch["input_ids"].numpy().tobytes())
+        h.update(batch["token_type_ids"].numpy().tobytes())
+    return h.hexdigest()[:20]
+
+
+@dataclass
+class TeacherOutputs:
+    """Per-feature teacher logits: span QA as flat (start, end) with offsets; classification as (N, labels)."""
+
+    kind: str  # "qa" or "classification"
+    values: torch.Tensor  # qa: (total_tokens, 2); classification: (N, labels)
+    offsets: Optional[torch.Tensor]  # qa: (N + 1,) start of each feature in `values`
+
+    def gather(self, index: torch.Tensor, width: int) -> Any:
+        """The teacher's outputs for a batch of feature indices, padded to `width` tokens (qa)."""
+        if self.kind == "classification":
+            return self.values[index]
+        assert self.offsets is not None
+        out = torch.full((len(index), width, 2), PAD_LOGIT, dtype=self.values.dtype)
+        for row, i in enumerate(index.tolist()):
+            a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+            out[row, : b - a] = self.values[a:b]
+        return out[..., 0], out[..., 1]
+
+    @classmethod
+    def compute(
+        cls, model: torch.nn.Module, task_name: str, data: TaskData, progress: Optional[Callable] = None
+    ) -> "TeacherOutputs":
+        task, kind = get_task(task_name), MODEL_TASK[task_name]
+        lengths = np.array([len(_ids(f)) for f in data.features])
+        order = np.argsort(lengths, kind="stable")
+        model.eval()
+        per_feature: list[Optional[torch.Tensor]] = [None] * len(data.features)
+        with torch.inference_mode():
+            for done, start in enumerate(range(0, len(order), BATCH)):
+                index = order[start : start + BATCH]
+                out = task.forward(model, task.collate(data, index))
+                for row, i in enumerate(index):
+                    if kind == "qa":
+                        n = lengths[i]
+                        per_feature[i] = torch.stack((out[0][row, :n], out[1][row, :n]), dim=-1).clone()
+                    else:
+                        per_feature[i] = out[row].clone()
+                if progress:
+                    progress(done + 1, (len(order) + BATCH - 1) // BATCH, float("nan"))
+        tensors = [t for t in per_feature if t is not None]
+        if kind == "classification":
+            return cls(kind, torch.stack(tensors), None)
+        offsets = torch.tensor(np.concatenate(([0], np.cumsum(lengths))), dtype=torch.long)
+        return cls(kind, torch.cat(tensors), offsets)
+
+    @classmethod
+    def load_or_compute(
+        cls,
+        model: torch.nn.Module,
+        task_name: str,
+        data: TaskData,
+        teacher_dir: Path,
+        progress: Optional[Callable] = None,
+        cache_dir: Optional[Path] = None,
+    ) -> "TeacherOutputs":
+        """The cached outputs for this teacher and data, computing and saving them (atomically) if absent."""
+        task = get_task(task_name)
+        key = _digest(teacher_dir, task_name, data, task.collate)
+        directory = cache_dir or cache_root() / "teacher-outputs"
+        path = directory / f"{key}.pt"
+        if path.exists():
+            try:
+                saved = torch.load(path, map_location="cpu", weights_only=True)
+                return cls(saved["kind"], saved["values"], saved.get("offsets"))
+            except Exception:  # a damaged cache file is recomputed, never trusted
+                path.unlink(missing_ok=True)
+        outputs = cls.compute(model, task_name, data, progress)
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{key}.")
+        os.close(fd)
+        try:
+            torch.save({"kind": outputs.kind, "values": outputs.values, "offsets": outputs.offsets}, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return outputs
+
+
+def _ids(feature: Any) -> Any:
+    return feature.input_ids if hasattr(feature, "input_ids") else feature[0]
