@@ -710,6 +710,13 @@ def distill(
     intermediate_epochs: float = typer.Option(
         0.0, min=0.0, help="Two stages (TinyBERT): this many epochs of intermediate layers first, then --epochs."
     ),
+    augment: int = typer.Option(
+        0,
+        min=0,
+        max=100,
+        help="GLUE tasks: add this many variants per example, words replaced by embedding neighbours.",
+    ),
+    augment_prob: float = typer.Option(0.4, min=0.01, max=1.0, help="Chance that a word of a variant is replaced."),
 ) -> None:
     """Distill a student architecture from a fine-tuned teacher (logits, hidden states, attention)."""
     from canao.arch import read_arch
@@ -726,6 +733,8 @@ def distill(
         temperature=temperature,
         value_weight=value_weight,
         intermediate_epochs=intermediate_epochs,
+        augment_copies=augment,
+        augment_prob=augment_prob,
     )
     with progress_reporter(f"distilling {spec.describe()}", loss=True) as update:
         result = run(config, teacher, spec, train, dev, progress=lambda step, total, loss: update(step, total, loss))

@@ -210,3 +210,20 @@ def test_span_qa_teacher_outputs_gather_the_live_logits():
     for g, want in zip(got, live):
         assert torch.allclose(g[valid], want[valid], atol=1e-5)
         assert torch.all(g[~valid] == PAD_LOGIT)
+
+
+def test_distillation_with_augmented_text(tmp_path, tiny_bert, caplog):
+    finetune(_config(tmp_path / "teacher", max_steps=2), tiny_bert, TRAIN)
+    student = ArchSpec("encoder", 30522, 128, 24, (LayerSpec(2, 8, 40),))
+    config = DistillConfig(_config(tmp_path / "aug", max_steps=3), augment_copies=2)
+    with caplog.at_level("INFO", logger="canao.train.distill"):
+        result = distill(config, tmp_path / "teacher" / "model", student, TRAIN)
+    assert result.steps == 3
+    assert any("augmented 2000 training examples with" in r.message for r in caplog.records)
+    with pytest.raises(SpecError, match="augmentation covers"):
+        distill(
+            DistillConfig(FinetuneConfig("squad", tmp_path / "q", max_steps=1, max_length=256), augment_copies=1),
+            tmp_path / "teacher" / "model",
+            student,
+            SAMPLES_DIR / "squad-v1.1-dev-sample.json",
+        )

@@ -58,11 +58,19 @@ class DistillConfig:
     # A stage without intermediate terms reads the teacher's logits from a cache computed once per teacher and
     # training set (train/teacher_cache.py) instead of running the teacher on every step; same values.
     cache_teacher_outputs: bool = True
+    # TinyBERT-style augmentation (GLUE tasks): this many variants of each training example with words replaced
+    # by their teacher-embedding neighbours (canao.data.augment), trained on the teacher's logits only.
+    augment_copies: int = 0
+    augment_prob: float = 0.4
     version: int = 1
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:
             raise SpecError(f"`temperature > 0` must hold, but got {self.temperature}.")
+        if self.augment_copies < 0 or not 0.0 < self.augment_prob <= 1.0:
+            raise SpecError(
+                f"need augment_copies >= 0 and 0 < augment_prob <= 1; got {self.augment_copies}, {self.augment_prob}."
+            )
         if self.relation_heads < 0 or self.intermediate_epochs < 0 or self.value_weight < 0:
             raise SpecError(
                 "need relation_heads >= 0, intermediate_epochs >= 0 and value_weight >= 0; got "
@@ -186,6 +194,8 @@ def distill(
     teacher.model.eval()
     kwargs = {"max_length": cfg.max_length, "doc_stride": cfg.doc_stride}
     train = task.load(train_path, teacher.tokenizer, **kwargs)
+    if config.augment_copies:
+        train = _augmented(config, teacher, train)
     dev = task.load(eval_path, teacher.tokenizer, **kwargs) if eval_path else None
     if not config.intermediate_epochs:
         return _distill_stage(config, teacher, spec, train, dev, progress)
@@ -201,6 +211,24 @@ def distill(
         _distill_stage(first, teacher, spec, train, None, progress)
     second = replace(config, hidden_weight=0.0, attention_weight=0.0, value_weight=0.0, intermediate_epochs=0.0)
     return _distill_stage(second, teacher, spec, train, dev, progress, start_from=out / "intermediate" / "model")
+
+
+def _augmented(config: DistillConfig, teacher: Any, train: TaskData) -> TaskData:
+    """The training set plus `augment_copies` neighbour-replaced variants of each example (unlabelled)."""
+    from canao.data.augment import NeighbourReplacer, augment_examples
+
+    task = get_task(config.train.task)
+    if MODEL_TASK[config.train.task] != "classification" or not hasattr(task, "featurize"):
+        raise SpecError(f"augmentation covers the GLUE classification tasks, not {config.train.task}.")
+    embeddings = getattr(teacher.model, "encoder", teacher.model).embed.token.weight.detach().numpy()
+    replacer = NeighbourReplacer.from_vocab(teacher.tokenizer.get_vocab(), embeddings)
+    extra = augment_examples(
+        train.examples, replacer, config.augment_copies, config.augment_prob, seed=config.train.seed
+    )
+    more = task.featurize(extra, teacher.tokenizer, config.train.max_length)
+    log.info("augmented %d training examples with %d variants", len(train.features), len(more.features))
+    labels = list(train.labels or [None] * len(train.features)) + list(more.labels or [])
+    return TaskData(train.features + more.features, train.examples + more.examples, labels)
 
 
 def _distill_stage(

@@ -49,6 +49,9 @@ def _truncating(tokenizer, max_length: int):
     return copy
 
 
+IGNORE = -100  # label of an example without one (augmented text): left out of the hard-label loss
+
+
 def _pad(rows: list[tuple[int, ...]], value: int = 0) -> torch.Tensor:
     width = max(len(r) for r in rows)
     return torch.tensor([list(r) + [value] * (width - len(r)) for r in rows], dtype=torch.long)
@@ -63,13 +66,16 @@ class ClassificationTask:
         self.name = name
 
     def load(self, path: Path, tokenizer, max_length: int = 128, **_: Any) -> TaskData:
-        examples = read_glue(self.name, path)
+        return self.featurize(read_glue(self.name, path), tokenizer, max_length)
+
+    def featurize(self, examples: list[Any], tokenizer, max_length: int = 128) -> TaskData:
         tok = _truncating(tokenizer, max_length)
         features = [tok.encode(e.text_a, e.text_b) if e.text_b is not None else tok.encode(e.text_a) for e in examples]
         rows = [(tuple(f.ids), tuple(f.type_ids)) for f in features]
-        return TaskData(rows, examples, [e.label for e in examples])
+        return TaskData(rows, list(examples), [e.label for e in examples])
 
     def collate(self, data: TaskData, index: np.ndarray) -> dict[str, torch.Tensor]:
+        """Padded ids, types and mask; `labels` when any example of the batch has one (others: IGNORE)."""
         rows = [data.features[i] for i in index]
         ids = _pad([r[0] for r in rows])
         batch = {
@@ -77,15 +83,20 @@ class ClassificationTask:
             "token_type_ids": _pad([r[1] for r in rows]),
             "attention_mask": _pad([(1,) * len(r[0]) for r in rows]),
         }
-        if data.labels is not None and data.labels[index[0]] is not None:
-            batch["labels"] = torch.tensor([data.labels[i] for i in index])
+        if data.labels is not None and any(data.labels[i] is not None for i in index):
+            labels = [data.labels[i] for i in index]
+            batch["labels"] = torch.tensor([IGNORE if y is None else y for y in labels])
         return batch
 
     def forward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
 
     def loss(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return F.cross_entropy(outputs, batch["labels"])
+        """Cross-entropy over the labelled examples (augmented ones carry IGNORE); 0 for a batch without any."""
+        labels = batch.get("labels")
+        if labels is None or not bool((labels != IGNORE).any()):
+            return outputs.sum() * 0.0
+        return F.cross_entropy(outputs, labels, ignore_index=IGNORE)
 
     def score(self, model: torch.nn.Module, data: TaskData, batch_size: int = 64) -> tuple[dict[str, float], list[int]]:
         preds: list[int] = []
