@@ -240,7 +240,8 @@ def _students(args, task: str) -> None:
         config = DistillConfig(
             FinetuneConfig(
                 task,
-                args.work / f"{task}-{name}",
+                args.work
+                / (f"{task}-{name}-aug{args.augment}" if args.augment and task == "sst2" else f"{task}-{name}"),
                 epochs=args.student_epochs,
                 batch_size=32,
                 lr=1e-4,
@@ -250,6 +251,7 @@ def _students(args, task: str) -> None:
             ),
             value_weight=1.0,
             intermediate_epochs=args.intermediate_epochs,
+            augment_copies=args.augment if task == "sst2" else 0,
         )
         result = distill(config, teacher, STUDENTS[name], train, dev, progress=_log)
         done[name] = result.metrics
@@ -263,7 +265,8 @@ def _students(args, task: str) -> None:
                 "teacher_metric": teacher_metrics.get(metric),
                 "gap_points": teacher_metrics.get(metric, float("nan")) - result.metrics.get(metric, float("nan")),
                 "recipe": f"{args.intermediate_epochs} epochs intermediate (hidden, attention, values) + "
-                f"{args.student_epochs} epochs prediction layer (T=2)",
+                f"{args.student_epochs} epochs prediction layer (T=2)"
+                + (f", {args.augment} augmented variants per example" if args.augment and task == "sst2" else ""),
                 "steps": result.steps,
                 "wall_min_this_invocation": (time.perf_counter() - start) / 60,
             },
@@ -607,6 +610,7 @@ def main() -> None:
     parser.add_argument("--students", help="comma-separated names of STUDENTS to distill (default: all)")
     parser.add_argument("--intermediate-epochs", type=float, default=1.0)
     parser.add_argument("--student-epochs", type=float, default=2.0)
+    parser.add_argument("--augment", type=int, default=0, help="SST-2 students: augmented variants per example")
     parser.add_argument("--bundle-from", type=Path, help="student model directory to ship (default: best fit)")
     parser.add_argument("--write", type=Path, help="render the results file as markdown here and exit")
     args = parser.parse_args()
