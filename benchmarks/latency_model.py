@@ -27,6 +27,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Optional
@@ -46,10 +47,13 @@ from canao.latency.profile import (
     build_options,
     calibration_specs,
     default_profile_path,
+    drift_factor,
     expected_jobs,
     measure_model,
     profile_device,
+    quiet_level,
     synthetic_weights,
+    time_reference_block,
 )
 from canao.latency.timing import measure_ms
 from canao.models import build_model
@@ -118,17 +122,29 @@ def _draw(space: SearchSpace, config: ProfileConfig, models: int, seed: int) -> 
     return specs
 
 
-def _measure(specs: list[ArchSpec], seq_len: int, precision: str, threads: int, sweeps: int) -> list[float]:
-    executor, best = make_executor("local"), [float("inf")] * len(specs)
-    for sweep in range(sweeps):
-        for i, spec in enumerate(specs):
-            best[i] = min(
-                best[i], measure_model(spec, executor, seq_len, threads=threads, precision=precision).median_ms
-            )
-            print(
-                f"[measure {precision} T{seq_len} sweep {sweep + 1}, {i + 1}/{len(specs)}] {best[i]:.3f} ms", flush=True
-            )
-    return best
+def _measure(
+    specs: list[ArchSpec], seq_len: int, config: ProfileConfig, sweeps: int, quiet: float
+) -> tuple[list[float], list[float]]:
+    """Each model's fastest sweep, raw and drift-corrected to the profile's quiet level: the profile's
+    reference block is timed before every 4th model and at the end, as during profiling."""
+    executor, clock = make_executor("local"), 0
+    reference: list[dict] = []
+    taken: list[list[dict]] = [[] for _ in specs]
+    with tempfile.TemporaryDirectory() as tmp:
+        for sweep in range(sweeps):
+            for i, spec in enumerate(specs):
+                if i % 4 == 0:
+                    clock += 1
+                    reference.append({"at": clock, "median_ms": time_reference_block(config, executor, Path(tmp))})
+                clock += 1
+                timing = measure_model(spec, executor, seq_len, threads=config.threads, precision=config.precision)
+                taken[i].append({"at": clock, "median_ms": timing.median_ms})
+                print(f"[measure {config.precision} T{seq_len} sweep {sweep + 1}, {i + 1}/{len(specs)}]", flush=True)
+        reference.append({"at": clock + 1, "median_ms": time_reference_block(config, executor, Path(tmp))})
+    factor = drift_factor(reference, quiet)
+    raw = [min(t["median_ms"] for t in ts) for ts in taken]
+    corrected = [min(t["median_ms"] * factor(t["at"]) for t in ts) for ts in taken]
+    return raw, corrected
 
 
 def _scores(pred: np.ndarray, meas: np.ndarray) -> tuple[float, float, float]:
@@ -158,7 +174,8 @@ def run_setting(args, space: SearchSpace, precision: str, repeat: int) -> list[d
     flops, roof = FittedFlops.fit(idle.profile), Roofline.from_profile(idle.profile, args.bandwidth_gbs)
     results = []
     for seq_len in args.seq_lens:
-        measured = np.array(_measure(specs, seq_len, precision, args.threads, args.sweeps))
+        raw, corrected = _measure(specs, seq_len, config, args.sweeps, quiet_level(idle.profile.reference))
+        measured, measured_raw = np.array(corrected), np.array(raw)
         rows = {
             "canao predictor": np.array([idle.predict_ms(s, seq_len) for s in specs]),
             "FLOPs fitted (a*GFLOPs+b)": np.array([flops.predict_ms(s, seq_len) for s in specs]),
@@ -173,6 +190,7 @@ def run_setting(args, space: SearchSpace, precision: str, repeat: int) -> list[d
             "profile_s": idle_s,
             "models": len(specs),
             "scores": {name: _scores(pred, measured) for name, pred in rows.items()},
+            "scores_vs_raw": {name: _scores(pred, measured_raw) for name, pred in rows.items()},
             "rank_only": {
                 "FLOPs": spearman([s.flops(seq_len) for s in specs], measured),
                 "PyTorch eager": spearman([eager_ms(s, seq_len, 5) for s in specs], measured) if args.eager else None,
@@ -188,8 +206,13 @@ def run_setting(args, space: SearchSpace, precision: str, repeat: int) -> list[d
             ),
             "roofline_rates": {"gflops_per_s": roof.gflops_per_s, "gbytes_per_s": roof.gbytes_per_s},
             "rows": [
-                {"spec": s.describe(), "measured_ms": float(m), **{k: float(v[i]) for k, v in rows.items()}}
-                for i, (s, m) in enumerate(zip(specs, measured))
+                {
+                    "spec": s.describe(),
+                    "measured_ms": float(m),
+                    "measured_raw_ms": float(r),
+                    **{k: float(v[i]) for k, v in rows.items()},
+                }
+                for i, (s, m, r) in enumerate(zip(specs, measured, measured_raw))
             ],
         }
         results.append(entry)
@@ -206,7 +229,9 @@ def render(results: list[dict], args, command: str) -> str:
         "",
         f"Machine: {machine.cpu_model}, SIMD {machine.simd_level}, {args.threads} threads; {args.models} random "
         "architectures of the space per setting, batch 1; compiled latency measured natively (median of 30 calls "
-        f"after 5 warm-up calls, fastest of {args.sweeps} sweeps, the statistic the profile uses). Roofline: "
+        f"after 5 warm-up calls, fastest of {args.sweeps} sweeps, the statistic the profile uses), drift-corrected "
+        "to the profile's quiet level by the profile's reference block timed between the models (as the "
+        "profile corrects its blocks); the raw measurements are scored too. Roofline: "
         f"compute rate = the best layer block of the profile, bandwidth = {args.bandwidth_gbs:.1f} GB/s (array copy).",
     ]
     for precision in dict.fromkeys(r["precision"] for r in results):
@@ -219,8 +244,8 @@ def render(results: list[dict], args, command: str) -> str:
                 "",
                 f"## {precision}, {seq_len} tokens",
                 "",
-                "| latency estimate | MAPE | worst error | Spearman |",
-                "|---|---:|---:|---:|",
+                "| latency estimate | MAPE | worst error | Spearman | MAPE vs raw measured | Spearman vs raw |",
+                "|---|---:|---:|---:|---:|---:|",
             ]
             for name in first["scores"]:
                 mapes = [r["scores"][name][0] for r in group]
@@ -229,10 +254,14 @@ def render(results: list[dict], args, command: str) -> str:
                 )
                 worst = max(r["scores"][name][1] for r in group)
                 rho = np.mean([r["scores"][name][2] for r in group])
-                lines.append(f"| {name} | {mape} | {worst:.1f}% | {rho:.3f} |")
-            lines.append(f"| FLOPs (rank only) | | | {first['rank_only']['FLOPs']:.3f} |")
+                raw_mape = np.mean([r["scores_vs_raw"][name][0] for r in group])
+                raw_rho = np.mean([r["scores_vs_raw"][name][2] for r in group])
+                lines.append(f"| {name} | {mape} | {worst:.1f}% | {rho:.3f} | {raw_mape:.2f}% | {raw_rho:.3f} |")
+            lines.append(f"| FLOPs (rank only) | | | {first['rank_only']['FLOPs']:.3f} | | |")
             if first["rank_only"].get("PyTorch eager") is not None:
-                lines.append(f"| PyTorch eager measured (rank only) | | | {first['rank_only']['PyTorch eager']:.3f} |")
+                lines.append(
+                    f"| PyTorch eager measured (rank only) | | | {first['rank_only']['PyTorch eager']:.3f} | | |"
+                )
             lines.append("")
             lines.append(
                 f"Predictor uncertainty: median +- {first['uncertainty_ms_median']:.3f} ms; "

@@ -291,17 +291,23 @@ def measure_model(
 QUIET_PERCENTILE = 10  # the reference's quiet level: this percentile of its timings over the run
 
 
-def drift_factor(reference: list[dict]) -> Callable[[float], float]:
+def quiet_level(reference: list[dict]) -> float:
+    """The reference block's latency when the machine is quiet: a low percentile of its timings."""
+    return float(np.percentile([r["median_ms"] for r in reference], QUIET_PERCENTILE))
+
+
+def drift_factor(reference: list[dict], quiet: Optional[float] = None) -> Callable[[float], float]:
     """factor(at): quiet / local level of the reference block, to scale a measurement taken at clock `at`.
 
     The local level is interpolated linearly between the reference timings around `at` (the nearest one
-    outside them); with fewer than two reference timings there is nothing to correct and the factor is 1."""
+    outside them); `quiet` defaults to this series' own quiet level (pass a profile's to bring other
+    measurements to the same level). With fewer than two reference timings the factor is 1."""
     if len(reference) < 2:
         return lambda at: 1.0
     at = np.array([r["at"] for r in reference], dtype=np.float64)
     level = np.array([r["median_ms"] for r in reference], dtype=np.float64)
-    quiet = float(np.percentile(level, QUIET_PERCENTILE))
-    return lambda t: quiet / float(np.interp(t, at, level))
+    target = quiet_level(reference) if quiet is None else quiet
+    return lambda t: target / float(np.interp(t, at, level))
 
 
 def settle(entry: dict, factor: Callable[[float], float]) -> dict:
@@ -382,6 +388,11 @@ def reference_job(config: ProfileConfig) -> tuple[str, int, int, int, int]:
     return ("layer", mid(space.hidden_choices), mid(space.heads_choices), mid(space.ffn_choices), mid(config.seq_lens))
 
 
+def time_reference_block(config: ProfileConfig, executor: Executor, workdir: Path) -> float:
+    """One timing (median ms) of the profile's reference block: how fast the machine is right now."""
+    return _measure_block(reference_job(config), config, executor, workdir).median_ms
+
+
 class _Run:
     """The measuring state of one profile_device call: entries by key, the clock, the reference cadence."""
 
@@ -405,9 +416,9 @@ class _Run:
         return every > 0 and (not ref or self.profile.clock - ref[-1]["at"] >= every)
 
     def time_reference(self) -> None:
-        timing = _measure_block(reference_job(self.config), self.config, self.executor, self.workdir)
         self.profile.clock += 1
-        self.profile.reference.append({"at": self.profile.clock, "median_ms": timing.median_ms})
+        ms = time_reference_block(self.config, self.executor, self.workdir)
+        self.profile.reference.append({"at": self.profile.clock, "median_ms": ms})
 
     def measure(self, unit: _Unit) -> None:
         if self._reference_due():
