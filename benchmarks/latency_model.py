@@ -157,7 +157,7 @@ def run_setting(args, space: SearchSpace, precision: str, repeat: int) -> list[d
     config = ProfileConfig(space, seq_lens=tuple(args.seq_lens), threads=args.threads, precision=precision)
     suffix = f"-r{repeat}" if repeat else ""
     base = args.profile_dir / f"{precision}{suffix}.json" if args.profile_dir else None
-    idle_path = base or default_profile_path(config=config).with_suffix(f"{suffix}.json")
+    idle_path = base or default_profile_path(config).with_suffix(f"{suffix}.json")
     idle, idle_s = _profile(config, idle_path, f"profile {precision}")
     loaded = None
     if args.load:

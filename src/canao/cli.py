@@ -573,7 +573,7 @@ def profile(
         load_space(space), seq_lens=parse_seq_lens(seq_lens), threads=threads, reps=reps, precision=precision.value
     )
     executor = make_executor(device, simd=simd.value if simd else None, compiler=compiler)
-    out = out or default_profile_path(executor, config)
+    out = out or default_profile_path(config, executor)
     with progress_reporter("profiling blocks", total=expected_jobs(config)) as update:
         result = profile_device(config, executor, out, lambda key, done, total: update(done, total, None, key[:40]))
     console.print(
@@ -598,9 +598,10 @@ def latency(
     """Predicted (from any device's profile) and measured (on that device) compiled latency of an architecture."""
     from canao.arch import read_arch
     from canao.latency.predictor import predict_and_measure
-    from canao.latency.profile import default_profile_path
+    from canao.latency.profile import ProfileConfig, default_profile_path
+    from canao.search.space import load_space
 
-    path = profile_path or default_profile_path()
+    path = profile_path or default_profile_path(ProfileConfig(load_space(None)))
     result = predict_and_measure(read_arch(arch), path, seq_len, measure=measure, threads=threads, device=device)
     console.print(f"{result.spec.describe()} on {result.device}", highlight=False)
     console.print(

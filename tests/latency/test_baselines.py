@@ -52,7 +52,7 @@ def test_roofline_by_hand(profiled):
     fast = block_key("layer", 24, 16, 2, 40)
     blocks[fast] = {**blocks[fast], "median_ms": 1e-3}
     derived = Roofline.from_profile(dataclasses.replace(profile, blocks=blocks), 5.0)
-    assert derived.gflops_per_s == pytest.approx(layer_flops(24, LayerSpec(2, 8, 40), 16) / 1e6)
+    assert derived.gflops_per_s == pytest.approx(layer_flops(24, LayerSpec(2, 8, 40), 16) / 1e3)  # per 1 us
     assert measure_bandwidth_gbs(megabytes=8, repeats=2) > 0
 
 
@@ -94,6 +94,16 @@ def test_another_devices_profile_predicts_and_measures_only_there(remote_profile
     profile = DeviceProfile.load(remote_profile)
     assert measuring_executor(profile, "nice -n 0 {cmd}").template == "nice -n 0 {cmd}"
     out = CliRunner().invoke(
-        app, ["latency", "--arch", str(tmp_path / "a.json"), "--profile", str(remote_profile), "--no-measure"]
+        app,
+        [
+            "latency",
+            "--arch",
+            str(tmp_path / "a.json"),
+            "--profile",
+            str(remote_profile),
+            "--seq-len",
+            "16",
+            "--no-measure",
+        ],
     )
     assert out.exit_code == 0 and "predicted:" in out.output and "+-" in out.output, out.output

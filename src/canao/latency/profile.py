@@ -506,16 +506,14 @@ def calibration_specs(config: ProfileConfig) -> list[ArchSpec]:
     return specs
 
 
-def default_profile_path(executor: Optional[Executor] = None, config: Optional[ProfileConfig] = None) -> Path:
+def default_profile_path(config: ProfileConfig, executor: Optional[Executor] = None) -> Path:
     """Where `canao profile` writes and `canao latency` reads when no path is given: in the cache, keyed by
-    device, precision and a digest of the settings (the default: this machine, the built-in space)."""
+    device (default: this machine), precision and a digest of the settings."""
     import hashlib
 
     from canao.latency.device import make_executor
-    from canao.search.space import default_encoder_space
 
     executor = executor or make_executor("local")
-    config = config or ProfileConfig(default_encoder_space())
     settings = json.dumps(_new_profile(config, executor).config, sort_keys=True)
     digest = hashlib.sha256(settings.encode()).hexdigest()[:10]
     return cache_root() / "profiles" / f"{executor_fingerprint(executor)}-{config.precision}-{digest}.json"
