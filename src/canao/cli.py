@@ -479,6 +479,9 @@ def bench(
     seq_len: int = typer.Option(128, min=1, help="Tokens (encoder) or context length (decoder)."),
     runs: int = typer.Option(20, min=20, max=100_000, help="Timed runs after warm-up (>= 20)."),
     threads: int = typer.Option(2, min=1, max=256, help=THREADS_HELP),
+    per_op: bool = typer.Option(
+        False, "--per-op", help="Also time every op inside the native forward pass (encoders; built with timers)."
+    ),
 ) -> None:
     """Latency of the compiled artifact next to PyTorch eager, batch 1, same run and threads."""
     from canao.compiler.artifact import load_artifact
@@ -503,6 +506,37 @@ def bench(
             f"{r.stats.iqr_ms:.3f}",
             f"{base / r.stats.median_ms:.2f}x",
             f"{r.max_abs_diff:.2e}",
+        )
+    console.print(table)
+    if per_op:
+        _print_per_op(artifact, art, result.seq_len, runs, threads)
+
+
+def _print_per_op(path: Path, art: Any, seq_len: int, runs: int, threads: int) -> None:
+    from canao.compiler.artifact import read_artifact_source
+    from canao.compiler.build import BuildOptions
+    from canao.report.per_op import group_ops, per_op_times
+
+    if art.model.spec.kind != "encoder":
+        console.print("(--per-op times encoder forward passes; this is a decoder)")
+        return
+    source = read_artifact_source(path)
+    times = per_op_times(
+        source.lowered(), BuildOptions(precision=source.precision, threads=threads), seq_len, runs=runs
+    )
+    total = sum(t.ms for t in times)
+    table = _table(
+        f"per op, median of {runs} passes, {source.precision.value}, seq {seq_len} (sum {total:.3f} ms)",
+        ("op (all layers)", "count", "ms", "share", "GFLOP", "GFLOP/s"),
+    )
+    for g in group_ops(times):
+        table.add_row(
+            g.name,
+            str(g.count),
+            f"{g.ms:.3f}",
+            f"{100 * g.ms / total:.1f}%" if total else "-",
+            f"{g.gflop:.3f}" if g.gflop else "",
+            f"{g.gflops_per_s:.0f}" if g.gflop else "",
         )
     console.print(table)
 
