@@ -51,6 +51,7 @@ def test_compile_run_bench_encoder(tmp_path):
     assert result.exit_code == 0 and "canao" in result.output and "pytorch-eager" in result.output, result.output
     result = runner.invoke(app, ["bench", str(tmp_path / "art"), "--seq-len", "16", "--runs", "20", "--per-op"])
     assert result.exit_code == 0 and "per op" in result.output and "attention" in result.output, result.output
+    assert "[bias+residual]" in result.output
     result = runner.invoke(app, ["bench", str(tmp_path / "art"), "--seq-len", "100000", "--runs", "20"])
     assert result.exit_code == 0 and "seq 64 (asked 100000" in result.output, result.output  # says what it measured
     result = runner.invoke(app, ["run", str(tmp_path / "art"), "--text", "x", "--threads", "100000"])

@@ -513,6 +513,8 @@ def bench(
 
 
 def _print_per_op(path: Path, art: Any, seq_len: int, runs: int, threads: int) -> None:
+    from rich.markup import escape
+
     from canao.compiler.artifact import read_artifact_source
     from canao.compiler.build import BuildOptions
     from canao.report.per_op import group_ops, per_op_times
@@ -531,7 +533,7 @@ def _print_per_op(path: Path, art: Any, seq_len: int, runs: int, threads: int) -
     )
     for g in group_ops(times):
         table.add_row(
-            g.name,
+            escape(g.name),  # "[bias+gelu]" is not rich markup
             str(g.count),
             f"{g.ms:.3f}",
             f"{100 * g.ms / total:.1f}%" if total else "-",
