@@ -72,9 +72,8 @@ class _LastHidden(torch.nn.Module):
         return self.encoder(ids).last_hidden_state
 
 
-def _ort_session(model: torch.nn.Module, seq: int, threads: int, workdir: Path, int8: bool = False):
-    import onnxruntime as ort
-
+def _onnx_path(model: torch.nn.Module, seq: int, workdir: Path) -> Path:
+    """The model's last hidden state as ONNX (exported once per model and length)."""
     path = workdir / f"{re.sub(r'[^A-Za-z0-9]+', '_', model.spec.describe())}-{seq}.onnx"
     if not path.exists():
         torch.onnx.export(
@@ -86,6 +85,13 @@ def _ort_session(model: torch.nn.Module, seq: int, threads: int, workdir: Path, 
             output_names=["hidden"],
             dynamic_axes={"ids": {1: "seq"}},
         )
+    return path
+
+
+def _ort_session(model: torch.nn.Module, seq: int, threads: int, workdir: Path, int8: bool = False):
+    import onnxruntime as ort
+
+    path = _onnx_path(model, seq, workdir)
     if int8:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -96,6 +102,50 @@ def _ort_session(model: torch.nn.Module, seq: int, threads: int, workdir: Path, 
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+OPENVINO_PER_OP: dict[str, dict[str, float]] = {}  # "<model> seq <n>" -> ms per OpenVINO node type (fp32)
+
+
+def _openvino_peers(
+    model: torch.nn.Module, seq: int, threads: int, workdir: Path, ids: np.ndarray
+) -> dict[str, tuple[Callable[[], np.ndarray], str]]:
+    """OpenVINO on the same ONNX graph: fp32, its default precision on this CPU, and NNCF int8 (static shape)."""
+    import nncf
+    import openvino as ov
+
+    core = ov.Core()
+    base = core.read_model(str(_onnx_path(model, seq, workdir)))
+    base.reshape({"ids": [1, seq]})
+    common = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "PERF_COUNT": True}
+    calibration = nncf.Dataset(
+        [{"ids": np.random.default_rng(i).integers(1000, 2000, (1, seq)).astype(np.int64)} for i in range(16)]
+    )
+    quantized = nncf.quantize(base.clone(), calibration, model_type=nncf.ModelType.TRANSFORMER, subset_size=16)
+    peers = {}
+    for label, graph, extra in (
+        ("OpenVINO", base, {"INFERENCE_PRECISION_HINT": "f32"}),
+        ("OpenVINO default", base, {}),
+        ("OpenVINO int8 (NNCF)", quantized, {}),
+    ):
+        compiled = core.compile_model(graph, "CPU", {**common, **extra})
+        chosen = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        request = compiled.create_infer_request()
+        feed = {"ids": ids.astype(np.int64)}
+
+        def run(request=request, feed=feed) -> np.ndarray:
+            request.infer(feed)
+            return request.get_output_tensor(0).data
+
+        peers[label] = (run, chosen if label != "OpenVINO int8 (NNCF)" else f"int8 + {chosen}")
+        if label == "OpenVINO":
+            for _ in range(3):  # the counters are of the last call: warm it first
+                run()
+            per_type: dict[str, float] = {}
+            for info in request.profiling_info:
+                per_type[info.node_type] = per_type.get(info.node_type, 0.0) + info.real_time.total_seconds() * 1e3
+            OPENVINO_PER_OP[f"{model.spec.describe()} seq {seq}"] = per_type
+    return peers
 
 
 PEER_PRECISION = {
@@ -132,6 +182,14 @@ def bench_encoder(
             peers[label] = lambda session=session, feed=feed: session.run(None, feed)
         except Exception as err:  # a missing or failing peer is reported, not fatal
             print(f"{label} skipped for {name} seq {seq}: {err!r}")
+    try:
+        for label, (run, precision) in _openvino_peers(model, seq, threads, workdir, ids).items():
+            diffs[label] = float(np.abs(run() - want).max())
+            peers[label] = run
+            PEER_PRECISION[label] = precision
+            print(f"{label}: inference precision {precision}")
+    except Exception as err:  # not installed (pip install -e ".[bench]") or failing: reported, not fatal
+        print(f"OpenVINO skipped for {name} seq {seq}: {err!r}")
     half = copy.deepcopy(model).to(torch.bfloat16)
 
     def eager_bf16() -> object:
@@ -338,6 +396,20 @@ def to_markdown(rows: list[Row], peaks: dict[str, float], gemms: list, header: s
         "|---|---|---:|---:|",
     ]
     lines += [f"| {name} | {precision} | {g:.1f} | {100 * f:.0f}% |" for name, precision, g, f in gemms]
+    for key, per_type in OPENVINO_PER_OP.items():
+        total = sum(per_type.values()) or 1.0
+        lines += [
+            "",
+            f"OpenVINO fp32 per node type (PERF_COUNT, one call), {key}; compare `canao bench ART --per-op`:",
+            "",
+            "| node type | ms | share |",
+            "|---|---:|---:|",
+        ]
+        lines += [
+            f"| {t} | {ms:.3f} | {100 * ms / total:.1f}% |"
+            for t, ms in sorted(per_type.items(), key=lambda kv: -kv[1])
+            if ms > 0
+        ]
     return "\n".join(lines) + "\n"
 
 
