@@ -420,6 +420,7 @@ def main() -> None:
     parser.add_argument("--tune-s", type=float, default=60.0, help="tuning budget per model, seconds")
     parser.add_argument("--write", type=Path, help="also write the markdown table to this file")
     parser.add_argument("--quick", action="store_true", help="MiniLM seq 128 only")
+    parser.add_argument("--only-minilm", action="store_true", help="MiniLM at 128 and 384 tokens only")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
@@ -438,7 +439,7 @@ def main() -> None:
         teacher = load_teacher().model
         for seq in (128,) if args.quick else (128, 384):
             rows += bench_encoder("MiniLM-L6-H384 (teacher)", teacher, seq, args.threads, args.runs, args.tune_s, work)
-        if not args.quick:
+        if not args.quick and not args.only_minilm:
             torch.manual_seed(0)
             base = build_model(BERT_BASE).eval()
             for seq in (128, 384):
