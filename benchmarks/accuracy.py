@@ -36,13 +36,14 @@ import torch
 
 from canao.arch import ArchSpec, LayerSpec
 from canao.data.squad import read_squad
+from canao.models.teacher import BUNDLED_MODELS, PRETRAINED_DIR
 from canao.train.distill import DistillConfig, distill
 from canao.train.finetune import FinetuneConfig, finetune
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SQUAD_TRAIN = SHARED / "squad/train-v1.1.reconstructed.json.gz"
 SQUAD_DEV = SHARED / "squad/dev-v1.1-part-a.json"
-BUNDLED_QA = Path(__file__).resolve().parents[1] / "src/canao/models/pretrained/squad-minilm-qa"
+BUNDLED_QA = PRETRAINED_DIR / BUNDLED_MODELS["qa"]
 BUNDLE_LIMIT_BYTES = 25_000_000
 TASK_LENGTH = {"sst2": 128, "squad": 384}
 
@@ -197,7 +198,8 @@ def stage_squad_teacher(args) -> None:
             "metrics": result.metrics,
             "steps": result.steps,
             "epochs": args.squad_epochs,
-            "settings": "batch 32, lr 1e-4, 384 tokens, stride 128, --length-buckets 50",
+            "settings": f"batch {config.batch_size}, lr {config.lr:g}, {config.max_length} tokens, stride "
+            f"{config.doc_stride}, --length-buckets {config.length_buckets}",
             "run": str(config.output_dir),
             "wall_min_this_invocation": (time.perf_counter() - start) / 60,
         },

@@ -68,6 +68,7 @@ PRECISION_HELP = (
     "BF16); int8 (dynamic quantization: int8 weights per column, activations per row at run time)."
 )
 THREADS_HELP = "Threads (1-256)."
+DEVICE_HELP = "How to reach the profile's device when it is not this machine (the template it was profiled with)."
 
 
 # ------------------------------------------------------------------ plumbing
@@ -626,9 +627,7 @@ def latency(
     ),
     seq_len: int = typer.Option(128, min=1, max=65536),
     measure: bool = typer.Option(True, help="Also compile and measure the model on the profile's device."),
-    device: Optional[str] = typer.Option(
-        None, help="How to reach the profile's device when it is not this machine (the template it was profiled with)."
-    ),
+    device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
     threads: int = typer.Option(2, min=1, max=256, help=THREADS_HELP),
 ) -> None:
     """Predicted (from any device's profile) and measured (on that device) compiled latency of an architecture."""
@@ -830,9 +829,7 @@ def search(
     ),
     eval_examples: Optional[int] = typer.Option(None, min=1, help="Score members on the first N held-out examples."),
     measure_front: bool = typer.Option(True, help="Compile and time the front's members on the profile's device."),
-    device: Optional[str] = typer.Option(
-        None, help="How to reach the profile's device when it is not this machine (the template it was profiled with)."
-    ),
+    device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
     latency_margin: float = typer.Option(
         1.0, min=0.0, help="Unmeasured, keep prediction + this many x its uncertainty under the budget."
     ),

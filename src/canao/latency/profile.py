@@ -237,8 +237,9 @@ class DeviceProfile:
         return profile
 
 
-def _new_profile(config: ProfileConfig, executor: Executor) -> DeviceProfile:
-    cfg = {
+def _settings(config: ProfileConfig) -> dict:
+    """The profile's settings as stored in its file (a resumed run must match them)."""
+    return {
         "space": json.loads(config.space.to_json()),
         "seq_lens": list(config.seq_lens),
         "threads": config.threads,
@@ -252,9 +253,14 @@ def _new_profile(config: ProfileConfig, executor: Executor) -> DeviceProfile:
         "agree_tol": config.agree_tol,
         "extra_sweeps": config.extra_sweeps,
     }
+
+
+def _new_profile(config: ProfileConfig, executor: Executor) -> DeviceProfile:
     machine = json.loads(json.dumps(describe_machine().to_dict()))  # as it reads back from the file
     reach = {"name": executor.name, "template": executor.template, "simd": executor.simd, "compiler": executor.compiler}
-    return DeviceProfile(executor_fingerprint(executor), executor.description, machine, cfg, executor=reach)
+    return DeviceProfile(
+        executor_fingerprint(executor), executor.description, machine, _settings(config), executor=reach
+    )
 
 
 def _measure_block(
@@ -459,13 +465,12 @@ def profile_device(
 ) -> DeviceProfile:
     """Measure every block of the grid in `passes` shuffled sweeps with drift correction, re-measure blocks
     whose sweeps disagree, and settle each latency (resuming from `path` if it holds part of this profile)."""
-    profile = _new_profile(config, executor)
+    profile = fresh = _new_profile(config, executor)
     if path.exists():
-        old = DeviceProfile.load(path, device=profile.device)
-        if {"precision": "fp32", **old.config} != profile.config:  # profiles from before precisions were fp32
+        profile = DeviceProfile.load(path, device=fresh.device)
+        if {"precision": "fp32", **profile.config} != fresh.config:  # profiles from before precisions were fp32
             raise ProfileError(f"{path} holds a profile with other settings; remove it or pass another --out.")
-        profile = old
-        profile.executor = profile.executor or _new_profile(config, executor).executor
+        profile.executor = profile.executor or fresh.executor
     units = _units(config, executor)
     total = len(units) * config.passes
     with tempfile.TemporaryDirectory() as tmp:
@@ -514,7 +519,7 @@ def default_profile_path(config: ProfileConfig, executor: Optional[Executor] = N
     from canao.latency.device import make_executor
 
     executor = executor or make_executor("local")
-    settings = json.dumps(_new_profile(config, executor).config, sort_keys=True)
+    settings = json.dumps(_settings(config), sort_keys=True)
     digest = hashlib.sha256(settings.encode()).hexdigest()[:10]
     return cache_root() / "profiles" / f"{executor_fingerprint(executor)}-{config.precision}-{digest}.json"
 

@@ -33,6 +33,7 @@ from typing import Optional
 import torch
 
 from canao.errors import CheckpointError
+from canao.models.tokenizer import TOKENIZER_FILES
 from canao.storage import prepare_target, replace_directory
 
 INT8_FILE = "model.int8.safetensors"
@@ -41,18 +42,7 @@ SCALE_SUFFIX = ".int8_scale"
 MIN_QUANTIZED = 4096  # smaller matrices (a classifier head) are not worth a scale vector's bookkeeping
 SCHEMES = ("int8", "bf16")
 # files of a checkpoint directory that are copied unchanged (weights are rewritten, nothing else is kept)
-CARRIED_FILES = (
-    "config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "README.md",
-    "metrics.json",
-    "train_config.json",
-)
+CARRIED_FILES = ("config.json", *TOKENIZER_FILES, "README.md", "metrics.json", "train_config.json")
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from canao.storage import cache_root
+from canao.train.finetune import feature_lengths
 from canao.train.tasks import MODEL_TASK, TaskData, get_task
 
 CACHE_VERSION = 1
@@ -77,7 +78,7 @@ class TeacherOutputs:
         cls, model: torch.nn.Module, task_name: str, data: TaskData, progress: Optional[Callable] = None
     ) -> "TeacherOutputs":
         task, kind = get_task(task_name), MODEL_TASK[task_name]
-        lengths = np.array([len(_ids(f)) for f in data.features])
+        lengths = feature_lengths(data)
         order = np.argsort(lengths, kind="stable")
         model.eval()
         per_feature: list[Optional[torch.Tensor]] = [None] * len(data.features)
@@ -131,7 +132,3 @@ class TeacherOutputs:
             Path(tmp).unlink(missing_ok=True)
             raise
         return outputs
-
-
-def _ids(feature: Any) -> Any:
-    return feature.input_ids if hasattr(feature, "input_ids") else feature[0]
