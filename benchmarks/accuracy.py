@@ -38,7 +38,7 @@ from canao.arch import ArchSpec, LayerSpec
 from canao.data.squad import read_squad
 from canao.models.teacher import BUNDLED_MODELS, PRETRAINED_DIR
 from canao.train.distill import DistillConfig, distill
-from canao.train.finetune import FinetuneConfig, finetune
+from canao.train.finetune import FinetuneConfig, finetune, train_precision
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SQUAD_TRAIN = SHARED / "squad/train-v1.1.reconstructed.json.gz"
@@ -181,6 +181,7 @@ def _squad_teacher_config(args) -> FinetuneConfig:
         max_length=384,
         doc_stride=128,
         length_buckets=50,
+        precision=train_precision(args.train_precision),
     )
 
 
@@ -199,7 +200,8 @@ def stage_squad_teacher(args) -> None:
             "steps": result.steps,
             "epochs": args.squad_epochs,
             "settings": f"batch {config.batch_size}, lr {config.lr:g}, {config.max_length} tokens, stride "
-            f"{config.doc_stride}, --length-buckets {config.length_buckets}",
+            f"{config.doc_stride}, --length-buckets {config.length_buckets}, --precision {config.precision} "
+            "(this invocation)",
             "run": str(config.output_dir),
             "wall_min_this_invocation": (time.perf_counter() - start) / 60,
         },
@@ -250,6 +252,7 @@ def _students(args, task: str) -> None:
                 max_length=TASK_LENGTH[task],
                 doc_stride=128,
                 length_buckets=50,
+                precision=train_precision(args.train_precision),
             ),
             value_weight=1.0,
             intermediate_epochs=args.intermediate_epochs,
@@ -613,6 +616,9 @@ def main() -> None:
     parser.add_argument("--intermediate-epochs", type=float, default=1.0)
     parser.add_argument("--student-epochs", type=float, default=2.0)
     parser.add_argument("--augment", type=int, default=0, help="SST-2 students: augmented variants per example")
+    parser.add_argument(
+        "--train-precision", default="auto", choices=("auto", "fp32", "bf16"), help="autocast for training stages"
+    )
     parser.add_argument("--bundle-from", type=Path, help="student model directory to ship (default: best fit)")
     parser.add_argument("--write", type=Path, help="render the results file as markdown here and exit")
     args = parser.parse_args()

@@ -63,6 +63,12 @@ class Runtime(str, Enum):
     compiled = "compiled"
 
 
+class TrainPrecision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
 PRECISION_HELP = (
     "Matrix-product precision: fp32; bf16 (bf16 operands, fp32 sums; ~2x faster GEMMs with AVX-512 "
     "BF16); int8 (dynamic quantization: int8 weights per column, activations per row at run time)."
@@ -666,8 +672,9 @@ def _train_config(
     seed: int,
     save_every_s: float,
     length_buckets: int = 0,
+    precision: str = "fp32",
 ) -> Any:
-    from canao.train.finetune import FinetuneConfig
+    from canao.train.finetune import FinetuneConfig, train_precision
 
     return FinetuneConfig(
         task=task,
@@ -681,6 +688,7 @@ def _train_config(
         seed=seed,
         save_every_s=save_every_s,
         length_buckets=length_buckets,
+        precision=train_precision(precision),
     )
 
 
@@ -689,6 +697,10 @@ SAVE_HELP = "Also checkpoint every this many seconds (and on SIGTERM/SIGINT)."
 BUCKETS_HELP = (
     "Batch examples of similar length: sort each pool of this many steps' examples by length (0: off). "
     "Cuts padding; SQuAD windows vary from ~150 to --max-length tokens."
+)
+TRAIN_PRECISION_HELP = (
+    "auto, fp32 or bf16: bf16 runs forward and backward under bf16 autocast (weights and optimizer state stay "
+    "fp32); auto picks it where the CPU has AMX or AVX-512 BF16. May change when a run resumes."
 )
 
 
@@ -708,6 +720,7 @@ def finetune(
     seed: int = typer.Option(0),
     save_every_s: float = typer.Option(300.0, min=1.0, help=SAVE_HELP),
     length_buckets: int = typer.Option(0, min=0, help=BUCKETS_HELP),
+    precision: TrainPrecision = typer.Option(TrainPrecision.auto, help=TRAIN_PRECISION_HELP),
 ) -> None:
     """Fine-tune a checkpoint on a task (AdamW, warm-up/decay, checkpoints, resume)."""
     from canao.data.bundled import task_files
@@ -715,7 +728,18 @@ def finetune(
 
     train, dev = task_files(task, train, dev)
     config = _train_config(
-        task, out, epochs, batch_size, grad_accum, lr, max_length, max_steps, seed, save_every_s, length_buckets
+        task,
+        out,
+        epochs,
+        batch_size,
+        grad_accum,
+        lr,
+        max_length,
+        max_steps,
+        seed,
+        save_every_s,
+        length_buckets,
+        precision.value,
     )
     with progress_reporter(f"fine-tuning {task}", loss=True) as update:
         result = run(config, model, train, dev, progress=lambda step, total, loss: update(step, total, loss))
@@ -753,6 +777,7 @@ def distill(
         help="GLUE tasks: add this many variants per example, words replaced by embedding neighbours.",
     ),
     augment_prob: float = typer.Option(0.4, min=0.01, max=1.0, help="Chance that a word of a variant is replaced."),
+    precision: TrainPrecision = typer.Option(TrainPrecision.auto, help=TRAIN_PRECISION_HELP),
 ) -> None:
     """Distill a student architecture from a fine-tuned teacher (logits, hidden states, attention)."""
     from canao.arch import read_arch
@@ -764,7 +789,18 @@ def distill(
     spec = read_arch(arch)
     config = DistillConfig(
         _train_config(
-            task, out, epochs, batch_size, grad_accum, lr, max_length, max_steps, seed, save_every_s, length_buckets
+            task,
+            out,
+            epochs,
+            batch_size,
+            grad_accum,
+            lr,
+            max_length,
+            max_steps,
+            seed,
+            save_every_s,
+            length_buckets,
+            precision.value,
         ),
         temperature=temperature,
         value_weight=value_weight,

@@ -66,6 +66,45 @@ def test_changed_settings_do_not_resume(tmp_path, tiny_bert):
         finetune(_config(tmp_path / "c", max_steps=3, lr=1e-2), tiny_bert, TRAIN)
 
 
+def test_bf16_autocast_follows_the_fp32_run_and_may_switch_on_resume(tmp_path, tiny_bert):
+    fp32 = finetune(_config(tmp_path / "fp32", max_steps=6), tiny_bert, TRAIN)
+    bf16 = finetune(_config(tmp_path / "bf16", max_steps=6, precision="bf16"), tiny_bert, TRAIN)
+    # bf16 products carry ~3 significant digits: the loss curve stays close to fp32's, not equal to it
+    assert [h["loss"] for h in bf16.history] == pytest.approx([h["loss"] for h in fp32.history], rel=0.05)
+    assert [h["loss"] for h in bf16.history] != [h["loss"] for h in fp32.history]  # autocast really ran
+    weights = load_pretrained(tmp_path / "bf16" / "model").model.state_dict()
+    assert all(w.dtype == torch.float32 for w in weights.values())  # master weights stay fp32
+
+    # precision is not part of a run's identity: a bf16 run resumes in fp32 (say on a CPU without bf16)
+    def stop_at_4(step, total, loss):  # after the checkpoint of step 3
+        if step == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune(_config(tmp_path / "mixed", max_steps=6, precision="bf16"), tiny_bert, TRAIN, progress=stop_at_4)
+    resumed = finetune(_config(tmp_path / "mixed", max_steps=6), tiny_bert, TRAIN)
+    assert [h["loss"] for h in resumed.history][:3] == [h["loss"] for h in bf16.history][:3]
+    assert resumed.history[-1]["loss"] == pytest.approx(fp32.history[-1]["loss"], rel=0.05)
+
+
+def test_train_precision_auto_follows_the_cpu(monkeypatch):
+    import canao.device as device
+    from canao.train.finetune import train_precision
+
+    def machine(*flags):
+        return lambda: device.MachineInfo("x86_64", "test", 2, flags, "avx512", "cc")
+
+    monkeypatch.setattr(device, "describe_machine", machine("avx2", "avx512f", "amx_tile"))
+    assert train_precision("auto") == "bf16"
+    monkeypatch.setattr(device, "describe_machine", machine("avx2", "avx512_bf16"))
+    assert train_precision("auto") == "bf16"
+    monkeypatch.setattr(device, "describe_machine", machine("avx2", "fma"))
+    assert train_precision("auto") == "fp32"
+    assert train_precision("bf16") == "bf16"
+    with pytest.raises(SpecError, match="precision"):
+        FinetuneConfig("sst2", "out", precision="fp16")
+
+
 def test_distill_step_lowers_the_loss(tmp_path, tiny_bert):
     finetune(_config(tmp_path / "teacher", max_steps=6), tiny_bert, TRAIN)
     student = ArchSpec("encoder", 30522, 128, 24, (LayerSpec(2, 8, 40),))  # a slice of the teacher

@@ -37,6 +37,22 @@ CONFIG_VERSION = 1
 Progress = Callable[[int, int, float], None]  # (step, total steps, running loss)
 
 
+TRAIN_PRECISIONS = ("fp32", "bf16")
+_NOT_IDENTITY = ("save_every", "save_every_s", "precision")  # may change between sittings of one run
+
+
+def train_precision(requested: str = "auto") -> str:
+    """The training precision to use: "auto" is bf16 where the CPU computes bf16 natively (AMX or AVX-512
+    BF16: oneDNN runs the autocast GEMMs natively; measured 2-2.5x per step with AMX), else fp32 (emulated bf16
+    is slower than fp32)."""
+    if requested != "auto":
+        return requested
+    from canao.device import describe_machine
+
+    flags = set(describe_machine().simd_flags)
+    return "bf16" if flags & {"avx512_bf16", "amx_tile"} else "fp32"
+
+
 @dataclass(frozen=True)
 class FinetuneConfig:
     task: str
@@ -59,6 +75,10 @@ class FinetuneConfig:
     # is sorted by length, cut into steps, and the steps shuffled: padding (to the longest of each batch)
     # nearly vanishes while every epoch still sees every example once in a seeded order.
     length_buckets: int = 0
+    # "bf16": forward and backward under bf16 autocast (weights, gradients and AdamW state stay fp32), 2-2.5x
+    # faster per step on CPUs with AMX or AVX-512 BF16. Not part of a run's identity: a run may resume on
+    # another CPU in the other precision, since the saved state is fp32 either way.
+    precision: str = "fp32"
     version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
@@ -74,6 +94,11 @@ class FinetuneConfig:
                 raise SpecError(f"`{name} >= 1` must hold, but got {getattr(self, name)}.")
         if self.length_buckets < 0:
             raise SpecError(f"`length_buckets >= 0` must hold, but got {self.length_buckets}.")
+        if self.precision not in TRAIN_PRECISIONS:
+            raise SpecError(
+                f"`precision` must be one of {TRAIN_PRECISIONS} (resolve 'auto' with train_precision()), "
+                f"but got {self.precision!r}."
+            )
         if not (self.lr > 0 and 0 <= self.warmup_ratio < 1 and self.epochs > 0):
             raise SpecError(
                 f"need lr > 0, 0 <= warmup_ratio < 1, epochs > 0; got {self.lr}, {self.warmup_ratio}, {self.epochs}."
@@ -85,7 +110,7 @@ class FinetuneConfig:
     def identity(self) -> dict[str, Any]:
         """The settings a resumed run must share (how often it checkpoints may change between sittings)."""
         data = json.loads(self.to_json())
-        for name in ("save_every", "save_every_s"):
+        for name in _NOT_IDENTITY:
             data.pop(name, None)
         return data
 
@@ -242,7 +267,7 @@ def _saved_identity(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    for name in ("save_every", "save_every_s"):
+    for name in _NOT_IDENTITY:
         data.pop(name, None)
     added_since = {f.name: f.default for f in fields(FinetuneConfig) if f.name in ("length_buckets",)}
     return {**added_since, **data}
@@ -297,7 +322,8 @@ def _train_step(
     total = sum(len(i) for i in micro)
     loss_value = 0.0
     for index in micro:
-        loss = loss_fn(collate(data, index)) * (len(index) / total)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+            loss = loss_fn(collate(data, index)).float() * (len(index) / total)
         loss.backward()
         loss_value += float(loss.detach())
     torch.nn.utils.clip_grad_norm_([p for _, p in params if p.requires_grad], 1.0)
