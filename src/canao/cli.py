@@ -153,12 +153,15 @@ def progress_reporter(
         done, total_ = state["done"], state["total"]
         pct = f" ({100 * done / total_:.0f}%)" if total_ else ""
         extra = f", loss {state['loss']:.4f}" if state["loss"] is not None else ""
-        return f"{description}: {done}/{total_ or '?'}{pct}{extra}, {time.monotonic() - start:.0f} s"
+        what = state.get("description") or description
+        return f"{what}: {done}/{total_ or '?'}{pct}{extra}, {time.monotonic() - start:.0f} s"
 
     def update_lines(
         done: int, total: Optional[int] = None, loss: Optional[float] = None, description: Optional[str] = None
     ) -> None:
         state.update(done=done, total=total or state["total"], loss=loss if loss is not None else state["loss"])
+        if description and description != state.get("description"):
+            state["description"], last[0] = description, 0.0  # a new phase: say so at once
         now = time.monotonic()
         if now - last[0] >= every_s:
             last[0] = now
@@ -813,6 +816,66 @@ def distill(
     console.print(
         f"{result.steps} steps, final loss {result.final_loss:.4f}; dev {result.metrics}; student in {out / 'model'}"
     )
+
+
+@command()
+def optimize(
+    teacher: Optional[Path] = typer.Option(None, help="Teacher checkpoint (default: the bundled all-MiniLM-L6-v2)."),
+    task: str = typer.Option("sst2", help="sst2, mrpc, qnli or squad."),
+    train: Optional[Path] = typer.Option(None, help="Training file (default: the bundled sample of the task)."),
+    dev: Optional[Path] = typer.Option(None, help="Held-out file (default: the bundled dev file of the task)."),
+    device: str = typer.Option("local", help="'local', 'qemu-aarch64', or a command template with {cmd}."),
+    simd: Optional[Simd] = typer.Option(None, help="SIMD level of a device reached by a template (e.g. neon)."),
+    compiler: Optional[str] = typer.Option(None, help="C (cross) compiler for the device."),
+    latency_ms: Optional[float] = typer.Option(
+        None, min=0.001, help="Latency budget (default: a quarter of the teacher's predicted fp32 latency)."
+    ),
+    precision: str = typer.Option("auto", help="auto (fastest within --tolerance of fp32), fp32, bf16 or int8."),
+    tolerance: float = typer.Option(0.5, min=0.0, help="Accuracy points --precision auto may give up for speed."),
+    preset: str = typer.Option("quick", help="quick (~15 min on 2 cores on the defaults) or full (hours)."),
+    out: Path = typer.Option(Path("optimize-run"), help="Run directory (every stage's output; resumed)."),
+    from_stage: Optional[str] = typer.Option(
+        None, "--from", help="Re-run from this stage (earlier output kept aside)."
+    ),
+    threads: int = typer.Option(2, min=1, max=256, help=THREADS_HELP),
+    seed: int = typer.Option(0),
+    train_precision: TrainPrecision = typer.Option(TrainPrecision.auto, help=TRAIN_PRECISION_HELP),
+) -> None:
+    """Teacher -> profile -> supernet -> search -> distill -> compile -> evaluate -> artifact + report (resumable)."""
+    from canao.optimize import OptimizeConfig
+    from canao.optimize import optimize as run
+
+    config = OptimizeConfig(
+        out=out,
+        teacher=teacher,
+        task=task,
+        train=train,
+        dev=dev,
+        device=device,
+        simd=simd.value if simd else None,
+        compiler=compiler,
+        latency_ms=latency_ms,
+        precision=precision,
+        tolerance=tolerance,
+        preset=preset,
+        threads=threads,
+        seed=seed,
+        train_precision=train_precision.value,
+    )
+    with progress_reporter("optimize") as update:
+        result = run(
+            config,
+            progress=lambda stage, note, done, total: update(done, total, None, f"{stage} {note}".strip()),
+            start_from=from_stage,
+        )
+    if result.reused:
+        console.print(f"reused from an earlier run: {', '.join(result.reused)}")
+    console.print(f"report: {result.report_html} (figures in {result.report_json})")
+    if result.artifact is None:
+        console.print(f"no artifact: {result.binding}")
+        raise typer.Exit(code=3)
+    console.print(f"chosen: {result.chosen}", highlight=False)
+    console.print(f"artifact: {result.artifact}\nserve it: canao serve {result.artifact}", highlight=False)
 
 
 @command()

@@ -92,21 +92,24 @@ class BuildOptions:
         return cls(**{**data, "extra_flags": tuple(data.get("extra_flags", ()))})
 
 
-def untuned_final(lowered: Graph, simd: str, precision: Precision) -> Graph:
+def untuned_final(lowered: Graph, simd: str, precision: Precision, fuse: bool = True) -> Graph:
     """The pass pipeline for SIMD level `simd` (its panel width), GEMMs at the level's default tile height."""
     level = simd_level(simd)
-    final = run_pipeline(lowered, nr=level.panel_width, precision=precision)
+    final = run_pipeline(lowered, nr=level.panel_width, precision=precision, fuse=fuse)
     return final.with_nodes(final.nodes, default_mr=level.default_mr)
 
 
-def optimize(lowered: Graph, options: BuildOptions, progress: Optional[Progress] = None) -> tuple[Graph, int]:
+def optimize(
+    lowered: Graph, options: BuildOptions, progress: Optional[Progress] = None, fuse: bool = True
+) -> tuple[Graph, int]:
     """Pass pipeline + tuned kernel variants: (the final graph code generation takes, GEMM shapes measured now).
 
     Tuned choices come from the tuning database of this CPU; with a budget,
     shapes missing from it are measured now (see tune.py). Untuned GEMMs
-    use the SIMD level's default tile height (meta "default_mr")."""
+    use the SIMD level's default tile height (meta "default_mr"). `fuse=False` leaves out the optional
+    fusions (passes/pipeline.py: OPTIONAL_FUSIONS), for reports of what they save."""
     options = options.resolved()
-    final = untuned_final(lowered, options.simd, options.precision)
+    final = untuned_final(lowered, options.simd, options.precision, fuse)
     choices, measured = tune_gemms(
         final,
         TuningDatabase.load(),
@@ -144,10 +147,12 @@ class Build:
         )
 
 
-def build(lowered: Graph, options: BuildOptions = BuildOptions(), progress: Optional[Progress] = None) -> Build:
+def build(
+    lowered: Graph, options: BuildOptions = BuildOptions(), progress: Optional[Progress] = None, fuse: bool = True
+) -> Build:
     """Compile a lowered graph into a shared library for this CPU (cached by source, flags and compiler)."""
     options = options.resolved()
-    final, measured = optimize(lowered, options, progress)
+    final, measured = optimize(lowered, options, progress, fuse)
     source = generate_c(final)
     library = build_shared_library(
         source, simd=options.simd, extra_flags=options.extra_flags, compiler=options.compiler

@@ -78,10 +78,11 @@ def _detail(node: Node) -> str:
 
 
 def per_op_times(
-    lowered: Graph, options: BuildOptions, seq_len: int, *, runs: int = 20, warmup: int = 3
+    lowered: Graph, options: BuildOptions, seq_len: int, *, runs: int = 20, warmup: int = 3, fuse: bool = True
 ) -> list[OpTime]:
-    """Each op's median wall time (ms) over `runs` encoder forward passes of `seq_len` tokens."""
-    profiled = build(lowered, replace(options, extra_flags=tuple(options.extra_flags) + (PROFILE_FLAG,)))
+    """Each op's median wall time (ms) over `runs` encoder forward passes of `seq_len` tokens
+    (`fuse=False`: built without the optional fusions, to show what they save)."""
+    profiled = build(lowered, replace(options, extra_flags=tuple(options.extra_flags) + (PROFILE_FLAG,)), fuse=fuse)
     model = profiled.load()
     lib = model.library.lib
     lib.canao_op_ms.restype = ctypes.c_double

@@ -71,6 +71,8 @@ class SearchRunConfig:
     workers: int = 1  # > 1: score each round's members on this many Ray actors (results identical)
     ray_address: Optional[str] = None  # an existing Ray cluster instead of a local one
     threads: int = 2  # torch threads of the serial scorer
+    supernet_dir: Optional[Path] = None  # where the supernet is trained / found (default: out/supernet)
+    train_precision: str = "fp32"  # supernet training autocast (train/finetune.py: train_precision)
 
 
 @dataclass(frozen=True)
@@ -114,44 +116,64 @@ def flops_budget(space: CandidateSpace, latency: Callable[[Candidate], float], l
     return teacher.spec.flops(teacher.seq_len) / 1e9 * latency_ms / latency(teacher)
 
 
-def search_run(config: SearchRunConfig, progress: Optional[StageProgress] = None) -> SearchRunResult:
-    """Train (or reuse) the supernet, search, write the outputs; a killed run resumes where it stopped."""
+def ensure_supernet(
+    config: SearchRunConfig,
+    space: CandidateSpace,
+    latency: Callable[[Candidate], float],
+    progress: Optional[StageProgress] = None,
+) -> Path:
+    """The supernet's directory, trained there first unless its model is already saved (a killed training
+    resumes from its checkpoint)."""
     from canao.search.supernet import SupernetConfig, check_space_fits, train_supernet
     from canao.train.finetune import FinetuneConfig, load_for_task
 
+    teacher = load_for_task(config.teacher, config.task)
+    check_space_fits(space, teacher.spec)
+    supernet_dir = Path(config.supernet_dir or Path(config.out) / "supernet")
+    if (supernet_dir / "model" / "config.json").exists():
+        return supernet_dir
+    train = FinetuneConfig(
+        config.task,
+        supernet_dir,
+        epochs=config.supernet_epochs,
+        batch_size=config.supernet_batch_size,
+        lr=config.supernet_lr,
+        max_length=config.max_length,
+        max_steps=config.supernet_steps,
+        seed=config.seed,
+        length_buckets=SUPERNET_LENGTH_BUCKETS,
+        precision=config.train_precision,
+    )
+    focus = config.supernet_focus * config.latency_ms if config.supernet_focus > 0 else None
+    train_supernet(
+        SupernetConfig(train, focus_ms=focus),
+        space,
+        config.teacher,
+        config.train,
+        progress=lambda s, t, loss: progress("supernet", s, t, loss) if progress else None,
+        latency=lambda spec: min(latency(Candidate(spec, p, t)) for p in space.precisions for t in space.seq_lens),
+    )
+    return supernet_dir
+
+
+def search_space_of(config: SearchRunConfig) -> CandidateSpace:
+    """The run's candidate space: the space file (default: around the teacher) with the precisions override."""
     space = load_candidate_space(config.space)
     if config.precisions:
         space = replace(space, precisions=tuple(Precision.parse(p) for p in config.precisions))
+    return space
+
+
+def search_run(config: SearchRunConfig, progress: Optional[StageProgress] = None) -> SearchRunResult:
+    """Train (or reuse) the supernet, search, write the outputs; a killed run resumes where it stopped."""
+    space = search_space_of(config)
     predictors = load_predictors(config.profiles, space)
 
     def latency(candidate: Candidate) -> float:
         return predictors[candidate.precision].predict_ms(candidate.spec, candidate.seq_len)
 
-    teacher = load_for_task(config.teacher, config.task)
-    check_space_fits(space, teacher.spec)
+    supernet_dir = ensure_supernet(config, space, latency, progress)
     run_dir = Path(config.out)
-    supernet_dir = run_dir / "supernet"
-    if not (supernet_dir / "model" / "config.json").exists():
-        train = FinetuneConfig(
-            config.task,
-            supernet_dir,
-            epochs=config.supernet_epochs,
-            batch_size=config.supernet_batch_size,
-            lr=config.supernet_lr,
-            max_length=config.max_length,
-            max_steps=config.supernet_steps,
-            seed=config.seed,
-            length_buckets=SUPERNET_LENGTH_BUCKETS,
-        )
-        focus = config.supernet_focus * config.latency_ms if config.supernet_focus > 0 else None
-        train_supernet(
-            SupernetConfig(train, focus_ms=focus),
-            space,
-            config.teacher,
-            config.train,
-            progress=lambda s, t, loss: progress("supernet", s, t, loss) if progress else None,
-            latency=lambda spec: min(latency(Candidate(spec, p, t)) for p in space.precisions for t in space.seq_lens),
-        )
     evaluate = _evaluator(config, supernet_dir)
 
     budget = flops_budget(space, latency, config.latency_ms) if config.cost == "flops" else None

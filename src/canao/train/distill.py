@@ -175,8 +175,12 @@ def distill(
     train_path: Path,
     eval_path: Optional[Path] = None,
     progress: Optional[Progress] = None,
+    slice_from: Optional[Path] = None,
 ) -> TrainResult:
     """Distill `spec` from the task-fine-tuned teacher; the student is saved in the HF layout.
+
+    The student starts as a slice of the teacher, or of `slice_from` (a checkpoint of the teacher's shape,
+    such as the search's supernet, whose members were trained to work as slices).
 
     With `intermediate_epochs`, two stages run (each resumable on its own): intermediate layers only into
     <out>/intermediate, then the prediction layer only into <out>, starting from the first stage's student.
@@ -197,8 +201,9 @@ def distill(
     if config.augment_copies:
         train = _augmented(config, teacher, train)
     dev = task.load(eval_path, teacher.tokenizer, **kwargs) if eval_path else None
+    source = load_for_task(slice_from, cfg.task).model if slice_from is not None else None
     if not config.intermediate_epochs:
-        return _distill_stage(config, teacher, spec, train, dev, progress)
+        return _distill_stage(config, teacher, spec, train, dev, progress, source=source)
     out = Path(cfg.output_dir)
     first = replace(
         config,
@@ -208,7 +213,7 @@ def distill(
         intermediate_epochs=0.0,
     )
     if not (out / "intermediate" / "model" / "config.json").exists():
-        _distill_stage(first, teacher, spec, train, None, progress)
+        _distill_stage(first, teacher, spec, train, None, progress, source=source)
     second = replace(config, hidden_weight=0.0, attention_weight=0.0, value_weight=0.0, intermediate_epochs=0.0)
     return _distill_stage(second, teacher, spec, train, dev, progress, start_from=out / "intermediate" / "model")
 
@@ -239,8 +244,10 @@ def _distill_stage(
     dev: Optional[TaskData],
     progress: Optional[Progress],
     start_from: Optional[Path] = None,
+    source: Optional[torch.nn.Module] = None,
 ) -> TrainResult:
-    """One run of the training loop: the student (sliced, or from `start_from`) distilled from `teacher`."""
+    """One run of the training loop: the student (sliced from `source`, default the teacher, or loaded from
+    `start_from`) distilled from `teacher`."""
     cfg = config.train
     task = get_task(cfg.task)
     num_labels = getattr(getattr(teacher.model, "classifier", None), "out_features", 2)
@@ -248,7 +255,11 @@ def _distill_stage(
     if start_from is not None:
         student, origin = load_for_task(start_from, cfg.task, dropout=cfg.dropout).model, f"from {start_from}"
     else:
-        student, origin = initial_student(teacher.model, teacher.spec, spec, cfg.task, num_labels, cfg.dropout)
+        student, origin = initial_student(
+            teacher.model if source is None else source, teacher.spec, spec, cfg.task, num_labels, cfg.dropout
+        )
+        if source is not None and origin != "random":
+            origin = "sliced from the `slice_from` checkpoint"
     criterion = DistillationLoss(config, spec, teacher.spec, cfg.task)
     collate: Callable = task.collate
     if config.hidden_weight or config.attention_weight or config.value_weight:
