@@ -31,11 +31,13 @@ FORBIDDEN = {
         "canao.optimize",
         "canao.export",
     ),
-    "latency": ("canao.apps", "canao.cli", "canao.report", "canao.search", "canao.train"),
-    "train": ("canao.apps", "canao.cli", "canao.search", "canao.report"),
-    "data": ("canao.apps", "canao.cli", "canao.models", "canao.train", "canao.search"),
-    "search": ("canao.apps", "canao.cli", "canao.report"),
-    "report": ("canao.apps", "canao.cli"),
+    "latency": ("canao.apps", "canao.cli", "canao.report", "canao.search", "canao.train", "canao.optimize"),
+    "train": ("canao.apps", "canao.cli", "canao.search", "canao.report", "canao.optimize"),
+    "data": ("canao.apps", "canao.cli", "canao.models", "canao.train", "canao.search", "canao.optimize"),
+    "search": ("canao.apps", "canao.cli", "canao.report", "canao.optimize"),
+    "report": ("canao.apps", "canao.cli", "canao.optimize"),
+    "apps": ("canao.cli", "canao.optimize"),
+    "optimize": ("canao.cli",),  # the pipeline sits under the CLI and over everything else
 }
 
 

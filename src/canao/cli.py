@@ -862,10 +862,14 @@ def optimize(
         seed=seed,
         train_precision=train_precision.value,
     )
+
+    def describe(stage: str, note: str) -> str:  # logs (no terminal) get a line per stage, not per step
+        return f"{stage} {note}".strip() if console.is_terminal else stage
+
     with progress_reporter("optimize") as update:
         result = run(
             config,
-            progress=lambda stage, note, done, total: update(done, total, None, f"{stage} {note}".strip()),
+            progress=lambda stage, note, done, total: update(done, total, None, describe(stage, note)),
             start_from=from_stage,
         )
     if result.reused:

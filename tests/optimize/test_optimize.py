@@ -180,3 +180,37 @@ def test_precision_auto_picks_the_fastest_within_the_tolerance():
     chosen, rule = pick_precision(rows, 90.0, 0.5, 5.0)  # nothing within tolerance meets the budget
     assert chosen == "bf16" and "misses the budget" in rule
     assert pick_precision(rows, 95.0, 0.5, 8.0)[0] is None
+
+
+def test_report_renders_in_headless_chromium(finished):
+    """The page as a person sees it: the plot decodes and every table is laid out (screenshot to
+    $CANAO_SCREENSHOTS when set; docs/img/optimize-report.png is the committed one)."""
+    import os
+    from pathlib import Path
+
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if chromium is None or driver_path is None:
+        pytest.skip("needs Debian chromium and chromium-driver (installed by .ci/run)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    _, result, _ = finished
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1100,1400"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        driver.get(result.report_html.resolve().as_uri())
+        image = driver.find_element(By.ID, "front")
+        assert driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image) > 300
+        tables = driver.find_elements(By.TAG_NAME, "table")
+        assert len(tables) >= 4 and all(t.size["height"] > 20 for t in tables)
+        assert "Chosen ArchSpec" in driver.find_element(By.TAG_NAME, "body").text
+        target = os.environ.get("CANAO_SCREENSHOTS")
+        if target:
+            Path(target).mkdir(parents=True, exist_ok=True)
+            driver.save_screenshot(str(Path(target) / "optimize-report.png"))
+    finally:
+        driver.quit()
