@@ -214,3 +214,20 @@ def test_report_renders_in_headless_chromium(finished):
             driver.save_screenshot(str(Path(target) / "optimize-report.png"))
     finally:
         driver.quit()
+
+
+def test_cli_refuses_bad_settings_before_doing_any_work(tmp_path):
+    from typer.testing import CliRunner
+
+    from canao.cli import app
+
+    runner = CliRunner()
+    for args, words in (
+        (["--preset", "medium"], "preset"),
+        (["--from", "nonsense"], "--from"),
+        (["--task", "lm"], "task"),
+        (["--precision", "fp16"], "precision"),
+    ):
+        result = runner.invoke(app, ["optimize", "--out", str(tmp_path / "run"), *args])
+        assert result.exit_code == 2 and words in result.output, result.output
+    assert not (tmp_path / "run").exists()

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from canao.errors import SpecError
 from canao.optimize.config import PRESETS, OptimizeConfig, Preset
 from canao.optimize.pipeline import Progress, run_stages
 from canao.storage import write_json_atomically
@@ -48,6 +49,8 @@ def optimize(
     from canao.optimize.report import write_report
     from canao.optimize.stages import STAGES, OptimizeState
 
+    if start_from is not None and start_from not in stage_names():
+        raise SpecError(f"`--from` must name a stage, one of {stage_names()}, but got {start_from!r}.")
     state = OptimizeState(config, progress=progress)
     state.out.mkdir(parents=True, exist_ok=True)
     write_json_atomically(state.out / "optimize.json", config.to_dict())
