@@ -1,4 +1,5 @@
-"""Distillation losses on tiny tensors against values computed by hand."""
+"""Distillation losses on tiny tensors against values computed by hand (in float64; the losses run in float32,
+whose vectorised log/exp differ by ~1e-6 relative between CPUs, hence rel=1e-5)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,14 @@ def test_soft_logit_loss_is_t_squared_kl():
     student, teacher = torch.tensor([[0.0, 0.0]]), torch.tensor([[math.log(3.0), 0.0]])  # teacher p = (3/4, 1/4)
     # T = 1: KL((3/4, 1/4) || (1/2, 1/2)) = 3/4 ln(3/2) + 1/4 ln(1/2)
     want = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)
-    assert float(soft_logit_loss(student, teacher, 1.0)) == pytest.approx(want, rel=1e-6)
+    assert float(soft_logit_loss(student, teacher, 1.0)) == pytest.approx(want, rel=1e-5)
     # T = 2: teacher logits halved -> p = (sqrt3, 1)/(sqrt3 + 1); times T^2 = 4
     p = math.sqrt(3) / (math.sqrt(3) + 1)
     want2 = 4 * (p * math.log(2 * p) + (1 - p) * math.log(2 * (1 - p)))
-    assert float(soft_logit_loss(student, teacher, 2.0)) == pytest.approx(want2, rel=1e-6)
+    assert float(soft_logit_loss(student, teacher, 2.0)) == pytest.approx(want2, rel=1e-5)
     # a masked row does not count
     rows = torch.cat([student, torch.tensor([[5.0, -5.0]])]), torch.cat([teacher, teacher])
-    assert float(soft_logit_loss(*rows, 1.0, mask=torch.tensor([1.0, 0.0]))) == pytest.approx(want, rel=1e-6)
+    assert float(soft_logit_loss(*rows, 1.0, mask=torch.tensor([1.0, 0.0]))) == pytest.approx(want, rel=1e-5)
 
 
 def test_hidden_mse_projects_then_averages_unmasked_tokens():
@@ -49,7 +50,7 @@ def test_value_relation_kl_by_hand():
     e = math.e
     row0 = (e / (e + 1)) * math.log(2 * e / (e + 1)) + (1 / (e + 1)) * math.log(2 / (e + 1))
     row1 = 0.0  # teacher row 1 is uniform too
-    assert float(value_relation_kl(student, teacher, 1)) == pytest.approx((row0 + row1) / 2, rel=1e-6)
+    assert float(value_relation_kl(student, teacher, 1)) == pytest.approx((row0 + row1) / 2, rel=1e-5)
     # a padded key leaves each remaining row with one key: no divergence at all, and no NaN
     mask = torch.tensor([[1, 0]])
     assert float(value_relation_kl(student, teacher, 1, mask)) == pytest.approx(0.0, abs=1e-7)
