@@ -58,3 +58,17 @@ def hf_gpt2(
     )
     config._attn_implementation = "eager"
     return perturb(transformers.GPT2LMHeadModel(config))
+
+
+def save_tiny_bert_with_tokenizer(path, cls_name: str = "BertModel", seed: int = 0, **dims):
+    """A tiny random BERT saved in the HF layout at `path` with the default teacher's WordPiece tokenizer (so the
+    bundled task samples tokenize): the teacher of the training, search and optimize tests."""
+    import shutil
+
+    from canao.models import teacher_dir
+
+    dims = {"hidden": 32, "layers": 2, "heads": 4, "ffn": 64, "vocab": 30522, "positions": 128, **dims}
+    torch.manual_seed(seed)  # the same weights whichever tests ran before
+    hf_bert(cls_name, **dims).save_pretrained(path)
+    shutil.copy(teacher_dir() / "tokenizer.json", path / "tokenizer.json")
+    return path

@@ -19,6 +19,7 @@ Examples::
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
 import platform
@@ -675,8 +676,9 @@ def _train_config(
     seed: int,
     save_every_s: float,
     length_buckets: int = 0,
-    precision: str = "fp32",
+    precision: Any = "fp32",
 ) -> Any:
+    """The training settings `finetune` and `distill` share (TRAIN_OPTIONS names them)."""
     from canao.train.finetune import FinetuneConfig, train_precision
 
     return FinetuneConfig(
@@ -691,8 +693,11 @@ def _train_config(
         seed=seed,
         save_every_s=save_every_s,
         length_buckets=length_buckets,
-        precision=train_precision(precision),
+        precision=train_precision(getattr(precision, "value", precision)),
     )
+
+
+TRAIN_OPTIONS = frozenset(inspect.signature(_train_config).parameters)
 
 
 TASK_HELP = "sst2, mrpc, qnli, squad or lm."
@@ -730,20 +735,7 @@ def finetune(
     from canao.train.finetune import finetune as run
 
     train, dev = task_files(task, train, dev)
-    config = _train_config(
-        task,
-        out,
-        epochs,
-        batch_size,
-        grad_accum,
-        lr,
-        max_length,
-        max_steps,
-        seed,
-        save_every_s,
-        length_buckets,
-        precision.value,
-    )
+    config = _train_config(**{name: value for name, value in locals().items() if name in TRAIN_OPTIONS})
     with progress_reporter(f"fine-tuning {task}", loss=True) as update:
         result = run(config, model, train, dev, progress=lambda step, total, loss: update(step, total, loss))
     console.print(
@@ -791,20 +783,7 @@ def distill(
     train, dev = task_files(task, train, dev)
     spec = read_arch(arch)
     config = DistillConfig(
-        _train_config(
-            task,
-            out,
-            epochs,
-            batch_size,
-            grad_accum,
-            lr,
-            max_length,
-            max_steps,
-            seed,
-            save_every_s,
-            length_buckets,
-            precision.value,
-        ),
+        _train_config(**{name: value for name, value in locals().items() if name in TRAIN_OPTIONS}),
         temperature=temperature,
         value_weight=value_weight,
         intermediate_epochs=intermediate_epochs,

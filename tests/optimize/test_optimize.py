@@ -12,11 +12,10 @@ import pytest
 
 from canao.compiler.artifact import load_artifact
 from canao.errors import SpecError
-from canao.models import teacher_dir
 from canao.optimize import OptimizeConfig, optimize, stage_names
 from canao.optimize.config import PRESETS, space_around
 from canao.optimize.report import REPORT_SCHEMA
-from tests.hf_factories import hf_bert
+from tests.hf_factories import save_tiny_bert_with_tokenizer
 
 TINY_EFFORT = dict(
     hidden_fractions=(1.0,),
@@ -39,10 +38,7 @@ TINY_EFFORT = dict(
 
 @pytest.fixture(scope="module")
 def tiny_teacher(tmp_path_factory):
-    path = tmp_path_factory.mktemp("teacher") / "bert"
-    hf_bert("BertModel", hidden=64, layers=2, heads=4, ffn=128, vocab=30522, positions=128).save_pretrained(path)
-    shutil.copy(teacher_dir() / "tokenizer.json", path / "tokenizer.json")
-    return path
+    return save_tiny_bert_with_tokenizer(tmp_path_factory.mktemp("teacher") / "bert", hidden=64, ffn=128)
 
 
 def _config(out, teacher, **kw):

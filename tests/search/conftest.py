@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from canao.arch import SearchSpace
 from canao.latency.profile import DeviceProfile, ProfileConfig, _grid, block_key
-from canao.models import teacher_dir
-from tests.hf_factories import hf_bert
+from tests.hf_factories import save_tiny_bert_with_tokenizer
 
 # hidden 32, 4 heads of 8, FFN 64, 2 layers: the teacher; every member of TINY_ARCH slices it
 TINY_ARCH = SearchSpace("encoder", 30522, 128, (16, 32), (1, 2), (2, 4), 8, (32, 64))
@@ -19,11 +17,7 @@ TINY_ARCH = SearchSpace("encoder", 30522, 128, (16, 32), (1, 2), (2, 4), 8, (32,
 
 @pytest.fixture(scope="session")
 def tiny_teacher(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("teacher") / "bert"
-    model = hf_bert("BertForSequenceClassification", hidden=32, layers=2, heads=4, ffn=64, vocab=30522, positions=128)
-    model.save_pretrained(path)
-    shutil.copy(teacher_dir() / "tokenizer.json", path / "tokenizer.json")
-    return path
+    return save_tiny_bert_with_tokenizer(tmp_path_factory.mktemp("teacher") / "bert", "BertForSequenceClassification")
 
 
 def synthetic_profile(space: SearchSpace, seq_lens: tuple[int, ...], precision: str, path: Path) -> Path:

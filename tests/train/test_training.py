@@ -14,17 +14,14 @@ from canao.errors import SpecError
 from canao.models import load_pretrained, teacher_dir
 from canao.train.distill import DistillConfig, distill, layer_map
 from canao.train.finetune import FinetuneConfig, finetune
-from tests.hf_factories import hf_bert, hf_gpt2
+from tests.hf_factories import hf_bert, hf_gpt2, save_tiny_bert_with_tokenizer
 
 TRAIN, DEV = SAMPLES_DIR / "sst2-train-sample.tsv", SAMPLES_DIR / "sst2-dev.tsv"
 
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny") / "bert"
-    hf_bert("BertModel", hidden=32, layers=2, heads=4, ffn=64, vocab=30522, positions=128).save_pretrained(path)
-    shutil.copy(teacher_dir() / "tokenizer.json", path / "tokenizer.json")
-    return path
+    return save_tiny_bert_with_tokenizer(tmp_path_factory.mktemp("tiny") / "bert")
 
 
 def _config(out, **kw):
