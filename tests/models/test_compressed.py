@@ -119,3 +119,27 @@ def test_bundled_dir_names_what_is_missing(tmp_path, monkeypatch):
     (tmp_path / "squad-minilm-qa").mkdir()
     (tmp_path / "squad-minilm-qa" / "config.json").write_text("{}")
     assert bundled.bundled_qa_dir() == tmp_path / "squad-minilm-qa"
+
+
+def test_the_shipped_qa_model_answers_and_carries_its_card(tmp_path):
+    """The real bundled model (when this build ships one): int8 weights load, answer SQuAD questions well
+    above chance, and the model card names the data's license and the command that made it."""
+    from canao.data.bundled import bundled_squad_sample
+    from canao.train.evaluate import evaluate_checkpoint
+
+    try:
+        path = bundled.bundled_qa_dir()
+    except MissingDependencyError:
+        pytest.skip("this build ships no QA model yet (benchmarks/accuracy.py --stages bundle)")
+    assert (path / "model.int8.safetensors").stat().st_size < 25_000_000
+    card = (path / "README.md").read_text()
+    assert "CC BY-SA 4.0" in card and "benchmarks/accuracy.py" in card
+    sample = json.loads(bundled_squad_sample().read_text())
+    article = sample["data"][0]
+    article = {**article, "paragraphs": article["paragraphs"][:4]}  # a few dozen questions: seconds
+    small = tmp_path / "squad-small.json"
+    small.write_text(json.dumps({**sample, "data": [article]}))
+    metrics, _ = evaluate_checkpoint(path, "squad", small)
+    assert metrics["total"] >= 20 and metrics["f1"] > 50, metrics
+    shipped = json.loads((path / "metrics.json").read_text())
+    assert all(m["f1"] > 50 for m in shipped["scores"].values())
