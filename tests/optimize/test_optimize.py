@@ -227,3 +227,14 @@ def test_cli_refuses_bad_settings_before_doing_any_work(tmp_path):
         result = runner.invoke(app, ["optimize", "--out", str(tmp_path / "run"), *args])
         assert result.exit_code == 2 and words in result.output, result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_a_teacher_already_fine_tuned_for_the_task_is_only_scored(tmp_path):
+    from canao.optimize.stages import OptimizeState, run_teacher
+
+    teacher = save_tiny_bert_with_tokenizer(tmp_path / "sst2-teacher", "BertForSequenceClassification")
+    state = OptimizeState(_config(tmp_path / "run", teacher))
+    out = run_teacher(state)
+    assert out["fine_tuned_here"] is False and out["model"] == str(teacher)
+    assert out["metrics"]["examples"] == 872 and 0 <= out["metrics"]["accuracy"] <= 100
+    assert not (tmp_path / "run" / "teacher" / "checkpoint.pt").exists()
