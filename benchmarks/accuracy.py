@@ -394,11 +394,14 @@ def stage_bundle(args) -> None:
         teacher = _task_teacher(args, "squad")
         is_teacher = Path(source).resolve() == Path(teacher).resolve()
         scores = {}
-        for label, model, runtime in (
+        runs = [
             ("float32 " + ("teacher" if is_teacher else "student"), source, "pytorch"),
             ("int8-compressed (shipped)", packed, "pytorch"),
             ("int8-compressed (shipped)", packed, "compiled"),
-        ):
+        ]
+        if args.bundle_compiled_only:  # the shipped model as the apps run it; its PyTorch score left out
+            runs = [runs[0], runs[2]]
+        for label, model, runtime in runs:
             scored_by_run = Path(model).parent / "metrics.json"  # the training run's own dev score
             if model == source and runtime == "pytorch" and scored_by_run.exists():
                 saved = json.loads(scored_by_run.read_text())
@@ -651,6 +654,11 @@ def main() -> None:
     parser.add_argument("--augment", type=int, default=0, help="SST-2 students: augmented variants per example")
     parser.add_argument(
         "--train-precision", default="auto", choices=("auto", "fp32", "bf16"), help="autocast for training stages"
+    )
+    parser.add_argument(
+        "--bundle-compiled-only",
+        action="store_true",
+        help="bundle: score the int8 model compiled only (as the apps run it), not in PyTorch too",
     )
     parser.add_argument("--bundle-from", type=Path, help="student model directory to ship (default: best fit)")
     parser.add_argument("--write", type=Path, help="render the results file as markdown here and exit")
