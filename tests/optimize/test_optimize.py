@@ -128,6 +128,16 @@ def test_killed_run_resumes_at_its_stage_and_from_reruns(tmp_path, finished, tin
         optimize(config, start_from="nonsense")
 
 
+def test_a_longer_search_reuses_the_trained_supernet(tmp_path, finished, tiny_teacher):
+    out, _, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    longer = _config(run, tiny_teacher, latency_ms=50.0, preset_overrides={**TINY_EFFORT, "evaluations": 8})
+    result = optimize(longer)
+    assert result.reused == stage_names()[: stage_names().index("search")]
+    assert json.loads((run / "search" / "stage.json").read_text())["output"]["evaluations"] >= 8
+
+
 def test_a_budget_nobody_meets_ends_with_the_binding_constraint(tmp_path, finished, tiny_teacher):
     out, _, _ = finished
     run = tmp_path / "run"

@@ -29,6 +29,7 @@ class OptimizeState(RunState):
     def __init__(self, config: OptimizeConfig, **kwargs: Any) -> None:
         super().__init__(out=Path(config.out), **kwargs)
         self.config = config
+        self.predictors: tuple[Any, Any] | None = None
 
     def files(self) -> tuple[Path, Path]:
         from canao.data.bundled import task_files
@@ -215,11 +216,15 @@ def search_config(state: OptimizeState) -> Any:
 
 
 def _predictors(state: OptimizeState) -> tuple[Any, Any]:
+    """The search space and its latency predictors, loaded once per run (the supernet and an infeasible
+    search both need them; the profiles do not change within a run)."""
     from canao.search.run import load_predictors, search_space_of
 
-    config = search_config(state)
-    space = search_space_of(config)
-    return space, load_predictors(config.profiles, space)
+    if state.predictors is None:
+        config = search_config(state)
+        space = search_space_of(config)
+        state.predictors = (space, load_predictors(config.profiles, space))
+    return state.predictors
 
 
 def run_supernet(state: OptimizeState) -> dict[str, Any]:
@@ -278,14 +283,16 @@ def run_search(state: OptimizeState) -> dict[str, Any]:
     return out
 
 
-def search_key(state: OptimizeState) -> dict[str, Any]:
+def supernet_key(state: OptimizeState) -> dict[str, Any]:
+    """What the supernet's weights depend on: its schedule and the budget its sampling focuses on (not the
+    search's own settings, so a longer search reuses the trained supernet)."""
     c, e = state.config, state.config.effort
-    return {
-        "budget": c.latency_ms,
-        "evaluations": e.evaluations,
-        "eval_examples": e.eval_examples,
-        "supernet": [e.supernet_epochs, e.supernet_steps],
-    }
+    return {"budget": c.latency_ms, "supernet": [e.supernet_epochs, e.supernet_steps]}
+
+
+def search_key(state: OptimizeState) -> dict[str, Any]:
+    e = state.config.effort
+    return {**supernet_key(state), "evaluations": e.evaluations, "eval_examples": e.eval_examples}
 
 
 # ------------------------------------------------------------------ distill
@@ -483,7 +490,7 @@ def run_package(state: OptimizeState) -> dict[str, Any]:
 STAGES: list[Stage] = [
     Stage("teacher", run_teacher, teacher_key, "fine-tune the teacher"),
     Stage("profile", run_profile, profile_key, "profile the device"),
-    Stage("supernet", run_supernet, search_key, "train the supernet"),
+    Stage("supernet", run_supernet, supernet_key, "train the supernet"),
     Stage("search", run_search, search_key, "search under the budget"),
     Stage("distill", run_distill, distill_key, "distill the chosen architecture"),
     Stage("compile", run_compile, compile_key, "compile and tune"),
