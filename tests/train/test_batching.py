@@ -55,3 +55,20 @@ def test_runs_saved_before_the_setting_existed_still_resume(tmp_path):
     saved.pop("length_buckets")
     (tmp_path / "train_config.json").write_text(json.dumps(saved))
     assert _saved_identity(tmp_path / "train_config.json") == config.identity()
+
+
+def test_batches_are_padded_to_few_widths_never_past_max_length():
+    """Rounded widths keep oneDNN's per-shape kernel cache small (it grew to 24 GB on full SQuAD otherwise)."""
+    import torch
+
+    from canao.train.tasks import ClassificationTask, TaskData, padded_width
+
+    assert [padded_width(n) for n in (1, 8, 9, 128, 129, 383, 384)] == [8, 8, 16, 128, 160, 384, 384]
+    assert len({padded_width(n) for n in range(1, 385)}) == 16 + 8
+    rows = [((101, 7, 102), (0, 0, 0)), ((101, 7, 8, 9, 102), (0, 0, 0, 0, 0))]
+    task = ClassificationTask("sst2")
+    batch = task.collate(TaskData(rows, [None, None], [0, 1], max_width=6), np.arange(2))
+    assert batch["input_ids"].shape == (2, 6)  # 5 tokens would round to 8; max_length 6 caps it
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 0]]
+    wide = task.collate(TaskData(rows, [None, None], [0, 1], max_width=128), np.arange(2))
+    assert wide["input_ids"].shape == (2, 8) and torch.equal(wide["input_ids"][:, :6], batch["input_ids"])

@@ -280,7 +280,7 @@ def load_held_out(supernet: Any, task_name: str, path: Path, max_length: int, ex
     data = get_task(task_name).load(path, supernet.tokenizer, max_length=max_length)
     if examples:
         labels = data.labels[:examples] if data.labels is not None else None
-        data = TaskData(data.features[:examples], data.examples[:examples], labels)
+        data = TaskData(data.features[:examples], data.examples[:examples], labels, data.max_width)
     return data
 
 

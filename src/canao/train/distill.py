@@ -233,7 +233,7 @@ def _augmented(config: DistillConfig, teacher: Any, train: TaskData) -> TaskData
     more = task.featurize(extra, teacher.tokenizer, config.train.max_length)
     log.info("augmented %d training examples with %d variants", len(train.features), len(more.features))
     labels = list(train.labels or [None] * len(train.features)) + list(more.labels or [])
-    return TaskData(train.features + more.features, train.examples + more.examples, labels)
+    return TaskData(train.features + more.features, train.examples + more.examples, labels, train.max_width)
 
 
 def _distill_stage(
