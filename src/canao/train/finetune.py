@@ -235,7 +235,7 @@ def run_training(
         start, history = int(state["step"]), list(state["history"])
         log.info("resuming %s at step %d of %d", config.output_dir, start, steps)
     saved_config.write_text(config.to_json())
-    loss_value = float("nan")
+    loss_value = float(history[-1]["loss"]) if history else float("nan")  # a finished run resumed: its last loss
     lengths = feature_lengths(data) if config.length_buckets else None
     last_save = time.monotonic()
     with StopRequests() as stop:
