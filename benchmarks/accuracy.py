@@ -70,7 +70,13 @@ def _log(step: int, total: int, loss: float) -> None:
         print(f"  step {step}/{total} loss {loss:.4f}", flush=True)
 
 
+EARLIER_MACHINE = "AMD EPYC (AVX2-only)"  # where the records written before `machine` was recorded were measured
+
+
 def _record(results: Path, entry: dict) -> None:
+    from canao.device import describe_machine
+
+    entry = {**entry, "machine": entry.get("machine") or describe_machine().cpu_model}
     results.parent.mkdir(parents=True, exist_ok=True)
     with results.open("a") as f:
         f.write(json.dumps(entry) + "\n")
@@ -581,19 +587,18 @@ def _bundle_lines(records: list[dict]) -> list[str]:
 
 def write_markdown(results: Path, out: Path) -> None:
     """docs/accuracy.md from the JSON lines of the stages run so far."""
-    from canao.device import describe_machine
-
-    machine = describe_machine()
+    entries = [json.loads(line) for line in results.read_text().splitlines()]
+    machines = sorted({r.get("machine", EARLIER_MACHINE) for r in entries})
     lines = [
         "# Accuracy benchmark",
         "",
-        f"Machine: {machine.cpu_model}, 2 threads, fp32. Command: `.venv/bin/python benchmarks/accuracy.py "
-        f"--stages sst2,distill,squad --epochs 1`.",
+        f"Machines: {'; '.join(machines)} (each row's machine is in docs/accuracy.jsonl; the rows before the "
+        f"SQuAD teacher: {EARLIER_MACHINE}); 2 threads; training in fp32 unless a row says bf16. Command: "
+        "`.venv/bin/python benchmarks/accuracy.py --stages sst2,distill,squad --epochs 1`.",
         "",
         "| stage | model | data | metrics | steps | wall time |",
         "|---|---|---|---|---:|---:|",
     ]
-    entries = [json.loads(line) for line in results.read_text().splitlines()]
     precision = [r for r in entries if r["stage"] == "precision"]
     newer = ("squad-teacher", "sst2-student", "squad-student", "sst2-latency", "squad-latency", "bundle")
     for r in (r for r in entries if r["stage"] != "precision" and r["stage"] not in newer):
