@@ -246,6 +246,9 @@ def test_span_qa_teacher_outputs_gather_the_live_logits():
     for g, want in zip(got, live):
         assert torch.allclose(g[valid], want[valid], atol=1e-5)
         assert torch.all(g[~valid] == PAD_LOGIT)
+    half = TeacherOutputs.compute(model, "squad", data, precision="bf16")  # what a bf16 live teacher sees
+    assert half.values.dtype == torch.float32 and not torch.equal(half.values, outputs.values)
+    assert torch.allclose(half.values, outputs.values, atol=0.05 * float(outputs.values.abs().max()))
 
 
 def test_distillation_with_augmented_text(tmp_path, tiny_bert, caplog):

@@ -272,7 +272,9 @@ def _distill_stage(
     else:  # prediction layer only: no internals, and the teacher's logits from the cache when the task allows
         cached = None
         if config.cache_teacher_outputs and cacheable(cfg.task) and config.logit_weight:
-            cached = TeacherOutputs.load_or_compute(teacher.model, cfg.task, train, teacher.directory, progress)
+            cached = TeacherOutputs.load_or_compute(
+                teacher.model, cfg.task, train, teacher.directory, progress, precision=cfg.precision
+            )
 
             def collate(data: TaskData, index: Any) -> dict[str, torch.Tensor]:
                 return {**task.collate(data, index), INDEX_KEY: torch.as_tensor(index)}

@@ -42,8 +42,9 @@ def cacheable(task_name: str) -> bool:
     return MODEL_TASK[task_name] in CACHED_TASKS
 
 
-def _digest(teacher_dir: Path, task_name: str, data: TaskData, collate: Callable) -> str:
-    h = hashlib.sha256(f"v{CACHE_VERSION}|{task_name}|{len(data.features)}".encode())
+def _digest(teacher_dir: Path, task_name: str, data: TaskData, collate: Callable, precision: str = "fp32") -> str:
+    tag = "" if precision == "fp32" else f"|{precision}"  # fp32 keys stay those of caches written before
+    h = hashlib.sha256(f"v{CACHE_VERSION}|{task_name}|{len(data.features)}{tag}".encode())
     for name in sorted(p.name for p in Path(teacher_dir).iterdir() if p.suffix in (".safetensors", ".bin", ".json")):
         h.update(name.encode())
         h.update((Path(teacher_dir) / name).read_bytes())
@@ -75,17 +76,26 @@ class TeacherOutputs:
 
     @classmethod
     def compute(
-        cls, model: torch.nn.Module, task_name: str, data: TaskData, progress: Optional[Callable] = None
+        cls,
+        model: torch.nn.Module,
+        task_name: str,
+        data: TaskData,
+        progress: Optional[Callable] = None,
+        precision: str = "fp32",
     ) -> "TeacherOutputs":
+        """The teacher's outputs on every feature; with precision "bf16", under the same bf16 autocast the live
+        teacher runs in when training is bf16 (about half the time of fp32 on a CPU with AMX)."""
         task, kind = get_task(task_name), MODEL_TASK[task_name]
         lengths = feature_lengths(data)
         order = np.argsort(lengths, kind="stable")
         model.eval()
         per_feature: list[Optional[torch.Tensor]] = [None] * len(data.features)
-        with torch.inference_mode():
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+        with torch.inference_mode(), autocast:
             for done, start in enumerate(range(0, len(order), BATCH)):
                 index = order[start : start + BATCH]
                 out = task.forward(model, task.collate(data, index))
+                out = tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
                 for row, i in enumerate(index):
                     if kind == "qa":
                         n = lengths[i]
@@ -109,10 +119,12 @@ class TeacherOutputs:
         teacher_dir: Path,
         progress: Optional[Callable] = None,
         cache_dir: Optional[Path] = None,
+        precision: str = "fp32",
     ) -> "TeacherOutputs":
-        """The cached outputs for this teacher and data, computing and saving them (atomically) if absent."""
+        """The cached outputs for this teacher, data and precision, computing and saving them (atomically) if
+        absent."""
         task = get_task(task_name)
-        key = _digest(teacher_dir, task_name, data, task.collate)
+        key = _digest(teacher_dir, task_name, data, task.collate, precision)
         directory = cache_dir or cache_root() / "teacher-outputs"
         path = directory / f"{key}.pt"
         if path.exists():
@@ -121,7 +133,7 @@ class TeacherOutputs:
                 return cls(saved["kind"], saved["values"], saved.get("offsets"))
             except Exception:  # a damaged cache file is recomputed, never trusted
                 path.unlink(missing_ok=True)
-        outputs = cls.compute(model, task_name, data, progress)
+        outputs = cls.compute(model, task_name, data, progress, precision)
         directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{key}.")
         os.close(fd)
