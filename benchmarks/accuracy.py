@@ -435,9 +435,11 @@ def stage_bundle(args) -> None:
             teacher_ms=teacher_ms,
             ratio=student_ms / teacher_ms,
             teacher_settings=f"{teacher_cfg['epochs']} epoch(s), batch {teacher_cfg['batch_size']}, lr "
-            f"{teacher_cfg['lr']}, {teacher_cfg['max_length']} tokens",
+            f"{teacher_cfg['lr']}, {teacher_cfg['max_length']} tokens, stride {teacher_cfg['doc_stride']}, "
+            f"{teacher_cfg.get('precision', 'fp32')} training",
             origin=TEACHER_ORIGIN if is_teacher else STUDENT_ORIGIN,
-            command=f"--stages squad-teacher,bundle --bundle-from {source}"
+            command="--stages squad-teacher,bundle --squad-teacher-run RUN --bundle-from RUN/model "
+            "--bundle-compiled-only"
             if is_teacher
             else "--stages squad-teacher,squad-students,bundle",
             model_step=(TEACHER_STEP if is_teacher else STUDENT_STEP).format(

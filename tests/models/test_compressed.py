@@ -136,7 +136,12 @@ def test_the_shipped_qa_model_answers_and_carries_its_card(tmp_path):
     assert "CC BY-SA 4.0" in card and "benchmarks/accuracy.py" in card
     sample = json.loads(bundled_squad_sample().read_text())
     article = sample["data"][0]
-    article = {**article, "paragraphs": article["paragraphs"][:4]}  # a few dozen questions: seconds
+    paragraphs = []
+    for paragraph in article["paragraphs"]:  # a few dozen questions: seconds
+        paragraphs.append(paragraph)
+        if sum(len(p["qas"]) for p in paragraphs) >= 24:
+            break
+    article = {**article, "paragraphs": paragraphs}
     small = tmp_path / "squad-small.json"
     small.write_text(json.dumps({**sample, "data": [article]}))
     metrics, _ = evaluate_checkpoint(path, "squad", small)
