@@ -14,7 +14,7 @@ and takes the default from the generated code (`CANAO_DEFAULT_MR`).
 Example::
 
     info = describe_machine()
-    info.simd_level                      # 'avx512bf16' | 'avx512' | 'avx2' | 'neon' | 'scalar'
+    info.simd_level                      # 'amx' | 'avx512bf16' | 'avx512' | 'avx2' | 'neon' | 'scalar'
     simd_level("avx2").panel_width       # 16
     resolve_simd("auto")                 # the host's level
 """
@@ -75,6 +75,15 @@ SIMD_LEVELS: dict[str, SimdLevel] = {
             16,
             (4, 6, 8, 12),
         ),
+        # the above plus AMX tiles (Sapphire Rapids and later): bf16 GEMMs of 32 rows or more on the tile unit
+        SimdLevel(
+            "amx",
+            "x86_64",
+            _AVX512_FLAGS | {"avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16"},
+            (*_AVX512_CC, "-mavx512bf16", "-mavx512vnni", "-mamx-tile", "-mamx-bf16"),
+            16,
+            (4, 6, 8, 12),
+        ),
     )
 }
 
@@ -92,6 +101,8 @@ _INTERESTING_FLAGS = (
     "avx512_bf16",
     "avx512_fp16",
     "amx_tile",
+    "amx_bf16",
+    "amx_int8",
     "asimd",
     "asimddp",
     "sve",

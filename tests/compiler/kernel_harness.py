@@ -13,7 +13,7 @@ from canao.compiler.toolchain import build_shared_library
 from canao.device import SimdError, host_simd, resolve_simd, simd_level
 
 PRELUDE = f"#define CANAO_DEFAULT_MR {simd_level('scalar').default_mr}\n"
-LEVELS = ("avx512bf16", "avx512", "avx2", "scalar")  # x86-64 levels, widest first
+LEVELS = ("amx", "avx512bf16", "avx512", "avx2", "scalar")  # x86-64 levels, widest first
 
 _GEMM = r"""
 int run_gemm(const float *A, const void *W, const float *bias, float *C, int M, int N, int K, int mr, int kc) {
@@ -25,7 +25,7 @@ int run_gemm(const float *A, const void *W, const float *bias, float *C, int M, 
 
 def can_run(simd: str) -> bool:
     """Whether this host runs code built for an x86-64 SIMD level (forcing one the CPU lacks is refused)."""
-    if host_simd() not in ("avx2", "avx512", "avx512bf16"):
+    if host_simd() not in ("avx2", "avx512", "avx512bf16", "amx"):
         return False
     try:
         resolve_simd(simd)
@@ -53,7 +53,7 @@ def check_gemm_kernel(
     lib = kernels_with(_GEMM % kernel, simd)
     rng = np.random.default_rng(0)
     ptr = ctypes.c_void_p
-    for m, n, k in ((13, 30, 21), (1, 70, 64), (29, 33, 303)):
+    for m, n, k in ((13, 30, 21), (1, 70, 64), (29, 33, 303), (70, 33, 303), (64, 64, 96)):  # 32+ rows: AMX
         a, w = rng.normal(size=(m, k)).astype(np.float32), rng.normal(size=(n, k)).astype(np.float32)
         a[0] = 1.5  # a constant row
         bias = rng.normal(size=n).astype(np.float32)

@@ -109,8 +109,10 @@ def searched_precisions(state: OptimizeState) -> tuple[str, ...]:
     c = state.config
     if c.precision != "auto":
         return (c.precision,)
-    level = state.executor().simd
-    return ("fp32", "bf16", "int8") if level == "avx512bf16" else ("fp32", "int8")
+    from canao.device import simd_level
+
+    native = "avx512_bf16" in simd_level(state.executor().simd).cpu_flags
+    return ("fp32", "bf16", "int8") if native else ("fp32", "int8")
 
 
 def run_profile(state: OptimizeState) -> dict[str, Any]:

@@ -364,7 +364,114 @@ DEFINE_GEMM_BF16(6)
 DEFINE_GEMM_BF16(8)
 DEFINE_GEMM_BF16(12)
 
+#if defined(__AMX_BF16__) && defined(__AMX_TILE__) && VL == 16
+/* AMX (Sapphire Rapids and later): the tile unit multiplies a 16 x 32 bf16 tile of A by a 16-pair x 16
+ * column tile of B into a 16 x 16 fp32 tile in one instruction (16x the vdpbf16ps work). The operands need no
+ * new layout: a bf16 panel row (k pair, NR = 32 columns of 32-bit pair words) is exactly AMX's pair-interleaved
+ * B layout, so a panel is two B tiles side by side (row stride NR words), and the bf16 rows of A are A tiles
+ * (row stride K2 words). A 32 x 32 block of C keeps 4 accumulator tiles (tmm0-3), 2 A tiles (tmm4-5) and
+ * 2 B tiles (tmm6-7); pairs past the last multiple of 16 and rows past the last multiple of 32 go through the
+ * vector kernel above (same rounded operands, fp32 sums). Linux hands out the tile state only on request
+ * (arch_prctl); where that is refused, the vector kernel runs instead. */
+#include <sys/syscall.h>
+long syscall(long number, ...); /* unistd.h declares it only outside strict C11 */
+#define AMX_MR 32
+#define AMX_KP 16 /* k pairs per tile */
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} AmxTileConfig;
+
+static int amx_permission; /* 0: not asked yet, 1: granted, -1: refused */
+static inline int amx_usable(void) {
+    int state = __atomic_load_n(&amx_permission, __ATOMIC_ACQUIRE);
+    if (state == 0) {
+        /* ARCH_REQ_XCOMP_PERM (0x1023) for XFEATURE_XTILEDATA (18); asking again is harmless */
+        state = syscall(SYS_arch_prctl, 0x1023, 18) == 0 ? 1 : -1;
+        __atomic_store_n(&amx_permission, state, __ATOMIC_RELEASE);
+    }
+    return state > 0;
+}
+
+/* Tile configuration is per thread and other libraries in the process (oneDNN) set their own: every parallel
+ * region configures on entry and releases on exit. All 8 tiles: 16 rows of 64 bytes. */
+static inline void amx_configure(void) {
+    AmxTileConfig c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    for (int t = 0; t < 8; ++t) {
+        c.colsb[t] = 64;
+        c.rows[t] = 16;
+    }
+    _tile_loadconfig(&c);
+}
+
+/* C rows m0..m0+31, panel columns n0..n0+31, all K pairs, through the epilogue. */
+static inline void gemm_bf16_amx_block(const uint32_t *A2, int K2, const uint32_t *panel, float *C, int ldc, int m0,
+                                       int n0, int N, const Epilogue *e) {
+    float acc[AMX_MR][NR] __attribute__((aligned(64)));
+    const uint32_t *a = A2 + (size_t)m0 * K2;
+    const size_t a_stride = (size_t)K2 * 4, b_stride = NR * 4;
+    int kfull = K2 / AMX_KP * AMX_KP;
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int k = 0; k < kfull; k += AMX_KP) {
+        _tile_loadd(4, a + k, a_stride);
+        _tile_loadd(5, a + (size_t)16 * K2 + k, a_stride);
+        _tile_loadd(6, panel + (size_t)k * NR, b_stride);
+        _tile_loadd(7, panel + (size_t)k * NR + 16, b_stride);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, &acc[0][0], NR * 4);
+    _tile_stored(1, &acc[0][16], NR * 4);
+    _tile_stored(2, &acc[16][0], NR * 4);
+    _tile_stored(3, &acc[16][16], NR * 4);
+    for (int r = 0; r < AMX_MR; ++r) {
+        vf acc0 = vload(acc[r]), acc1 = vload(acc[r] + VL);
+        const uint32_t *ar = a + (size_t)r * K2;
+        for (int k = kfull; k < K2; ++k) {
+            acc0 = bf16_dot(acc0, ar[k], bf16_load_b(panel + (size_t)k * NR));
+            acc1 = bf16_dot(acc1, ar[k], bf16_load_b(panel + (size_t)k * NR + VL));
+        }
+        gemm_store(C, ldc, m0 + r, n0, N, acc0, e, 1, 1);
+        gemm_store(C, ldc, m0 + r, n0 + VL, N, acc1, e, 1, 1);
+    }
+}
+
+/* The whole GEMM on tiles: (panel, 32-row block) pairs split statically over the threads, then the last
+ * rows (fewer than 32) per panel with the vector kernel. */
+static inline void gemm_bf16_amx(const uint32_t *A2, int K2, const uint32_t *Wp, int N, float *C, int ldc, int M,
+                                 const Epilogue *e) {
+    int panels = (N + NR - 1) / NR, blocks = M / AMX_MR, tail = M - blocks * AMX_MR;
+#pragma omp parallel if ((long)M * N * K2 > 16384)
+    {
+        amx_configure();
+#pragma omp for collapse(2) schedule(static)
+        for (int p = 0; p < panels; ++p)
+            for (int rb = 0; rb < blocks; ++rb)
+                gemm_bf16_amx_block(A2, K2, Wp + (size_t)p * K2 * NR, C, ldc, rb * AMX_MR, p * NR, N, e);
+        _tile_release();
+        if (tail > 0) {
+#pragma omp for schedule(static)
+            for (int p = 0; p < panels; ++p)
+                gemm_bf16_tile_rows(A2, K2, Wp + (size_t)p * K2 * NR, 0, K2, C, ldc, blocks * AMX_MR, tail, p * NR,
+                                    N, e, 1, 1);
+        }
+    }
+}
+#define CANAO_AMX_BF16 1
+#else
+#define CANAO_AMX_BF16 0
+#endif
+
 /* C[M,N] = epilogue(bf16(A[M,K]) x W^T), W in bf16 pair panels; kc counts K steps (rounded to pairs).
+ * With AMX (32 rows or more) the tile kernel runs and mr, kc do not apply.
  * Returns 0, or 4 when the bf16 copy of A cannot be allocated (C is then untouched). */
 static inline int gemm_packed_bf16(const float *A, int lda, const void *Wp, int K, int N, float *C, int ldc, int M,
                                    const Epilogue *e, int mr, int kc) {
@@ -373,6 +480,13 @@ static inline int gemm_packed_bf16(const float *A, int lda, const void *Wp, int 
     if (!A2) return 4;
     rows_to_bf16(A, lda, M, K, A2, K2);
     const uint32_t *W = (const uint32_t *)Wp;
+#if CANAO_AMX_BF16
+    if (M >= AMX_MR && amx_usable()) {
+        gemm_bf16_amx(A2, K2, W, N, C, ldc, M, e);
+        free(A2);
+        return 0;
+    }
+#endif
     switch (mr) {
     case 4: gemm_bf16_mr4(A2, K2, W, K, N, C, ldc, M, e, kc2); break;
     case 8: gemm_bf16_mr8(A2, K2, W, K, N, C, ldc, M, e, kc2); break;
