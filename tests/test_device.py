@@ -68,3 +68,10 @@ def test_resolve_simd_refuses_what_this_cpu_cannot_run():
 
 def test_fingerprint_is_stable_and_names_the_level():
     assert fingerprint() == fingerprint() and host_simd() in fingerprint()
+
+
+def test_the_cli_offers_every_simd_level():
+    from canao.cli import Simd
+    from canao.device import SIMD_LEVELS
+
+    assert {s.value for s in Simd} == {"auto", *SIMD_LEVELS}

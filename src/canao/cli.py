@@ -52,6 +52,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 class Simd(str, Enum):
     auto = "auto"
+    amx = "amx"
     avx512bf16 = "avx512bf16"
     avx512 = "avx512"
     avx2 = "avx2"

@@ -94,6 +94,8 @@ def test_attention_matches_float64(simd, bf16):
         (5, 45, 40, 3, 8, 1),
         (1, 33, 32, 2, 64, 1),
         (21, 21, 0, 4, 5, 1),
+        (20, 50, 30, 2, 40, 1),  # AMX: a 16-row block and a rest, causal past a cache, d pairs over 16, hdv 48
+        (33, 97, 0, 1, 24, 0),
     ):
         qkv = (rng.normal(size=(s_len, 3 * heads * hd)) * 0.5).astype(np.float32)
         mask = np.zeros(s_len, np.float32)

@@ -917,6 +917,87 @@ static inline void attention_prepare_head(AttentionOperands *o, float *KT, const
         }
 }
 
+#if CANAO_AMX_BF16
+/* bf16 attention on AMX tiles, 16 query rows at a time: scores = Q2 (16 rows x 16 pairs of d per tile) times
+ * KT2 (16 pairs of d x 16 keys per tile), 32 keys per step; then mask, row maxima and the fp32 softmax as above;
+ * then context = P2 (16 rows x 16 pairs of keys) times V2 (16 pairs of keys x 16 dims per tile). The operands are
+ * the vector path's (KT2 and Q2 get zero rows/words up to a multiple of 16 pairs), so both paths multiply the
+ * same rounded values; only the order of the fp32 sums differs. */
+#define AMX_TR 16
+static inline int round16(int x) { return (x + 15) / 16 * 16; }
+
+static inline void attention_block_amx(const AttentionOperands *o, const float *Q, int ldq, const float *mask_row,
+                                       float *scores, float *out, int ldo, int t0, int S, int past, int causal) {
+    const int Sp = o->Sp, Sp2 = Sp / 2, hd2 = o->hd2, hd2p = round16(hd2), hdv = o->hdv, hd = o->hd;
+    const int keys = causal ? past + t0 + AMX_TR : S; /* what the block's last row sees */
+    const int span = (keys + 2 * VL - 1) / (2 * VL) * (2 * VL); /* score columns computed; <= Sp */
+    rows_to_bf16(Q + (size_t)t0 * ldq, ldq, AMX_TR, hd, o->Q2, hd2p);
+    for (int r = 0; r < AMX_TR; ++r)
+        for (int w = hd2; w < hd2p; ++w) o->Q2[(size_t)r * hd2p + w] = 0;
+    for (int j = 0; j < span; j += 32) {
+        _tile_zero(0);
+        _tile_zero(1);
+        for (int c = 0; c < hd2p; c += AMX_KP) {
+            _tile_loadd(4, o->Q2 + c, (size_t)hd2p * 4);
+            _tile_loadd(6, o->KT2 + (size_t)c * Sp + j, (size_t)Sp * 4);
+            _tile_loadd(7, o->KT2 + (size_t)c * Sp + j + 16, (size_t)Sp * 4);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(1, 4, 7);
+        }
+        _tile_stored(0, scores + j, (size_t)Sp * 4);
+        _tile_stored(1, scores + j + 16, (size_t)Sp * 4);
+    }
+    float maxima[AMX_TR], inv_sum[AMX_TR];
+    vf lane = {0};
+    for (int l = 0; l < VL; ++l) lane[l] = (float)l;
+    for (int r = 0; r < AMX_TR; ++r) {
+        float *row = scores + (size_t)r * Sp;
+        vf row_max = vbroadcast(-INFINITY);
+        for (int j = 0; j < span; j += VL) {
+            vf v = vload(row + j) + vload(mask_row + j);
+            if (causal) v = vselect(lane + (float)j < (float)(past + t0 + r + 1), v, vbroadcast(-INFINITY));
+            vstore(row + j, v);
+            row_max = vmax(row_max, v);
+        }
+        float m = row_max[0];
+        for (int l = 1; l < VL; ++l) m = row_max[l] > m ? row_max[l] : m;
+        maxima[r] = m;
+    }
+    attention_softmax_rows(scores, maxima, inv_sum, AMX_TR, Sp, keys);
+    for (int r = 0; r < AMX_TR; ++r) /* past the last key: zeros, so whole tiles of pairs can be multiplied */
+        for (int j = keys; j < span; ++j) scores[(size_t)r * Sp + j] = 0.0f;
+    rows_to_bf16(scores, Sp, AMX_TR, span, o->P2, Sp2);
+    float acc[AMX_TR][32] __attribute__((aligned(64)));
+    for (int d = 0; d < hdv; d += 32) {
+        int two = d + 32 <= hdv; /* hdv is a multiple of 16 */
+        _tile_zero(0);
+        _tile_zero(1);
+        for (int c = 0; c < span / 2; c += AMX_KP) {
+            _tile_loadd(4, o->P2 + c, (size_t)Sp2 * 4);
+            _tile_loadd(6, o->V2 + (size_t)c * hdv + d, (size_t)hdv * 4);
+            _tile_dpbf16ps(0, 4, 6);
+            if (two) {
+                _tile_loadd(7, o->V2 + (size_t)c * hdv + d + 16, (size_t)hdv * 4);
+                _tile_dpbf16ps(1, 4, 7);
+            }
+        }
+        _tile_stored(0, &acc[0][0], 32 * 4);
+        _tile_stored(1, &acc[0][16], 32 * 4);
+        for (int r = 0; r < AMX_TR; ++r) {
+            float *row = out + (size_t)(t0 + r) * ldo;
+            int len0 = hd - d < VL ? hd - d : VL, len1 = hd - d - VL < VL ? hd - d - VL : VL;
+            attention_store_out(row + d, vload(acc[r]), inv_sum[r], len0);
+            if (two && len1 > 0) attention_store_out(row + d + VL, vload(acc[r] + VL), inv_sum[r], len1);
+        }
+    }
+}
+#define ATT_ROWS (AMX_TR > ATT_RB ? AMX_TR : ATT_RB) /* rows of scratch a block may use */
+#define ATT_HD2(hd2) (((hd2) + 15) / 16 * 16)  /* K^T rows in pairs of d: whole AMX tiles */
+#else
+#define ATT_ROWS ATT_RB
+#define ATT_HD2(hd2) (hd2)
+#endif
+
 /* Returns 0, or 4 when the per-head scratch (K^T, a block of scores, the mask row, and the bf16
  * operands) cannot be allocated; scratch is on the heap because it grows with S x head_dim.
  * bf16 != 0: both products read bf16-rounded q, k, v and exps with fp32 sums (softmax in fp32). */
@@ -925,28 +1006,39 @@ static inline int attention(const float *Q, int ldq, const float *K, int ldk, co
                             int heads, int hd, int causal, int bf16) {
     const int Sp = (S + 2 * VL - 1) / (2 * VL) * (2 * VL), hd2 = (hd + 1) / 2, hdv = (hd + VL - 1) / VL * VL;
     const size_t fp32_words = bf16 ? 0 : (size_t)hd * Sp;
-    const size_t bf16_words = bf16 ? (size_t)hd2 * Sp + (size_t)(Sp / 2) * hdv + (size_t)ATT_RB * hd2
-                                         + (size_t)ATT_RB * (Sp / 2) : 0;
+    const int hd2t = ATT_HD2(hd2); /* K^T rows (zero past hd2) and the Q2 row stride bound */
+    const size_t bf16_words = bf16 ? (size_t)hd2t * Sp + (size_t)(Sp / 2) * hdv + (size_t)ATT_ROWS * hd2t
+                                         + (size_t)ATT_ROWS * (Sp / 2) : 0;
     int status = 0;
 #pragma omp parallel for schedule(static) if (T * S * heads * hd > 8192)
     for (int h = 0; h < heads; ++h) {
-        float *scratch = malloc((fp32_words + bf16_words + (size_t)ATT_RB * Sp + (size_t)Sp) * sizeof(float));
+        float *scratch = malloc((fp32_words + bf16_words + (size_t)ATT_ROWS * Sp + (size_t)Sp) * sizeof(float));
         if (scratch == NULL) {
 #pragma omp atomic write
             status = 4;
             continue;
         }
-        float *KT = scratch, *scores = scratch + fp32_words + bf16_words, *mask_row = scores + (size_t)ATT_RB * Sp;
+        float *KT = scratch, *scores = scratch + fp32_words + bf16_words, *mask_row = scores + (size_t)ATT_ROWS * Sp;
         AttentionOperands o = {NULL, NULL, NULL, NULL, NULL, Sp, hd, hd2, hdv, bf16};
         if (bf16) {
             o.KT2 = (uint32_t *)scratch;
-            o.V2 = o.KT2 + (size_t)hd2 * Sp;
+            o.V2 = o.KT2 + (size_t)hd2t * Sp;
             o.Q2 = o.V2 + (size_t)(Sp / 2) * hdv;
-            o.P2 = o.Q2 + (size_t)ATT_RB * hd2;
+            o.P2 = o.Q2 + (size_t)ATT_ROWS * hd2t;
+            memset(o.KT2 + (size_t)hd2 * Sp, 0, (size_t)(hd2t - hd2) * Sp * sizeof(uint32_t));
         }
         for (int j = 0; j < Sp; ++j) mask_row[j] = j < S ? (mask ? mask[j] : 0.0f) : -INFINITY;
         attention_prepare_head(&o, KT, K + h * hd, ldk, V + h * hd, ldv, S);
-        for (int t0 = 0; t0 < T; t0 += ATT_RB) {
+        int t0 = 0;
+#if CANAO_AMX_BF16
+        if (bf16 && T >= AMX_TR && amx_usable()) {
+            amx_configure();
+            for (; t0 + AMX_TR <= T; t0 += AMX_TR)
+                attention_block_amx(&o, Q + h * hd, ldq, mask_row, scores, out + h * hd, ldo, t0, S, past, causal);
+            _tile_release();
+        }
+#endif
+        for (; t0 < T; t0 += ATT_RB) {
             int rows = T - t0 < ATT_RB ? T - t0 : ATT_RB;
             int keys = causal ? past + t0 + rows : S; /* the last row of the block sees the most keys */
             float maxima[ATT_RB], inv_sum[ATT_RB];
