@@ -75,12 +75,13 @@ SIMD_LEVELS: dict[str, SimdLevel] = {
             16,
             (4, 6, 8, 12),
         ),
-        # the above plus AMX tiles (Sapphire Rapids and later): bf16 GEMMs of 32 rows or more on the tile unit
+        # the above plus AMX tiles (Sapphire Rapids and later): bf16 and int8 GEMMs of 32 rows or more and bf16
+        # attention on the tile unit
         SimdLevel(
             "amx",
             "x86_64",
-            _AVX512_FLAGS | {"avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16"},
-            (*_AVX512_CC, "-mavx512bf16", "-mavx512vnni", "-mamx-tile", "-mamx-bf16"),
+            _AVX512_FLAGS | {"avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8"},
+            (*_AVX512_CC, "-mavx512bf16", "-mavx512vnni", "-mamx-tile", "-mamx-bf16", "-mamx-int8"),
             16,
             (4, 6, 8, 12),
         ),

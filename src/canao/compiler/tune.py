@@ -102,14 +102,14 @@ def shape_key(m: int, n: int, k: int, precision: str | Precision = Precision.FP3
     return f"M{m}_N{n}_K{k}" if precision == Precision.FP32 else f"{precision.value}_M{m}_N{n}_K{k}"
 
 
-AMX_MIN_ROWS = 32  # canao_kernels.h: AMX_MR; bf16 GEMMs with at least this many rows run on AMX tiles
+AMX_MIN_ROWS = 32  # canao_kernels.h: AMX_MR; bf16 and int8 GEMMs with this many rows run on AMX tiles
 
 
 def _variants(simd: str, k: int, m: int = 0, precision: str | Precision = Precision.FP32) -> list[tuple[int, int]]:
-    """The (MR, KC) variants worth timing. On AMX, bf16 GEMMs of 32+ rows run one tile kernel whatever MR and
-    KC say: only the default is timed (its figure is still recorded for the latency model)."""
+    """The (MR, KC) variants worth timing. On AMX, bf16 and int8 GEMMs of 32+ rows run one tile kernel whatever
+    MR and KC say: only the default is timed (its figure is still recorded for the latency model)."""
     level = simd_level(simd)
-    if "amx_bf16" in level.cpu_flags and Precision.parse(precision) == Precision.BF16 and m >= AMX_MIN_ROWS:
+    if "amx_tile" in level.cpu_flags and Precision.parse(precision) != Precision.FP32 and m >= AMX_MIN_ROWS:
         return [(level.default_mr, 0)]
     return [(mr, kc) for mr in level.mr_choices for kc in KC_CHOICES if kc == 0 or kc < k]
 

@@ -20,13 +20,21 @@ static double bench_now(void) {
 
 static float *bench_alloc(size_t floats) { return aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64); }
 
-/* Synthetic panels: fp32 values near 0.01, bf16 pairs near 0.01, or small int8 quads (whose scale and
- * sum rows then read as small float / int32 bits). */
-static void bench_fill_weights(float *W, size_t words, int precision) {
-    for (size_t i = 0; i < words; ++i) {
+/* Synthetic panels of `rows` words per column: fp32 values near 0.01, bf16 pairs near 0.01, or small int8
+ * quads followed by each panel's row of column scales (0.01) and row of column sums. Realistic scales matter:
+ * quad bytes read as floats are ~2e-38, whose products with the row scales are denormal and cost a microcode
+ * assist per multiply (the int8 GEMMs then timed 5x slow). */
+static void bench_fill_weights(float *W, size_t panels, size_t rows, int precision) {
+    for (size_t i = 0; i < panels * rows * NR; ++i) {
+        size_t row = i / NR % rows;
         if (precision == 1) {
             uint32_t pair = 0x3c233c23u + (uint32_t)(i % 7) * 0x00010001u;
             memcpy(W + i, &pair, sizeof pair);
+        } else if (precision == 2 && row == rows - 2) {
+            W[i] = 0.01f;
+        } else if (precision == 2 && row == rows - 1) {
+            int32_t sum = 100;
+            memcpy(W + i, &sum, sizeof sum);
         } else if (precision == 2) {
             uint32_t quad = 0x01020304u + (uint32_t)(i % 7);
             memcpy(W + i, &quad, sizeof quad);
@@ -54,7 +62,7 @@ double canao_bench_gemm(int mr, int kc, int M, int N, int K, int reps, int threa
         goto done;
     }
     for (long i = 0; i < (long)M * K; ++i) A[i] = (float)(i % 13) * 0.01f;
-    bench_fill_weights(W, w_words, precision);
+    bench_fill_weights(W, (size_t)panels, rows, precision);
     for (int i = 0; i < N; ++i) bias[i] = 0.5f;
     Epilogue e = {{EPI_BIAS, EPI_END}, bias, NULL, 0, 1.0f};
     for (int trial = -1; trial < 3; ++trial) { /* trial -1 warms up */

@@ -642,7 +642,79 @@ DEFINE_GEMM_I8(6)
 DEFINE_GEMM_I8(8)
 DEFINE_GEMM_I8(12)
 
+#if CANAO_AMX_BF16 && defined(__AMX_INT8__)
+/* int8 on AMX tiles, as the bf16 tiles above: an i8 panel row (a quad of k, NR columns of 4-byte words) is AMX's
+ * B layout for u8 x s8 products, the quantized rows of A are A tiles (16 quads a row), and tdpbusd adds
+ * 16 x 16 x 64 products into int32 tiles. Quads past the last multiple of 16 and rows past the last multiple
+ * of 32 use the vector kernel; the int32 sums are dequantized by the same store. */
+static inline void gemm_i8_amx_block(const QuantRows *q, const uint32_t *panel, float *C, int ldc, int m0, int n0,
+                                     int N, const Epilogue *e) {
+    int32_t acc[AMX_MR][NR] __attribute__((aligned(64)));
+    const int K4 = q->K4;
+    const uint32_t *a = q->A4 + (size_t)m0 * K4;
+    const size_t a_stride = (size_t)K4 * 4, b_stride = NR * 4;
+    int kfull = K4 / AMX_KP * AMX_KP;
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int k = 0; k < kfull; k += AMX_KP) {
+        _tile_loadd(4, a + k, a_stride);
+        _tile_loadd(5, a + (size_t)16 * K4 + k, a_stride);
+        _tile_loadd(6, panel + (size_t)k * NR, b_stride);
+        _tile_loadd(7, panel + (size_t)k * NR + 16, b_stride);
+        _tile_dpbusd(0, 4, 6);
+        _tile_dpbusd(1, 4, 7);
+        _tile_dpbusd(2, 5, 6);
+        _tile_dpbusd(3, 5, 7);
+    }
+    _tile_stored(0, &acc[0][0], NR * 4);
+    _tile_stored(1, &acc[0][16], NR * 4);
+    _tile_stored(2, &acc[16][0], NR * 4);
+    _tile_stored(3, &acc[16][16], NR * 4);
+    const uint32_t *qrow = panel + (size_t)K4 * NR;
+    for (int r = 0; r < AMX_MR; ++r) {
+        vi acc0, acc1;
+        memcpy(&acc0, acc[r], sizeof acc0);
+        memcpy(&acc1, acc[r] + VL, sizeof acc1);
+        const uint32_t *ar = a + (size_t)r * K4;
+        for (int k = kfull; k < K4; ++k) {
+            acc0 = i8_dot(acc0, ar[k], i8_load_b(panel + (size_t)k * NR));
+            acc1 = i8_dot(acc1, ar[k], i8_load_b(panel + (size_t)k * NR + VL));
+        }
+        int m = m0 + r;
+        gemm_store_i8(C, ldc, m, n0, N, acc0, e, 1, 1, qrow, q->scale[m], q->zero[m]);
+        gemm_store_i8(C, ldc, m, n0 + VL, N, acc1, e, 1, 1, qrow + VL, q->scale[m], q->zero[m]);
+    }
+}
+
+static inline void gemm_i8_amx(const QuantRows *q, const uint32_t *Wp, int N, float *C, int ldc, int M,
+                               const Epilogue *e) {
+    int panels = (N + NR - 1) / NR, blocks = M / AMX_MR, tail = M - blocks * AMX_MR;
+    const size_t panel_words = (size_t)(q->K4 + 2) * NR;
+#pragma omp parallel if ((long)M * N * q->K4 > 8192)
+    {
+        amx_configure();
+#pragma omp for collapse(2) schedule(static)
+        for (int p = 0; p < panels; ++p)
+            for (int rb = 0; rb < blocks; ++rb)
+                gemm_i8_amx_block(q, Wp + (size_t)p * panel_words, C, ldc, rb * AMX_MR, p * NR, N, e);
+        _tile_release();
+        if (tail > 0) {
+#pragma omp for schedule(static)
+            for (int p = 0; p < panels; ++p)
+                gemm_i8_tile_rows(q, Wp + (size_t)p * panel_words, 0, q->K4, C, ldc, blocks * AMX_MR, tail, p * NR, N,
+                                  e, 1, 1);
+        }
+    }
+}
+#define CANAO_AMX_INT8 1
+#else
+#define CANAO_AMX_INT8 0
+#endif
+
 /* C[M,N] = epilogue(dequant(u8(A) x int8(W)^T)), W in i8 panels; kc counts K steps (rounded to quads).
+ * With AMX (32 rows or more) the tile kernel runs and mr, kc do not apply.
  * Returns 0, or 4 when the quantized copy of A cannot be allocated (C is then untouched). */
 static inline int gemm_packed_i8(const float *A, int lda, const void *Wp, int K, int N, float *C, int ldc, int M,
                                  const Epilogue *e, int mr, int kc) {
@@ -654,6 +726,13 @@ static inline int gemm_packed_i8(const float *A, int lda, const void *Wp, int K,
     rows_to_u8(A, lda, M, K, A4, K4, scale, zero);
     const QuantRows a = {A4, scale, zero, K4};
     const uint32_t *W = (const uint32_t *)Wp;
+#if CANAO_AMX_INT8
+    if (M >= AMX_MR && amx_usable()) {
+        gemm_i8_amx(&a, W, N, C, ldc, M, e);
+        free(A4);
+        return 0;
+    }
+#endif
     switch (mr) {
     case 4: gemm_i8_mr4(&a, W, K, N, C, ldc, M, e, kc4); break;
     case 8: gemm_i8_mr8(&a, W, K, N, C, ldc, M, e, kc4); break;
