@@ -16,6 +16,7 @@ from canao.compiler.reference import run_reference
 from canao.compiler.toolchain import CODEGEN_DIR, compile_flags
 from canao.device import host_simd, simd_level
 from tests.compiler.graphs import DEC, ENC, encoder_inputs, lowered
+from tests.export.levels import X86_VECTOR_HOSTS
 
 CROSS_CC, QEMU = "aarch64-linux-gnu-gcc", "qemu-aarch64"
 
@@ -99,7 +100,7 @@ def _run_runner(tmp_path, graph, calls, compile_cmd, run_prefix, env=None):
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
 @pytest.mark.parametrize("spec,task", [(ENC, "backbone"), (DEC, "lm")])
 def test_clean_under_address_and_undefined_behaviour_sanitizers(tmp_path, spec, task, precision):
-    simd = host_simd() if host_simd() in ("avx2", "avx512", "avx512bf16") else "scalar"
+    simd = host_simd() if host_simd() in X86_VECTOR_HOSTS else "scalar"
     graph = _final(spec, task, simd, precision)
     calls = _calls_for(spec)
     flags = [f for f in compile_flags(simd) if f not in ("-O3", "-fPIC")]
@@ -169,7 +170,7 @@ def test_timing_executable_is_clean_under_sanitizers(tmp_path):
     """The profiler main, built with ASan+UBSan, times a model and refuses sizes whose sum would overflow."""
     from canao.compiler.build import BuildOptions, build_timing_executable
 
-    simd = host_simd() if host_simd() in ("avx2", "avx512", "avx512bf16") else "scalar"
+    simd = host_simd() if host_simd() in X86_VECTOR_HOSTS else "scalar"
     flags = ("-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer")
     timing = build_timing_executable(lowered(DEC, "lm"), BuildOptions(simd=simd, extra_flags=flags))
     weight_blob(timing.graph).tofile(tmp_path / "w.bin")

@@ -16,7 +16,7 @@ from canao.device import host_simd
 from canao.export.package import export_artifact, jdk_include
 from canao.models.teacher import teacher_dir
 from canao.models.tokenizer import load_tokenizer
-from tests.export.levels import PICKED_LEVEL
+from tests.export.levels import PICKED_LEVEL, X86_VECTOR_HOSTS
 
 CHECK = Path(__file__).with_name("JniCheck.java")
 pytestmark = [
@@ -25,7 +25,7 @@ pytestmark = [
         reason="needs a JDK (javac, java, jni.h; installed by .ci/run)",
     ),
     pytest.mark.skipif(shutil.which("make") is None, reason="needs make"),
-    pytest.mark.skipif(host_simd() not in ("avx2", "avx512", "avx512bf16"), reason="linux-x86_64 runs AVX2 code"),
+    pytest.mark.skipif(host_simd() not in X86_VECTOR_HOSTS, reason="linux-x86_64 runs AVX2 code"),
 ]
 
 

@@ -22,15 +22,13 @@ from canao.export.weights_file import HEADER_BYTES, WeightsFileError, read_weigh
 from canao.storage import ExistingDirectoryError
 from tests.compiler.graphs import DEC, ENC
 from tests.export.conftest import CASES
-from tests.export.levels import PICKED_LEVEL
+from tests.export.levels import PICKED_LEVEL, X86_VECTOR_HOSTS
 
 DRIVER = Path(__file__).with_name("api_driver.c")
 CC, CROSS_CC, QEMU = shutil.which("cc") or shutil.which("gcc"), "aarch64-linux-gnu-gcc", "qemu-aarch64"
 pytestmark = [
     pytest.mark.skipif(CC is None or shutil.which("make") is None, reason="needs a C compiler and make"),
-    pytest.mark.skipif(
-        host_simd() not in ("avx2", "avx512", "avx512bf16"), reason="the linux-x86_64 export runs AVX2 code"
-    ),
+    pytest.mark.skipif(host_simd() not in X86_VECTOR_HOSTS, reason="the linux-x86_64 export runs AVX2 code"),
 ]
 
 

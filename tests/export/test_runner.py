@@ -23,11 +23,11 @@ from canao.models import build_model
 from canao.models.teacher import teacher_dir
 from canao.models.tokenizer import load_tokenizer
 from tests.apps.conftest import QA_SPEC
-from tests.export.levels import PICKED_LEVEL
+from tests.export.levels import PICKED_LEVEL, X86_VECTOR_HOSTS
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("make") is None or shutil.which("cc") is None, reason="needs cc and make"),
-    pytest.mark.skipif(host_simd() not in ("avx2", "avx512", "avx512bf16"), reason="linux-x86_64 runs AVX2 code"),
+    pytest.mark.skipif(host_simd() not in X86_VECTOR_HOSTS, reason="linux-x86_64 runs AVX2 code"),
 ]
 LABELS = {0: "negative", 1: "positive"}
 

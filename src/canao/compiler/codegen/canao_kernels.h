@@ -407,31 +407,38 @@ static inline void amx_configure(void) {
     _tile_loadconfig(&c);
 }
 
+/* acc[32][NR] (4-byte sums) = 32 rows of A (from `a`, `steps` words a row) x one panel over its first `kfull` steps
+ * (a multiple of 16 words: pairs or quads), on tiles; DOT is _tile_dpbf16ps (bf16) or _tile_dpbusd (int8). */
+#define AMX_BLOCK_PRODUCT(DOT, a, steps, kfull, panel, acc)                                                    \
+    do {                                                                                                      \
+        const size_t a_stride_ = (size_t)(steps) * 4, b_stride_ = NR * 4;                                     \
+        _tile_zero(0);                                                                                        \
+        _tile_zero(1);                                                                                        \
+        _tile_zero(2);                                                                                        \
+        _tile_zero(3);                                                                                        \
+        for (int k_ = 0; k_ < (kfull); k_ += AMX_KP) {                                                        \
+            _tile_loadd(4, (a) + k_, a_stride_);                                                              \
+            _tile_loadd(5, (a) + (size_t)16 * (steps) + k_, a_stride_);                                       \
+            _tile_loadd(6, (panel) + (size_t)k_ * NR, b_stride_);                                             \
+            _tile_loadd(7, (panel) + (size_t)k_ * NR + 16, b_stride_);                                        \
+            DOT(0, 4, 6);                                                                                     \
+            DOT(1, 4, 7);                                                                                     \
+            DOT(2, 5, 6);                                                                                     \
+            DOT(3, 5, 7);                                                                                     \
+        }                                                                                                     \
+        _tile_stored(0, &(acc)[0][0], NR * 4);                                                                \
+        _tile_stored(1, &(acc)[0][16], NR * 4);                                                               \
+        _tile_stored(2, &(acc)[16][0], NR * 4);                                                               \
+        _tile_stored(3, &(acc)[16][16], NR * 4);                                                              \
+    } while (0)
+
 /* C rows m0..m0+31, panel columns n0..n0+31, all K pairs, through the epilogue. */
 static inline void gemm_bf16_amx_block(const uint32_t *A2, int K2, const uint32_t *panel, float *C, int ldc, int m0,
                                        int n0, int N, const Epilogue *e) {
     float acc[AMX_MR][NR] __attribute__((aligned(64)));
     const uint32_t *a = A2 + (size_t)m0 * K2;
-    const size_t a_stride = (size_t)K2 * 4, b_stride = NR * 4;
     int kfull = K2 / AMX_KP * AMX_KP;
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
-    for (int k = 0; k < kfull; k += AMX_KP) {
-        _tile_loadd(4, a + k, a_stride);
-        _tile_loadd(5, a + (size_t)16 * K2 + k, a_stride);
-        _tile_loadd(6, panel + (size_t)k * NR, b_stride);
-        _tile_loadd(7, panel + (size_t)k * NR + 16, b_stride);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_dpbf16ps(2, 5, 6);
-        _tile_dpbf16ps(3, 5, 7);
-    }
-    _tile_stored(0, &acc[0][0], NR * 4);
-    _tile_stored(1, &acc[0][16], NR * 4);
-    _tile_stored(2, &acc[16][0], NR * 4);
-    _tile_stored(3, &acc[16][16], NR * 4);
+    AMX_BLOCK_PRODUCT(_tile_dpbf16ps, a, K2, kfull, panel, acc);
     for (int r = 0; r < AMX_MR; ++r) {
         vf acc0 = vload(acc[r]), acc1 = vload(acc[r] + VL);
         const uint32_t *ar = a + (size_t)r * K2;
@@ -652,26 +659,8 @@ static inline void gemm_i8_amx_block(const QuantRows *q, const uint32_t *panel, 
     int32_t acc[AMX_MR][NR] __attribute__((aligned(64)));
     const int K4 = q->K4;
     const uint32_t *a = q->A4 + (size_t)m0 * K4;
-    const size_t a_stride = (size_t)K4 * 4, b_stride = NR * 4;
     int kfull = K4 / AMX_KP * AMX_KP;
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
-    for (int k = 0; k < kfull; k += AMX_KP) {
-        _tile_loadd(4, a + k, a_stride);
-        _tile_loadd(5, a + (size_t)16 * K4 + k, a_stride);
-        _tile_loadd(6, panel + (size_t)k * NR, b_stride);
-        _tile_loadd(7, panel + (size_t)k * NR + 16, b_stride);
-        _tile_dpbusd(0, 4, 6);
-        _tile_dpbusd(1, 4, 7);
-        _tile_dpbusd(2, 5, 6);
-        _tile_dpbusd(3, 5, 7);
-    }
-    _tile_stored(0, &acc[0][0], NR * 4);
-    _tile_stored(1, &acc[0][16], NR * 4);
-    _tile_stored(2, &acc[16][0], NR * 4);
-    _tile_stored(3, &acc[16][16], NR * 4);
+    AMX_BLOCK_PRODUCT(_tile_dpbusd, a, K4, kfull, panel, acc);
     const uint32_t *qrow = panel + (size_t)K4 * NR;
     for (int r = 0; r < AMX_MR; ++r) {
         vi acc0, acc1;
