@@ -480,6 +480,8 @@ def stage_precision(args) -> None:
         ("sst2", args.work / "distill-sst2" / "model", SHARED / "glue/SST-2/dev.tsv", 128),
         ("squad", args.work / "squad" / "model", _split_squad(args)[1], 384),
     ]
+    if args.squad_teacher_run:  # the full-set SQuAD teacher, scored on all of dev part A
+        runs.append(("squad", _squad_teacher_config(args).output_dir / "model", SQUAD_DEV, 384))
     for task, model, data, max_length in runs:
         if not model.exists():
             print(f"skipped {model}: not trained yet (run its stage first)")
@@ -499,7 +501,7 @@ def stage_precision(args) -> None:
         entry = {
             "stage": "precision",
             "task": task,
-            "model": str(model.relative_to(args.work)),
+            "model": str(model.relative_to(args.work)) if model.is_relative_to(args.work) else "squad-teacher/model",
             "wall_min": (time.perf_counter() - start) / 60,
         }
         for name, (metrics, predictions) in scores.items():
