@@ -341,7 +341,7 @@ def bench_decoder(threads: int, runs: int, tune_s: float, workdir: Path, context
 
 def peak_kind(simd: str) -> str:
     """What the bf16 and int8 peaks measure: the tile products where the GEMMs run on AMX, else the dot products."""
-    return "AMX tile product" if "amx_tile" in simd_level(simd).cpu_flags else "dot product"
+    return "AMX tile product" if simd_level(simd).amx_tiles else "dot product"
 
 
 def gemm_efficiency(simd: str, threads: int) -> tuple[dict[str, float], list[tuple[str, str, float, float]]]:

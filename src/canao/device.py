@@ -54,6 +54,11 @@ class SimdLevel:
         """NR of the GEMM micro-kernel: two vectors of output columns."""
         return 2 * self.lanes
 
+    @property
+    def amx_tiles(self) -> bool:
+        """Whether bf16 and int8 GEMMs (32+ rows) and bf16 attention run on AMX tiles (canao_kernels.h)."""
+        return "amx_tile" in self.cpu_flags
+
 
 _AVX512_FLAGS = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq"})
 _AVX512_CC = ("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma", "-mf16c")

@@ -109,7 +109,7 @@ def _variants(simd: str, k: int, m: int = 0, precision: str | Precision = Precis
     """The (MR, KC) variants worth timing. On AMX, bf16 and int8 GEMMs of 32+ rows run one tile kernel whatever
     MR and KC say: only the default is timed (its figure is still recorded for the latency model)."""
     level = simd_level(simd)
-    if "amx_tile" in level.cpu_flags and Precision.parse(precision) != Precision.FP32 and m >= AMX_MIN_ROWS:
+    if level.amx_tiles and Precision.parse(precision) != Precision.FP32 and m >= AMX_MIN_ROWS:
         return [(level.default_mr, 0)]
     return [(mr, kc) for mr in level.mr_choices for kc in KC_CHOICES if kc == 0 or kc < k]
 

@@ -468,24 +468,31 @@ static inline void gemm_bf16_amx_block(const uint32_t *A2, int K2, const uint32_
 
 /* The whole GEMM on tiles: (panel, 32-row block) pairs split statically over the threads, then the last
  * rows (fewer than 32) per panel with the vector kernel. */
+/* The loop both AMX GEMMs share: (panel, 32-row block) pairs split statically over the threads, each thread
+ * configuring its tiles first and releasing them after; then the last rows (fewer than 32) per panel with the
+ * vector kernel (TILE_ROWS over K_STEPS). PANEL_WORDS is one panel's size; the trailing arguments are the A
+ * operand the block and row kernels take (as in GEMM_PANEL_LOOP). */
+#define AMX_PANEL_LOOP(K_STEPS, PANEL_WORDS, BLOCK, TILE_ROWS, ...)                                              \
+    do {                                                                                                      \
+        int panels = (N + NR - 1) / NR, blocks = M / AMX_MR, tail = M - blocks * AMX_MR;                       \
+        long work_ = (long)M * N * (K_STEPS); /* a _Pragma string cannot name a macro argument */             \
+        _Pragma("omp parallel if (work_ > 16384)") {                                                          \
+            amx_configure();                                                                                  \
+            _Pragma("omp for collapse(2) schedule(static)") for (int p = 0; p < panels; ++p)                  \
+                for (int rb = 0; rb < blocks; ++rb)                                                           \
+                    BLOCK(__VA_ARGS__, Wp + (size_t)p * (PANEL_WORDS), C, ldc, rb * AMX_MR, p * NR, N, e);      \
+            _tile_release();                                                                                  \
+            if (tail > 0) {                                                                                   \
+                _Pragma("omp for schedule(static)") for (int p = 0; p < panels; ++p)                          \
+                    TILE_ROWS(__VA_ARGS__, Wp + (size_t)p * (PANEL_WORDS), 0, (K_STEPS), C, ldc, blocks * AMX_MR, \
+                              tail, p * NR, N, e, 1, 1);                                                      \
+            }                                                                                                 \
+        }                                                                                                     \
+    } while (0)
+
 static inline void gemm_bf16_amx(const uint32_t *A2, int K2, const uint32_t *Wp, int N, float *C, int ldc, int M,
                                  const Epilogue *e) {
-    int panels = (N + NR - 1) / NR, blocks = M / AMX_MR, tail = M - blocks * AMX_MR;
-#pragma omp parallel if ((long)M * N * K2 > 16384)
-    {
-        amx_configure();
-#pragma omp for collapse(2) schedule(static)
-        for (int p = 0; p < panels; ++p)
-            for (int rb = 0; rb < blocks; ++rb)
-                gemm_bf16_amx_block(A2, K2, Wp + (size_t)p * K2 * NR, C, ldc, rb * AMX_MR, p * NR, N, e);
-        _tile_release();
-        if (tail > 0) {
-#pragma omp for schedule(static)
-            for (int p = 0; p < panels; ++p)
-                gemm_bf16_tile_rows(A2, K2, Wp + (size_t)p * K2 * NR, 0, K2, C, ldc, blocks * AMX_MR, tail, p * NR,
-                                    N, e, 1, 1);
-        }
-    }
+    AMX_PANEL_LOOP(K2, (size_t)K2 * NR, gemm_bf16_amx_block, gemm_bf16_tile_rows, A2, K2);
 }
 #define CANAO_AMX_BF16 1
 #else
@@ -694,23 +701,7 @@ static inline void gemm_i8_amx_block(const QuantRows *q, const uint32_t *panel, 
 
 static inline void gemm_i8_amx(const QuantRows *q, const uint32_t *Wp, int N, float *C, int ldc, int M,
                                const Epilogue *e) {
-    int panels = (N + NR - 1) / NR, blocks = M / AMX_MR, tail = M - blocks * AMX_MR;
-    const size_t panel_words = (size_t)(q->K4 + 2) * NR;
-#pragma omp parallel if ((long)M * N * q->K4 > 8192)
-    {
-        amx_configure();
-#pragma omp for collapse(2) schedule(static)
-        for (int p = 0; p < panels; ++p)
-            for (int rb = 0; rb < blocks; ++rb)
-                gemm_i8_amx_block(q, Wp + (size_t)p * panel_words, C, ldc, rb * AMX_MR, p * NR, N, e);
-        _tile_release();
-        if (tail > 0) {
-#pragma omp for schedule(static)
-            for (int p = 0; p < panels; ++p)
-                gemm_i8_tile_rows(q, Wp + (size_t)p * panel_words, 0, q->K4, C, ldc, blocks * AMX_MR, tail, p * NR, N,
-                                  e, 1, 1);
-        }
-    }
+    AMX_PANEL_LOOP(q->K4, (size_t)(q->K4 + 2) * NR, gemm_i8_amx_block, gemm_i8_tile_rows, q);
 }
 #define CANAO_AMX_INT8 1
 #else
@@ -832,6 +823,13 @@ static inline __attribute__((always_inline)) void attention_scores_pair_bf16(con
     }
 }
 
+/* The largest lane. */
+static inline float vmax_lanes(vf v) {
+    float m = v[0];
+    for (int l = 1; l < VL; ++l) m = v[l] > m ? v[l] : m;
+    return m;
+}
+
 static inline void attention_store_scores(float *scores, int Sp, const float *mask_row, int j, int t0, int rows,
                                           int past, int causal, const vf *acc, vf *row_max) {
     vf lane = {0};
@@ -875,11 +873,7 @@ static inline void attention_scores_block(const AttentionOperands *o, const floa
     }
     for (; j < Sp; j += VL)
         for (int r = 0; r < rows; ++r) vstore(scores + (size_t)r * Sp + j, vbroadcast(-INFINITY));
-    for (int r = 0; r < rows; ++r) {
-        float m = row_max[r][0];
-        for (int l = 1; l < VL; ++l) m = row_max[r][l] > m ? row_max[r][l] : m;
-        maxima[r] = m;
-    }
+    for (int r = 0; r < rows; ++r) maxima[r] = vmax_lanes(row_max[r]);
 }
 
 /* exp(s - max) in place over the first `keys` scores of every row of the block (the context
@@ -1007,11 +1001,11 @@ static inline void attention_prepare_head(AttentionOperands *o, float *KT, const
  * the vector path's (KT2 and Q2 get zero rows/words up to a multiple of 16 pairs), so both paths multiply the
  * same rounded values; only the order of the fp32 sums differs. */
 #define AMX_TR 16
-static inline int round16(int x) { return (x + 15) / 16 * 16; }
+#define ATT_HD2(hd2) (((hd2) + AMX_KP - 1) / AMX_KP * AMX_KP) /* pairs of d: whole AMX tiles (zeros past hd2) */
 
 static inline void attention_block_amx(const AttentionOperands *o, const float *Q, int ldq, const float *mask_row,
                                        float *scores, float *out, int ldo, int t0, int S, int past, int causal) {
-    const int Sp = o->Sp, Sp2 = Sp / 2, hd2 = o->hd2, hd2p = round16(hd2), hdv = o->hdv, hd = o->hd;
+    const int Sp = o->Sp, Sp2 = Sp / 2, hd2 = o->hd2, hd2p = ATT_HD2(hd2), hdv = o->hdv, hd = o->hd;
     const int keys = causal ? past + t0 + AMX_TR : S; /* what the block's last row sees */
     const int span = (keys + 2 * VL - 1) / (2 * VL) * (2 * VL); /* score columns computed; <= Sp */
     rows_to_bf16(Q + (size_t)t0 * ldq, ldq, AMX_TR, hd, o->Q2, hd2p);
@@ -1031,21 +1025,13 @@ static inline void attention_block_amx(const AttentionOperands *o, const float *
         _tile_stored(1, scores + j + 16, (size_t)Sp * 4);
     }
     float maxima[AMX_TR], inv_sum[AMX_TR];
-    vf lane = {0};
-    for (int l = 0; l < VL; ++l) lane[l] = (float)l;
-    for (int r = 0; r < AMX_TR; ++r) {
-        float *row = scores + (size_t)r * Sp;
-        vf row_max = vbroadcast(-INFINITY);
-        for (int j = 0; j < span; j += VL) {
-            vf v = vload(row + j) + vload(mask_row + j);
-            if (causal) v = vselect(lane + (float)j < (float)(past + t0 + r + 1), v, vbroadcast(-INFINITY));
-            vstore(row + j, v);
-            row_max = vmax(row_max, v);
-        }
-        float m = row_max[0];
-        for (int l = 1; l < VL; ++l) m = row_max[l] > m ? row_max[l] : m;
-        maxima[r] = m;
+    vf row_max[AMX_TR], column[AMX_TR];
+    for (int r = 0; r < AMX_TR; ++r) row_max[r] = vbroadcast(-INFINITY);
+    for (int j = 0; j < span; j += VL) { /* mask, causal cut and maxima as the vector path stores its scores */
+        for (int r = 0; r < AMX_TR; ++r) column[r] = vload(scores + (size_t)r * Sp + j);
+        attention_store_scores(scores, Sp, mask_row, j, t0, AMX_TR, past, causal, column, row_max);
     }
+    for (int r = 0; r < AMX_TR; ++r) maxima[r] = vmax_lanes(row_max[r]);
     attention_softmax_rows(scores, maxima, inv_sum, AMX_TR, Sp, keys);
     for (int r = 0; r < AMX_TR; ++r) /* past the last key: zeros, so whole tiles of pairs can be multiplied */
         for (int j = keys; j < span; ++j) scores[(size_t)r * Sp + j] = 0.0f;
@@ -1075,7 +1061,6 @@ static inline void attention_block_amx(const AttentionOperands *o, const float *
     }
 }
 #define ATT_ROWS (AMX_TR > ATT_RB ? AMX_TR : ATT_RB) /* rows of scratch a block may use */
-#define ATT_HD2(hd2) (((hd2) + 15) / 16 * 16)  /* K^T rows in pairs of d: whole AMX tiles */
 #else
 #define ATT_ROWS ATT_RB
 #define ATT_HD2(hd2) (hd2)
