@@ -53,7 +53,8 @@ def check_gemm_kernel(
     lib = kernels_with(_GEMM % kernel, simd)
     rng = np.random.default_rng(0)
     ptr = ctypes.c_void_p
-    for m, n, k in ((13, 30, 21), (1, 70, 64), (29, 33, 303), (70, 33, 303), (64, 64, 96)):  # 32+ rows: AMX
+    # 32+ rows: AMX tiles; 140 rows: 4 blocks of 32, so 2 threads split them into row bands (+12 rows)
+    for m, n, k in ((13, 30, 21), (1, 70, 64), (29, 33, 303), (70, 33, 303), (64, 64, 96), (140, 40, 72)):
         a, w = rng.normal(size=(m, k)).astype(np.float32), rng.normal(size=(n, k)).astype(np.float32)
         a[0] = 1.5  # a constant row
         bias = rng.normal(size=n).astype(np.float32)

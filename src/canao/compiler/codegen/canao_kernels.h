@@ -20,6 +20,13 @@
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
+static inline int canao_team_size(void) { return omp_get_num_threads(); }
+static inline int canao_team_rank(void) { return omp_get_thread_num(); }
+static inline int canao_max_threads(void) { return omp_get_max_threads(); }
+#else
+static inline int canao_team_size(void) { return 1; }
+static inline int canao_team_rank(void) { return 0; }
+static inline int canao_max_threads(void) { return 1; }
 #endif
 
 /* The tile height of an untuned GEMM comes from canao.device.SIMD_LEVELS: the generated model (or the
@@ -490,9 +497,47 @@ static inline void gemm_bf16_amx_block(const uint32_t *A2, int K2, const uint32_
         }                                                                                                     \
     } while (0)
 
-static inline void gemm_bf16_amx(const uint32_t *A2, int K2, const uint32_t *Wp, int N, float *C, int ldc, int M,
-                                 const Epilogue *e) {
-    AMX_PANEL_LOOP(K2, (size_t)K2 * NR, gemm_bf16_amx_block, gemm_bf16_tile_rows, A2, K2);
+/* The other split, for 2 or more 32-row blocks a thread: each thread owns a band of whole blocks (the last one
+ * also the rows past them), converts its own rows of A (CONVERT(r0, r1): rows r0..r1-1 into the low-precision
+ * copy), then runs every panel over its band, panel by panel so that a panel is read once from the shared
+ * cache and stays in the thread's own while the band's blocks use it. Why: the conversion is then parallel and
+ * needs no barrier, and every row of C, of its residual and of the converted A stays in one core's cache --
+ * the row-split LayerNorm after it and the next GEMM's conversion read it there. The panel split above leaves
+ * each core half of every row and made the conversion a serial pass (~1/3 of a bf16 FFN GEMM at 384 tokens). */
+#define AMX_BAND_LOOP(CONVERT, K_STEPS, PANEL_WORDS, BLOCK, TILE_ROWS, ...)                                      \
+    do {                                                                                                      \
+        int panels = (N + NR - 1) / NR, blocks = M / AMX_MR;                                                  \
+        _Pragma("omp parallel") {                                                                             \
+            int teams_ = canao_team_size(), rank_ = canao_team_rank();                                        \
+            int b0_ = blocks * rank_ / teams_, b1_ = blocks * (rank_ + 1) / teams_;                            \
+            int r1_ = rank_ == teams_ - 1 ? M : b1_ * AMX_MR;                                                 \
+            CONVERT(b0_ * AMX_MR, r1_);                                                                       \
+            amx_configure();                                                                                  \
+            for (int p = 0; p < panels; ++p)                                                                  \
+                for (int rb = b0_; rb < b1_; ++rb)                                                            \
+                    BLOCK(__VA_ARGS__, Wp + (size_t)p * (PANEL_WORDS), C, ldc, rb * AMX_MR, p * NR, N, e);      \
+            _tile_release();                                                                                  \
+            if (r1_ > b1_ * AMX_MR)                                                                           \
+                for (int p = 0; p < panels; ++p)                                                              \
+                    TILE_ROWS(__VA_ARGS__, Wp + (size_t)p * (PANEL_WORDS), 0, (K_STEPS), C, ldc, b1_ * AMX_MR,  \
+                              r1_ - b1_ * AMX_MR, p * NR, N, e, 1, 1);                                        \
+        }                                                                                                     \
+    } while (0)
+
+/* Bands need two blocks a thread; fewer rows keep the panel split (and a serial conversion). */
+static inline int amx_banded(int M) { return M / AMX_MR >= 2 * canao_max_threads(); }
+
+/* bf16(A) x panels on tiles; A2 is the (uninitialised) bf16 copy of A, filled here. */
+static inline void gemm_bf16_amx(const float *A, int lda, int K, uint32_t *A2, int K2, const uint32_t *Wp, int N,
+                                 float *C, int ldc, int M, const Epilogue *e) {
+#define AMX_ROWS_TO_BF16(r0, r1) rows_to_bf16(A + (size_t)(r0) * lda, lda, (r1) - (r0), K, A2 + (size_t)(r0) * K2, K2)
+    if (amx_banded(M)) {
+        AMX_BAND_LOOP(AMX_ROWS_TO_BF16, K2, (size_t)K2 * NR, gemm_bf16_amx_block, gemm_bf16_tile_rows, A2, K2);
+    } else {
+        AMX_ROWS_TO_BF16(0, M);
+        AMX_PANEL_LOOP(K2, (size_t)K2 * NR, gemm_bf16_amx_block, gemm_bf16_tile_rows, A2, K2);
+    }
+#undef AMX_ROWS_TO_BF16
 }
 #define CANAO_AMX_BF16 1
 #else
@@ -507,15 +552,15 @@ static inline int gemm_packed_bf16(const float *A, int lda, const void *Wp, int 
     int K2 = (K + 1) / 2, kc2 = (kc + 1) / 2;
     uint32_t *A2 = malloc((size_t)M * K2 * sizeof(uint32_t) + 64);
     if (!A2) return 4;
-    rows_to_bf16(A, lda, M, K, A2, K2);
     const uint32_t *W = (const uint32_t *)Wp;
 #if CANAO_AMX_BF16
     if (M >= AMX_MR && amx_usable()) {
-        gemm_bf16_amx(A2, K2, W, N, C, ldc, M, e);
+        gemm_bf16_amx(A, lda, K, A2, K2, W, N, C, ldc, M, e);
         free(A2);
         return 0;
     }
 #endif
+    rows_to_bf16(A, lda, M, K, A2, K2);
     switch (mr) {
     case 4: gemm_bf16_mr4(A2, K2, W, K, N, C, ldc, M, e, kc2); break;
     case 8: gemm_bf16_mr8(A2, K2, W, K, N, C, ldc, M, e, kc2); break;
@@ -699,9 +744,22 @@ static inline void gemm_i8_amx_block(const QuantRows *q, const uint32_t *panel, 
     }
 }
 
-static inline void gemm_i8_amx(const QuantRows *q, const uint32_t *Wp, int N, float *C, int ldc, int M,
-                               const Epilogue *e) {
-    AMX_PANEL_LOOP(q->K4, (size_t)(q->K4 + 2) * NR, gemm_i8_amx_block, gemm_i8_tile_rows, q);
+/* u8(A) x i8 panels on tiles; q's rows, scales and zero points are filled here from A. */
+static inline void gemm_i8_amx(const float *A, int lda, int K, const QuantRows *q, const uint32_t *Wp, int N, float *C,
+                               int ldc, int M, const Epilogue *e) {
+    uint32_t *A4 = (uint32_t *)q->A4;
+    float *scale = (float *)q->scale;
+    int32_t *zero = (int32_t *)q->zero;
+    const int K4 = q->K4;
+#define AMX_ROWS_TO_U8(r0, r1)                                                                                 \
+    rows_to_u8(A + (size_t)(r0) * lda, lda, (r1) - (r0), K, A4 + (size_t)(r0) * K4, K4, scale + (r0), zero + (r0))
+    if (amx_banded(M)) {
+        AMX_BAND_LOOP(AMX_ROWS_TO_U8, K4, (size_t)(K4 + 2) * NR, gemm_i8_amx_block, gemm_i8_tile_rows, q);
+    } else {
+        AMX_ROWS_TO_U8(0, M);
+        AMX_PANEL_LOOP(K4, (size_t)(K4 + 2) * NR, gemm_i8_amx_block, gemm_i8_tile_rows, q);
+    }
+#undef AMX_ROWS_TO_U8
 }
 #define CANAO_AMX_INT8 1
 #else
@@ -718,16 +776,16 @@ static inline int gemm_packed_i8(const float *A, int lda, const void *Wp, int K,
     if (!A4) return 4;
     float *scale = (float *)(A4 + (size_t)M * K4);
     int32_t *zero = (int32_t *)(scale + M);
-    rows_to_u8(A, lda, M, K, A4, K4, scale, zero);
     const QuantRows a = {A4, scale, zero, K4};
     const uint32_t *W = (const uint32_t *)Wp;
 #if CANAO_AMX_INT8
     if (M >= AMX_MR && amx_usable()) {
-        gemm_i8_amx(&a, W, N, C, ldc, M, e);
+        gemm_i8_amx(A, lda, K, &a, W, N, C, ldc, M, e);
         free(A4);
         return 0;
     }
 #endif
+    rows_to_u8(A, lda, M, K, A4, K4, scale, zero);
     switch (mr) {
     case 4: gemm_i8_mr4(&a, W, K, N, C, ldc, M, e, kc4); break;
     case 8: gemm_i8_mr8(&a, W, K, N, C, ldc, M, e, kc4); break;
