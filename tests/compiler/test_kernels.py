@@ -96,6 +96,7 @@ def test_attention_matches_float64(simd, bf16):
         (21, 21, 0, 4, 5, 1),
         (20, 50, 30, 2, 40, 1),  # AMX: a 16-row block and a rest, causal past a cache, d pairs over 16, hdv 48
         (33, 97, 0, 1, 24, 0),
+        (48, 200, 0, 2, 32, 0),  # AMX: key pairs in two halves (48 + 48) and a rest of 16
     ):
         qkv = (rng.normal(size=(s_len, 3 * heads * hd)) * 0.5).astype(np.float32)
         mask = np.zeros(s_len, np.float32)

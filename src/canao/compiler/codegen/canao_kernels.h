@@ -386,7 +386,7 @@ DEFINE_GEMM_BF16(6)
 DEFINE_GEMM_BF16(8)
 DEFINE_GEMM_BF16(12)
 
-#if defined(__AMX_BF16__) && defined(__AMX_TILE__) && VL == 16
+#if defined(__AMX_BF16__) && defined(__AMX_TILE__) && defined(__AVX512BF16__) && VL == 16
 /* AMX (Sapphire Rapids and later): the tile unit multiplies a 16 x 32 bf16 tile of A by a 16-pair x 16
  * column tile of B into a 16 x 16 fp32 tile in one instruction (16x the vdpbf16ps work). The operands need no
  * new layout: a bf16 panel row (k pair, NR = 32 columns of 32-bit pair words) is exactly AMX's pair-interleaved
@@ -1054,12 +1054,29 @@ static inline void attention_prepare_head(AttentionOperands *o, float *KT, const
 
 #if CANAO_AMX_BF16
 /* bf16 attention on AMX tiles, 16 query rows at a time: scores = Q2 (16 rows x 16 pairs of d per tile) times
- * KT2 (16 pairs of d x 16 keys per tile), 32 keys per step; then mask, row maxima and the fp32 softmax as above;
- * then context = P2 (16 rows x 16 pairs of keys) times V2 (16 pairs of keys x 16 dims per tile). The operands are
- * the vector path's (KT2 and Q2 get zero rows/words up to a multiple of 16 pairs), so both paths multiply the
- * same rounded values; only the order of the fp32 sums differs. */
+ * KT2 (16 pairs of d x 16 keys per tile), 32 keys per step; then mask and row maxima as above, the exps (a
+ * shorter polynomial than vexp, exact to bf16) and their bf16 rounding in one pass; then context = P2 (16 rows x
+ * 16 pairs of keys) times V2 (16 pairs of keys x 16 dims per tile). q, k, v are the vector path's operands (KT2
+ * and Q2 get zero rows/words up to a multiple of 16 pairs); the exps differ from vexp's by < 3e-6 relative, so
+ * a probability can round to the other bf16 neighbour: both paths agree to bf16 accuracy, not bit for bit. */
 #define AMX_TR 16
 #define ATT_HD2(hd2) (((hd2) + AMX_KP - 1) / AMX_KP * AMX_KP) /* pairs of d: whole AMX tiles (zeros past hd2) */
+
+/* e^(x - m) for the bf16 probabilities, given shift = m log2(e): 2^f by a degree-5 Taylor polynomial on
+ * [-1/2, 1/2] (relative error < 3e-6, far under bf16's 2^-9), times 2^n by scalef; masked (-inf) scores clamp
+ * to 2^-126. About 10 instructions a vector against vexp's 17: the exps were the block's largest part. */
+static inline vf vexp2_shifted(vf x, vf shift) {
+    __m512 t = _mm512_max_ps((__m512)(x * 1.44269504088896341f - shift), _mm512_set1_ps(-126.0f));
+    __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    vf f = (vf)(t - n);
+    vf p = vbroadcast(1.3333558146e-3f);
+    p = p * f + 9.6181291076e-3f;
+    p = p * f + 5.5504108665e-2f;
+    p = p * f + 2.4022650696e-1f;
+    p = p * f + 6.9314718056e-1f;
+    p = p * f + 1.0f;
+    return (vf)_mm512_scalef_ps((__m512)p, n);
+}
 
 static inline void attention_block_amx(const AttentionOperands *o, const float *Q, int ldq, const float *mask_row,
                                        float *scores, float *out, int ldo, int t0, int S, int past, int causal) {
@@ -1082,39 +1099,77 @@ static inline void attention_block_amx(const AttentionOperands *o, const float *
         _tile_stored(0, scores + j, (size_t)Sp * 4);
         _tile_stored(1, scores + j + 16, (size_t)Sp * 4);
     }
-    float maxima[AMX_TR], inv_sum[AMX_TR];
+    float inv_sum[AMX_TR];
     vf row_max[AMX_TR], column[AMX_TR];
     for (int r = 0; r < AMX_TR; ++r) row_max[r] = vbroadcast(-INFINITY);
     for (int j = 0; j < span; j += VL) { /* mask, causal cut and maxima as the vector path stores its scores */
         for (int r = 0; r < AMX_TR; ++r) column[r] = vload(scores + (size_t)r * Sp + j);
         attention_store_scores(scores, Sp, mask_row, j, t0, AMX_TR, past, causal, column, row_max);
     }
-    for (int r = 0; r < AMX_TR; ++r) maxima[r] = vmax_lanes(row_max[r]);
-    attention_softmax_rows(scores, maxima, inv_sum, AMX_TR, Sp, keys);
-    for (int r = 0; r < AMX_TR; ++r) /* past the last key: zeros, so whole tiles of pairs can be multiplied */
-        for (int j = keys; j < span; ++j) scores[(size_t)r * Sp + j] = 0.0f;
-    rows_to_bf16(scores, Sp, AMX_TR, span, o->P2, Sp2);
-    float acc[AMX_TR][32] __attribute__((aligned(64)));
+    /* One pass a row: exps (fp32 sums) straight into bf16 pairs, zeros past the last key so that whole tiles
+     * of pairs can be multiplied. (Three passes before -- exps, zeros, conversion -- cost 1/2 of the block.) */
+    for (int r = 0; r < AMX_TR; ++r) {
+        const float *row = scores + (size_t)r * Sp;
+        float top = vmax_lanes(row_max[r]);
+        vf shift = vbroadcast(top == -INFINITY ? 0.0f : top * 1.44269504088896341f); /* a row all masked: ~0s */
+        vf sum = {0};
+        for (int j = 0; j < span; j += 2 * VL) {
+            vf e0 = vexp2_shifted(vload(row + j), shift), e1 = vexp2_shifted(vload(row + j + VL), shift);
+            if (j + 2 * VL > keys) {
+                vf lane = {0};
+                for (int l = 0; l < VL; ++l) lane[l] = (float)(j + l);
+                e0 = vselect(lane < (float)keys, e0, vbroadcast(0.0f));
+                e1 = vselect(lane + (float)VL < (float)keys, e1, vbroadcast(0.0f));
+            }
+            sum += e0 + e1;
+            _mm512_storeu_si512(o->P2 + (size_t)r * Sp2 + j / 2, (__m512i)_mm512_cvtne2ps_pbh((__m512)e1, (__m512)e0));
+        }
+        inv_sum[r] = 1.0f / vsum(sum);
+    }
+    /* p v: the keys in two halves into separate accumulators (4 tiles), so that consecutive tile products do
+     * not all wait on one accumulator; the halves are added at the store. */
+    const int pairs = span / 2, half = pairs / 2 / AMX_KP * AMX_KP;
+    const size_t p_stride = (size_t)Sp2 * 4, v_stride = (size_t)hdv * 4;
+    float acc[2][AMX_TR][32] __attribute__((aligned(64)));
     for (int d = 0; d < hdv; d += 32) {
         int two = d + 32 <= hdv; /* hdv is a multiple of 16 */
         _tile_zero(0);
         _tile_zero(1);
-        for (int c = 0; c < span / 2; c += AMX_KP) {
-            _tile_loadd(4, o->P2 + c, (size_t)Sp2 * 4);
-            _tile_loadd(6, o->V2 + (size_t)c * hdv + d, (size_t)hdv * 4);
+        _tile_zero(2);
+        _tile_zero(3);
+        for (int c = 0; c < half; c += AMX_KP) {
+            _tile_loadd(4, o->P2 + c, p_stride);
+            _tile_loadd(5, o->P2 + c + half, p_stride);
+            _tile_loadd(6, o->V2 + (size_t)c * hdv + d, v_stride);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_loadd(7, o->V2 + (size_t)(c + half) * hdv + d, v_stride);
+            _tile_dpbf16ps(2, 5, 7);
+            if (two) {
+                _tile_loadd(6, o->V2 + (size_t)c * hdv + d + 16, v_stride);
+                _tile_dpbf16ps(1, 4, 6);
+                _tile_loadd(7, o->V2 + (size_t)(c + half) * hdv + d + 16, v_stride);
+                _tile_dpbf16ps(3, 5, 7);
+            }
+        }
+        for (int c = 2 * half; c < pairs; c += AMX_KP) {
+            _tile_loadd(4, o->P2 + c, p_stride);
+            _tile_loadd(6, o->V2 + (size_t)c * hdv + d, v_stride);
             _tile_dpbf16ps(0, 4, 6);
             if (two) {
-                _tile_loadd(7, o->V2 + (size_t)c * hdv + d + 16, (size_t)hdv * 4);
+                _tile_loadd(7, o->V2 + (size_t)c * hdv + d + 16, v_stride);
                 _tile_dpbf16ps(1, 4, 7);
             }
         }
-        _tile_stored(0, &acc[0][0], 32 * 4);
-        _tile_stored(1, &acc[0][16], 32 * 4);
+        _tile_stored(0, &acc[0][0][0], 32 * 4);
+        _tile_stored(1, &acc[0][0][16], 32 * 4);
+        _tile_stored(2, &acc[1][0][0], 32 * 4);
+        _tile_stored(3, &acc[1][0][16], 32 * 4);
         for (int r = 0; r < AMX_TR; ++r) {
             float *row = out + (size_t)(t0 + r) * ldo;
             int len0 = hd - d < VL ? hd - d : VL, len1 = hd - d - VL < VL ? hd - d - VL : VL;
-            attention_store_out(row + d, vload(acc[r]), inv_sum[r], len0);
-            if (two && len1 > 0) attention_store_out(row + d + VL, vload(acc[r] + VL), inv_sum[r], len1);
+            attention_store_out(row + d, vload(acc[0][r]) + vload(acc[1][r]), inv_sum[r], len0);
+            if (two && len1 > 0)
+                attention_store_out(row + d + VL, vload(acc[0][r] + VL) + vload(acc[1][r] + VL), inv_sum[r], len1);
         }
     }
 }
