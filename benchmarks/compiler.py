@@ -27,6 +27,7 @@ import copy
 import os
 import platform
 import re
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -427,7 +428,25 @@ def main() -> None:
     parser.add_argument("--write", type=Path, help="also write the markdown table to this file")
     parser.add_argument("--quick", action="store_true", help="MiniLM seq 128 only")
     parser.add_argument("--only-minilm", action="store_true", help="MiniLM at 128 and 384 tokens only")
+    parser.add_argument(
+        "--wait-policy",
+        choices=("spin-then-sleep", "passive", "active"),
+        default="spin-then-sleep",
+        help="how the OpenMP threads of canao and PyTorch (one shared libgomp) wait between parallel regions: "
+        "libgomp's default (spin-then-sleep, as in every earlier table), passive (canao's default where it loads "
+        "libgomp first) or active (spin forever: their idle threads then steal the peers' cores between rounds); "
+        "see docs/wait-policy.md",
+    )
     args = parser.parse_args()
+    policy = {"passive": "PASSIVE", "active": "ACTIVE"}.get(args.wait_policy)
+    if os.environ.get("OMP_WAIT_POLICY") != policy or "GOMP_SPINCOUNT" in os.environ:
+        # libgomp reads the policy once, when it loads -- already done by `import torch` (canao's libraries then
+        # share torch's libgomp.so.1) -- so the policy takes effect only in a fresh process
+        os.environ.pop("GOMP_SPINCOUNT", None)
+        os.environ.pop("OMP_WAIT_POLICY", None)
+        if policy:
+            os.environ["OMP_WAIT_POLICY"] = policy
+        os.execv(sys.executable, [sys.executable, *sys.argv])
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
     machine, simd = describe_machine(), resolve_simd(None)
@@ -435,7 +454,8 @@ def main() -> None:
 
     header = (
         f"Machine: {machine.cpu_model}, {machine.cores} cores, SIMD {simd} (flags: {' '.join(machine.simd_flags)}); "
-        f"{args.threads} threads for every runtime; batch 1. torch {torch.__version__}, "
+        f"{args.threads} threads for every runtime; batch 1; OpenMP threads (canao, PyTorch) wait "
+        f"{args.wait_policy}. torch {torch.__version__}, "
         f"onnxruntime {onnxruntime.__version__}, numpy {np.__version__}, python {platform.python_version()}."
     )
     peaks, gemms = gemm_efficiency(simd, args.threads)
