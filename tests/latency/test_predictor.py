@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -81,3 +83,25 @@ def test_breakdown_adds_up_to_the_prediction(profiled):
         parts = predictor.breakdown_ms(spec, seq_len)
         assert set(parts) == {"embedding and head", "layers"} and parts["layers"] > 0
         assert sum(parts.values()) == pytest.approx(predictor.predict_ms(spec, seq_len))
+
+
+def test_calibration_is_fitted_per_profiled_length(profiled):
+    """Whole models that run 30% over their composed blocks at one length and exactly at them at the other are
+    predicted so at each length, and in between by interpolation (one fit over both would miss both)."""
+    profile = profiled[1]
+    base = LatencyPredictor(profile)
+    short, long = base.seq_lens[0], base.seq_lens[-1]
+    calibration = []
+    for entry in profile.calibration:
+        raw = base.raw_ms(ArchSpec.from_dict(entry["spec"]), entry["seq_len"])
+        median = 1.3 * raw + 0.01 if entry["seq_len"] == short else raw
+        calibration.append({**entry, "median_ms": median})
+    fitted = LatencyPredictor(dataclasses.replace(profile, calibration=calibration))
+    spec = ArchSpec("encoder", 50, 32, 24, (LayerSpec(2, 8, 40), LayerSpec(1, 8, 16)))
+    assert fitted.predict_ms(spec, short) == pytest.approx(1.3 * base.raw_ms(spec, short) + 0.01, rel=1e-6)
+    assert fitted.predict_ms(spec, long) == pytest.approx(base.raw_ms(spec, long), rel=1e-6)
+    middle = (short + long) // 2
+    w = (long - middle) / (long - short)
+    want = w * (1.3 * base.raw_ms(spec, short) + 0.01) + (1 - w) * base.raw_ms(spec, long)
+    assert fitted.predict_ms(spec, middle) == pytest.approx(want, rel=1e-6)
+    assert fitted.calibration_at(short)[:2] == pytest.approx((1.3, 0.01), rel=1e-6)

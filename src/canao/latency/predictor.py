@@ -1,15 +1,21 @@
 """The compiler-aware latency predictor: block latencies composed, interpolated and calibrated.
 
-predict_ms(spec, seq_len) = a * (embed(H, T) + sum_i layer(H, heads_i, ffn_i, T) + head(H, T)) + b
+predict_ms(spec, seq_len) = a_T * (embed(H, T) + sum_i layer(H, heads_i, ffn_i, T) + head(H, T)) + b_T
 
 Block latencies come from the device profile (each block's fastest
 drift-corrected sweep, see profile.py). Layer latencies on the grid
 are first made monotone (pool-adjacent-violators along the FFN and heads
 axes: more work is never faster, and measurement noise should not say
 otherwise); off-grid sizes are interpolated multilinearly in (hidden, heads,
-FFN) and linearly in T. (a, b) are fitted by least squares on the whole
-models measured during profiling, and absorb what composition misses: the
-call overhead and cache effects between layers. Latencies in the profile are
+FFN) and linearly in T. (a_T, b_T) are fitted by least squares on the whole
+models measured during profiling, one pair per profiled length (interpolated
+linearly in T like the blocks), and absorb what composition misses: the
+call overhead and cache effects between layers. Why per length: those
+effects are not proportional across lengths. A block timed alone keeps its
+weights in cache; in a whole model they stream from the shared cache, which
+short sequences feel most: on a Xeon, fp32, whole models at 32 tokens ran
+~20% above their composed blocks, at 384 ~1%. One fit over all lengths left
+the 32-token predictions 15% off (MAPE; 7% per length). Latencies in the profile are
 each block's fastest-sweep median (see profile.py), so predictions are of
 the machine in its quiet state. Everything the predictor
 needs is in the profile file; nothing is repeated elsewhere.
@@ -99,7 +105,8 @@ class LatencyPredictor:
         self.ffns = sorted(space.ffn_choices)
         self.seq_lens = sorted(profile.config["seq_lens"])
         self._layer = self._monotone_layer_grid()
-        self.scale, self.offset, self.residual_ms = self._calibrate()
+        self.scale, self.offset, self.residual_ms = self._calibrate()  # over all lengths: the fallback
+        self._fits = {t: self._calibrate(t) for t in self.seq_lens}
 
     def _block(self, block: str, h: int, t: int, heads: int = 0, ffn: int = 0) -> float:
         key = block_key(block, h, t, heads, ffn)
@@ -149,11 +156,16 @@ class LatencyPredictor:
             )
         return sum(w * self._raw_ms_at(spec, self.seq_lens[i]) for i, w in _brackets(self.seq_lens, seq_len))
 
-    def _calibrate(self) -> tuple[float, float, float]:
-        """(scale, offset) of the least-squares fit of whole models to composed blocks, and its RMS residual."""
+    def _calibrate(self, seq_len: Optional[int] = None) -> tuple[float, float, float]:
+        """(scale, offset) of the least-squares fit of whole models to composed blocks, and its RMS residual:
+        over the calibration models at `seq_len` (the fit over all lengths where fewer than 3 are there)."""
         points = [
-            (self.raw_ms(ArchSpec.from_dict(c["spec"]), c["seq_len"]), c["median_ms"]) for c in self.profile.calibration
+            (self.raw_ms(ArchSpec.from_dict(c["spec"]), c["seq_len"]), c["median_ms"])
+            for c in self.profile.calibration
+            if seq_len is None or c["seq_len"] == seq_len
         ]
+        if seq_len is not None and len(points) < 3:
+            return self.scale, self.offset, self.residual_ms
         if len(points) < 2:
             return 1.0, 0.0, 0.0
         x, y = np.array(points).T
@@ -168,13 +180,14 @@ class LatencyPredictor:
 
     def uncertainty_ms(self, spec: ArchSpec, seq_len: int = 128) -> float:
         """How far the true latency may lie from predict_ms: the blocks' sweep spreads (ms, added linearly,
-        interpolated like the blocks) scaled like the prediction, plus the calibration's RMS residual."""
+        interpolated like the blocks) scaled like the prediction, plus the calibration's RMS residual (per length)."""
         self.raw_ms(spec, seq_len)  # validates spec and seq_len
-        total = 0.0
+        result = 0.0
         for it, wt in _brackets(self.seq_lens, seq_len):
             t = self.seq_lens[it]
+            total = 0.0
             for ih, wh in _brackets(self.hiddens, spec.hidden):
-                h, w = self.hiddens[ih], abs(wt * wh)
+                h, w = self.hiddens[ih], abs(wh)
                 total += w * sum(self._spread(b, h, t) * self._block(b, h, t) for b in ("embed", "head"))
                 for layer in spec.layers:
                     for ia, wa in _brackets(self.heads, layer.heads):
@@ -183,10 +196,25 @@ class LatencyPredictor:
                             total += (
                                 w * abs(wa * wf) * self._spread("layer", h, t, a, f) * self._block("layer", h, t, a, f)
                             )
-        return self.scale * total + self.residual_ms
+            scale, _, residual = self._fits[t]
+            result += abs(wt) * (scale * total + residual)
+        return result
+
+    def calibration_at(self, seq_len: int) -> tuple[float, float, float]:
+        """(scale, offset, RMS residual ms) of the whole-model fit at `seq_len`, interpolated between lengths."""
+        fit = np.zeros(3)
+        for i, w in _brackets(self.seq_lens, seq_len):
+            fit += w * np.array(self._fits[self.seq_lens[i]])
+        return float(fit[0]), float(fit[1]), float(fit[2])
 
     def predict_ms(self, spec: ArchSpec, seq_len: int = 128) -> float:
-        return self.scale * self.raw_ms(spec, seq_len) + self.offset
+        self.raw_ms(spec, seq_len)  # validates spec and seq_len
+        total = 0.0
+        for i, w in _brackets(self.seq_lens, seq_len):
+            t = self.seq_lens[i]
+            scale, offset, _ = self._fits[t]
+            total += w * (scale * self._raw_ms_at(spec, t) + offset)
+        return total
 
     def breakdown_ms(self, spec: ArchSpec, seq_len: int = 128) -> dict[str, float]:
         """predict_ms split into the fixed part (embedding, head, calibration offset) and the layers' part."""
@@ -194,9 +222,11 @@ class LatencyPredictor:
         fixed = layers = 0.0
         for i, w in _brackets(self.seq_lens, seq_len):
             t = self.seq_lens[i]
-            fixed += w * (self._edge_ms("embed", spec.hidden, t) + self._edge_ms("head", spec.hidden, t))
-            layers += w * sum(self._layer_ms(spec.hidden, x.heads, x.ffn, t) for x in spec.layers)
-        return {"embedding and head": self.scale * fixed + self.offset, "layers": self.scale * layers}
+            scale, offset, _ = self._fits[t]
+            edges = self._edge_ms("embed", spec.hidden, t) + self._edge_ms("head", spec.hidden, t)
+            fixed += w * (scale * edges + offset)
+            layers += w * scale * sum(self._layer_ms(spec.hidden, x.heads, x.ffn, t) for x in spec.layers)
+        return {"embedding and head": fixed, "layers": layers}
 
 
 @dataclass(frozen=True)
