@@ -1079,7 +1079,8 @@ static inline vf vexp2_shifted(vf x, vf shift) {
 }
 
 static inline void attention_block_amx(const AttentionOperands *o, const float *Q, int ldq, const float *mask_row,
-                                       float *scores, float *out, int ldo, int t0, int S, int past, int causal) {
+                                       int unmasked, float *scores, float *out, int ldo, int t0, int S, int past,
+                                       int causal) {
     const int Sp = o->Sp, Sp2 = Sp / 2, hd2 = o->hd2, hd2p = ATT_HD2(hd2), hdv = o->hdv, hd = o->hd;
     const int keys = causal ? past + t0 + AMX_TR : S; /* what the block's last row sees */
     const int span = (keys + 2 * VL - 1) / (2 * VL) * (2 * VL); /* score columns computed; <= Sp */
@@ -1102,7 +1103,10 @@ static inline void attention_block_amx(const AttentionOperands *o, const float *
     float inv_sum[AMX_TR];
     vf row_max[AMX_TR], column[AMX_TR];
     for (int r = 0; r < AMX_TR; ++r) row_max[r] = vbroadcast(-INFINITY);
-    for (int j = 0; j < span; j += VL) { /* mask, causal cut and maxima as the vector path stores its scores */
+    int j0 = 0; /* keys whose mask is 0 (and no causal cut): their stored scores stand, only the maxima are due */
+    for (; !causal && j0 + VL <= unmasked && j0 < span; j0 += VL)
+        for (int r = 0; r < AMX_TR; ++r) row_max[r] = vmax(row_max[r], vload(scores + (size_t)r * Sp + j0));
+    for (int j = j0; j < span; j += VL) { /* mask, causal cut and maxima as the vector path stores its scores */
         for (int r = 0; r < AMX_TR; ++r) column[r] = vload(scores + (size_t)r * Sp + j);
         attention_store_scores(scores, Sp, mask_row, j, t0, AMX_TR, past, causal, column, row_max);
     }
@@ -1213,9 +1217,12 @@ static inline int attention(const float *Q, int ldq, const float *K, int ldk, co
         int t0 = 0;
 #if CANAO_AMX_BF16
         if (bf16 && T >= AMX_TR && amx_usable()) {
+            int unmasked = 0; /* leading keys with a zero mask (a padded batch row masks its tail) */
+            while (unmasked < S && mask_row[unmasked] == 0.0f) ++unmasked;
             amx_configure();
             for (; t0 + AMX_TR <= T; t0 += AMX_TR)
-                attention_block_amx(&o, Q + h * hd, ldq, mask_row, scores, out + h * hd, ldo, t0, S, past, causal);
+                attention_block_amx(&o, Q + h * hd, ldq, mask_row, unmasked, scores, out + h * hd, ldo, t0, S, past,
+                                    causal);
             _tile_release();
         }
 #endif
