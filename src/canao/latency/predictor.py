@@ -76,6 +76,19 @@ def _brackets(axis: Sequence[int], x: float) -> list[tuple[int, float]]:
     return [(i, 1.0 - t), (i + 1, t)]
 
 
+def _fit(points: Sequence[tuple[float, float]]) -> tuple[float, float, float]:
+    """(scale, offset) of the least-squares fit of whole models (measured) to composed blocks, and its RMS
+    residual; points are (composed ms, measured ms)."""
+    if len(points) < 2:
+        return 1.0, 0.0, 0.0
+    x, y = np.array(points).T
+    scale, offset = np.polyfit(x, y, 1)
+    if scale <= 0:  # degenerate calibration set: keep the composition, rescale only
+        scale, offset = float(np.mean(y / x)), 0.0
+    residual = float(np.sqrt(np.mean((scale * x + offset - y) ** 2)))
+    return float(scale), float(offset), residual
+
+
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     """Spearman rank correlation (average ranks for ties)."""
 
@@ -105,8 +118,16 @@ class LatencyPredictor:
         self.ffns = sorted(space.ffn_choices)
         self.seq_lens = sorted(profile.config["seq_lens"])
         self._layer = self._monotone_layer_grid()
-        self.scale, self.offset, self.residual_ms = self._calibrate()  # over all lengths: the fallback
-        self._fits = {t: self._calibrate(t) for t in self.seq_lens}
+        # whole models (length, composed blocks, measured): fitted over all lengths (the fallback) and per length
+        points = [
+            (c["seq_len"], self.raw_ms(ArchSpec.from_dict(c["spec"]), c["seq_len"]), c["median_ms"])
+            for c in profile.calibration
+        ]
+        self.scale, self.offset, self.residual_ms = _fit([(x, y) for _, x, y in points])
+        self._fits = {}
+        for t in self.seq_lens:
+            at_t = [(x, y) for length, x, y in points if length == t]
+            self._fits[t] = _fit(at_t) if len(at_t) >= 3 else (self.scale, self.offset, self.residual_ms)
 
     def _block(self, block: str, h: int, t: int, heads: int = 0, ffn: int = 0) -> float:
         key = block_key(block, h, t, heads, ffn)
@@ -144,6 +165,11 @@ class LatencyPredictor:
 
     def raw_ms(self, spec: ArchSpec, seq_len: int) -> float:
         """Sum of the block latencies, before calibration (interpolated linearly in T)."""
+        self._check(spec, seq_len)
+        return sum(w * self._raw_ms_at(spec, self.seq_lens[i]) for i, w in _brackets(self.seq_lens, seq_len))
+
+    def _check(self, spec: ArchSpec, seq_len: int) -> None:
+        """Refuse a spec or length the profile does not cover, naming what to change."""
         if spec.kind != self.kind:
             raise SpecError(f"the profile is for {self.kind}s, but the spec is a {spec.kind}.")
         bad = [x.head_dim for x in spec.layers if x.head_dim != self.head_dim]
@@ -154,26 +180,6 @@ class LatencyPredictor:
                 f"`seq_len` must lie in the profiled range {self.seq_lens[0]}..{self.seq_lens[-1]}, "
                 f"but got {seq_len}; profile with --seq-lens covering it."
             )
-        return sum(w * self._raw_ms_at(spec, self.seq_lens[i]) for i, w in _brackets(self.seq_lens, seq_len))
-
-    def _calibrate(self, seq_len: Optional[int] = None) -> tuple[float, float, float]:
-        """(scale, offset) of the least-squares fit of whole models to composed blocks, and its RMS residual:
-        over the calibration models at `seq_len` (the fit over all lengths where fewer than 3 are there)."""
-        points = [
-            (self.raw_ms(ArchSpec.from_dict(c["spec"]), c["seq_len"]), c["median_ms"])
-            for c in self.profile.calibration
-            if seq_len is None or c["seq_len"] == seq_len
-        ]
-        if seq_len is not None and len(points) < 3:
-            return self.scale, self.offset, self.residual_ms
-        if len(points) < 2:
-            return 1.0, 0.0, 0.0
-        x, y = np.array(points).T
-        scale, offset = np.polyfit(x, y, 1)
-        if scale <= 0:  # degenerate calibration set: keep the composition, rescale only
-            scale, offset = float(np.mean(y / x)), 0.0
-        residual = float(np.sqrt(np.mean((scale * x + offset - y) ** 2)))
-        return float(scale), float(offset), residual
 
     def _spread(self, block: str, h: int, t: int, heads: int = 0, ffn: int = 0) -> float:
         return float(self.profile.blocks.get(block_key(block, h, t, heads, ffn), {}).get("spread", 0.0))
@@ -181,7 +187,7 @@ class LatencyPredictor:
     def uncertainty_ms(self, spec: ArchSpec, seq_len: int = 128) -> float:
         """How far the true latency may lie from predict_ms: the blocks' sweep spreads (ms, added linearly,
         interpolated like the blocks) scaled like the prediction, plus the calibration's RMS residual (per length)."""
-        self.raw_ms(spec, seq_len)  # validates spec and seq_len
+        self._check(spec, seq_len)
         result = 0.0
         for it, wt in _brackets(self.seq_lens, seq_len):
             t = self.seq_lens[it]
@@ -208,7 +214,7 @@ class LatencyPredictor:
         return float(fit[0]), float(fit[1]), float(fit[2])
 
     def predict_ms(self, spec: ArchSpec, seq_len: int = 128) -> float:
-        self.raw_ms(spec, seq_len)  # validates spec and seq_len
+        self._check(spec, seq_len)
         total = 0.0
         for i, w in _brackets(self.seq_lens, seq_len):
             t = self.seq_lens[i]
@@ -218,7 +224,7 @@ class LatencyPredictor:
 
     def breakdown_ms(self, spec: ArchSpec, seq_len: int = 128) -> dict[str, float]:
         """predict_ms split into the fixed part (embedding, head, calibration offset) and the layers' part."""
-        self.raw_ms(spec, seq_len)  # validates spec and seq_len
+        self._check(spec, seq_len)
         fixed = layers = 0.0
         for i, w in _brackets(self.seq_lens, seq_len):
             t = self.seq_lens[i]
