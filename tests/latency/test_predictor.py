@@ -105,3 +105,28 @@ def test_calibration_is_fitted_per_profiled_length(profiled):
     want = w * (1.3 * base.raw_ms(spec, short) + 0.01) + (1 - w) * base.raw_ms(spec, long)
     assert fitted.predict_ms(spec, middle) == pytest.approx(want, rel=1e-6)
     assert fitted.calibration_at(short)[:2] == pytest.approx((1.3, 0.01), rel=1e-6)
+
+
+def test_models_smaller_than_the_calibration_never_predict_near_zero(profiled):
+    """A fit with a negative offset (here 2x the composed blocks minus 1.5x the smallest calibrated model) would
+    put a model smaller than every calibrated one at or below zero ms, which a search reads as meeting any budget;
+    below the smallest calibrated model the prediction is proportional instead, through the fit there."""
+    profile = profiled[1]
+    base = LatencyPredictor(profile)
+    t = base.seq_lens[0]
+    raws = [base.raw_ms(ArchSpec.from_dict(e["spec"]), t) for e in profile.calibration if e["seq_len"] == t]
+    smallest = min(raws)
+    calibration = [
+        {**e, "median_ms": 2.0 * base.raw_ms(ArchSpec.from_dict(e["spec"]), e["seq_len"]) - 1.5 * smallest}
+        for e in profile.calibration
+    ]
+    fitted = LatencyPredictor(dataclasses.replace(profile, calibration=calibration))
+    tiny = ArchSpec("encoder", 50, 32, 16, (LayerSpec(1, 8, 16),))
+    raw = base.raw_ms(tiny, t)
+    assert raw < smallest  # the case this test is about
+    assert 2.0 * raw - 1.5 * smallest < 0.5 * raw  # what the plain line would have said
+    assert fitted.predict_ms(tiny, t) == pytest.approx(0.5 * raw, rel=1e-6)
+    parts = fitted.breakdown_ms(tiny, t)
+    assert sum(parts.values()) == pytest.approx(0.5 * raw, rel=1e-6) and min(parts.values()) > 0
+    big = ArchSpec("encoder", 50, 32, 24, (LayerSpec(2, 8, 40), LayerSpec(2, 8, 40)))
+    assert fitted.predict_ms(big, t) == pytest.approx(2.0 * base.raw_ms(big, t) - 1.5 * smallest, rel=1e-6)

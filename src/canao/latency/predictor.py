@@ -124,10 +124,12 @@ class LatencyPredictor:
             for c in profile.calibration
         ]
         self.scale, self.offset, self.residual_ms = _fit([(x, y) for _, x, y in points])
-        self._fits = {}
+        self._fits, self._smallest = {}, {}
         for t in self.seq_lens:
             at_t = [(x, y) for length, x, y in points if length == t]
             self._fits[t] = _fit(at_t) if len(at_t) >= 3 else (self.scale, self.offset, self.residual_ms)
+            xs = [x for x, _ in at_t] or [x for _, x, _ in points]
+            self._smallest[t] = min(xs) if xs else 0.0
 
     def _block(self, block: str, h: int, t: int, heads: int = 0, ffn: int = 0) -> float:
         key = block_key(block, h, t, heads, ffn)
@@ -213,13 +215,25 @@ class LatencyPredictor:
             fit += w * np.array(self._fits[self.seq_lens[i]])
         return float(fit[0]), float(fit[1]), float(fit[2])
 
+    def _line_at(self, t: int, raw: float) -> tuple[float, float]:
+        """(scale, offset) that turn composed `raw` ms at profiled length `t` into a prediction. Below the
+        smallest calibrated model a negative offset would extrapolate to near-zero or negative latencies (a search
+        would then 'meet' any budget), so there the prediction is proportional, through the fit at that model."""
+        scale, offset, _ = self._fits[t]
+        smallest = self._smallest[t]
+        if offset >= 0 or raw >= smallest:
+            return scale, offset
+        at_smallest = scale * smallest + offset
+        return (at_smallest / smallest, 0.0) if at_smallest > 0 else (scale, 0.0)
+
     def predict_ms(self, spec: ArchSpec, seq_len: int = 128) -> float:
         self._check(spec, seq_len)
         total = 0.0
         for i, w in _brackets(self.seq_lens, seq_len):
             t = self.seq_lens[i]
-            scale, offset, _ = self._fits[t]
-            total += w * (scale * self._raw_ms_at(spec, t) + offset)
+            raw = self._raw_ms_at(spec, t)
+            scale, offset = self._line_at(t, raw)
+            total += w * (scale * raw + offset)
         return total
 
     def breakdown_ms(self, spec: ArchSpec, seq_len: int = 128) -> dict[str, float]:
@@ -228,10 +242,11 @@ class LatencyPredictor:
         fixed = layers = 0.0
         for i, w in _brackets(self.seq_lens, seq_len):
             t = self.seq_lens[i]
-            scale, offset, _ = self._fits[t]
             edges = self._edge_ms("embed", spec.hidden, t) + self._edge_ms("head", spec.hidden, t)
+            in_layers = sum(self._layer_ms(spec.hidden, x.heads, x.ffn, t) for x in spec.layers)
+            scale, offset = self._line_at(t, edges + in_layers)
             fixed += w * (scale * edges + offset)
-            layers += w * scale * sum(self._layer_ms(spec.hidden, x.heads, x.ffn, t) for x in spec.layers)
+            layers += w * scale * in_layers
         return {"embedding and head": fixed, "layers": layers}
 
 
