@@ -16,8 +16,9 @@ PRELUDE = f"#define CANAO_DEFAULT_MR {simd_level('scalar').default_mr}\n"
 LEVELS = ("amx", "avx512bf16", "avx512", "avx2", "scalar")  # x86-64 levels, widest first
 
 _GEMM = r"""
-int run_gemm(const float *A, const void *W, const float *bias, float *C, int M, int N, int K, int mr, int kc) {
-    Epilogue e = {{EPI_BIAS, EPI_END}, bias, NULL, 0, 1.0f};
+int run_gemm(const float *A, const void *W, const float *bias, float *C, int M, int N, int K, int mr, int kc,
+             const float *gamma, const float *beta) {
+    Epilogue e = {{EPI_BIAS, EPI_END}, bias, NULL, 0, 1.0f, gamma, beta, 1e-5f};
     return %s(A, K, W, K, N, C, N, M, &e, mr, kc);
 }
 """
@@ -49,22 +50,30 @@ def check_gemm_kernel(
     tol: float,
 ) -> None:
     """Run `kernel` (a gemm_packed_* with a bias epilogue) for every tile height and K block on shapes with odd
-    K, N off the panel width and M off every tile height; compare with expected(a, w, packed) + bias."""
+    K, N off the panel width and M off every tile height; compare with expected(a, w, packed) + bias. Then the
+    same with the epilogue's row LayerNorm (row bands normalise their own rows; other splits after the product)."""
     lib = kernels_with(_GEMM % kernel, simd)
     rng = np.random.default_rng(0)
     ptr = ctypes.c_void_p
+    null = ctypes.c_void_p(None)
     # 32+ rows: AMX tiles; 140 rows: 4 blocks of 32, so 2 threads split them into row bands (+12 rows)
     for m, n, k in ((13, 30, 21), (1, 70, 64), (29, 33, 303), (70, 33, 303), (64, 64, 96), (140, 40, 72)):
         a, w = rng.normal(size=(m, k)).astype(np.float32), rng.normal(size=(n, k)).astype(np.float32)
         a[0] = 1.5  # a constant row
         bias = rng.normal(size=n).astype(np.float32)
+        gamma, beta = rng.normal(size=n).astype(np.float32), rng.normal(size=n).astype(np.float32)
         packed = pack(w, simd_level(simd).panel_width)
         want = expected(a, w, packed) + bias
+        limit = tol * (1 + np.abs(want).max())
+        centred = want - want.mean(-1, keepdims=True)
+        std = np.sqrt((centred**2).mean(-1, keepdims=True) + 1e-5)
+        want_norm = centred / std * gamma + beta
+        limit_norm = 4 * limit / std.min() * np.abs(gamma).max()  # the product's error, over the row's spread
         for mr in (4, 6, 8, 12):
             for kc in (0, 7, 64):
-                c = np.full((m, n), np.nan, np.float32)
-                assert (
-                    lib.run_gemm(
+                for norm in (False, True):
+                    c = np.full((m, n), np.nan, np.float32)
+                    status = lib.run_gemm(
                         ptr(a.ctypes.data),
                         ptr(packed.ctypes.data),
                         ptr(bias.ctypes.data),
@@ -74,7 +83,11 @@ def check_gemm_kernel(
                         k,
                         mr,
                         kc,
+                        ptr(gamma.ctypes.data) if norm else null,
+                        ptr(beta.ctypes.data) if norm else null,
                     )
-                    == 0
-                )
-                assert np.abs(c - want).max() < tol * (1 + np.abs(want).max()), (m, n, k, mr, kc)
+                    assert status == 0
+                    if norm:
+                        assert np.abs(c - want_norm).max() < limit_norm, (m, n, k, mr, kc, "norm")
+                    else:
+                        assert np.abs(c - want).max() < limit, (m, n, k, mr, kc)

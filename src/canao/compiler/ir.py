@@ -31,7 +31,8 @@ definition; every backend is checked against it):
 Fused ops, made by passes:
   gemm(x, w, *extra)[epilogue, packed] -> x @ w^T followed by the epilogue steps in order:
       "bias" (+ next extra input), "residual" (+ next extra input, same shape as the output),
-      "gelu"/"gelu_tanh", "tanh", "scale:<f>"; `packed` names the weight layout
+      "gelu"/"gelu_tanh", "tanh", "scale:<f>", and last "layer_norm:<eps>" (+ gamma, beta extra inputs:
+      each output row normalised); `packed` names the weight layout
       ("", "panel<NR>", "bf16panel<NR>" or "i8panel<NR>"; see layout.LAYOUTS)
   add_layer_norm(x, r, g, b)[eps] -> layer_norm(x + r)
   attention(q, k, v, mask?)[heads, head_dim, causal, q_start, k_start, v_start, precision?] -> [T, heads*head_dim]

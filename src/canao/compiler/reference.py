@@ -90,6 +90,8 @@ def _epilogue(node: Node, y: np.ndarray, extras: list[np.ndarray]) -> np.ndarray
             y = np.tanh(y)
         elif step.startswith("scale:"):
             y = y * float(step.split(":", 1)[1])
+        elif step.startswith("layer_norm:"):
+            y = layer_norm(y, extras.pop(0), extras.pop(0), float(step.split(":", 1)[1]))
         else:
             raise IRError(f"unknown epilogue step {step!r} in {node.output}.")
     return y

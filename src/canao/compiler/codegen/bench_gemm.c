@@ -64,7 +64,7 @@ double canao_bench_gemm(int mr, int kc, int M, int N, int K, int reps, int threa
     for (long i = 0; i < (long)M * K; ++i) A[i] = (float)(i % 13) * 0.01f;
     bench_fill_weights(W, (size_t)panels, rows, precision);
     for (int i = 0; i < N; ++i) bias[i] = 0.5f;
-    Epilogue e = {{EPI_BIAS, EPI_END}, bias, NULL, 0, 1.0f};
+    Epilogue e = {{EPI_BIAS, EPI_END}, bias, NULL, 0, 1.0f, NULL, NULL, 0.0f};
     for (int trial = -1; trial < 3; ++trial) { /* trial -1 warms up */
         double t0 = bench_now();
         for (int r = 0; r < (trial < 0 ? 1 : reps); ++r) {

@@ -122,7 +122,12 @@ def _gemm(n: Node, v: _Names) -> list[str]:
         raise IRError(f"gemm `{n.output}` has unpacked weights; run pack_weights first.")
     k, out_n = v.width(x), v.width(n.output)
     steps, bias, residual, scale, extras = [], "NULL", "NULL", "1.0f", list(extras)
+    norm = "NULL, NULL, 0.0f"
     for step in n.attr("epilogue"):
+        if step.startswith("layer_norm:"):  # not a per-element step: the kernel normalises finished rows
+            gamma, beta = extras.pop(0), extras.pop(0)
+            norm = f"{v.ptr(gamma)}, {v.ptr(beta)}, {float(step.split(':', 1)[1])!r}f"
+            continue
         if step.startswith("scale:"):
             steps.append("EPI_SCALE")
             scale = f"{float(step.split(':', 1)[1])!r}f"
@@ -141,7 +146,7 @@ def _gemm(n: Node, v: _Names) -> list[str]:
     if precision != Precision.FP32:  # the bf16 and int8 kernels allocate scratch and report failure
         call = f"int status = {precision.layout.gemm_kernel}({args});\nif (status) *c->err = status;"
     return [
-        f"const Epilogue e = {{{{{', '.join(steps + ['EPI_END'])}}}, {bias}, {residual}, {out_n}, {scale}}};",
+        f"const Epilogue e = {{{{{', '.join(steps + ['EPI_END'])}}}, {bias}, {residual}, {out_n}, {scale}, {norm}}};",
         *call.split("\n"),
     ]
 

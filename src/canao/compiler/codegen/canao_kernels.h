@@ -165,6 +165,10 @@ typedef struct {
     const float *residual;        /* [M, ld_residual] */
     int ld_residual;
     float scale;
+    /* Optional LayerNorm of each finished row of C, in place (norm_gamma NULL: none): after all the steps above,
+     * so it is not one of them -- it needs the whole row. See gemm_norm_rows. */
+    const float *norm_gamma, *norm_beta; /* [N] */
+    float norm_eps;
 } Epilogue;
 
 /* Apply the epilogue to `len` (<= VL) columns starting at column n of row m. */
@@ -181,6 +185,49 @@ static inline vf epilogue_apply(const Epilogue *e, vf v, int m, int n, int len) 
         }
     }
     return v;
+}
+
+/* One row: yr = LayerNorm(xr + rr) (rr may be NULL; yr may be xr). */
+static inline void layer_norm_row(const float *xr, const float *rr, const float *g, const float *b, float *yr, int H,
+                                  float eps) {
+    vf acc = {0};
+    int i = 0;
+    for (; i + VL <= H; i += VL) {
+        vf v = rr ? vload(xr + i) + vload(rr + i) : vload(xr + i);
+        vstore(yr + i, v);
+        acc += v;
+    }
+    float sum = vsum(acc);
+    for (; i < H; ++i) { float v = xr[i] + (rr ? rr[i] : 0.0f); yr[i] = v; sum += v; }
+    const float mean = sum / (float)H;
+    vf sq = {0};
+    for (i = 0; i + VL <= H; i += VL) { vf d = vload(yr + i) - mean; sq += d * d; }
+    float var = vsum(sq);
+    for (; i < H; ++i) { float d = yr[i] - mean; var += d * d; }
+    const float inv = 1.0f / sqrtf(var / (float)H + eps);
+    for (i = 0; i + VL <= H; i += VL) vstore(yr + i, (vload(yr + i) - mean) * inv * vload(g + i) + vload(b + i));
+    for (; i < H; ++i) yr[i] = (yr[i] - mean) * inv * g[i] + b[i];
+}
+
+static inline void add_layer_norm(const float *x, const float *r, const float *g, const float *b,
+                                  float *y, int M, int H, float eps) {
+#pragma omp parallel for schedule(static) if (M * H > 65536)
+    for (int m = 0; m < M; ++m)
+        layer_norm_row(x + (size_t)m * H, r ? r + (size_t)m * H : NULL, g, b, y + (size_t)m * H, H, eps);
+}
+
+/* The epilogue's LayerNorm over rows r0..r1-1 of C (N columns), in place, by the calling thread. */
+static inline void gemm_norm_rows(float *C, int ldc, int r0, int r1, int N, const Epilogue *e) {
+    for (int m = r0; m < r1; ++m)
+        layer_norm_row(C + (size_t)m * ldc, NULL, e->norm_gamma, e->norm_beta, C + (size_t)m * ldc, N, e->norm_eps);
+}
+
+/* The same over all M rows, split over the threads: for GEMMs whose threads do not own whole rows (a panel
+ * split), this is the separate pass the fusion saves elsewhere. */
+static inline void gemm_norm_all_rows(float *C, int ldc, int M, int N, const Epilogue *e) {
+    if (!e->norm_gamma) return;
+#pragma omp parallel for schedule(static) if ((long)M * N > 65536)
+    for (int m = 0; m < M; ++m) gemm_norm_rows(C, ldc, m, m + 1, N, e);
 }
 
 /* ------------------------------------------------------------------- GEMM */
@@ -278,6 +325,7 @@ static inline void gemm_packed(const float *A, int lda, const float *Wp, int K, 
     case 6: gemm_packed_mr6(A, lda, Wp, K, N, C, ldc, M, e, kc); break;
     default: CANAO_CAT(gemm_packed_mr, CANAO_DEFAULT_MR)(A, lda, Wp, K, N, C, ldc, M, e, kc); break;
     }
+    gemm_norm_all_rows(C, ldc, M, N, e);
 }
 
 /* -------------------------------------------------------------- bf16 GEMM */
@@ -521,6 +569,7 @@ static inline void gemm_bf16_amx_block(const uint32_t *A2, int K2, const uint32_
                 for (int p = 0; p < panels; ++p)                                                              \
                     TILE_ROWS(__VA_ARGS__, Wp + (size_t)p * (PANEL_WORDS), 0, (K_STEPS), C, ldc, b1_ * AMX_MR,  \
                               r1_ - b1_ * AMX_MR, p * NR, N, e, 1, 1);                                        \
+            if (e->norm_gamma) gemm_norm_rows(C, ldc, b0_ * AMX_MR, r1_, N, e); /* its own rows, still warm */ \
         }                                                                                                     \
     } while (0)
 
@@ -536,6 +585,7 @@ static inline void gemm_bf16_amx(const float *A, int lda, int K, uint32_t *A2, i
     } else {
         AMX_ROWS_TO_BF16(0, M);
         AMX_PANEL_LOOP(K2, (size_t)K2 * NR, gemm_bf16_amx_block, gemm_bf16_tile_rows, A2, K2);
+        gemm_norm_all_rows(C, ldc, M, N, e);
     }
 #undef AMX_ROWS_TO_BF16
 }
@@ -568,6 +618,7 @@ static inline int gemm_packed_bf16(const float *A, int lda, const void *Wp, int 
     case 6: gemm_bf16_mr6(A2, K2, W, K, N, C, ldc, M, e, kc2); break;
     default: CANAO_CAT(gemm_bf16_mr, CANAO_DEFAULT_MR)(A2, K2, W, K, N, C, ldc, M, e, kc2); break;
     }
+    gemm_norm_all_rows(C, ldc, M, N, e);
     free(A2);
     return 0;
 }
@@ -758,6 +809,7 @@ static inline void gemm_i8_amx(const float *A, int lda, int K, const QuantRows *
     } else {
         AMX_ROWS_TO_U8(0, M);
         AMX_PANEL_LOOP(K4, (size_t)(K4 + 2) * NR, gemm_i8_amx_block, gemm_i8_tile_rows, q);
+        gemm_norm_all_rows(C, ldc, M, N, e);
     }
 #undef AMX_ROWS_TO_U8
 }
@@ -793,6 +845,7 @@ static inline int gemm_packed_i8(const float *A, int lda, const void *Wp, int K,
     case 6: gemm_i8_mr6(&a, W, K, N, C, ldc, M, e, kc4); break;
     default: CANAO_CAT(gemm_i8_mr, CANAO_DEFAULT_MR)(&a, W, K, N, C, ldc, M, e, kc4); break;
     }
+    gemm_norm_all_rows(C, ldc, M, N, e);
     free(A4);
     return 0;
 }
@@ -810,32 +863,6 @@ static inline float dot(const float *a, const float *b, int n) {
 /* y = LayerNorm(x (+ r)) over rows of width H; r may be NULL. Two passes over
  * the row (mean, then variance of the centred values, which is exact enough in
  * float for rows of a few thousand), vectorised. */
-static inline void add_layer_norm(const float *x, const float *r, const float *g, const float *b,
-                                  float *y, int M, int H, float eps) {
-#pragma omp parallel for schedule(static) if (M * H > 65536)
-    for (int m = 0; m < M; ++m) {
-        const float *xr = x + (size_t)m * H;
-        const float *rr = r ? r + (size_t)m * H : NULL;
-        float *yr = y + (size_t)m * H;
-        vf acc = {0};
-        int i = 0;
-        for (; i + VL <= H; i += VL) {
-            vf v = rr ? vload(xr + i) + vload(rr + i) : vload(xr + i);
-            vstore(yr + i, v);
-            acc += v;
-        }
-        float sum = vsum(acc);
-        for (; i < H; ++i) { float v = xr[i] + (rr ? rr[i] : 0.0f); yr[i] = v; sum += v; }
-        const float mean = sum / (float)H;
-        vf sq = {0};
-        for (i = 0; i + VL <= H; i += VL) { vf d = vload(yr + i) - mean; sq += d * d; }
-        float var = vsum(sq);
-        for (; i < H; ++i) { float d = yr[i] - mean; var += d * d; }
-        const float inv = 1.0f / sqrtf(var / (float)H + eps);
-        for (i = 0; i + VL <= H; i += VL) vstore(yr + i, (vload(yr + i) - mean) * inv * vload(g + i) + vload(b + i));
-        for (; i < H; ++i) yr[i] = (yr[i] - mean) * inv * g[i] + b[i];
-    }
-}
 
 /* Fused attention: out[T, heads*hd] = softmax(Q K^T + mask) V per head.
  * Q/K/V rows have strides ldq/ldk/ldv; causal: query t sees keys 0..past+t.
@@ -1250,7 +1277,7 @@ static inline int attention(const float *Q, int ldq, const float *K, int ldk, co
 
 /* Elementwise activation over n floats (for activations no GEMM absorbed). */
 static inline void activation(const float *x, float *y, long n, int kind, float scale) {
-    Epilogue e = {{kind, EPI_END}, NULL, NULL, 0, scale};
+    Epilogue e = {{kind, EPI_END}, NULL, NULL, 0, scale, NULL, NULL, 0.0f};
     long i = 0;
     for (; i + VL <= n; i += VL) vstore(y + i, epilogue_apply(&e, vload(x + i), 0, 0, VL));
     if (i < n) {

@@ -3,7 +3,8 @@
 Order matters: the scale fold must see the separate Q linear before the QKV
 merge hides it; the concat_rows the merge emits are folded right after;
 attention is fused before LP-Fusion so slice views are read in place;
-LP-Fusion takes residual adds before add+LayerNorm fusion looks for them;
+LP-Fusion takes residual adds before add+LayerNorm fusion looks for them, and the LayerNorms left
+after GEMMs go into them last;
 packing needs the final GEMMs; memory is planned on the final node order.
 
 Example::
@@ -23,6 +24,7 @@ from canao.compiler.passes.fold_constants import fold_constants
 from canao.compiler.passes.fuse_add_layer_norm import fuse_add_layer_norm
 from canao.compiler.passes.fuse_attention import fuse_attention
 from canao.compiler.passes.fuse_epilogues import fuse_epilogues
+from canao.compiler.passes.fuse_gemm_layer_norm import fuse_gemm_layer_norm
 from canao.compiler.passes.merge_qkv import merge_qkv
 from canao.compiler.passes.pack_weights import pack_weights
 from canao.compiler.passes.plan_memory import plan_memory
@@ -36,13 +38,16 @@ PIPELINE: tuple[tuple[str, Pass], ...] = (
     ("fuse_attention", fuse_attention),
     ("fuse_epilogues", fuse_epilogues),
     ("fuse_add_layer_norm", fuse_add_layer_norm),
+    ("fuse_gemm_layer_norm", fuse_gemm_layer_norm),
     ("eliminate_dead_code", eliminate_dead_code),
     ("pack_weights", pack_weights),
     ("plan_memory", plan_memory),
 )
 # The fusions a model still runs without (reports show the time they save). Attention stays fused: the code
 # generator has no kernels for its unfused score/mask/softmax/context ops.
-OPTIONAL_FUSIONS = frozenset({"merge_qkv", "fold_constants_after_merge", "fuse_epilogues", "fuse_add_layer_norm"})
+OPTIONAL_FUSIONS = frozenset(
+    {"merge_qkv", "fold_constants_after_merge", "fuse_epilogues", "fuse_add_layer_norm", "fuse_gemm_layer_norm"}
+)
 
 
 def run_pipeline_stages(
