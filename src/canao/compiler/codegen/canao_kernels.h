@@ -447,6 +447,16 @@ DEFINE_GEMM_BF16(12)
 long syscall(long number, ...); /* unistd.h declares it only outside strict C11 */
 #define AMX_MR 32
 #define AMX_KP 16 /* k pairs per tile */
+/* The row-band GEMMs run K in parts of AMX_KB steps (pairs, quads) when K has at most AMX_KB_MAX_STEPS: each
+ * part's panel slice (16 KB) then stays in L1 while the band's blocks use it, and the blocks' sums wait in a
+ * per-thread scratch between parts. Why: a whole panel (K = 384: 24 KB) and a block's rows of A (24 KB) fill
+ * L1 together and evict each other; measured on the AMX Xeon (2 threads, 384 rows) -8..-12% time at K = 384,
+ * -3..-7% at K = 1536, and up to -12% at K = 768 with N = 3072; longer rows (bf16 K = 3072) ran 10% slower in
+ * parts (short runs of each row of A for the prefetchers), so they keep one part. */
+#ifndef AMX_KB
+#define AMX_KB 128
+#endif
+#define AMX_KB_MAX_STEPS 768
 typedef struct {
     uint8_t palette, start_row, reserved[14];
     uint16_t colsb[16];
@@ -477,16 +487,24 @@ static inline void amx_configure(void) {
     _tile_loadconfig(&c);
 }
 
-/* acc[32][NR] (4-byte sums) = 32 rows of A (from `a`, `steps` words a row) x one panel over its first `kfull` steps
- * (a multiple of 16 words: pairs or quads), on tiles; DOT is _tile_dpbf16ps (bf16) or _tile_dpbusd (int8). */
-#define AMX_BLOCK_PRODUCT(DOT, a, steps, kfull, panel, acc)                                                    \
+/* acc[32][NR] (4-byte sums) = 32 rows of A (from `a`, `steps` words a row) x one panel over its steps k0..k1-1
+ * (multiples of 16 words: pairs or quads), on tiles, added to `init` (NULL: zeros; else a 32 x NR block of
+ * earlier sums, which may be `acc` itself); DOT is _tile_dpbf16ps (bf16) or _tile_dpbusd (int8). */
+#define AMX_BLOCK_PART(DOT, a, steps, k0, k1, panel, init, acc)                                                \
     do {                                                                                                      \
         const size_t a_stride_ = (size_t)(steps) * 4, b_stride_ = NR * 4;                                     \
-        _tile_zero(0);                                                                                        \
-        _tile_zero(1);                                                                                        \
-        _tile_zero(2);                                                                                        \
-        _tile_zero(3);                                                                                        \
-        for (int k_ = 0; k_ < (kfull); k_ += AMX_KP) {                                                        \
+        if (init) {                                                                                           \
+            _tile_loadd(0, &(init)[0][0], NR * 4);                                                            \
+            _tile_loadd(1, &(init)[0][16], NR * 4);                                                           \
+            _tile_loadd(2, &(init)[16][0], NR * 4);                                                           \
+            _tile_loadd(3, &(init)[16][16], NR * 4);                                                          \
+        } else {                                                                                              \
+            _tile_zero(0);                                                                                    \
+            _tile_zero(1);                                                                                    \
+            _tile_zero(2);                                                                                    \
+            _tile_zero(3);                                                                                    \
+        }                                                                                                     \
+        for (int k_ = (k0); k_ < (k1); k_ += AMX_KP) {                                                        \
             _tile_loadd(4, (a) + k_, a_stride_);                                                              \
             _tile_loadd(5, (a) + (size_t)16 * (steps) + k_, a_stride_);                                       \
             _tile_loadd(6, (panel) + (size_t)k_ * NR, b_stride_);                                             \
@@ -502,13 +520,16 @@ static inline void amx_configure(void) {
         _tile_stored(3, &(acc)[16][16], NR * 4);                                                              \
     } while (0)
 
-/* C rows m0..m0+31, panel columns n0..n0+31, all K pairs, through the epilogue. */
-static inline void gemm_bf16_amx_block(const uint32_t *A2, int K2, const uint32_t *panel, float *C, int ldc, int m0,
-                                       int n0, int N, const Epilogue *e) {
+/* C rows m0..m0+31, panel columns n0..n0+31, pairs k0..k1-1 (multiples of 16 but the end): added to the 32 x NR
+ * sums in `sums` (k0 = 0: none) and left there, or, for the part that reaches the last whole tile of pairs, the
+ * rest pairs added and stored through the epilogue. */
+static inline void gemm_bf16_amx_part(const uint32_t *A2, int K2, const uint32_t *panel, float *C, int ldc, int m0,
+                                      int n0, int N, const Epilogue *e, int k0, int k1, float (*sums)[NR]) {
     float acc[AMX_MR][NR] __attribute__((aligned(64)));
     const uint32_t *a = A2 + (size_t)m0 * K2;
-    int kfull = K2 / AMX_KP * AMX_KP;
-    AMX_BLOCK_PRODUCT(_tile_dpbf16ps, a, K2, kfull, panel, acc);
+    int kfull = K2 / AMX_KP * AMX_KP, last = k1 >= kfull;
+    AMX_BLOCK_PART(_tile_dpbf16ps, a, K2, k0, last ? kfull : k1, panel, k0 > 0 ? sums : NULL, last ? acc : sums);
+    if (!last) return;
     for (int r = 0; r < AMX_MR; ++r) {
         vf acc0 = vload(acc[r]), acc1 = vload(acc[r] + VL);
         const uint32_t *ar = a + (size_t)r * K2;
@@ -519,6 +540,12 @@ static inline void gemm_bf16_amx_block(const uint32_t *A2, int K2, const uint32_
         gemm_store(C, ldc, m0 + r, n0, N, acc0, e, 1, 1);
         gemm_store(C, ldc, m0 + r, n0 + VL, N, acc1, e, 1, 1);
     }
+}
+
+/* The same over all pairs. */
+static inline void gemm_bf16_amx_block(const uint32_t *A2, int K2, const uint32_t *panel, float *C, int ldc, int m0,
+                                       int n0, int N, const Epilogue *e) {
+    gemm_bf16_amx_part(A2, K2, panel, C, ldc, m0, n0, N, e, 0, K2, NULL);
 }
 
 /* The whole GEMM on tiles: (panel, 32-row block) pairs split statically over the threads, then the last
@@ -552,19 +579,28 @@ static inline void gemm_bf16_amx_block(const uint32_t *A2, int K2, const uint32_
  * needs no barrier, and every row of C, of its residual and of the converted A stays in one core's cache --
  * the row-split LayerNorm after it and the next GEMM's conversion read it there. The panel split above leaves
  * each core half of every row and made the conversion a serial pass (~1/3 of a bf16 FFN GEMM at 384 tokens). */
-#define AMX_BAND_LOOP(CONVERT, K_STEPS, PANEL_WORDS, BLOCK, TILE_ROWS, ...)                                      \
+#define AMX_BAND_LOOP(CONVERT, K_STEPS, PANEL_WORDS, PART, TILE_ROWS, ...)                                       \
     do {                                                                                                      \
         int panels = (N + NR - 1) / NR, blocks = M / AMX_MR;                                                  \
         _Pragma("omp parallel") {                                                                             \
             int teams_ = canao_team_size(), rank_ = canao_team_rank();                                        \
             int b0_ = blocks * rank_ / teams_, b1_ = blocks * (rank_ + 1) / teams_;                            \
             int r1_ = rank_ == teams_ - 1 ? M : b1_ * AMX_MR;                                                 \
+            int kb_ = AMX_KB, steps_ = (K_STEPS);                                                             \
+            int parted_ = steps_ > kb_ && steps_ <= AMX_KB_MAX_STEPS;                                         \
+            float(*sums_)[AMX_MR][NR] = parted_ ? aligned_alloc(64, (size_t)(b1_ - b0_ + 1) * sizeof *sums_) : NULL; \
+            if (!sums_) kb_ = steps_; /* one part: no sums to keep (or no memory for them) */                \
             CONVERT(b0_ * AMX_MR, r1_);                                                                       \
             amx_configure();                                                                                  \
             for (int p = 0; p < panels; ++p)                                                                  \
-                for (int rb = b0_; rb < b1_; ++rb)                                                            \
-                    BLOCK(__VA_ARGS__, Wp + (size_t)p * (PANEL_WORDS), C, ldc, rb * AMX_MR, p * NR, N, e);      \
+                for (int k0_ = 0;; k0_ += kb_) { /* parts up to the one reaching the last whole tile */       \
+                    for (int rb = b0_; rb < b1_; ++rb)                                                        \
+                        PART(__VA_ARGS__, Wp + (size_t)p * (PANEL_WORDS), C, ldc, rb * AMX_MR, p * NR, N, e, k0_, \
+                             k0_ + kb_, sums_ ? sums_[rb - b0_] : NULL);                                      \
+                    if (k0_ + kb_ >= steps_ / AMX_KP * AMX_KP) break;                                         \
+                }                                                                                             \
             _tile_release();                                                                                  \
+            free(sums_);                                                                                      \
             if (r1_ > b1_ * AMX_MR)                                                                           \
                 for (int p = 0; p < panels; ++p)                                                              \
                     TILE_ROWS(__VA_ARGS__, Wp + (size_t)p * (PANEL_WORDS), 0, (K_STEPS), C, ldc, b1_ * AMX_MR,  \
@@ -581,7 +617,7 @@ static inline void gemm_bf16_amx(const float *A, int lda, int K, uint32_t *A2, i
                                  float *C, int ldc, int M, const Epilogue *e) {
 #define AMX_ROWS_TO_BF16(r0, r1) rows_to_bf16(A + (size_t)(r0) * lda, lda, (r1) - (r0), K, A2 + (size_t)(r0) * K2, K2)
     if (amx_banded(M)) {
-        AMX_BAND_LOOP(AMX_ROWS_TO_BF16, K2, (size_t)K2 * NR, gemm_bf16_amx_block, gemm_bf16_tile_rows, A2, K2);
+        AMX_BAND_LOOP(AMX_ROWS_TO_BF16, K2, (size_t)K2 * NR, gemm_bf16_amx_part, gemm_bf16_tile_rows, A2, K2);
     } else {
         AMX_ROWS_TO_BF16(0, M);
         AMX_PANEL_LOOP(K2, (size_t)K2 * NR, gemm_bf16_amx_block, gemm_bf16_tile_rows, A2, K2);
@@ -772,13 +808,15 @@ DEFINE_GEMM_I8(12)
  * B layout for u8 x s8 products, the quantized rows of A are A tiles (16 quads a row), and tdpbusd adds
  * 16 x 16 x 64 products into int32 tiles. Quads past the last multiple of 16 and rows past the last multiple
  * of 32 use the vector kernel; the int32 sums are dequantized by the same store. */
-static inline void gemm_i8_amx_block(const QuantRows *q, const uint32_t *panel, float *C, int ldc, int m0, int n0,
-                                     int N, const Epilogue *e) {
+static inline void gemm_i8_amx_part(const QuantRows *q, const uint32_t *panel, float *C, int ldc, int m0, int n0,
+                                    int N, const Epilogue *e, int k0, int k1, float (*sums)[NR]) {
     int32_t acc[AMX_MR][NR] __attribute__((aligned(64)));
+    int32_t(*part)[NR] = (int32_t(*)[NR])sums; /* int32 sums in the same scratch */
     const int K4 = q->K4;
     const uint32_t *a = q->A4 + (size_t)m0 * K4;
-    int kfull = K4 / AMX_KP * AMX_KP;
-    AMX_BLOCK_PRODUCT(_tile_dpbusd, a, K4, kfull, panel, acc);
+    int kfull = K4 / AMX_KP * AMX_KP, last = k1 >= kfull;
+    AMX_BLOCK_PART(_tile_dpbusd, a, K4, k0, last ? kfull : k1, panel, k0 > 0 ? part : NULL, last ? acc : part);
+    if (!last) return;
     const uint32_t *qrow = panel + (size_t)K4 * NR;
     for (int r = 0; r < AMX_MR; ++r) {
         vi acc0, acc1;
@@ -795,6 +833,11 @@ static inline void gemm_i8_amx_block(const QuantRows *q, const uint32_t *panel, 
     }
 }
 
+static inline void gemm_i8_amx_block(const QuantRows *q, const uint32_t *panel, float *C, int ldc, int m0, int n0,
+                                     int N, const Epilogue *e) {
+    gemm_i8_amx_part(q, panel, C, ldc, m0, n0, N, e, 0, q->K4, NULL);
+}
+
 /* u8(A) x i8 panels on tiles; q's rows, scales and zero points are filled here from A. */
 static inline void gemm_i8_amx(const float *A, int lda, int K, const QuantRows *q, const uint32_t *Wp, int N, float *C,
                                int ldc, int M, const Epilogue *e) {
@@ -805,7 +848,7 @@ static inline void gemm_i8_amx(const float *A, int lda, int K, const QuantRows *
 #define AMX_ROWS_TO_U8(r0, r1)                                                                                 \
     rows_to_u8(A + (size_t)(r0) * lda, lda, (r1) - (r0), K, A4 + (size_t)(r0) * K4, K4, scale + (r0), zero + (r0))
     if (amx_banded(M)) {
-        AMX_BAND_LOOP(AMX_ROWS_TO_U8, K4, (size_t)(K4 + 2) * NR, gemm_i8_amx_block, gemm_i8_tile_rows, q);
+        AMX_BAND_LOOP(AMX_ROWS_TO_U8, K4, (size_t)(K4 + 2) * NR, gemm_i8_amx_part, gemm_i8_tile_rows, q);
     } else {
         AMX_ROWS_TO_U8(0, M);
         AMX_PANEL_LOOP(K4, (size_t)(K4 + 2) * NR, gemm_i8_amx_block, gemm_i8_tile_rows, q);
