@@ -1,4 +1,4 @@
-"""Compiler benchmark: canao vs PyTorch eager, ONNX Runtime and CTranslate2, side by side in one run.
+"""Compiler benchmark: canao vs PyTorch eager, ONNX Runtime, OpenVINO, LiteRT and CTranslate2, side by side in one run.
 
 Batch 1, the same thread count for every runtime (default 2), warm-up
 first, median and p90 over >= 20 timed calls (time.perf_counter), the peers
@@ -149,6 +149,29 @@ def _openvino_peers(
     return peers
 
 
+def _litert_peer(
+    model: torch.nn.Module, seq: int, threads: int, workdir: Path, ids: np.ndarray
+) -> Callable[[], np.ndarray]:
+    """LiteRT (the TFLite runtime; its default XNNPACK delegate) on the model converted by litert-torch, static
+    shape, fp32. Optional: `pip install litert-torch ai-edge-litert` (then `pip install "typing_extensions>=4.15"`:
+    litert-torch pins an older one that selenium, used by the page tests, refuses)."""
+    import litert_torch
+    from ai_edge_litert.interpreter import Interpreter
+
+    path = workdir / f"{re.sub(r'[^A-Za-z0-9]+', '_', model.spec.describe())}-{seq}.tflite"
+    if not path.exists():
+        litert_torch.convert(_LastHidden(model).eval(), (torch.tensor(ids),)).export(str(path))
+    interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    runner = interpreter.get_signature_runner()
+    (name,) = runner.get_input_details()
+    feed = {name: ids.astype(np.int32)}  # the converter narrows int64 inputs to int32
+
+    def run(interpreter=interpreter) -> np.ndarray:  # the runner needs its interpreter alive
+        return next(iter(runner(**feed).values()))
+
+    return run
+
+
 PEER_PRECISION = {
     "PyTorch bf16": "bf16",
     "ONNX Runtime int8": "int8 (dynamic)",
@@ -191,6 +214,11 @@ def bench_encoder(
             print(f"{label}: inference precision {precision}")
     except Exception as err:  # not installed (pip install -e ".[bench]") or failing: reported, not fatal
         print(f"OpenVINO skipped for {name} seq {seq}: {err!r}")
+    try:
+        run = _litert_peer(model, seq, threads, workdir, ids)
+        diffs["LiteRT"], peers["LiteRT"] = float(np.abs(run() - want).max()), run
+    except Exception as err:  # not installed (see _litert_peer) or failing: reported, not fatal
+        print(f"LiteRT skipped for {name} seq {seq}: {err!r}")
     half = copy.deepcopy(model).to(torch.bfloat16)
 
     def eager_bf16() -> object:
