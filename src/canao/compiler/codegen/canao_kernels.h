@@ -1093,6 +1093,13 @@ static inline __attribute__((always_inline)) void attention_context_block_bf16(c
 
 static inline uint32_t bf16_pair(float lo, float hi) { return (uint32_t)bf16_of(lo) | (uint32_t)bf16_of(hi) << 16; }
 
+/* bf16_of of each lane, in the high half of the lane's word (the low half zero). */
+static inline vu vbf16_high(vf x) {
+    vu u;
+    memcpy(&u, &x, sizeof u);
+    return (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+}
+
 /* Fill a head's packed operands from its row-major K/V columns: K^T (fp32), or K^T and V as bf16 pairs; padding is zero. */
 static inline void attention_prepare_head(AttentionOperands *o, float *KT, const float *K, int ldk, const float *V,
                                           int ldv, int S) {
@@ -1106,20 +1113,35 @@ static inline void attention_prepare_head(AttentionOperands *o, float *KT, const
         o->KT = KT;
         return;
     }
-    for (int j0 = 0; j0 < Sp; j0 += 16)
-        for (int dd0 = 0; dd0 < o->hd2; dd0 += 8)
-            for (int j = j0; j < j0 + 16 && j < Sp; ++j)
-                for (int dd = dd0; dd < dd0 + 8 && dd < o->hd2; ++dd) {
-                    float lo = j < S ? K[(size_t)j * ldk + 2 * dd] : 0.0f;
-                    float hi = j < S && 2 * dd + 1 < hd ? K[(size_t)j * ldk + 2 * dd + 1] : 0.0f;
-                    o->KT2[(size_t)dd * Sp + j] = bf16_pair(lo, hi);
-                }
-    for (int jj = 0; jj < Sp / 2; ++jj)
-        for (int d = 0; d < o->hdv; ++d) {
-            float lo = 2 * jj < S && d < hd ? V[(size_t)(2 * jj) * ldv + d] : 0.0f;
-            float hi = 2 * jj + 1 < S && d < hd ? V[(size_t)(2 * jj + 1) * ldv + d] : 0.0f;
-            o->V2[(size_t)jj * o->hdv + d] = bf16_pair(lo, hi);
+    /* K^T as pairs: 16 keys x 16 words at a time, each key's run of 32 dims rounded by the vector conversion
+     * (rows_to_bf16: a row's bf16 values in order are its pairs), then the small block transposed. */
+    const int hd2 = o->hd2;
+    for (int j0 = 0; j0 < Sp; j0 += 16) {
+        int keys = S - j0 < 16 ? S - j0 : 16;
+        for (int dd0 = 0; dd0 < hd2; dd0 += 16) {
+            uint32_t block[16][16];
+            int words = hd2 - dd0 < 16 ? hd2 - dd0 : 16, d0 = 2 * dd0, count = hd - d0 < 32 ? hd - d0 : 32;
+            for (int r = 0; r < 16; ++r) {
+                if (r < keys) rows_to_bf16(K + (size_t)(j0 + r) * ldk + d0, ldk, 1, count, block[r], 16);
+                else memset(block[r], 0, sizeof block[r]);
+            }
+            for (int w = 0; w < words; ++w)
+                for (int r = 0; r < 16 && j0 + r < Sp; ++r) o->KT2[(size_t)(dd0 + w) * Sp + j0 + r] = block[r][w];
         }
+    }
+    /* V as pairs of consecutive keys: the two rows rounded a vector at a time and interleaved by halves. */
+    for (int jj = 0; jj < Sp / 2; ++jj) {
+        const float *lo = 2 * jj < S ? V + (size_t)(2 * jj) * ldv : NULL;
+        const float *hi = 2 * jj + 1 < S ? V + (size_t)(2 * jj + 1) * ldv : NULL;
+        uint32_t *row = o->V2 + (size_t)jj * o->hdv;
+        int d = 0;
+        for (; d + VL <= hd; d += VL) {
+            vu a = lo ? vbf16_high(vload(lo + d)) : (vu){0}, b = hi ? vbf16_high(vload(hi + d)) : (vu){0};
+            vu pair = (a >> 16) | b;
+            memcpy(row + d, &pair, sizeof pair);
+        }
+        for (; d < o->hdv; ++d) row[d] = d < hd ? bf16_pair(lo ? lo[d] : 0.0f, hi ? hi[d] : 0.0f) : 0;
+    }
 }
 
 #if CANAO_AMX_BF16
