@@ -70,8 +70,10 @@ def op_gflop(graph: Graph, node: Node, seq_len: int, context: int) -> float:
 
 
 def _detail(node: Node) -> str:
-    if node.op == "gemm":
-        return "+".join(node.attr("epilogue") or ())
+    if node.op == "gemm":  # a LayerNorm step without its epsilon: the label names what runs, not its constants
+        return "+".join(
+            step.split(":")[0] if step.startswith("layer_norm:") else step for step in node.attr("epilogue") or ()
+        )
     if node.op == "attention":
         return f"{node.attr('heads')}x{node.attr('head_dim')}" + (" causal" if node.attr("causal") else "")
     return ""
