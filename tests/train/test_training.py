@@ -251,6 +251,47 @@ def test_span_qa_teacher_outputs_gather_the_live_logits():
     assert torch.allclose(half.values, outputs.values, atol=0.05 * float(outputs.values.abs().max()))
 
 
+def test_a_killed_teacher_pass_resumes_from_its_partial_save(tmp_path):
+    """The cache pass saves the batches it has done; a killed pass resumes after them and ends with exactly
+    the outputs of an uninterrupted one; a damaged partial file is ignored; the finished cache removes it."""
+    from canao.data.bundled import bundled_squad_sample
+    from canao.models import build_model
+    from canao.models.tokenizer import load_tokenizer
+    from canao.train.tasks import get_task
+    from canao.train.teacher_cache import BATCH, TeacherOutputs
+
+    task = get_task("squad")
+    data = task.load(bundled_squad_sample(), load_tokenizer(teacher_dir()), max_length=64, doc_stride=32)
+    total = (len(data.features) + BATCH - 1) // BATCH
+    assert total > 3
+    model = build_model(ArchSpec("encoder", 30522, 128, 32, (LayerSpec(4, 8, 64),)), "qa").eval()
+    whole = TeacherOutputs.compute(model, "squad", data)
+    partial = tmp_path / "pass.partial.pt"
+
+    def killed_after_two(done, total, loss):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        TeacherOutputs.compute(model, "squad", data, killed_after_two, partial=partial, save_every_s=0.0)
+    assert partial.exists()
+    seen: list[int] = []
+    resumed = TeacherOutputs.compute(
+        model, "squad", data, lambda done, total, loss: seen.append(done), partial=partial, save_every_s=0.0
+    )
+    assert seen[0] == 3 and seen[-1] == total  # batches 1-2 came from the file
+    assert torch.equal(resumed.values, whole.values) and torch.equal(resumed.offsets, whole.offsets)
+    partial.write_bytes(b"not a torch file")
+    seen.clear()
+    again = TeacherOutputs.compute(
+        model, "squad", data, lambda done, total, loss: seen.append(done), partial=partial, save_every_s=0.0
+    )
+    assert seen[0] == 1 and torch.equal(again.values, whole.values)
+    cache = tmp_path / "cache"
+    TeacherOutputs.load_or_compute(model, "squad", data, teacher_dir(), cache_dir=cache, save_every_s=0.0)
+    assert [p.name.endswith(".partial.pt") for p in cache.iterdir()] == [False]
+
+
 def test_distillation_with_augmented_text(tmp_path, tiny_bert, caplog):
     finetune(_config(tmp_path / "teacher", max_steps=2), tiny_bert, TRAIN)
     student = ArchSpec("encoder", 30522, 128, 24, (LayerSpec(2, 8, 40),))
