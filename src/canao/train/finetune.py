@@ -17,9 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import signal
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -30,6 +28,7 @@ import torch
 
 from canao.errors import CanaoError, DataError, SpecError
 from canao.models.hf import load_pretrained, save_pretrained
+from canao.storage import save_torch_atomically
 from canao.train.tasks import MODEL_TASK, TASK_NAMES, TaskData, get_task
 
 log = logging.getLogger(__name__)
@@ -191,7 +190,6 @@ def feature_lengths(data: TaskData) -> np.ndarray:
 def _save_checkpoint(
     path: Path, modules: dict[str, torch.nn.Module], optimizer, scheduler, step: int, history: list
 ) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "modules": {k: m.state_dict() for k, m in modules.items()},
         "optimizer": optimizer.state_dict(),
@@ -199,10 +197,7 @@ def _save_checkpoint(
         "step": step,
         "history": history,
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="tmp-checkpoint-", suffix=".pt")
-    os.close(fd)
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    save_torch_atomically(state, path)
 
 
 def run_training(

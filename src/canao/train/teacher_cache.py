@@ -19,8 +19,6 @@ Example::
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +27,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from canao.storage import cache_root
+from canao.storage import cache_root, save_torch_atomically
 from canao.train.finetune import feature_lengths
 from canao.train.tasks import MODEL_TASK, TaskData, get_task
 
@@ -40,21 +38,11 @@ PAD_LOGIT = -1e4  # beyond a feature's length: masked out of the soft loss anywa
 SAVE_EVERY_S = 300.0  # how often a long pass saves the batches it has done
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _save_partial(path: Path, batches: int, done: list) -> None:
     """The first `batches` batches' outputs, in pass order, flat (qa: (tokens, 2); classification: (n, labels))."""
-    _atomic_save({"batches": batches, "values": torch.cat(done) if done[0].dim() == 2 else torch.stack(done)}, path)
+    save_torch_atomically(
+        {"batches": batches, "values": torch.cat(done) if done[0].dim() == 2 else torch.stack(done)}, path
+    )
 
 
 def _resume(path: Path, kind: str, order: np.ndarray, lengths: np.ndarray, per_feature: list) -> int:
@@ -134,7 +122,7 @@ class TeacherOutputs:
 
         With `partial`, the batches done so far are saved there every `save_every_s` seconds (atomically) and a
         later call resumes after them: on SQuAD at 384 tokens the pass takes over an hour on 2 cores, and a
-        killed run must not start it again. The file is removed when the pass completes."""
+        killed run must not start it again. `load_or_compute` removes the file once the cache is saved."""
         task, kind = get_task(task_name), MODEL_TASK[task_name]
         lengths = feature_lengths(data)
         order = np.argsort(lengths, kind="stable")
@@ -162,11 +150,9 @@ class TeacherOutputs:
                     progress(done + 1, total, float("nan"))
         tensors = [t for t in per_feature if t is not None]
         if kind == "classification":
-            result = cls(kind, torch.stack(tensors), None)
-        else:
-            offsets = torch.tensor(np.concatenate(([0], np.cumsum(lengths))), dtype=torch.long)
-            result = cls(kind, torch.cat(tensors), offsets)
-        return result
+            return cls(kind, torch.stack(tensors), None)
+        offsets = torch.tensor(np.concatenate(([0], np.cumsum(lengths))), dtype=torch.long)
+        return cls(kind, torch.cat(tensors), offsets)
 
     @classmethod
     def load_or_compute(
@@ -194,6 +180,6 @@ class TeacherOutputs:
                 path.unlink(missing_ok=True)
         partial = directory / f"{key}.partial.pt"
         outputs = cls.compute(model, task_name, data, progress, precision, partial=partial, save_every_s=save_every_s)
-        _atomic_save({"kind": outputs.kind, "values": outputs.values, "offsets": outputs.offsets}, path)
+        save_torch_atomically({"kind": outputs.kind, "values": outputs.values, "offsets": outputs.offsets}, path)
         partial.unlink(missing_ok=True)
         return outputs

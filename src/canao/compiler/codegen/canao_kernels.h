@@ -927,25 +927,28 @@ static inline float dot(const float *a, const float *b, int n) {
 #define ATT_EACH_ROW(X) X(0) X(1) X(2) X(3)
 #endif
 
-/* attention_scores_pair (below) for a full block, with every accumulator a named variable: with arrays GCC kept
- * them in memory and stored each to the stack after every FMA (perf annotate), and the fp32 products ran at
- * ~40% of the FMA peak. The sums go to acc0/acc1 once, at the end. */
-static inline void attention_scores_full(const float *Q, int ldq, const float *KT, int Sp, int j, int t0, int hd,
-                                         vf *acc0, vf *acc1) {
+/* The product both attention stages run on a full block of ATT_RB rows: acc0[r] / acc1[r] = sum over i < n of
+ * A[r * lda + i] times B[i * ldb ...] (two vectors: VL columns each). Scores: A = the block's q rows, B = K^T at
+ * key j; context: A = the block's exps, B = V at column d. Every accumulator is a named variable, and the
+ * arrays are written once at the end: with the accumulators in arrays that the next step reads through a
+ * pointer, GCC kept them in memory and stored each to the stack after every FMA (perf annotate), and the fp32
+ * products ran at ~40% of the FMA peak. Rows of a partial block use the loops below. */
+static inline void attention_block_product(const float *A, int lda, const float *B, int ldb, int n, vf *acc0,
+                                           vf *acc1) {
 #define ATT_DECLARE(r) vf a##r = {0}, b##r = {0};
 #define ATT_STEP(r)                                                                                              \
     {                                                                                                            \
-        vf q_ = vbroadcast(q[(size_t)(r) * ldq]);                                                                \
-        a##r += q_ * k0;                                                                                         \
-        b##r += q_ * k1;                                                                                         \
+        vf s_ = vbroadcast(ai[(size_t)(r) * lda]);                                                               \
+        a##r += s_ * x0;                                                                                         \
+        b##r += s_ * x1;                                                                                         \
     }
 #define ATT_OUT(r)                                                                                               \
     acc0[r] = a##r;                                                                                              \
     acc1[r] = b##r;
     ATT_EACH_ROW(ATT_DECLARE)
-    for (int d = 0; d < hd; ++d) {
-        const float *q = Q + (size_t)t0 * ldq + d;
-        vf k0 = vload(KT + (size_t)d * Sp + j), k1 = vload(KT + (size_t)d * Sp + j + VL);
+    for (int i = 0; i < n; ++i) {
+        const float *ai = A + i, *bi = B + (size_t)i * ldb;
+        vf x0 = vload(bi), x1 = vload(bi + VL);
         ATT_EACH_ROW(ATT_STEP)
     }
     ATT_EACH_ROW(ATT_OUT)
@@ -1026,7 +1029,7 @@ static inline void attention_scores_block(const AttentionOperands *o, const floa
             if (rows == ATT_RB) attention_scores_pair_bf16(o->Q2, o->hd2, o->KT2, Sp, j, ATT_RB, acc0, acc1);
             else attention_scores_pair_bf16(o->Q2, o->hd2, o->KT2, Sp, j, rows, acc0, acc1);
         } else {
-            if (rows == ATT_RB) attention_scores_full(Q, ldq, o->KT, Sp, j, t0, o->hd, acc0, acc1);
+            if (rows == ATT_RB) attention_block_product(Q + (size_t)t0 * ldq, ldq, o->KT + j, Sp, o->hd, acc0, acc1);
             else attention_scores_pair(Q, ldq, o->KT, Sp, j, t0, rows, o->hd, acc0, acc1);
         }
         attention_store_scores(scores, Sp, mask_row, j, t0, rows, past, causal, acc0, row_max);
@@ -1055,42 +1058,14 @@ static inline void attention_softmax_rows(float *scores, const float *maxima, fl
     }
 }
 
-/* The context product for a full block of ATT_RB rows and 2 VL columns, with every accumulator a named
- * variable, as attention_scores_full (measured alone: ~1.5% of attention() -- GCC mostly kept this one's
- * arrays in registers; the scores loop was the one storing to the stack). */
-static inline void attention_context_full(const float *scores, const float *inv_sum, int Sp, const float *V, int ldv,
-                                          float *out, int ldo, int t0, int keys, int d) {
-#define ATT_DECLARE(r) vf a##r = {0}, b##r = {0};
-#define ATT_STEP(r)                                                                                              \
-    {                                                                                                            \
-        vf p_ = vbroadcast(pj[(size_t)(r) * Sp]);                                                                \
-        a##r += p_ * v0;                                                                                         \
-        b##r += p_ * v1;                                                                                         \
-    }
-#define ATT_STORE(r)                                                                                             \
-    vstore(out + (size_t)(t0 + (r)) * ldo + d, a##r * inv_sum[r]);                                              \
-    vstore(out + (size_t)(t0 + (r)) * ldo + d + VL, b##r * inv_sum[r]);
-    ATT_EACH_ROW(ATT_DECLARE)
-    for (int j = 0; j < keys; ++j) {
-        const float *vj = V + (size_t)j * ldv + d, *pj = scores + j;
-        vf v0 = vload(vj), v1 = vload(vj + VL);
-        ATT_EACH_ROW(ATT_STEP)
-    }
-    ATT_EACH_ROW(ATT_STORE)
-#undef ATT_DECLARE
-#undef ATT_STEP
-#undef ATT_STORE
-}
-
 static inline __attribute__((always_inline)) void attention_context_block(const float *scores, const float *inv_sum,
                                                                           int Sp, const float *V, int ldv, float *out,
                                                                           int ldo, int t0, int rows, int keys, int hd) {
     int d = 0;
-    if (rows == ATT_RB)
-        for (; d + 2 * VL <= hd; d += 2 * VL) attention_context_full(scores, inv_sum, Sp, V, ldv, out, ldo, t0, keys, d);
     for (; d + 2 * VL <= hd; d += 2 * VL) {
         vf acc0[ATT_RB] = {{0}}, acc1[ATT_RB] = {{0}};
-        for (int j = 0; j < keys; ++j) {
+        if (rows == ATT_RB) attention_block_product(scores, Sp, V + d, ldv, keys, acc0, acc1);
+        else for (int j = 0; j < keys; ++j) {
             vf v0 = vload(V + (size_t)j * ldv + d), v1 = vload(V + (size_t)j * ldv + d + VL);
             for (int r = 0; r < rows; ++r) {
                 float p = scores[(size_t)r * Sp + j];
