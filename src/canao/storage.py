@@ -88,22 +88,6 @@ def write_json_atomically(path: Path, data: Any, indent: int = 1) -> None:
         raise
 
 
-def save_torch_atomically(obj: Any, path: Path) -> None:
-    """torch.save to a temp file beside `path`, then rename: a killed save leaves the previous file, never a
-    half-written one (checkpoints, cached teacher outputs)."""
-    import torch
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def replace_directory(new: Path, target: Path) -> None:
     """Move `new` to `target`; an existing target is swapped out first and deleted after."""
     if not target.exists():

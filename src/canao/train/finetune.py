@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import signal
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -28,7 +30,6 @@ import torch
 
 from canao.errors import CanaoError, DataError, SpecError
 from canao.models.hf import load_pretrained, save_pretrained
-from canao.storage import save_torch_atomically
 from canao.train.tasks import MODEL_TASK, TASK_NAMES, TaskData, get_task
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,21 @@ def feature_lengths(data: TaskData) -> np.ndarray:
     if isinstance(first, tuple):
         return np.array([len(f[0]) for f in data.features])
     return np.array([len(f) for f in data.features])
+
+
+def save_torch_atomically(obj: Any, path: Path) -> None:
+    """torch.save to a temp file beside `path`, then rename: a killed save leaves the previous file, never a
+    half-written one (checkpoints here, cached teacher outputs in teacher_cache). Here rather than in
+    canao.storage, which must not import torch."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _save_checkpoint(

@@ -27,8 +27,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from canao.storage import cache_root, save_torch_atomically
-from canao.train.finetune import feature_lengths
+from canao.storage import cache_root
+from canao.train.finetune import feature_lengths, save_torch_atomically
 from canao.train.tasks import MODEL_TASK, TaskData, get_task
 
 CACHE_VERSION = 1
