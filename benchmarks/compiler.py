@@ -5,8 +5,9 @@ first, median and p90 over >= 20 timed calls (time.perf_counter), the peers
 timed in alternating rounds so that machine noise hits them alike. Models:
 (a) the MiniLM teacher (real weights) at 128 and 384 tokens, (b) BERT-base
 shape (random weights) at 128 and 384, (c) GPT-2 small shape (random
-weights), one decode step at a context of 128 with a KV cache. Every
-runtime's output is checked against PyTorch fp32 before it is timed.
+weights), one decode step at a context of 128 with a KV cache (OpenVINO and
+LiteRT run an exported step that takes and returns the cache as tensors).
+Every runtime's output is checked against PyTorch fp32 before it is timed.
 
 Precisions: fp32 for every runtime (the like-for-like comparison), plus
 canao with bf16 matrix products and with dynamic int8 GEMMs, and the
@@ -45,6 +46,7 @@ from canao.compiler.tune import bench_library, measure_shape
 from canao.device import describe_machine, resolve_simd, simd_level
 from canao.latency.timing import TimingStats, measure_interleaved_ms
 from canao.models import build_model, load_teacher
+from canao.models.decoder import KVCache
 
 BERT_BASE = ArchSpec.uniform("encoder", vocab_size=30522, max_positions=512, hidden=768, num_layers=12, heads=12)
 GPT2_TOKENIZER_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "tokenizers" / "gpt2"
@@ -130,7 +132,7 @@ def _openvino_peers(
         ("OpenVINO int8 (NNCF)", quantized, {}),
     ):
         compiled = core.compile_model(graph, "CPU", {**common, **extra})
-        chosen = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        chosen = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         request = compiled.create_infer_request()
         feed = {"ids": ids.astype(np.int64)}
 
@@ -280,6 +282,83 @@ def _ct2_decode(
     return TimingStats(float(q50), float(q90), float(samples.min()), float(q75 - q25), len(samples)), float("nan")
 
 
+class _DecodeStep(torch.nn.Module):
+    """One decode step with the KV cache as plain tensors, for the export-based peers: ids (1, 1) and the layers'
+    stacked past keys and values (L, 1, nh, S, hd) -> the step's logits (1, vocab) and the grown keys and values
+    (L, 1, nh, S + 1, hd). The context length is fixed at export (static shapes, as LiteRT needs)."""
+
+    def __init__(self, decoder: torch.nn.Module) -> None:
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(
+        self, ids: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        cache = KVCache([(past_k[i], past_v[i]) for i in range(past_k.shape[0])])
+        out = self.decoder(ids, cache=cache)
+        keys, values = zip(*out.cache.layers)
+        return out.logits[:, -1], torch.stack(keys), torch.stack(values)
+
+
+def _decoder_peers(
+    model: torch.nn.Module, prompt: np.ndarray, token: int, threads: int, workdir: Path
+) -> dict[str, tuple[Callable[[], np.ndarray], str]]:
+    """OpenVINO (fp32, its default precision, NNCF int8 weight compression -- its usual mode for generative
+    models) and LiteRT fp32 running the same decode step as canao, with the KV cache fed in and returned as
+    tensors. A peer that is not installed or fails is reported and left out."""
+    step = _DecodeStep(model).eval()
+    with torch.no_grad():  # not inference mode: litert-torch's export cannot trace inference tensors
+        layers = model(torch.tensor(prompt[None])).cache.layers
+        past_k, past_v = (torch.stack([kv[i] for kv in layers]) for i in (0, 1))
+    ids = torch.tensor([[token]])
+    peers: dict[str, tuple[Callable[[], np.ndarray], str]] = {}
+    try:
+        import nncf
+        import openvino as ov
+
+        path = workdir / "gpt2-decode-step.onnx"
+        torch.onnx.export(step, (ids, past_k, past_v), str(path), dynamo=False, input_names=["ids", "past_k", "past_v"])
+        core = ov.Core()
+        base = core.read_model(str(path))
+        feed = {"ids": ids.numpy(), "past_k": past_k.numpy(), "past_v": past_v.numpy()}
+        common = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
+        for label, graph, extra in (
+            ("OpenVINO", base, {"INFERENCE_PRECISION_HINT": "f32"}),
+            ("OpenVINO default", base, {}),
+            ("OpenVINO int8 weights (NNCF)", nncf.compress_weights(base.clone()), {}),
+        ):
+            compiled = core.compile_model(graph, "CPU", {**common, **extra})
+            request = compiled.create_infer_request()
+
+            def run(request=request) -> np.ndarray:
+                request.infer(feed, share_inputs=True)
+                return request.get_output_tensor(0).data[0]
+
+            chosen = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+            peers[label] = (run, chosen if "int8" not in label else f"int8 weights + {chosen}")
+    except Exception as err:  # not installed (pip install -e ".[bench]") or failing: reported, not fatal
+        print(f"OpenVINO skipped for the decoder: {err!r}")
+    try:
+        import litert_torch
+        from ai_edge_litert.interpreter import Interpreter
+
+        path = workdir / "gpt2-decode-step.tflite"
+        litert_torch.convert(step, (ids, past_k, past_v)).export(str(path))
+        interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        runner = interpreter.get_signature_runner()
+        names = sorted(runner.get_input_details())  # args_0..2, in the order of forward's arguments
+        tensors = (ids.numpy().astype(np.int32), past_k.numpy(), past_v.numpy())
+        lite_feed = dict(zip(names, tensors))
+
+        def run_litert(interpreter=interpreter) -> np.ndarray:  # the runner needs its interpreter alive
+            return next(v for v in runner(**lite_feed).values() if v.ndim == 2)[0]
+
+        peers["LiteRT"] = (run_litert, "fp32")
+    except Exception as err:  # not installed (see _litert_peer) or failing: reported, not fatal
+        print(f"LiteRT skipped for the decoder: {err!r}")
+    return peers
+
+
 def bench_decoder(threads: int, runs: int, tune_s: float, workdir: Path, context: int = 128) -> list[Row]:
     torch.manual_seed(0)
     model = build_model(GPT2_SMALL, "lm").eval()
@@ -324,8 +403,18 @@ def bench_decoder(threads: int, runs: int, tune_s: float, workdir: Path, context
         return decode
 
     diffs = {p: float(np.abs(decoder(p)() - want).max()) for p in sessions}
+    peers = _decoder_peers(model, prompt, token, threads, workdir)
+    for label, (run, precision) in peers.items():
+        diffs[label] = float(np.abs(run() - want).max())
+        print(f"{label} (decoder): inference precision {precision}")
     stats = measure_interleaved_ms(
-        {"eager": eager, "eager bf16": eager_bf16, **{f"canao {p}": decoder(p) for p in CANAO_PRECISIONS}}, runs=runs
+        {
+            "eager": eager,
+            "eager bf16": eager_bf16,
+            **{f"canao {p}": decoder(p) for p in CANAO_PRECISIONS},
+            **{label: run for label, (run, _) in peers.items()},
+        },
+        runs=runs,
     )
     rows = [
         Row("GPT-2 small", f"decode @ ctx {context}", "PyTorch eager (KV cache)", stats["eager"], gflop, 0.0),
@@ -357,6 +446,10 @@ def bench_decoder(threads: int, runs: int, tune_s: float, workdir: Path, context
             diffs["int8"],
             "int8 (dynamic)",
         ),
+    ]
+    rows += [
+        Row("GPT-2 small", f"decode @ ctx {context}", label, stats[label], gflop, diffs[label], precision)
+        for label, (_, precision) in peers.items()
     ]
     try:
         ct2 = _ct2_decode(model, prompt, threads, runs, workdir)
@@ -456,6 +549,7 @@ def main() -> None:
     parser.add_argument("--write", type=Path, help="also write the markdown table to this file")
     parser.add_argument("--quick", action="store_true", help="MiniLM seq 128 only")
     parser.add_argument("--only-minilm", action="store_true", help="MiniLM at 128 and 384 tokens only")
+    parser.add_argument("--only-decoder", action="store_true", help="the GPT-2 small decode step only")
     parser.add_argument(
         "--wait-policy",
         choices=("spin-then-sleep", "passive", "active"),
@@ -490,10 +584,15 @@ def main() -> None:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        teacher = load_teacher().model
-        for seq in (128,) if args.quick else (128, 384):
-            rows += bench_encoder("MiniLM-L6-H384 (teacher)", teacher, seq, args.threads, args.runs, args.tune_s, work)
-        if not args.quick and not args.only_minilm:
+        if not args.only_decoder:
+            teacher = load_teacher().model
+            for seq in (128,) if args.quick else (128, 384):
+                rows += bench_encoder(
+                    "MiniLM-L6-H384 (teacher)", teacher, seq, args.threads, args.runs, args.tune_s, work
+                )
+        if args.only_decoder:
+            rows += bench_decoder(args.threads, args.runs, args.tune_s, work)
+        elif not args.quick and not args.only_minilm:
             torch.manual_seed(0)
             base = build_model(BERT_BASE).eval()
             for seq in (128, 384):
