@@ -58,9 +58,10 @@ def check_gemm_kernel(
     null = ctypes.c_void_p(None)
     # 32+ rows: AMX tiles; 140 rows: 4 blocks of 32, so 2 threads split them into row bands (+12 rows); K 528
     # and 600 run the bands' K in parts of 128 steps (bf16: 264 and 300 pairs, int8: 132 and 150 quads), one
-    # ending exactly at the last whole tile and one past it, each with rest steps for the vector kernel
+    # ending exactly at the last whole tile and one past it, each with rest steps for the vector kernel; 70 and
+    # 100 rows (2 and 3 blocks + rest rows) take the panel split, 100 x 600 with K in parts in both precisions
     shapes = ((13, 30, 21), (1, 70, 64), (29, 33, 303), (70, 33, 303), (64, 64, 96), (140, 40, 72), (140, 33, 528))
-    for m, n, k in (*shapes, (140, 40, 600)):
+    for m, n, k in (*shapes, (140, 40, 600), (100, 40, 600)):
         a, w = rng.normal(size=(m, k)).astype(np.float32), rng.normal(size=(n, k)).astype(np.float32)
         a[0] = 1.5  # a constant row
         bias = rng.normal(size=n).astype(np.float32)

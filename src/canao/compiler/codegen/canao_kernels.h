@@ -542,32 +542,55 @@ static inline void gemm_bf16_amx_part(const uint32_t *A2, int K2, const uint32_t
     }
 }
 
-/* The same over all pairs. */
-static inline void gemm_bf16_amx_block(const uint32_t *A2, int K2, const uint32_t *panel, float *C, int ldc, int m0,
-                                       int n0, int N, const Epilogue *e) {
-    gemm_bf16_amx_part(A2, K2, panel, C, ldc, m0, n0, N, e, 0, K2, NULL);
+/* The panel split both AMX GEMMs use for few rows: one parallel region in which each thread converts a share
+ * of A's rows (CONVERT(r0, r1): rows r0..r1-1 into the low-precision copy), waits for the other threads' rows
+ * (a barrier), then runs its own contiguous run of panels over every 32-row block (K in parts as in the band
+ * split below: PART over K_STEPS, PANEL_WORDS a panel's size) and the rows past the last block (TILE_ROWS);
+ * then, after a second barrier, the epilogue's LayerNorm over its share of rows. Why: each thread reads only
+ * its half of the weights, which at few rows (BERT-base at 128 tokens: 170 MB of bf16 weights a call for
+ * 4 blocks of rows) is what the call waits for; and everything stays in one region (a conversion before it or
+ * a LayerNorm after it would each cost a thread wake-up where threads sleep between regions). The barriers
+ * spin (amx_team_wait), never sleep: both threads are awake inside the region and wait only for the other's
+ * share of a short pass, while an OpenMP barrier under OMP_WAIT_POLICY=passive puts the first thread to sleep
+ * and adds a wake-up (measured on BERT-base bf16 at 128 tokens: +1.5 ms a call). The trailing arguments are
+ * the A operand the kernels take. */
+/* Spin until all `teams` threads of the region have arrived at the counter `*arrived` (which starts at 0);
+ * release/acquire order publishes what each wrote before arriving. */
+static inline void amx_team_wait(int *arrived, int teams) {
+    __atomic_add_fetch(arrived, 1, __ATOMIC_ACQ_REL);
+    while (__atomic_load_n(arrived, __ATOMIC_ACQUIRE) < teams) __builtin_ia32_pause();
 }
-
-/* The whole GEMM on tiles: (panel, 32-row block) pairs split statically over the threads, then the last
- * rows (fewer than 32) per panel with the vector kernel. */
-/* The loop both AMX GEMMs share: (panel, 32-row block) pairs split statically over the threads, each thread
- * configuring its tiles first and releasing them after; then the last rows (fewer than 32) per panel with the
- * vector kernel (TILE_ROWS over K_STEPS). PANEL_WORDS is one panel's size; the trailing arguments are the A
- * operand the block and row kernels take (as in GEMM_PANEL_LOOP). */
-#define AMX_PANEL_LOOP(K_STEPS, PANEL_WORDS, BLOCK, TILE_ROWS, ...)                                              \
+#define AMX_PANEL_LOOP(CONVERT, K_STEPS, PANEL_WORDS, PART, TILE_ROWS, ...)                                      \
     do {                                                                                                      \
         int panels = (N + NR - 1) / NR, blocks = M / AMX_MR, tail = M - blocks * AMX_MR;                       \
         long work_ = (long)M * N * (K_STEPS); /* a _Pragma string cannot name a macro argument */             \
+        int converted_ = 0, computed_ = 0; /* threads past the conversion, past the product */               \
         _Pragma("omp parallel if (work_ > 16384)") {                                                          \
+            int teams_ = canao_team_size(), rank_ = canao_team_rank();                                        \
+            int kb_ = AMX_KB, steps_ = (K_STEPS);                                                             \
+            int parted_ = steps_ > kb_ && steps_ <= AMX_KB_MAX_STEPS;                                         \
+            float(*sums_)[AMX_MR][NR] = parted_ ? aligned_alloc(64, (size_t)(blocks + 1) * sizeof *sums_) : NULL; \
+            if (!sums_) kb_ = steps_; /* one part: no sums to keep (or no memory for them) */                \
+            CONVERT(M * rank_ / teams_, M * (rank_ + 1) / teams_);                                            \
+            amx_team_wait(&converted_, teams_);                                                               \
+            int p0_ = panels * rank_ / teams_, p1_ = panels * (rank_ + 1) / teams_;                           \
             amx_configure();                                                                                  \
-            _Pragma("omp for collapse(2) schedule(static)") for (int p = 0; p < panels; ++p)                  \
-                for (int rb = 0; rb < blocks; ++rb)                                                           \
-                    BLOCK(__VA_ARGS__, Wp + (size_t)p * (PANEL_WORDS), C, ldc, rb * AMX_MR, p * NR, N, e);      \
+            for (int p = p0_; p < p1_; ++p)                                                                   \
+                for (int k0_ = 0;; k0_ += kb_) { /* parts up to the one reaching the last whole tile */       \
+                    for (int rb = 0; rb < blocks; ++rb)                                                       \
+                        PART(__VA_ARGS__, Wp + (size_t)p * (PANEL_WORDS), C, ldc, rb * AMX_MR, p * NR, N, e, k0_, \
+                             k0_ + kb_, sums_ ? sums_[rb] : NULL);                                            \
+                    if (k0_ + kb_ >= steps_ / AMX_KP * AMX_KP) break;                                         \
+                }                                                                                             \
             _tile_release();                                                                                  \
-            if (tail > 0) {                                                                                   \
-                _Pragma("omp for schedule(static)") for (int p = 0; p < panels; ++p)                          \
+            free(sums_);                                                                                      \
+            if (tail > 0)                                                                                     \
+                for (int p = p0_; p < p1_; ++p)                                                               \
                     TILE_ROWS(__VA_ARGS__, Wp + (size_t)p * (PANEL_WORDS), 0, (K_STEPS), C, ldc, blocks * AMX_MR, \
                               tail, p * NR, N, e, 1, 1);                                                      \
+            if (e->norm_gamma) {                                                                              \
+                amx_team_wait(&computed_, teams_);                                                            \
+                gemm_norm_rows(C, ldc, M * rank_ / teams_, M * (rank_ + 1) / teams_, N, e);                   \
             }                                                                                                 \
         }                                                                                                     \
     } while (0)
@@ -577,8 +600,9 @@ static inline void gemm_bf16_amx_block(const uint32_t *A2, int K2, const uint32_
  * copy), then runs every panel over its band, panel by panel so that a panel is read once from the shared
  * cache and stays in the thread's own while the band's blocks use it. Why: the conversion is then parallel and
  * needs no barrier, and every row of C, of its residual and of the converted A stays in one core's cache --
- * the row-split LayerNorm after it and the next GEMM's conversion read it there. The panel split above leaves
- * each core half of every row and made the conversion a serial pass (~1/3 of a bf16 FFN GEMM at 384 tokens). */
+ * the row-split LayerNorm after it and the next GEMM's conversion read it there, with no barrier. The panel
+ * split above leaves each core half of every row and needs a barrier after the conversion; it wins only where
+ * the weights, not the rows, are what the call streams (see amx_banded). */
 #define AMX_BAND_LOOP(CONVERT, K_STEPS, PANEL_WORDS, PART, TILE_ROWS, ...)                                       \
     do {                                                                                                      \
         int panels = (N + NR - 1) / NR, blocks = M / AMX_MR;                                                  \
@@ -609,19 +633,28 @@ static inline void gemm_bf16_amx_block(const uint32_t *A2, int K2, const uint32_
         }                                                                                                     \
     } while (0)
 
-/* Bands need two blocks a thread; fewer rows keep the panel split (and a serial conversion). */
-static inline int amx_banded(int M) { return M / AMX_MR >= 2 * canao_max_threads(); }
+/* Which split: bands need 2 blocks a thread; at 2 a thread (128 rows on 2 threads) they still win where the
+ * weights come from the shared cache, but where a GEMM's weights exceed a core's L2 (2 MB on the AMX CPUs so
+ * far) they come from memory, both threads streaming all of them, and the panel split (half each) wins. From 3
+ * blocks a thread the rows dominate and bands win. Measured on the AMX Xeon, 2 threads, whole models, spinning
+ * / passive wait: BERT-base at 128 tokens (GEMM weights 1.2-4.7 MB) all-panel bf16 -16% / -3%, int8 -8% / +1%;
+ * MiniLM at 128 (<= 1.2 MB) all-panel bf16 +18% / -1%; BERT-base at 384 (6 blocks a thread) bf16 +3% / +5%. */
+#ifndef AMX_L2_BYTES
+#define AMX_L2_BYTES (2u << 20)
+#endif
+static inline int amx_banded(int M, size_t weight_bytes) {
+    int per_thread = M / AMX_MR / canao_max_threads();
+    return per_thread >= 3 || (per_thread == 2 && weight_bytes <= AMX_L2_BYTES);
+}
 
 /* bf16(A) x panels on tiles; A2 is the (uninitialised) bf16 copy of A, filled here. */
 static inline void gemm_bf16_amx(const float *A, int lda, int K, uint32_t *A2, int K2, const uint32_t *Wp, int N,
                                  float *C, int ldc, int M, const Epilogue *e) {
 #define AMX_ROWS_TO_BF16(r0, r1) rows_to_bf16(A + (size_t)(r0) * lda, lda, (r1) - (r0), K, A2 + (size_t)(r0) * K2, K2)
-    if (amx_banded(M)) {
+    if (amx_banded(M, (size_t)(N + NR - 1) / NR * K2 * NR * 4)) {
         AMX_BAND_LOOP(AMX_ROWS_TO_BF16, K2, (size_t)K2 * NR, gemm_bf16_amx_part, gemm_bf16_tile_rows, A2, K2);
     } else {
-        AMX_ROWS_TO_BF16(0, M);
-        AMX_PANEL_LOOP(K2, (size_t)K2 * NR, gemm_bf16_amx_block, gemm_bf16_tile_rows, A2, K2);
-        gemm_norm_all_rows(C, ldc, M, N, e);
+        AMX_PANEL_LOOP(AMX_ROWS_TO_BF16, K2, (size_t)K2 * NR, gemm_bf16_amx_part, gemm_bf16_tile_rows, A2, K2);
     }
 #undef AMX_ROWS_TO_BF16
 }
@@ -833,11 +866,6 @@ static inline void gemm_i8_amx_part(const QuantRows *q, const uint32_t *panel, f
     }
 }
 
-static inline void gemm_i8_amx_block(const QuantRows *q, const uint32_t *panel, float *C, int ldc, int m0, int n0,
-                                     int N, const Epilogue *e) {
-    gemm_i8_amx_part(q, panel, C, ldc, m0, n0, N, e, 0, q->K4, NULL);
-}
-
 /* u8(A) x i8 panels on tiles; q's rows, scales and zero points are filled here from A. */
 static inline void gemm_i8_amx(const float *A, int lda, int K, const QuantRows *q, const uint32_t *Wp, int N, float *C,
                                int ldc, int M, const Epilogue *e) {
@@ -847,12 +875,10 @@ static inline void gemm_i8_amx(const float *A, int lda, int K, const QuantRows *
     const int K4 = q->K4;
 #define AMX_ROWS_TO_U8(r0, r1)                                                                                 \
     rows_to_u8(A + (size_t)(r0) * lda, lda, (r1) - (r0), K, A4 + (size_t)(r0) * K4, K4, scale + (r0), zero + (r0))
-    if (amx_banded(M)) {
+    if (amx_banded(M, (size_t)(N + NR - 1) / NR * (K4 + 2) * NR * 4)) {
         AMX_BAND_LOOP(AMX_ROWS_TO_U8, K4, (size_t)(K4 + 2) * NR, gemm_i8_amx_part, gemm_i8_tile_rows, q);
     } else {
-        AMX_ROWS_TO_U8(0, M);
-        AMX_PANEL_LOOP(K4, (size_t)(K4 + 2) * NR, gemm_i8_amx_block, gemm_i8_tile_rows, q);
-        gemm_norm_all_rows(C, ldc, M, N, e);
+        AMX_PANEL_LOOP(AMX_ROWS_TO_U8, K4, (size_t)(K4 + 2) * NR, gemm_i8_amx_part, gemm_i8_tile_rows, q);
     }
 #undef AMX_ROWS_TO_U8
 }
