@@ -12,8 +12,9 @@ Every runtime's output is checked against PyTorch fp32 before it is timed.
 Precisions: fp32 for every runtime (the like-for-like comparison), plus
 canao with bf16 matrix products and with dynamic int8 GEMMs, and the
 reduced-precision peers a user would weigh them against: PyTorch with bf16
-weights (oneDNN's bf16 kernels) and ONNX Runtime with dynamic int8
-quantization of the linear layers. Also: this machine's measured fp32 FMA,
+weights (oneDNN's bf16 kernels), ONNX Runtime with dynamic int8
+quantization of the linear layers, OpenVINO at its default precision and
+with NNCF int8, and LiteRT's dynamic-range int8 (on the encoder's layers). Also: this machine's measured fp32 FMA,
 bf16 and int8 dot-product peaks and the canao GEMMs' fractions of them on
 768x768x128 and 3072x768x128.
 
@@ -174,7 +175,55 @@ def _litert_peer(
     return run
 
 
+class _Layers(torch.nn.Module):
+    """The encoder's layers alone, from the embeddings' output (for LiteRT int8, see below)."""
+
+    def __init__(self, encoder: torch.nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.encoder.layers:
+            x = layer(x, None)[0]
+        return x
+
+
+def _litert_int8_peer(
+    model: torch.nn.Module, seq: int, threads: int, workdir: Path, ids: np.ndarray
+) -> Callable[[], np.ndarray]:
+    """LiteRT with dynamic-range int8 (litert-torch's PT2E quantizer: int8 weights per output channel, activations
+    quantized at run time), on the encoder's layers from the embeddings' output: the converter quantizes the
+    embedding lookup too, which the TFLite kernel refuses (zero point != 0), with or without a per-module
+    exemption, so the lookup + LayerNorm (~1% of a call) stays outside its timing -- which favours LiteRT."""
+    import litert_torch
+    from ai_edge_litert.interpreter import Interpreter
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    token_ids = torch.tensor(ids)
+    with torch.no_grad():
+        x = model.embed(token_ids, torch.zeros_like(token_ids))
+    path = workdir / f"{re.sub(r'[^A-Za-z0-9]+', '_', model.spec.describe())}-{seq}-layers-int8.tflite"
+    if not path.exists():
+        quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True))
+        graph = prepare_pt2e(torch.export.export(_Layers(model).eval(), (x,)).module(), quantizer)
+        graph(x)
+        graph = convert_pt2e(graph, fold_quantize=False)
+        litert_torch.convert(graph, (x,), quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(path))
+    interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    runner = interpreter.get_signature_runner()
+    (name,) = runner.get_input_details()
+    feed = {name: x.numpy()}
+
+    def run(interpreter=interpreter) -> np.ndarray:  # the runner needs its interpreter alive
+        return next(iter(runner(**feed).values()))
+
+    return run
+
+
 PEER_PRECISION = {
+    "LiteRT int8 (layers only)": "int8 (dynamic)",
     "PyTorch bf16": "bf16",
     "ONNX Runtime int8": "int8 (dynamic)",
     "canao bf16": "bf16",
@@ -221,6 +270,12 @@ def bench_encoder(
         diffs["LiteRT"], peers["LiteRT"] = float(np.abs(run() - want).max()), run
     except Exception as err:  # not installed (see _litert_peer) or failing: reported, not fatal
         print(f"LiteRT skipped for {name} seq {seq}: {err!r}")
+    try:
+        run = _litert_int8_peer(model, seq, threads, workdir, ids)
+        label = "LiteRT int8 (layers only)"
+        diffs[label], peers[label] = float(np.abs(run() - want).max()), run
+    except Exception as err:  # not installed (see _litert_peer) or failing: reported, not fatal
+        print(f"LiteRT int8 skipped for {name} seq {seq}: {err!r}")
     half = copy.deepcopy(model).to(torch.bfloat16)
 
     def eager_bf16() -> object:
