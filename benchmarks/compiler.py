@@ -14,9 +14,9 @@ canao with bf16 matrix products and with dynamic int8 GEMMs, and the
 reduced-precision peers a user would weigh them against: PyTorch with bf16
 weights (oneDNN's bf16 kernels), ONNX Runtime with dynamic int8
 quantization of the linear layers, OpenVINO at its default precision and
-with NNCF int8, and LiteRT's dynamic-range int8 (on the encoder's layers). Also: this machine's measured fp32 FMA,
-bf16 and int8 dot-product peaks and the canao GEMMs' fractions of them on
-768x768x128 and 3072x768x128.
+with NNCF int8, and LiteRT's dynamic-range int8 (on the encoder's layers).
+Also: this machine's measured fp32 FMA, bf16 and int8 dot-product peaks and
+the canao GEMMs' fractions of them on 768x768x128 and 3072x768x128.
 
     .venv/bin/python benchmarks/compiler.py                 # print the table
     .venv/bin/python benchmarks/compiler.py --write docs/benchmarks.md
