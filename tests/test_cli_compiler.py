@@ -125,6 +125,14 @@ def test_profile_and_latency_commands(tmp_path):
         app, ["latency", "--arch", str(tmp_path / "arch.json"), "--profile", str(tmp_path / "p.json"), "--seq-len", "8"]
     )
     assert result.exit_code == 0 and "predicted" in result.output and "measured" in result.output, result.output
+    assert "another canao version" not in result.output
+    stale = json.loads((tmp_path / "p.json").read_text())
+    stale["config"]["kernels"] = "0" * 12  # timed with other kernels: predicted, with a note
+    (tmp_path / "stale.json").write_text(json.dumps(stale))
+    args = ["--arch", str(tmp_path / "arch.json"), "--profile", str(tmp_path / "stale.json"), "--seq-len", "8"]
+    result = runner.invoke(app, ["latency", *args, "--no-measure"])
+    assert result.exit_code == 0 and "predicted" in result.output, result.output
+    assert "another canao version" in " ".join(result.output.split())
     result = runner.invoke(
         app, ["latency", "--arch", str(tmp_path / "arch.json"), "--profile", str(tmp_path / "x.json")]
     )

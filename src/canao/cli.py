@@ -655,6 +655,11 @@ def latency(
         f"prediction took {result.predict_us:.0f} us)",
         highlight=False,
     )
+    if not result.current_kernels:
+        console.print(
+            f"[yellow]note: {path} timed the compiled kernels of another canao version; run `canao profile` again "
+            "for predictions of today's code.[/yellow]"
+        )
     if result.measured is not None:
         m = result.measured
         error = 100 * (result.predicted_ms - m.median_ms) / m.median_ms

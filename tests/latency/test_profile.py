@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 
 from canao.arch import ArchSpec, LayerSpec
+from canao.compiler.codegen import kernel_digest
 from canao.latency.device import make_executor
 from canao.latency.predictor import LatencyPredictor
 from canao.latency.profile import (
     DeviceProfile,
     ProfileError,
+    default_profile_path,
     drift_factor,
     profile_device,
     settle,
@@ -100,3 +102,18 @@ def test_profiles_are_per_precision(profiled, tmp_path):
     small = dataclasses.replace(CONFIG, seq_lens=(8,), calibration_models=1, passes=1, precision="int8")
     int8 = profile_device(small, make_executor("local"), tmp_path / "int8.json")
     assert int8.precision == "int8" and LatencyPredictor(int8).predict_ms(SPACE.largest(), 8) > 0
+
+
+def test_profiles_of_other_kernels_are_flagged_never_resumed(profiled, tmp_path, monkeypatch):
+    path, profile = profiled
+    assert profile.config["kernels"] == kernel_digest() and profile.current_kernels
+    old = tmp_path / "old.json"
+    data = json.loads(path.read_text())
+    data["config"]["kernels"] = "0" * 12  # as another canao version wrote it
+    old.write_text(json.dumps(data))
+    assert not DeviceProfile.load(old).current_kernels  # still loads: predicting from it is the user's call
+    with pytest.raises(ProfileError, match="other compiled kernels"):  # but new timings are never mixed in
+        profile_device(CONFIG, make_executor("local"), old)
+    today = default_profile_path(CONFIG)
+    monkeypatch.setattr("canao.latency.profile.kernel_digest", lambda: "f" * 12)
+    assert default_profile_path(CONFIG) != today  # the cached profile of other kernels is not picked up

@@ -261,6 +261,7 @@ class LatencyCheck:
     predict_us: float  # time the prediction took
     measured: Optional[BlockTiming]
     device: str  # the profile's device description
+    current_kernels: bool = True  # False: the profile timed another canao version's kernels
 
 
 def measuring_executor(profile: DeviceProfile, device: Optional[str], source: Path | str = "the profile") -> Executor:
@@ -311,5 +312,12 @@ def predict_and_measure(
         measure_model(spec, executor, seq_len, threads=threads, precision=profile.precision) if executor else None
     )
     return LatencyCheck(
-        spec, profile.precision, predicted, uncertainty, predict_us, measured, profile.device_description
+        spec,
+        profile.precision,
+        predicted,
+        uncertainty,
+        predict_us,
+        measured,
+        profile.device_description,
+        profile.current_kernels,
     )

@@ -45,6 +45,7 @@ import numpy as np
 
 from canao.arch import LIMITS, ArchSpec, LayerSpec, SearchSpace
 from canao.compiler.build import BuildOptions, build_timing_executable
+from canao.compiler.codegen import kernel_digest
 from canao.compiler.codegen.c import weight_blob
 from canao.compiler.ir import Graph
 from canao.compiler.layout import Precision
@@ -207,6 +208,11 @@ class DeviceProfile:
     def precision(self) -> str:
         return str(self.config.get("precision", "fp32"))
 
+    @property
+    def current_kernels(self) -> bool:
+        """Whether the blocks were timed with today's compiled kernels (profiles from before the digest: no)."""
+        return self.config.get("kernels") == kernel_digest()
+
     def save(self, path: Path) -> None:
         write_json_atomically(path, asdict(self))
 
@@ -252,6 +258,7 @@ def _settings(config: ProfileConfig) -> dict:
         "reference_every": config.reference_every,
         "agree_tol": config.agree_tol,
         "extra_sweeps": config.extra_sweeps,
+        "kernels": kernel_digest(),
     }
 
 
@@ -468,7 +475,13 @@ def profile_device(
     profile = fresh = _new_profile(config, executor)
     if path.exists():
         profile = DeviceProfile.load(path, device=fresh.device)
-        if {"precision": "fp32", **profile.config} != fresh.config:  # profiles from before precisions were fp32
+        stored = {"precision": "fp32", **profile.config}  # profiles from before precisions were fp32
+        if stored != fresh.config:
+            if {**stored, "kernels": None} == {**fresh.config, "kernels": None}:
+                raise ProfileError(
+                    f"{path} was measured with other compiled kernels (another canao version): its timings must "
+                    "not be mixed with today's. Remove it to profile again, or pass another --out."
+                )
             raise ProfileError(f"{path} holds a profile with other settings; remove it or pass another --out.")
         profile.executor = profile.executor or fresh.executor
     units = _units(config, executor)
