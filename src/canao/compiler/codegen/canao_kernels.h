@@ -270,8 +270,9 @@ static inline void gemm_tile_rows(const float *A, int lda, const float *panel, i
  * its own cache; under the panel split half of every row comes from the other core's), its C rows stay in its
  * cache for the next op, and the epilogue's LayerNorm runs in the same region; but both threads then read all
  * the weights, which loses where the weights stream from memory. Measured on the AMX Xeon (fp32, 2 threads,
- * whole models, spinning / passive wait): MiniLM (GEMM weights <= 2.4 MB) at 128 tokens -6% / -7%, at 384 -4% /
- * -7%; BERT-base (2.4-9.4 MB) with bands everywhere at 128 tokens +16% / -1%, at 384 +1% / -2%. */
+ * whole models, spinning / passive wait, against the panel split everywhere): MiniLM (GEMM weights <= 2.4 MB)
+ * at 128 tokens -5% / -8%, at 384 -6% / -5%; BERT-base (2.4-9.4 MB) with bands for every GEMM at 128 tokens
+ * +16% / -1%, at 384 +1% / -2% (hence the weight limit). */
 #ifndef GEMM_BAND_MAX_WEIGHT_BYTES
 #define GEMM_BAND_MAX_WEIGHT_BYTES (4u << 20)
 #endif
@@ -580,6 +581,18 @@ static inline void gemm_bf16_amx_part(const uint32_t *A2, int K2, const uint32_t
     }
 }
 
+/* Spin until all `teams` threads of the region have arrived at the counter `*arrived` (which starts at 0);
+ * release/acquire order publishes what each wrote before arriving. After a short spin it yields the core, so
+ * that an oversubscribed machine (another process on the cores) lets the late thread run. */
+int sched_yield(void); /* sched.h declares it only outside strict C11 */
+static inline void amx_team_wait(int *arrived, int teams) {
+    __atomic_add_fetch(arrived, 1, __ATOMIC_ACQ_REL);
+    for (int spins = 0; __atomic_load_n(arrived, __ATOMIC_ACQUIRE) < teams; ++spins) {
+        if (spins < (1 << 16)) __builtin_ia32_pause();
+        else sched_yield();
+    }
+}
+
 /* The panel split both AMX GEMMs use for few rows: one parallel region in which each thread converts a share
  * of A's rows (CONVERT(r0, r1): rows r0..r1-1 into the low-precision copy), waits for the other threads' rows
  * (a barrier), then runs its own contiguous run of panels over every 32-row block (K in parts as in the band
@@ -588,16 +601,10 @@ static inline void gemm_bf16_amx_part(const uint32_t *A2, int K2, const uint32_t
  * its half of the weights, which at few rows (BERT-base at 128 tokens: 170 MB of bf16 weights a call for
  * 4 blocks of rows) is what the call waits for; and everything stays in one region (a conversion before it or
  * a LayerNorm after it would each cost a thread wake-up where threads sleep between regions). The barriers
- * spin (amx_team_wait), never sleep: both threads are awake inside the region and wait only for the other's
- * share of a short pass, while an OpenMP barrier under OMP_WAIT_POLICY=passive puts the first thread to sleep
- * and adds a wake-up (measured on BERT-base bf16 at 128 tokens: +1.5 ms a call). The trailing arguments are
- * the A operand the kernels take. */
-/* Spin until all `teams` threads of the region have arrived at the counter `*arrived` (which starts at 0);
- * release/acquire order publishes what each wrote before arriving. */
-static inline void amx_team_wait(int *arrived, int teams) {
-    __atomic_add_fetch(arrived, 1, __ATOMIC_ACQ_REL);
-    while (__atomic_load_n(arrived, __ATOMIC_ACQUIRE) < teams) __builtin_ia32_pause();
-}
+ * spin (amx_team_wait) rather than sleep: both threads are awake inside the region and wait only for the
+ * other's share of a short pass, while an OpenMP barrier under OMP_WAIT_POLICY=passive puts the first thread
+ * to sleep and adds a wake-up (measured on BERT-base bf16 at 128 tokens: +1.5 ms a call). The trailing
+ * arguments are the A operand the kernels take. */
 #define AMX_PANEL_LOOP(CONVERT, K_STEPS, PANEL_WORDS, PART, TILE_ROWS, ...)                                      \
     do {                                                                                                      \
         int panels = (N + NR - 1) / NR, blocks = M / AMX_MR, tail = M - blocks * AMX_MR;                       \
