@@ -286,6 +286,14 @@ static inline int gemm_banded(int row_blocks, size_t weight_bytes) {
  * over the threads; then the LayerNorm as a separate row-split pass. Each row block is a register tile of MRV rows
  * (TILE) or, at the bottom, the last rows one at a time (TILE_ROWS). K_STEPS counts the kernel's K steps (K,
  * pairs, quads), PANEL_WORDS one panel's size; the trailing arguments are the A operand the tiles take. */
+/* Row block rb of panel p over K steps k0..k1-1: a register tile of MRV rows, or the last rows one at a time. */
+#define GEMM_ROW_BLOCK(MRV, rb, p, panel, k0, k1, first, last, TILE, TILE_ROWS, ...)                            \
+    do {                                                                                                        \
+        int m0 = (rb) * MRV, rows = M - m0 < MRV ? M - m0 : MRV;                                                \
+        if (rows == MRV) TILE(__VA_ARGS__, panel, k0, k1, C, ldc, m0, (p) * NR, N, e, first, last);             \
+        else TILE_ROWS(__VA_ARGS__, panel, k0, k1, C, ldc, m0, rows, (p) * NR, N, e, first, last);              \
+    } while (0)
+
 #define GEMM_PANEL_LOOP(MRV, K, K_STEPS, KC, WP, PANEL_WORDS, TILE, TILE_ROWS, ...)                                 \
     do {                                                                                                        \
         int panels = (N + NR - 1) / NR, row_blocks = (M + MRV - 1) / MRV;                                       \
@@ -299,11 +307,8 @@ static inline int gemm_banded(int row_blocks, size_t weight_bytes) {
                     for (int k0 = 0; k0 < (K_STEPS); k0 += step) {                                              \
                         int k1 = k0 + step < (K_STEPS) ? k0 + step : (K_STEPS);                                 \
                         int first = k0 == 0, last = k1 == (K_STEPS);                                            \
-                        for (int rb = rb0_; rb < rb1_; ++rb) {                                                  \
-                            int m0 = rb * MRV, rows = M - m0 < MRV ? M - m0 : MRV;                              \
-                            if (rows == MRV) TILE(__VA_ARGS__, panel, k0, k1, C, ldc, m0, p * NR, N, e, first, last); \
-                            else TILE_ROWS(__VA_ARGS__, panel, k0, k1, C, ldc, m0, rows, p * NR, N, e, first, last); \
-                        }                                                                                       \
+                        for (int rb = rb0_; rb < rb1_; ++rb)                                                    \
+                            GEMM_ROW_BLOCK(MRV, rb, p, panel, k0, k1, first, last, TILE, TILE_ROWS, __VA_ARGS__);  \
                     }                                                                                           \
                 }                                                                                               \
                 if (e->norm_gamma) gemm_norm_rows(C, ldc, rb0_ * MRV, rb1_ * MRV < M ? rb1_ * MRV : M, N, e);   \
@@ -316,9 +321,7 @@ static inline int gemm_banded(int row_blocks, size_t weight_bytes) {
             for (int p = 0; p < panels; ++p) {                                                                  \
                 for (int rb = 0; rb < row_blocks; ++rb) {                                                       \
                     const void *panel = (const char *)(WP) + (size_t)p * (PANEL_WORDS) * 4;                     \
-                    int m0 = rb * MRV, rows = M - m0 < MRV ? M - m0 : MRV;                                      \
-                    if (rows == MRV) TILE(__VA_ARGS__, panel, k0, k1, C, ldc, m0, p * NR, N, e, first, last);   \
-                    else TILE_ROWS(__VA_ARGS__, panel, k0, k1, C, ldc, m0, rows, p * NR, N, e, first, last);    \
+                    GEMM_ROW_BLOCK(MRV, rb, p, panel, k0, k1, first, last, TILE, TILE_ROWS, __VA_ARGS__);      \
                 }                                                                                               \
             }                                                                                                   \
         }                                                                                                       \
