@@ -584,6 +584,26 @@ static inline void gemm_bf16_amx_part(const uint32_t *A2, int K2, const uint32_t
     }
 }
 
+/* The sums of a thread's `blocks` 32-row blocks kept between K parts: a scratch with *kb = AMX_KB when K runs in
+ * parts, else NULL and *kb = steps (one part: K short or long, see AMX_KB, or no memory for the scratch). */
+typedef float AmxSums[AMX_MR][NR];
+static inline AmxSums *amx_part_sums(int steps, int blocks, int *kb) {
+    AmxSums *sums = steps > AMX_KB && steps <= AMX_KB_MAX_STEPS ? aligned_alloc(64, (size_t)(blocks + 1) * sizeof *sums)
+                                                              : NULL;
+    *kb = sums ? AMX_KB : steps;
+    return sums;
+}
+
+/* Panel p over blocks b0..b1-1 (their sums: sums[rb - b0]), K in parts of kb steps up to the part that reaches
+ * the last whole tile (PART adds the rest steps and stores through the epilogue there). */
+#define AMX_PANEL_PARTS(PART, PANEL_WORDS, p, b0, b1, kb, steps, sums, ...)                                       \
+    for (int k0_ = 0;; k0_ += (kb)) {                                                                           \
+        for (int rb = (b0); rb < (b1); ++rb)                                                                    \
+            PART(__VA_ARGS__, Wp + (size_t)(p) * (PANEL_WORDS), C, ldc, rb * AMX_MR, (p) * NR, N, e, k0_, k0_ + (kb), \
+                 (sums) ? (sums)[rb - (b0)] : NULL);                                                            \
+        if (k0_ + (kb) >= (steps) / AMX_KP * AMX_KP) break;                                                     \
+    }
+
 /* Spin until all `teams` threads of the region have arrived at the counter `*arrived` (which starts at 0);
  * release/acquire order publishes what each wrote before arriving. After a short spin it yields the core, so
  * that an oversubscribed machine (another process on the cores) lets the late thread run. */
@@ -615,21 +635,14 @@ static inline void amx_team_wait(int *arrived, int teams) {
         int converted_ = 0, computed_ = 0; /* threads past the conversion, past the product */               \
         _Pragma("omp parallel if (work_ > 16384)") {                                                          \
             int teams_ = canao_team_size(), rank_ = canao_team_rank();                                        \
-            int kb_ = AMX_KB, steps_ = (K_STEPS);                                                             \
-            int parted_ = steps_ > kb_ && steps_ <= AMX_KB_MAX_STEPS;                                         \
-            float(*sums_)[AMX_MR][NR] = parted_ ? aligned_alloc(64, (size_t)(blocks + 1) * sizeof *sums_) : NULL; \
-            if (!sums_) kb_ = steps_; /* one part: no sums to keep (or no memory for them) */                \
+            int kb_, steps_ = (K_STEPS);                                                                      \
+            AmxSums *sums_ = amx_part_sums(steps_, blocks, &kb_);                                             \
             CONVERT(M * rank_ / teams_, M * (rank_ + 1) / teams_);                                            \
             amx_team_wait(&converted_, teams_);                                                               \
             int p0_ = panels * rank_ / teams_, p1_ = panels * (rank_ + 1) / teams_;                           \
             amx_configure();                                                                                  \
             for (int p = p0_; p < p1_; ++p)                                                                   \
-                for (int k0_ = 0;; k0_ += kb_) { /* parts up to the one reaching the last whole tile */       \
-                    for (int rb = 0; rb < blocks; ++rb)                                                       \
-                        PART(__VA_ARGS__, Wp + (size_t)p * (PANEL_WORDS), C, ldc, rb * AMX_MR, p * NR, N, e, k0_, \
-                             k0_ + kb_, sums_ ? sums_[rb] : NULL);                                            \
-                    if (k0_ + kb_ >= steps_ / AMX_KP * AMX_KP) break;                                         \
-                }                                                                                             \
+                AMX_PANEL_PARTS(PART, PANEL_WORDS, p, 0, blocks, kb_, steps_, sums_, __VA_ARGS__);            \
             _tile_release();                                                                                  \
             free(sums_);                                                                                      \
             if (tail > 0)                                                                                     \
@@ -658,19 +671,12 @@ static inline void amx_team_wait(int *arrived, int teams) {
             int teams_ = canao_team_size(), rank_ = canao_team_rank();                                        \
             int b0_ = blocks * rank_ / teams_, b1_ = blocks * (rank_ + 1) / teams_;                            \
             int r1_ = rank_ == teams_ - 1 ? M : b1_ * AMX_MR;                                                 \
-            int kb_ = AMX_KB, steps_ = (K_STEPS);                                                             \
-            int parted_ = steps_ > kb_ && steps_ <= AMX_KB_MAX_STEPS;                                         \
-            float(*sums_)[AMX_MR][NR] = parted_ ? aligned_alloc(64, (size_t)(b1_ - b0_ + 1) * sizeof *sums_) : NULL; \
-            if (!sums_) kb_ = steps_; /* one part: no sums to keep (or no memory for them) */                \
+            int kb_, steps_ = (K_STEPS);                                                                      \
+            AmxSums *sums_ = amx_part_sums(steps_, b1_ - b0_, &kb_);                                          \
             CONVERT(b0_ * AMX_MR, r1_);                                                                       \
             amx_configure();                                                                                  \
             for (int p = 0; p < panels; ++p)                                                                  \
-                for (int k0_ = 0;; k0_ += kb_) { /* parts up to the one reaching the last whole tile */       \
-                    for (int rb = b0_; rb < b1_; ++rb)                                                        \
-                        PART(__VA_ARGS__, Wp + (size_t)p * (PANEL_WORDS), C, ldc, rb * AMX_MR, p * NR, N, e, k0_, \
-                             k0_ + kb_, sums_ ? sums_[rb - b0_] : NULL);                                      \
-                    if (k0_ + kb_ >= steps_ / AMX_KP * AMX_KP) break;                                         \
-                }                                                                                             \
+                AMX_PANEL_PARTS(PART, PANEL_WORDS, p, b0_, b1_, kb_, steps_, sums_, __VA_ARGS__);             \
             _tile_release();                                                                                  \
             free(sums_);                                                                                      \
             if (r1_ > b1_ * AMX_MR)                                                                           \
