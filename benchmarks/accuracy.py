@@ -86,7 +86,15 @@ def _record(results: Path, entry: dict) -> None:
 def stage_sst2(args) -> None:
     start = time.perf_counter()
     config = FinetuneConfig(
-        "sst2", args.work / "sst2", epochs=args.epochs, batch_size=32, lr=5e-5, max_length=128, save_every=500
+        "sst2",
+        args.work / "sst2",
+        epochs=args.epochs,
+        batch_size=32,
+        lr=5e-5,
+        max_length=128,
+        save_every=500,
+        length_buckets=50,
+        precision=train_precision(args.train_precision),
     )
     result = finetune(config, None, SHARED / "glue/SST-2/train.tsv", SHARED / "glue/SST-2/dev.tsv", progress=_log)
     _record(
@@ -97,6 +105,7 @@ def stage_sst2(args) -> None:
             "metrics": result.metrics,
             "steps": result.steps,
             "epochs": args.epochs,
+            "train_precision": config.precision,
             "wall_min": (time.perf_counter() - start) / 60,
         },
     )

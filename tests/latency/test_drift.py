@@ -5,24 +5,39 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 
 from canao.latency import profile as profiling
 from canao.latency.device import make_executor
-from canao.latency.profile import BlockTiming, drift_factor, settle
+from canao.latency.profile import DRIFT_BAND, BlockTiming, drift_band, drift_factor, quiet_level, settle
 from tests.latency.conftest import CONFIG
 
 
 def test_drift_factor_and_settle_by_hand():
-    reference = [{"at": 1, "median_ms": 1.0}, {"at": 11, "median_ms": 1.2}, {"at": 21, "median_ms": 1.0}]
-    factor = drift_factor(reference)  # quiet level: 10th percentile of (1.0, 1.2, 1.0) = 1.0
-    assert factor(11) == pytest.approx(1 / 1.2) and factor(6) == pytest.approx(1 / 1.1)
-    assert factor(0) == pytest.approx(1.0) and factor(30) == pytest.approx(1.0)  # outside: nearest reference
+    slow = [1.0, 1.0, 1.0, 1.3, 1.3, 1.3, 1.3, 1.0, 1.0, 1.0]  # a stretch 1.3x slow (load, a frequency drop)
+    reference = [{"at": 10 * i + 1, "median_ms": v} for i, v in enumerate(slow)]
+    assert quiet_level(reference) == 1.0 and drift_band(reference) == DRIFT_BAND  # noise 0: the floor
+    factor = drift_factor(reference)  # smoothed (rolling median of 5): 1, 1, 1, 1.3, 1.3, 1.3, 1.3, 1, 1, 1
+    assert factor(41) == pytest.approx(1 / 1.3) and factor(26) == pytest.approx(1 / 1.15)
+    assert factor(11) == 1.0 and factor(0) == 1.0 and factor(200) == 1.0  # outside: nearest reference
     assert drift_factor(reference[:1])(11) == 1.0  # one reference timing corrects nothing
-    entry = {"sweeps": [{"median_ms": 2.4, "at": 11}, {"median_ms": 2.2, "at": 21}]}
+    entry = {"sweeps": [{"median_ms": 2.6, "at": 51}, {"median_ms": 2.2, "at": 91}]}
     settled = settle(entry, factor)
-    assert settled["median_ms"] == pytest.approx(2.0)  # 2.4 measured while the machine ran 1.2x slow
+    assert settled["median_ms"] == pytest.approx(2.0)  # 2.6 measured while the machine ran 1.3x slow
     assert settled["raw_ms"] == 2.2 and settled["spread"] == pytest.approx(0.1)
+
+
+def test_reference_noise_alone_corrects_nothing():
+    """One reference block read +-7% apart on an idle machine is noise, not drift: correcting by it put its
+    noise into every block (idle Xeon, 40 models: MAPE 4.6% corrected, 2.8% not), so nothing is corrected."""
+    rng = np.random.default_rng(0)
+    reference = [{"at": 4 * i, "median_ms": 1.4 * (1 + rng.uniform(-0.07, 0.07))} for i in range(30)]
+    factor = drift_factor(reference)
+    assert all(factor(t) == 1.0 for t in range(0, 120))
+    assert drift_band(reference) >= DRIFT_BAND
+    reference[10:20] = [{**r, "median_ms": r["median_ms"] * 1.3} for r in reference[10:20]]  # then real drift
+    assert drift_factor(reference)(60) < 0.85
 
 
 def _simulate(monkeypatch, slow_key=None):
@@ -31,7 +46,7 @@ def _simulate(monkeypatch, slow_key=None):
     calls = {"n": 0, "seen": {}}
 
     def drift(t: int) -> float:
-        return 1.0 + 0.4 * (0.5 - 0.5 * math.cos(2 * math.pi * t / 37))
+        return 1.0 + 0.4 * (0.5 - 0.5 * math.cos(2 * math.pi * t / 90))
 
     def true_ms(job) -> float:
         block, hidden, heads, ffn, seq = job
@@ -67,7 +82,7 @@ def test_drift_correction_recovers_quiet_latencies(monkeypatch, tmp_path):
     profile = profiling.profile_device(config, make_executor("local"), tmp_path / "p.json")
     corrected = [abs(e["median_ms"] / _truth(true_ms, k) - 1) for k, e in profile.blocks.items()]
     raw = [abs(e["raw_ms"] / _truth(true_ms, k) - 1) for k, e in profile.blocks.items()]
-    assert max(corrected) < 0.05  # every block back within 5% of its quiet latency
+    assert max(corrected) < DRIFT_BAND + 0.01  # every block back within the drift band of its quiet latency
     assert max(raw) > 0.15  # while the fastest raw sweep of some blocks was well off
     off = dataclasses.replace(config, reference_every=0)
     plain = profiling.profile_device(off, make_executor("local"), tmp_path / "plain.json")
