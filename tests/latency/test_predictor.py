@@ -104,7 +104,7 @@ def test_calibration_is_fitted_per_profiled_length(profiled):
     w = (long - middle) / (long - short)
     want = w * (1.3 * base.raw_ms(spec, short) + 0.01) + (1 - w) * base.raw_ms(spec, long)
     assert fitted.predict_ms(spec, middle) == pytest.approx(want, rel=1e-6)
-    assert fitted.calibration_at(short)[:2] == pytest.approx((1.3, 0.01), rel=1e-6)
+    assert fitted.calibration_at(short)[:3] == pytest.approx((1.3, 0.0, 0.01), rel=1e-6, abs=1e-9)
 
 
 def test_models_smaller_than_the_calibration_never_predict_near_zero(profiled):
