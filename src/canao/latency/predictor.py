@@ -28,7 +28,7 @@ needs is in the profile file; nothing is repeated elsewhere.
 
 Every prediction carries an uncertainty (`uncertainty_ms`): the blocks'
 sweep spreads, added linearly (drift makes them move together, so they do not
-cancel) and scaled like the prediction, plus the RMS residual of the
+cancel) and scaled like the prediction, plus twice the RMS residual of the
 calibration fit. The search keeps that margin under its budget.
 
 Why composition and not a learned model: blocks are what the compiler emits
@@ -80,6 +80,10 @@ def _brackets(axis: Sequence[int], x: float) -> list[tuple[int, float]]:
     i = min(max(bisect.bisect_right(axis, x) - 1, 0), len(axis) - 2)
     t = (x - axis[i]) / (axis[i + 1] - axis[i])
     return [(i, 1.0 - t), (i + 1, t)]
+
+
+RESIDUAL_WIDTH = 2.0  # RMS residuals in the uncertainty: ~95% of a normal scatter. Xeon fp32 128, 6 profiles x 40
+# models: 77% of the measured latencies lay within the band with 1x, 92% with 2x.
 
 
 def _fit(points: Sequence[tuple[float, float, float]]) -> tuple[float, float, float, float]:
@@ -199,7 +203,8 @@ class LatencyPredictor:
 
     def uncertainty_ms(self, spec: ArchSpec, seq_len: int = 128) -> float:
         """How far the true latency may lie from predict_ms: the blocks' sweep spreads (ms, added linearly,
-        interpolated like the blocks) scaled like the prediction, plus the calibration's RMS residual (per length)."""
+        interpolated like the blocks) scaled like the prediction, plus RESIDUAL_WIDTH x the calibration's RMS residual
+        (per length)."""
         self._check(spec, seq_len)
         result = 0.0
         for it, wt in _brackets(self.seq_lens, seq_len):
@@ -216,7 +221,7 @@ class LatencyPredictor:
                                 w * abs(wa * wf) * self._spread("layer", h, t, a, f) * self._block("layer", h, t, a, f)
                             )
             scale, _, _, residual = self._fits[t]
-            result += abs(wt) * (scale * total + residual)
+            result += abs(wt) * (scale * total + RESIDUAL_WIDTH * residual)
         return result
 
     def calibration_at(self, seq_len: int) -> tuple[float, float, float, float]:
