@@ -85,6 +85,33 @@ def test_breakdown_adds_up_to_the_prediction(profiled):
         assert sum(parts.values()) == pytest.approx(predictor.predict_ms(spec, seq_len))
 
 
+def test_calibration_learns_a_cost_per_layer(profiled):
+    """Whole models that pay 0.05 ms a layer beyond their composed blocks (handing a layer's output on, which a
+    block timed alone never does) are predicted with that cost once 5+ calibration models span 3+ depths; with
+    fewer models it is left out (it cannot be told from the scale)."""
+    profile = profiled[1]
+    base = LatencyPredictor(profile)
+    t = base.seq_lens[0]
+
+    def spec(depth: int) -> ArchSpec:
+        layer = LayerSpec(1 + depth % 2, 8, 16 if depth < 4 else 40)
+        return ArchSpec("encoder", 50, 32, (16, 24)[depth % 2], (layer,) * depth)
+
+    def measured(s: ArchSpec) -> float:
+        return 1.1 * base.raw_ms(s, t) + 0.05 * s.num_layers + 0.02
+
+    others = [e for e in profile.calibration if e["seq_len"] != t]
+    entries = [{"spec": spec(d).to_dict(), "seq_len": t, "median_ms": measured(spec(d))} for d in range(1, 7)]
+    fitted = LatencyPredictor(dataclasses.replace(profile, calibration=others + entries))
+    assert fitted.calibration_at(t) == pytest.approx((1.1, 0.05, 0.02, 0.0), rel=1e-6, abs=1e-9)
+    assert fitted.predict_ms(spec(7), t) == pytest.approx(measured(spec(7)), rel=1e-6)
+    parts = fitted.breakdown_ms(spec(7), t)
+    edges = sum(base._edge_ms(block, spec(7).hidden, t) for block in ("embed", "head"))
+    assert parts["layers"] == pytest.approx(1.1 * (base.raw_ms(spec(7), t) - edges) + 0.35)  # the cost per layer
+    few = LatencyPredictor(dataclasses.replace(profile, calibration=others + entries[:4]))
+    assert few.calibration_at(t)[1] == 0.0
+
+
 def test_calibration_is_fitted_per_profiled_length(profiled):
     """Whole models that run 30% over their composed blocks at one length and exactly at them at the other are
     predicted so at each length, and in between by interpolation (one fit over both would miss both)."""
