@@ -15,7 +15,7 @@ Stages (run one or all; each appends its figures, command and wall time to
            teacher in two stages (TinyBERT): --intermediate-epochs of hidden states, attention and MiniLM
            value relations, then --student-epochs of logits at temperature 2 and labels; then time the
            teacher and every student compiled (fp32, 128 or 384 tokens) in one run
-  bundle   compress the SQuAD student that meets 1/4 of the teacher's latency with the best F1 (or
+  bundle   compress the SQuAD student that meets 1/4 of the teacher's latency within 2 F1 of it, best F1 (or
            --bundle-from DIR) to int8 weights, score the compressed checkpoint on dev part A (PyTorch and
            compiled), time it, and write it with its model card to canao/models/pretrained/squad-minilm-qa
   precision  score the models the stages above left in --work with PyTorch and compiled fp32, bf16 and
@@ -321,16 +321,25 @@ def stage_squad_students(args) -> None:
 
 
 def _bundle_source(args) -> tuple[Path, str]:
-    """The SQuAD student to ship: --bundle-from, else the best F1 among those within 1/4 of the teacher."""
+    """The SQuAD student to ship: --bundle-from, else the best F1 among those within 1/4 of the teacher's latency
+    and BUNDLE_MAX_F1_GAP of its F1 (a student far below the teacher is no default for the QA app)."""
     if args.bundle_from:
         return args.bundle_from, "given with --bundle-from"
     entries = [json.loads(line) for line in args.results.read_text().splitlines()] if args.results.exists() else []
     latency = next((e for e in reversed(entries) if e["stage"] == "squad-latency"), None)
     if latency is None:
         raise SystemExit("no squad-latency record in --results: run the squad-students stage first.")
-    fits = {n: v for n, v in latency["students"].items() if v["ratio"] <= 0.25 and v.get("f1") is not None}
+    teacher_f1 = json.loads((_task_teacher(args, "squad").parent / "metrics.json").read_text())["f1"]
+    fast = {n: v for n, v in latency["students"].items() if v["ratio"] <= 0.25 and v.get("f1") is not None}
+    fits = {n: v for n, v in fast.items() if teacher_f1 - v["f1"] <= BUNDLE_MAX_F1_GAP}
     if not fits:
-        raise SystemExit("no SQuAD student within 1/4 of the teacher's latency; pass --bundle-from DIR.")
+        best = max(fast, key=lambda n: fast[n]["f1"]) if fast else None
+        raise SystemExit(
+            f"no SQuAD student within 1/4 of the teacher's latency and {BUNDLE_MAX_F1_GAP} F1 of it (teacher F1 "
+            f"{teacher_f1:.2f}"
+            + (f"; best: {best}, F1 {fast[best]['f1']:.2f}" if best else "")
+            + "); pass --bundle-from DIR to ship another model (the teacher's run dir/model ships the teacher)."
+        )
     name = max(fits, key=lambda n: fits[n]["f1"])
     return args.work / f"squad-{name}" / "model", f"{name}: best F1 within 1/4 of the teacher's latency"
 
@@ -376,6 +385,7 @@ questions beyond one 384-token window are answered from the best window.
 """
 
 
+BUNDLE_MAX_F1_GAP = 2.0  # issue 14: a shipped student stays within 2 F1 of its teacher
 STUDENT_ORIGIN = "distilled by canao from its own SQuAD teacher"
 TEACHER_ORIGIN = (
     "canao's SQuAD teacher itself, shipped until a distilled student within 2 F1 of it is ready (the same "
