@@ -94,7 +94,7 @@ def markdown(report: dict[str, Any], wall_min: Optional[float], command: str) ->
         head += [f"Chosen: {chosen['describe']} -> {chosen['precision']} ({chosen['precision_rule']}).", ""]
     stages = ", ".join(f"{s['stage']} {s['wall_s']:.0f} s" for s in report["stages"])
     tail = ["", *[f"- {g}" for g in goals(report)], f"- stage wall times: {stages}", ""]
-    return "\n".join(head) + table(report) + "\n" + "\n".join(tail)
+    return "\n".join(head) + "\n" + table(report) + "\n" + "\n".join(tail)  # a blank line before the table
 
 
 def main() -> None:
