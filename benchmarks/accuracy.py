@@ -171,7 +171,7 @@ def stage_distill(args) -> None:
         SHARED / "glue/SST-2/dev.tsv",
         progress=_log,
     )
-    teacher = json.loads((args.work / "sst2" / "metrics.json").read_text())
+    teacher = _teacher_metrics(args, "sst2")
     _record(
         args.results,
         {
@@ -246,6 +246,11 @@ def _task_teacher(args, task: str) -> Path:
     return args.work / "sst2" / "model" if task == "sst2" else _squad_teacher_config(args).output_dir / "model"
 
 
+def _teacher_metrics(args, task: str) -> dict:
+    """The task teacher's dev metrics, as its fine-tuning run wrote them beside the model."""
+    return json.loads((_task_teacher(args, task).parent / "metrics.json").read_text())
+
+
 def _students(args, task: str) -> None:
     train, dev = (
         (SHARED / "glue/SST-2/train.tsv", SHARED / "glue/SST-2/dev.tsv")
@@ -256,7 +261,7 @@ def _students(args, task: str) -> None:
         )
     )
     teacher = _task_teacher(args, task)
-    teacher_metrics = json.loads((teacher.parent / "metrics.json").read_text())
+    teacher_metrics = _teacher_metrics(args, task)
     metric = "accuracy" if task == "sst2" else "f1"
     names = args.students.split(",") if args.students else list(STUDENTS)
     done = {}
@@ -329,7 +334,7 @@ def _bundle_source(args) -> tuple[Path, str]:
     latency = next((e for e in reversed(entries) if e["stage"] == "squad-latency"), None)
     if latency is None:
         raise SystemExit("no squad-latency record in --results: run the squad-students stage first.")
-    teacher_f1 = json.loads((_task_teacher(args, "squad").parent / "metrics.json").read_text())["f1"]
+    teacher_f1 = _teacher_metrics(args, "squad")["f1"]
     fast = {n: v for n, v in latency["students"].items() if v["ratio"] <= 0.25 and v.get("f1") is not None}
     fits = {n: v for n, v in fast.items() if teacher_f1 - v["f1"] <= BUNDLE_MAX_F1_GAP}
     if not fits:

@@ -232,18 +232,18 @@ class LatencyPredictor:
             fit += w * np.array(self._fits[self.seq_lens[i]])
         return float(fit[0]), float(fit[1]), float(fit[2]), float(fit[3])
 
-    def _line_at(self, t: int, raw: float, layers: int) -> tuple[float, float]:
-        """(scale, offset) that turn composed `raw` ms of a `layers`-deep model at profiled length `t` into a
-        prediction (the per-layer term folded into the offset). Below the smallest calibrated model a negative
-        offset would extrapolate to near-zero or negative latencies (a search would then 'meet' any budget), so
-        there the prediction is proportional, through the fit at that model."""
+    def _line_at(self, t: int, raw: float, layers: int) -> tuple[float, float, float]:
+        """(scale, offset, layers' cost): a `layers`-deep model of composed `raw` ms at profiled length `t` is
+        predicted scale * raw + offset + layers' cost. Below the smallest calibrated model a negative offset
+        (with the layers' cost) would extrapolate to near-zero or negative latencies (a search would then 'meet'
+        any budget), so there the prediction is proportional, through the fit at that model."""
         scale, per_layer, offset, _ = self._fits[t]
-        offset += per_layer * layers
+        cost = per_layer * layers
         smallest = self._smallest[t]
-        if offset >= 0 or raw >= smallest:
-            return scale, offset
-        at_smallest = scale * smallest + offset
-        return (at_smallest / smallest, 0.0) if at_smallest > 0 else (scale, 0.0)
+        if offset + cost >= 0 or raw >= smallest:
+            return scale, offset, cost
+        at_smallest = scale * smallest + offset + cost
+        return (at_smallest / smallest, 0.0, 0.0) if at_smallest > 0 else (scale, 0.0, 0.0)
 
     def predict_ms(self, spec: ArchSpec, seq_len: int = 128) -> float:
         self._check(spec, seq_len)
@@ -251,8 +251,8 @@ class LatencyPredictor:
         for i, w in _brackets(self.seq_lens, seq_len):
             t = self.seq_lens[i]
             raw = self._raw_ms_at(spec, t)
-            scale, offset = self._line_at(t, raw, spec.num_layers)
-            total += w * (scale * raw + offset)
+            scale, offset, cost = self._line_at(t, raw, spec.num_layers)
+            total += w * (scale * raw + offset + cost)
         return total
 
     def breakdown_ms(self, spec: ArchSpec, seq_len: int = 128) -> dict[str, float]:
@@ -264,10 +264,9 @@ class LatencyPredictor:
             t = self.seq_lens[i]
             edges = self._edge_ms("embed", spec.hidden, t) + self._edge_ms("head", spec.hidden, t)
             in_layers = sum(self._layer_ms(spec.hidden, x.heads, x.ffn, t) for x in spec.layers)
-            scale, offset = self._line_at(t, edges + in_layers, spec.num_layers)
-            per_layer = self._fits[t][1] * spec.num_layers if offset else 0.0  # 0 where proportional
-            fixed += w * (scale * edges + offset - per_layer)
-            layers += w * (scale * in_layers + per_layer)
+            scale, offset, cost = self._line_at(t, edges + in_layers, spec.num_layers)
+            fixed += w * (scale * edges + offset)
+            layers += w * (scale * in_layers + cost)
         return {"embedding and head": fixed, "layers": layers}
 
 

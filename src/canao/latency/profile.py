@@ -306,19 +306,28 @@ DRIFT_WINDOW = 5  # reference timings in the rolling median that smooths the ref
 DRIFT_BAND = 0.06  # least excess over the quiet level that counts as drift (4x the reference's noise if more)
 
 
-def _smoothed_reference(reference: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """(clock, level): the reference timings under a rolling median of DRIFT_WINDOW, so one noisy timing of
-    the reference block (an idle VM reads it +-7% apart) does not pass for a change of the machine's speed."""
+def _smoothed_reference(reference: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(clock, timings, smoothed): the reference timings and the same under a rolling median of DRIFT_WINDOW,
+    so one noisy timing of the reference block (an idle VM reads it +-7% apart) does not pass for a change of
+    the machine's speed."""
     at = np.array([r["at"] for r in reference], dtype=np.float64)
     level = np.array([r["median_ms"] for r in reference], dtype=np.float64)
     half = DRIFT_WINDOW // 2
     smooth = np.array([np.median(level[max(0, i - half) : i + half + 1]) for i in range(len(level))])
-    return at, smooth
+    return at, level, smooth
+
+
+def _quiet(smooth: np.ndarray) -> float:
+    return float(np.percentile(smooth, QUIET_PERCENTILE))
+
+
+def _band(level: np.ndarray, smooth: np.ndarray) -> float:
+    return max(DRIFT_BAND, 4.0 * float(np.median(np.abs(level / smooth - 1.0))))
 
 
 def quiet_level(reference: list[dict]) -> float:
     """The reference block's latency when the machine is quiet: a low percentile of its smoothed timings."""
-    return float(np.percentile(_smoothed_reference(reference)[1], QUIET_PERCENTILE))
+    return _quiet(_smoothed_reference(reference)[2])
 
 
 def drift_band(reference: list[dict]) -> float:
@@ -326,9 +335,7 @@ def drift_band(reference: list[dict]) -> float:
     or 4x the reference's own noise (median relative distance of its timings from the smoothed series)."""
     if len(reference) < 2:
         return DRIFT_BAND
-    level = np.array([r["median_ms"] for r in reference], dtype=np.float64)
-    noise = float(np.median(np.abs(level / _smoothed_reference(reference)[1] - 1.0)))
-    return max(DRIFT_BAND, 4.0 * noise)
+    return _band(*_smoothed_reference(reference)[1:])
 
 
 def drift_factor(reference: list[dict], quiet: Optional[float] = None) -> Callable[[float], float]:
@@ -343,12 +350,12 @@ def drift_factor(reference: list[dict], quiet: Optional[float] = None) -> Callab
     measurements to the same level). With fewer than two reference timings the factor is 1."""
     if len(reference) < 2:
         return lambda at: 1.0
-    at, level = _smoothed_reference(reference)
-    target = quiet_level(reference) if quiet is None else quiet
-    limit = target * (1.0 + drift_band(reference))
+    at, level, smooth = _smoothed_reference(reference)
+    target = _quiet(smooth) if quiet is None else quiet
+    limit = target * (1.0 + _band(level, smooth))
 
     def factor(t: float) -> float:
-        local = float(np.interp(t, at, level))
+        local = float(np.interp(t, at, smooth))
         return 1.0 if local <= limit else target / local
 
     return factor
