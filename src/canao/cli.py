@@ -65,6 +65,11 @@ class Runtime(str, Enum):
     compiled = "compiled"
 
 
+class StudentInit(str, Enum):
+    slice = "slice"
+    prune = "prune"
+
+
 class TrainPrecision(str, Enum):
     auto = "auto"
     fp32 = "fp32"
@@ -779,6 +784,11 @@ def distill(
     ),
     augment_prob: float = typer.Option(0.4, min=0.01, max=1.0, help="Chance that a word of a variant is replaced."),
     precision: TrainPrecision = typer.Option(TrainPrecision.auto, help=TRAIN_PRECISION_HELP),
+    init: StudentInit = typer.Option(
+        StudentInit.slice,
+        help="How the student starts: the teacher's leading slice, or pruned to the teacher's most important "
+        "heads, FFN units and layers (gradient importance on training batches).",
+    ),
 ) -> None:
     """Distill a student architecture from a fine-tuned teacher (logits, hidden states, attention)."""
     from canao.arch import read_arch
@@ -795,6 +805,7 @@ def distill(
         intermediate_epochs=intermediate_epochs,
         augment_copies=augment,
         augment_prob=augment_prob,
+        init=init.value,
     )
     with progress_reporter(f"distilling {spec.describe()}", loss=True) as update:
         result = run(config, teacher, spec, train, dev, progress=lambda step, total, loss: update(step, total, loss))

@@ -12,8 +12,19 @@ from canao.arch import ArchSpec, LayerSpec
 from canao.data.bundled import SAMPLES_DIR
 from canao.errors import SpecError
 from canao.models import load_pretrained, teacher_dir
-from canao.train.distill import DistillConfig, distill, layer_map
-from canao.train.finetune import FinetuneConfig, finetune
+from canao.models.prune import pruned_model, unit_importance
+from canao.train.distill import (
+    PROBE_BATCHES,
+    DistillationLoss,
+    DistillConfig,
+    _labelled_batches,
+    _probe_loss,
+    distill,
+    layer_map,
+    pruned_student,
+)
+from canao.train.finetune import FinetuneConfig, finetune, load_for_task
+from canao.train.tasks import get_task
 from tests.hf_factories import hf_bert, hf_gpt2, save_tiny_bert_with_tokenizer
 
 TRAIN, DEV = SAMPLES_DIR / "sst2-train-sample.tsv", SAMPLES_DIR / "sst2-dev.tsv"
@@ -123,6 +134,39 @@ def test_two_stage_distillation_with_value_relations(tmp_path, tiny_bert):
     assert second["initialised"].startswith("from ") and "accuracy" in result.metrics
     again = distill(config, tmp_path / "teacher" / "model", student, TRAIN, DEV)  # both stages done: resumes
     assert again.metrics == result.metrics
+
+
+def test_pruned_student_starts_from_the_teachers_best_layer_and_units(tmp_path, tiny_bert):
+    finetune(_config(tmp_path / "teacher", max_steps=4), tiny_bert, TRAIN)
+    student = ArchSpec("encoder", 30522, 128, 32, (LayerSpec(2, 8, 16),))
+    config = DistillConfig(
+        _config(tmp_path / "student", max_steps=4), intermediate_epochs=1.0, init="prune", prune_batches=2
+    )
+    distill(config, tmp_path / "teacher" / "model", student, TRAIN, DEV)
+    first = json.loads((tmp_path / "student" / "intermediate" / "metrics.json").read_text())
+    assert first["initialised"].startswith("pruned from the teacher") and len(first["teacher_layers"]) == 1
+
+    # the choice is the layer whose pruned model starts closest to the teacher on the probe batches
+    teacher = load_for_task(tmp_path / "teacher" / "model", "sst2").model.eval()
+    task = get_task("sst2")
+    train = task.load(TRAIN, load_for_task(tmp_path / "teacher" / "model", "sst2").tokenizer, max_length=48)
+    model, origin, kept = pruned_student(config, teacher, student, train, num_labels=2)
+    assert kept == first["teacher_layers"] and origin == first["initialised"]
+    batches = _labelled_batches(task, train, 16, 2 + PROBE_BATCHES, seed=0)
+    scores = unit_importance(teacher, lambda m, b: task.loss(task.forward(m, b), b), batches[PROBE_BATCHES:])
+    probe = {
+        k: _probe_loss(pruned_model(teacher, student, scores, [k]), teacher, "sst2", batches[:PROBE_BATCHES])
+        for k in (0, 1)
+    }
+    assert probe[kept[0]] == min(probe.values())
+    best = sorted(sorted(range(4), key=lambda h: -float(scores.heads[kept[0]][h]))[:2])
+    cols = [h * 8 + d for h in best for d in range(8)]
+    torch.testing.assert_close(
+        model.encoder.layers[0].attn.q.weight, teacher.encoder.layers[kept[0]].attn.q.weight[cols]
+    )
+    assert DistillationLoss(config, student, teacher.encoder.spec, "sst2", teacher_layers=kept).map == [0, kept[0] + 1]
+    with pytest.raises(SpecError, match="init in"):
+        DistillConfig(_config(tmp_path), init="random")
 
 
 def test_distill_to_a_wider_non_slice_student(tmp_path, tiny_bert):

@@ -17,12 +17,14 @@ Example::
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -36,6 +38,9 @@ from canao.train.losses import attention_kl, hidden_mse, soft_logit_loss, value_
 from canao.train.tasks import MODEL_TASK, TaskData, get_task
 from canao.train.teacher_cache import TeacherOutputs, cacheable
 
+INITS = ("slice", "prune")
+PROBE_BATCHES = 8  # held-out training batches on which candidate layer choices of a pruned student are scored
+MAX_LAYER_CHOICES = 64  # more combinations than this (deep teachers): keep the layers the layer map targets
 INDEX_KEY = "_feature_index"  # batches of a cached stage carry their features' indices under this key
 
 log = logging.getLogger(__name__)
@@ -62,6 +67,13 @@ class DistillConfig:
     # by their teacher-embedding neighbours (canao.data.augment), trained on the teacher's logits only.
     augment_copies: int = 0
     augment_prob: float = 0.4
+    # How the student starts: "slice" keeps the teacher's leading heads, units and first layers (elastic
+    # slicing); "prune" keeps its most important heads and FFN units (gradient importance on `prune_batches`
+    # training batches) and the teacher layers whose pruned model best matches the teacher's predictions
+    # (models/prune.py). Either falls back to random weights when the student's shape is not a part of the
+    # teacher's.
+    init: str = "slice"
+    prune_batches: int = 32
     version: int = 1
 
     def __post_init__(self) -> None:
@@ -71,6 +83,8 @@ class DistillConfig:
             raise SpecError(
                 f"need augment_copies >= 0 and 0 < augment_prob <= 1; got {self.augment_copies}, {self.augment_prob}."
             )
+        if self.init not in INITS or self.prune_batches < 1:
+            raise SpecError(f"need init in {INITS} and prune_batches >= 1; got {self.init!r}, {self.prune_batches}.")
         if self.relation_heads < 0 or self.intermediate_epochs < 0 or self.value_weight < 0:
             raise SpecError(
                 "need relation_heads >= 0, intermediate_epochs >= 0 and value_weight >= 0; got "
@@ -106,10 +120,21 @@ def forward_with_internals(model: nn.Module, task: str, batch: dict[str, torch.T
 class DistillationLoss(nn.Module):
     """Holds the hidden-state projections and combines the four loss terms."""
 
-    def __init__(self, config: DistillConfig, student: ArchSpec, teacher: ArchSpec, task: str) -> None:
+    def __init__(
+        self,
+        config: DistillConfig,
+        student: ArchSpec,
+        teacher: ArchSpec,
+        task: str,
+        teacher_layers: Optional[list[int]] = None,
+    ) -> None:
+        """`teacher_layers`: the teacher layers a pruned student's layers came from; each student layer then
+        mimics the output of its own teacher layer instead of the uniform layer map's."""
         super().__init__()
         self.config, self.task = config, task
         self.map = layer_map(student.num_layers, teacher.num_layers)
+        if teacher_layers is not None:
+            self.map = [0] + [k + 1 for k in teacher_layers]
         self.projections = nn.ModuleList(nn.Linear(student.hidden, teacher.hidden) for _ in self.map)
         self.relation_heads = 0
         if config.value_weight:
@@ -166,6 +191,57 @@ def initial_student(
         return student, "random"
     student.load_state_dict(extract_subnet(teacher_model, spec).state_dict())
     return student, "sliced from the teacher"
+
+
+def _labelled_batches(task: Any, data: TaskData, batch_size: int, count: int, seed: int) -> list[dict]:
+    """`count` random batches of labelled training examples (augmented variants carry no label)."""
+    labels = data.labels or [0] * len(data.features)
+    pool = np.array([i for i, y in enumerate(labels) if y is not None])
+    if not len(pool):
+        raise SpecError("the training data has no labelled example to score the teacher's units on.")
+    order = np.resize(np.random.default_rng(seed).permutation(pool), batch_size * count)  # small sets repeat
+    return [task.collate(data, order[i * batch_size : (i + 1) * batch_size]) for i in range(count)]
+
+
+def _probe_loss(student: nn.Module, teacher: nn.Module, task_name: str, batches: list[dict]) -> float:
+    """Mean KL (T=1) of the teacher's predictions to the student's on `batches`: how far the student's
+    starting point is from the teacher."""
+    task = get_task(task_name)
+    total = 0.0
+    with torch.no_grad():
+        for batch in batches:
+            s_out, t_out = task.forward(student, batch), task.forward(teacher, batch)
+            pairs = zip(s_out, t_out) if isinstance(s_out, tuple) else [(s_out, t_out)]
+            mask = batch.get("attention_mask")
+            kl = [soft_logit_loss(_mask_tokens(s, mask), _mask_tokens(t, mask), 1.0) for s, t in pairs]
+            total += float(sum(kl)) / len(kl)
+    return total / len(batches)
+
+
+def pruned_student(
+    config: DistillConfig, teacher: nn.Module, spec: ArchSpec, train: TaskData, num_labels: int
+) -> tuple[nn.Module, str, list[int]]:
+    """The student pruned from `teacher`: its most important heads and FFN units, from the teacher layers
+    whose pruned model starts closest to the teacher's predictions on held-out training batches."""
+    from canao.models.prune import encoder_spec, pruned_model, unit_importance
+
+    cfg = config.train
+    task = get_task(cfg.task)
+    teacher_spec = encoder_spec(teacher)
+    check_sliceable(replace(teacher_spec, layers=teacher_spec.layers[: spec.num_layers]), spec)
+    teacher.eval()
+    batches = _labelled_batches(task, train, cfg.batch_size, config.prune_batches + PROBE_BATCHES, cfg.seed)
+    scores = unit_importance(teacher, lambda m, b: task.loss(task.forward(m, b), b), batches[PROBE_BATCHES:])
+    choices = list(itertools.combinations(range(teacher_spec.num_layers), spec.num_layers))
+    if len(choices) > MAX_LAYER_CHOICES:
+        choices = [tuple(k - 1 for k in layer_map(spec.num_layers, teacher_spec.num_layers)[1:])]
+    probe = batches[:PROBE_BATCHES]
+    losses = {c: _probe_loss(pruned_model(teacher, spec, scores, c), teacher, cfg.task, probe) for c in choices}
+    best = min(losses, key=lambda c: (losses[c], c))
+    log.info("pruned student: teacher layers %s (probe KL %.4f; %d choices scored)", best, losses[best], len(losses))
+    student = build_model(spec, MODEL_TASK[cfg.task], num_labels=num_labels, dropout=cfg.dropout)
+    student.load_state_dict(pruned_model(teacher, spec, scores, best).state_dict())
+    return student, f"pruned from the teacher (its layers {list(best)}, most important heads and FFN units)", list(best)
 
 
 def distill(
@@ -252,15 +328,20 @@ def _distill_stage(
     task = get_task(cfg.task)
     num_labels = getattr(getattr(teacher.model, "classifier", None), "out_features", 2)
     torch.manual_seed(cfg.seed)
+    kept: Optional[list[int]] = None
     if start_from is not None:
         student, origin = load_for_task(start_from, cfg.task, dropout=cfg.dropout).model, f"from {start_from}"
+    elif config.init == "prune":
+        student, origin, kept = pruned_student(
+            config, teacher.model if source is None else source, spec, train, num_labels
+        )
     else:
         student, origin = initial_student(
             teacher.model if source is None else source, teacher.spec, spec, cfg.task, num_labels, cfg.dropout
         )
         if source is not None and origin != "random":
             origin = "sliced from the `slice_from` checkpoint"
-    criterion = DistillationLoss(config, spec, teacher.spec, cfg.task)
+    criterion = DistillationLoss(config, spec, teacher.spec, cfg.task, teacher_layers=kept)
     collate: Callable = task.collate
     if config.hidden_weight or config.attention_weight or config.value_weight:
 
@@ -297,6 +378,8 @@ def _distill_stage(
     )
     student.eval()
     save_pretrained(student, Path(cfg.output_dir) / "model", tokenizer=teacher.tokenizer, labels=teacher.labels)
-    summary = {"student": spec.describe(), "initialised": origin, "metrics": result.metrics}
+    summary: dict[str, Any] = {"student": spec.describe(), "initialised": origin, "metrics": result.metrics}
+    if kept is not None:
+        summary["teacher_layers"] = kept
     (Path(cfg.output_dir) / "metrics.json").write_text(json.dumps(summary, indent=2))
     return result
