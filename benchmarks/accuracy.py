@@ -14,7 +14,9 @@ Stages (run one or all; each appends its figures, command and wall time to
   sst2-students, squad-students  distill each student of STUDENTS (or --students NAME,...) from the task's
            teacher in two stages (TinyBERT): --intermediate-epochs of hidden states, attention and MiniLM
            value relations, then --student-epochs of logits at temperature 2 and labels; then time the
-           teacher and every student compiled (fp32, 128 or 384 tokens) in one run
+           teacher and every student compiled (fp32, 128 or 384 tokens) in one run; --init prune starts
+           each from the teacher's most important heads, FFN units and layers (canao.models.prune), --augment N
+           adds N neighbour-replaced variants of every SST-2 sentence; a run's directory and name carry both
   bundle   compress the SQuAD student that meets 1/4 of the teacher's latency within 2 F1 of it, best F1 (or
            --bundle-from DIR) to int8 weights, score the compressed checkpoint on dev part A (PyTorch and
            compiled), time it, and write it with its model card to canao/models/pretrained/squad-minilm-qa

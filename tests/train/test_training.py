@@ -165,6 +165,8 @@ def test_pruned_student_starts_from_the_teachers_best_layer_and_units(tmp_path, 
         model.encoder.layers[0].attn.q.weight, teacher.encoder.layers[kept[0]].attn.q.weight[cols]
     )
     assert DistillationLoss(config, student, teacher.encoder.spec, "sst2", teacher_layers=kept).map == [0, kept[0] + 1]
+    wider = ArchSpec("encoder", 30522, 128, 32, (LayerSpec(2, 8, 16),) * 3)  # deeper than the teacher
+    assert pruned_student(config, teacher, wider, train, num_labels=2)[1:] == ("random", None)
     with pytest.raises(SpecError, match="init in"):
         DistillConfig(_config(tmp_path), init="random")
 

@@ -220,15 +220,20 @@ def _probe_loss(student: nn.Module, teacher: nn.Module, task_name: str, batches:
 
 def pruned_student(
     config: DistillConfig, teacher: nn.Module, spec: ArchSpec, train: TaskData, num_labels: int
-) -> tuple[nn.Module, str, list[int]]:
+) -> tuple[nn.Module, str, Optional[list[int]]]:
     """The student pruned from `teacher`: its most important heads and FFN units, from the teacher layers
-    whose pruned model starts closest to the teacher's predictions on held-out training batches."""
+    whose pruned model starts closest to the teacher's predictions on held-out training batches (and the
+    teacher layers it kept); a student larger than the teacher in any part starts from random weights."""
     from canao.models.prune import encoder_spec, pruned_model, unit_importance
 
     cfg = config.train
     task = get_task(cfg.task)
     teacher_spec = encoder_spec(teacher)
-    check_sliceable(replace(teacher_spec, layers=teacher_spec.layers[: spec.num_layers]), spec)
+    try:
+        check_sliceable(replace(teacher_spec, layers=teacher_spec.layers[: spec.num_layers]), spec)
+    except SpecError as err:
+        log.info("student is not a part of the teacher (%s); it starts from random weights", err)
+        return build_model(spec, MODEL_TASK[cfg.task], num_labels=num_labels, dropout=cfg.dropout), "random", None
     teacher.eval()
     batches = _labelled_batches(task, train, cfg.batch_size, config.prune_batches + PROBE_BATCHES, cfg.seed)
     scores = unit_importance(teacher, lambda m, b: task.loss(task.forward(m, b), b), batches[PROBE_BATCHES:])
