@@ -600,12 +600,12 @@ def _student_lines(task: str, entries: list[dict]) -> list[str]:
         "teacher of its own run, the teacher row gives the latest). Command: "
         f"`.venv/bin/python benchmarks/accuracy.py --stages {task}-students`.",
         "",
-        f"| student | recipe | {metric} | gap to teacher | latency ms | x teacher | wall (last run) |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        f"| student | recipe | {metric} | teacher's | gap to teacher | latency ms | x teacher | wall (last run) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     if latency:
         lines.append(
-            f"| teacher | fine-tuned | {students[next(iter(students))]['teacher_metric']:.2f} | | "
+            f"| teacher (latest) | fine-tuned | {list(students.values())[-1]['teacher_metric']:.2f} | | | "
             f"{latency['teacher_ms']:.2f} | 1.00 | |"
         )
     for name, r in students.items():
@@ -613,7 +613,7 @@ def _student_lines(task: str, entries: list[dict]) -> list[str]:
         ms = f"{timed['ms']:.2f} | {timed['ratio']:.2f}" if timed else "- | -"
         lines.append(
             f"| {r['student']} | {r['recipe']} | {r['metrics'].get(metric, float('nan')):.2f} | "
-            f"{r['gap_points']:.2f} | {ms} | {r['wall_min_this_invocation']:.0f} min |"
+            f"{r['teacher_metric']:.2f} | {r['gap_points']:.2f} | {ms} | {r['wall_min_this_invocation']:.0f} min |"
         )
     return lines
 
