@@ -33,6 +33,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -273,7 +274,7 @@ def _students(args, task: str) -> None:
     augment = args.augment if task == "sst2" else 0
     done = {}
     for name in names:
-        label = _run_label(name, args.init, augment)
+        label = _run_label(name, args.init, augment, args.prune_layers)
         start = time.perf_counter()
         config = DistillConfig(
             FinetuneConfig(
@@ -291,6 +292,7 @@ def _students(args, task: str) -> None:
             intermediate_epochs=args.intermediate_epochs,
             augment_copies=augment,
             init=args.init,
+            prune_layers=tuple(int(k) for k in args.prune_layers.split(",")) if args.prune_layers else None,
         )
         result = distill(config, teacher, STUDENTS[name], train, dev, progress=_log)
         done[label] = result.metrics
@@ -336,9 +338,10 @@ def _start_note(run: Path) -> str:
     return ""
 
 
-def _run_label(name: str, init: str, augment: int) -> str:
+def _run_label(name: str, init: str, augment: int, layers: Optional[str] = None) -> str:
     """A student run's name (and directory suffix): the STUDENTS name, how it started, its augmentation."""
-    return name + ("-pruned" if init == "prune" else "") + (f"-aug{augment}" if augment else "")
+    pruned = "-pruned" + (f"-layers{layers.replace(',', '')}" if layers else "") if init == "prune" else ""
+    return name + pruned + (f"-aug{augment}" if augment else "")
 
 
 def stage_sst2_students(args) -> None:
@@ -711,6 +714,7 @@ def main() -> None:
     parser.add_argument("--intermediate-epochs", type=float, default=1.0)
     parser.add_argument("--student-epochs", type=float, default=2.0)
     parser.add_argument("--augment", type=int, default=0, help="SST-2 students: augmented variants per example")
+    parser.add_argument("--prune-layers", help="--init prune: the teacher layers to keep, e.g. 1,3,5")
     parser.add_argument(
         "--init",
         default="slice",

@@ -208,10 +208,12 @@ def test_finetune_evaluate_distill_commands(tmp_path):
     assert result.exit_code == 0 and "student in" in result.output, result.output
     args = ["distill", "--task", "sst2", "--teacher", str(tmp_path / "ft" / "model"), "--arch"]
     args += [str(tmp_path / "student.json"), "--out", str(tmp_path / "pruned"), "--init", "prune", "--max-steps", "1"]
-    result = runner.invoke(app, args + ["--batch-size", "8", "--max-length", "32"])
+    result = runner.invoke(app, args + ["--batch-size", "8", "--max-length", "32", "--prune-layers", "1"])
     assert result.exit_code == 0, result.output
     pruned = json.loads((tmp_path / "pruned" / "metrics.json").read_text())
-    assert pruned["initialised"].startswith("pruned") and len(pruned["teacher_layers"]) == 1
+    assert pruned["initialised"].startswith("pruned") and pruned["teacher_layers"] == [1]
+    result = runner.invoke(app, args + ["--prune-layers", "one"])
+    assert result.exit_code == 2 and "comma-separated layer indices" in result.output
     result = runner.invoke(
         app, ["evaluate", "--model", str(ckpt), "--task", "sst2", "--data", str(tmp_path / "nope.tsv")]
     )

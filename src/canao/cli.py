@@ -65,6 +65,22 @@ class Runtime(str, Enum):
     compiled = "compiled"
 
 
+def _layer_list(text: Optional[str]) -> Optional[tuple[int, ...]]:
+    """`--prune-layers 1,3,5` as a tuple of layer indices (None when not given)."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated layer indices such as 1,3,5, got {text!r}.") from None
+
+
+def _check_layer_list(text: Optional[str]) -> Optional[str]:
+    """Option callback: a malformed list is a usage error before any work starts."""
+    _layer_list(text)
+    return text
+
+
 class StudentInit(str, Enum):
     slice = "slice"
     prune = "prune"
@@ -789,6 +805,11 @@ def distill(
         help="How the student starts: the teacher's leading slice, or pruned to the teacher's most important "
         "heads, FFN units and layers (gradient importance on training batches).",
     ),
+    prune_layers: Optional[str] = typer.Option(
+        None,
+        callback=_check_layer_list,
+        help="With --init prune: the teacher layers to keep, e.g. 1,3,5 (default: chosen on training data).",
+    ),
 ) -> None:
     """Distill a student architecture from a fine-tuned teacher (logits, hidden states, attention)."""
     from canao.arch import read_arch
@@ -806,6 +827,7 @@ def distill(
         augment_copies=augment,
         augment_prob=augment_prob,
         init=init.value,
+        prune_layers=_layer_list(prune_layers),
     )
     with progress_reporter(f"distilling {spec.describe()}", loss=True) as update:
         result = run(config, teacher, spec, train, dev, progress=lambda step, total, loss: update(step, total, loss))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -169,6 +170,12 @@ def test_pruned_student_starts_from_the_teachers_best_layer_and_units(tmp_path, 
     assert pruned_student(config, teacher, wider, train, num_labels=2)[1:] == ("random", None)
     with pytest.raises(SpecError, match="init in"):
         DistillConfig(_config(tmp_path), init="random")
+    given = replace(config, prune_layers=(1 - kept[0],))  # the other layer, by request
+    assert pruned_student(given, teacher, student, train, num_labels=2)[2] == [1 - kept[0]]
+    with pytest.raises(SpecError, match=r"must name 1 of the teacher's layers 0..1"):
+        pruned_student(replace(config, prune_layers=(0, 1)), teacher, student, train, num_labels=2)
+    with pytest.raises(SpecError, match="distinct ascending"):
+        DistillConfig(_config(tmp_path), init="prune", prune_layers=(1, 0))
 
 
 def test_distill_to_a_wider_non_slice_student(tmp_path, tiny_bert):

@@ -74,6 +74,7 @@ class DistillConfig:
     # teacher's.
     init: str = "slice"
     prune_batches: int = 32
+    prune_layers: Optional[tuple[int, ...]] = None  # "prune": these teacher layers (0-based) instead of the probe's
     version: int = 1
 
     def __post_init__(self) -> None:
@@ -85,6 +86,10 @@ class DistillConfig:
             )
         if self.init not in INITS or self.prune_batches < 1:
             raise SpecError(f"need init in {INITS} and prune_batches >= 1; got {self.init!r}, {self.prune_batches}.")
+        if self.prune_layers is not None and (
+            list(self.prune_layers) != sorted(set(self.prune_layers)) or min(self.prune_layers, default=0) < 0
+        ):
+            raise SpecError(f"prune_layers must be distinct ascending layer indices >= 0; got {self.prune_layers}.")
         if self.relation_heads < 0 or self.intermediate_epochs < 0 or self.value_weight < 0:
             raise SpecError(
                 "need relation_heads >= 0, intermediate_epochs >= 0 and value_weight >= 0; got "
@@ -238,7 +243,14 @@ def pruned_student(
     batches = _labelled_batches(task, train, cfg.batch_size, config.prune_batches + PROBE_BATCHES, cfg.seed)
     scores = unit_importance(teacher, lambda m, b: task.loss(task.forward(m, b), b), batches[PROBE_BATCHES:])
     choices = list(itertools.combinations(range(teacher_spec.num_layers), spec.num_layers))
-    if len(choices) > MAX_LAYER_CHOICES:
+    if config.prune_layers is not None:
+        if tuple(config.prune_layers) not in choices:
+            raise SpecError(
+                f"prune_layers {list(config.prune_layers)} must name {spec.num_layers} of the teacher's layers "
+                f"0..{teacher_spec.num_layers - 1}."
+            )
+        choices = [tuple(config.prune_layers)]
+    elif len(choices) > MAX_LAYER_CHOICES:
         choices = [tuple(k - 1 for k in layer_map(spec.num_layers, teacher_spec.num_layers)[1:])]
     probe = batches[:PROBE_BATCHES]
     losses = {c: _probe_loss(pruned_model(teacher, spec, scores, c), teacher, cfg.task, probe) for c in choices}
