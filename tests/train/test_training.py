@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from canao.arch import ArchSpec, LayerSpec
 from canao.data.bundled import SAMPLES_DIR
@@ -19,7 +20,6 @@ from canao.train.distill import (
     DistillationLoss,
     DistillConfig,
     _labelled_batches,
-    _probe_loss,
     distill,
     layer_map,
     pruned_student,
@@ -155,10 +155,16 @@ def test_pruned_student_starts_from_the_teachers_best_layer_and_units(tmp_path, 
     assert kept == first["teacher_layers"] and origin == first["initialised"]
     batches = _labelled_batches(task, train, 16, 2 + PROBE_BATCHES, seed=0)
     scores = unit_importance(teacher, lambda m, b: task.loss(task.forward(m, b), b), batches[PROBE_BATCHES:])
-    probe = {
-        k: _probe_loss(pruned_model(teacher, student, scores, [k]), teacher, "sst2", batches[:PROBE_BATCHES])
-        for k in (0, 1)
-    }
+
+    def probe_kl(layer: int) -> float:  # KL(teacher || pruned) per sentence, re-derived with torch's kl_div
+        pruned, total = pruned_model(teacher, student, scores, [layer]), 0.0
+        with torch.no_grad():
+            for b in batches[:PROBE_BATCHES]:
+                t, s = (F.log_softmax(task.forward(m, b), -1) for m in (teacher, pruned))
+                total += float(F.kl_div(s, t, log_target=True, reduction="batchmean"))
+        return total
+
+    probe = {k: probe_kl(k) for k in (0, 1)}
     assert probe[kept[0]] == min(probe.values())
     best = sorted(sorted(range(4), key=lambda h: -float(scores.heads[kept[0]][h]))[:2])
     cols = [h * 8 + d for h in best for d in range(8)]

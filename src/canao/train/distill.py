@@ -208,14 +208,14 @@ def _labelled_batches(task: Any, data: TaskData, batch_size: int, count: int, se
     return [task.collate(data, order[i * batch_size : (i + 1) * batch_size]) for i in range(count)]
 
 
-def _probe_loss(student: nn.Module, teacher: nn.Module, task_name: str, batches: list[dict]) -> float:
-    """Mean KL (T=1) of the teacher's predictions to the student's on `batches`: how far the student's
-    starting point is from the teacher."""
+def _probe_loss(student: nn.Module, targets: list[Any], task_name: str, batches: list[dict]) -> float:
+    """Mean KL (T=1) of the teacher's predictions (`targets`, one per batch) to the student's on `batches`:
+    how far the student's starting point is from the teacher."""
     task = get_task(task_name)
     total = 0.0
     with torch.no_grad():
-        for batch in batches:
-            s_out, t_out = task.forward(student, batch), task.forward(teacher, batch)
+        for batch, t_out in zip(batches, targets):
+            s_out = task.forward(student, batch)
             pairs = zip(s_out, t_out) if isinstance(s_out, tuple) else [(s_out, t_out)]
             mask = batch.get("attention_mask")
             kl = [soft_logit_loss(_mask_tokens(s, mask), _mask_tokens(t, mask), 1.0) for s, t in pairs]
@@ -253,7 +253,9 @@ def pruned_student(
     elif len(choices) > MAX_LAYER_CHOICES:
         choices = [tuple(k - 1 for k in layer_map(spec.num_layers, teacher_spec.num_layers)[1:])]
     probe = batches[:PROBE_BATCHES]
-    losses = {c: _probe_loss(pruned_model(teacher, spec, scores, c), teacher, cfg.task, probe) for c in choices}
+    with torch.no_grad():
+        targets = [task.forward(teacher, batch) for batch in probe]
+    losses = {c: _probe_loss(pruned_model(teacher, spec, scores, c), targets, cfg.task, probe) for c in choices}
     best = min(losses, key=lambda c: (losses[c], c))
     log.info("pruned student: teacher layers %s (probe KL %.4f; %d choices scored)", best, losses[best], len(losses))
     student = build_model(spec, MODEL_TASK[cfg.task], num_labels=num_labels, dropout=cfg.dropout)
