@@ -15,7 +15,8 @@ Stages (run one or all; each appends its figures, command and wall time to
            teacher in two stages (TinyBERT): --intermediate-epochs of hidden states, attention and MiniLM
            value relations, then --student-epochs of logits at temperature 2 and labels; then time the
            teacher and every student compiled (fp32, 128 or 384 tokens) in one run; --init prune starts
-           each from the teacher's most important heads, FFN units and layers (canao.models.prune), --augment N
+           each from the most important heads and FFN units of evenly spread teacher layers (or
+           --prune-layers; canao.models.prune), --augment N
            adds N neighbour-replaced variants of every SST-2 sentence; a run's directory and name carry both
   bundle   compress the SQuAD student that meets 1/4 of the teacher's latency within 2 F1 of it, best F1 (or
            --bundle-from DIR) to int8 weights, score the compressed checkpoint on dev part A (PyTorch and
@@ -719,7 +720,8 @@ def main() -> None:
         "--init",
         default="slice",
         choices=("slice", "prune"),
-        help="students start as the teacher's leading slice, or pruned to its most important heads, units, layers",
+        help="students start as the teacher's leading slice, or pruned to the most important heads and units of "
+        "evenly spread teacher layers",
     )
     parser.add_argument(
         "--train-precision", default="auto", choices=("auto", "fp32", "bf16"), help="autocast for training stages"

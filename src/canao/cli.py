@@ -802,13 +802,14 @@ def distill(
     precision: TrainPrecision = typer.Option(TrainPrecision.auto, help=TRAIN_PRECISION_HELP),
     init: StudentInit = typer.Option(
         StudentInit.slice,
-        help="How the student starts: the teacher's leading slice, or pruned to the teacher's most important "
-        "heads, FFN units and layers (gradient importance on training batches).",
+        help="How the student starts: the teacher's leading slice, or pruned to the most important heads and "
+        "FFN units (gradient importance on training batches) of evenly spread teacher layers.",
     ),
     prune_layers: Optional[str] = typer.Option(
         None,
         callback=_check_layer_list,
-        help="With --init prune: the teacher layers to keep, e.g. 1,3,5 (default: chosen on training data).",
+        help="With --init prune: the teacher layers to keep, e.g. 1,3,5 (default: those the uniform layer map "
+        "targets, 1,3,5 of 6 for 3 layers).",
     ),
 ) -> None:
     """Distill a student architecture from a fine-tuned teacher (logits, hidden states, attention)."""

@@ -17,7 +17,6 @@ Example::
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 from dataclasses import dataclass, replace
@@ -39,8 +38,6 @@ from canao.train.tasks import MODEL_TASK, TaskData, get_task
 from canao.train.teacher_cache import TeacherOutputs, cacheable
 
 INITS = ("slice", "prune")
-PROBE_BATCHES = 8  # held-out training batches on which candidate layer choices of a pruned student are scored
-MAX_LAYER_CHOICES = 64  # more combinations than this (deep teachers): keep the layers the layer map targets
 INDEX_KEY = "_feature_index"  # batches of a cached stage carry their features' indices under this key
 
 log = logging.getLogger(__name__)
@@ -68,13 +65,13 @@ class DistillConfig:
     augment_copies: int = 0
     augment_prob: float = 0.4
     # How the student starts: "slice" keeps the teacher's leading heads, units and first layers (elastic
-    # slicing); "prune" keeps its most important heads and FFN units (gradient importance on `prune_batches`
-    # training batches) and the teacher layers whose pruned model best matches the teacher's predictions
-    # (models/prune.py). Either falls back to random weights when the student's shape is not a part of the
-    # teacher's.
+    # slicing); "prune" keeps the most important heads and FFN units (gradient importance on `prune_batches`
+    # training batches, models/prune.py) of the teacher layers the uniform layer map targets, or of
+    # `prune_layers` (0-based). Either falls back to random weights when the student's shape is not a part of
+    # the teacher's.
     init: str = "slice"
     prune_batches: int = 32
-    prune_layers: Optional[tuple[int, ...]] = None  # "prune": these teacher layers (0-based) instead of the probe's
+    prune_layers: Optional[tuple[int, ...]] = None
     version: int = 1
 
     def __post_init__(self) -> None:
@@ -208,27 +205,18 @@ def _labelled_batches(task: Any, data: TaskData, batch_size: int, count: int, se
     return [task.collate(data, order[i * batch_size : (i + 1) * batch_size]) for i in range(count)]
 
 
-def _probe_loss(student: nn.Module, targets: list[Any], task_name: str, batches: list[dict]) -> float:
-    """Mean KL (T=1) of the teacher's predictions (`targets`, one per batch) to the student's on `batches`:
-    how far the student's starting point is from the teacher."""
-    task = get_task(task_name)
-    total = 0.0
-    with torch.no_grad():
-        for batch, t_out in zip(batches, targets):
-            s_out = task.forward(student, batch)
-            pairs = zip(s_out, t_out) if isinstance(s_out, tuple) else [(s_out, t_out)]
-            mask = batch.get("attention_mask")
-            kl = [soft_logit_loss(_mask_tokens(s, mask), _mask_tokens(t, mask), 1.0) for s, t in pairs]
-            total += float(sum(kl)) / len(kl)
-    return total / len(batches)
-
-
 def pruned_student(
     config: DistillConfig, teacher: nn.Module, spec: ArchSpec, train: TaskData, num_labels: int
 ) -> tuple[nn.Module, str, Optional[list[int]]]:
-    """The student pruned from `teacher`: its most important heads and FFN units, from the teacher layers
-    whose pruned model starts closest to the teacher's predictions on held-out training batches (and the
-    teacher layers it kept); a student larger than the teacher in any part starts from random weights."""
+    """The student pruned from `teacher`: the most important heads and FFN units of the teacher layers
+    `config.prune_layers`, by default those whose outputs the uniform layer map targets (1, 3, 5 of 6 for three
+    layers), and the teacher layers it kept; a student larger than the teacher in any part starts from random
+    weights.
+
+    Why the uniform layers: on SST-2 (MiniLM-L6 teacher, 89.68) an L3 H384 A4 F384 student pruned from layers
+    1, 3, 5 reached 87.04 after the same distillation that took one pruned from layers 3, 4, 5 (the layers whose
+    pruned model started closest to the teacher's predictions) to 84.63, and the leading slice (0, 1, 2) to
+    84.40: a student needs its teacher's lower layers more than a close start."""
     from canao.models.prune import encoder_spec, pruned_model, unit_importance
 
     cfg = config.train
@@ -239,28 +227,19 @@ def pruned_student(
     except SpecError as err:
         log.info("student is not a part of the teacher (%s); it starts from random weights", err)
         return build_model(spec, MODEL_TASK[cfg.task], num_labels=num_labels, dropout=cfg.dropout), "random", None
+    layers = list(config.prune_layers or [k - 1 for k in layer_map(spec.num_layers, teacher_spec.num_layers)[1:]])
+    if len(layers) != spec.num_layers or layers[-1] >= teacher_spec.num_layers:
+        raise SpecError(
+            f"prune_layers {layers} must name {spec.num_layers} of the teacher's layers "
+            f"0..{teacher_spec.num_layers - 1}."
+        )
     teacher.eval()
-    batches = _labelled_batches(task, train, cfg.batch_size, config.prune_batches + PROBE_BATCHES, cfg.seed)
-    scores = unit_importance(teacher, lambda m, b: task.loss(task.forward(m, b), b), batches[PROBE_BATCHES:])
-    choices = list(itertools.combinations(range(teacher_spec.num_layers), spec.num_layers))
-    if config.prune_layers is not None:
-        if tuple(config.prune_layers) not in choices:
-            raise SpecError(
-                f"prune_layers {list(config.prune_layers)} must name {spec.num_layers} of the teacher's layers "
-                f"0..{teacher_spec.num_layers - 1}."
-            )
-        choices = [tuple(config.prune_layers)]
-    elif len(choices) > MAX_LAYER_CHOICES:
-        choices = [tuple(k - 1 for k in layer_map(spec.num_layers, teacher_spec.num_layers)[1:])]
-    probe = batches[:PROBE_BATCHES]
-    with torch.no_grad():
-        targets = [task.forward(teacher, batch) for batch in probe]
-    losses = {c: _probe_loss(pruned_model(teacher, spec, scores, c), targets, cfg.task, probe) for c in choices}
-    best = min(losses, key=lambda c: (losses[c], c))
-    log.info("pruned student: teacher layers %s (probe KL %.4f; %d choices scored)", best, losses[best], len(losses))
+    batches = _labelled_batches(task, train, cfg.batch_size, config.prune_batches, cfg.seed)
+    scores = unit_importance(teacher, lambda m, b: task.loss(task.forward(m, b), b), batches)
+    log.info("pruned student: teacher layers %s, most important heads and FFN units", layers)
     student = build_model(spec, MODEL_TASK[cfg.task], num_labels=num_labels, dropout=cfg.dropout)
-    student.load_state_dict(pruned_model(teacher, spec, scores, best).state_dict())
-    return student, f"pruned from the teacher (its layers {list(best)}, most important heads and FFN units)", list(best)
+    student.load_state_dict(pruned_model(teacher, spec, scores, layers).state_dict())
+    return student, f"pruned from the teacher (its layers {layers}, most important heads and FFN units)", layers
 
 
 def distill(
