@@ -1,8 +1,9 @@
-"""Structured pruning of a fine-tuned encoder: keep its most important heads, FFN units and layers.
+"""Structured pruning of a fine-tuned encoder: keep the most important heads and FFN units of chosen layers.
 
 A student cut from the teacher by elastic slicing (models/elastic.py) keeps the *leading* heads and FFN
 units and the *first* layers, which in a fine-tuned model are no more important than any others. Pruning
-keeps the units that matter instead (Michel et al. 2019, "Are Sixteen Heads Really Better than One?";
+keeps the units that matter instead, from teacher layers the caller picks (distillation takes evenly
+spread ones: train/distill.py `pruned_student`) (Michel et al. 2019, "Are Sixteen Heads Really Better than One?";
 DynaBERT's network rewiring, Hou et al. 2020), so the student starts far closer to its teacher:
 
     importance of a unit = E_batches |dL/d xi|,  xi a gate multiplying the unit's output (xi = 1)
