@@ -41,7 +41,7 @@ import torch
 from canao.arch import ArchSpec, LayerSpec
 from canao.data.squad import read_squad
 from canao.models.teacher import BUNDLED_MODELS, PRETRAINED_DIR
-from canao.train.distill import DistillConfig, distill
+from canao.train.distill import DistillConfig, distill, layer_map
 from canao.train.finetune import FinetuneConfig, TrainResult, finetune, train_precision
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -273,9 +273,13 @@ def _students(args, task: str) -> None:
     metric = "accuracy" if task == "sst2" else "f1"
     names = args.students.split(",") if args.students else list(STUDENTS)
     augment = args.augment if task == "sst2" else 0
+    from canao.models.hf import load_pretrained
+
+    teacher_spec = load_pretrained(teacher).spec
     done = {}
     for name in names:
-        label = _run_label(name, args.init, augment, args.prune_layers)
+        layers = _prune_layers(args.prune_layers, STUDENTS[name], teacher_spec) if args.init == "prune" else None
+        label = _run_label(name, layers, augment)
         start = time.perf_counter()
         config = DistillConfig(
             FinetuneConfig(
@@ -293,7 +297,7 @@ def _students(args, task: str) -> None:
             intermediate_epochs=args.intermediate_epochs,
             augment_copies=augment,
             init=args.init,
-            prune_layers=tuple(int(k) for k in args.prune_layers.split(",")) if args.prune_layers else None,
+            prune_layers=layers,
         )
         result = distill(config, teacher, STUDENTS[name], train, dev, progress=_log)
         done[label] = result.metrics
@@ -314,9 +318,6 @@ def _students(args, task: str) -> None:
                 "wall_min_this_invocation": (time.perf_counter() - start) / 60,
             },
         )
-    from canao.models.hf import load_pretrained
-
-    teacher_spec = load_pretrained(teacher).spec
     ms = compiled_latencies([teacher_spec] + [STUDENTS[n] for n in names], TASK_LENGTH[task], args.threads)
     _record(
         args.results,
@@ -339,9 +340,19 @@ def _start_note(run: Path) -> str:
     return ""
 
 
-def _run_label(name: str, init: str, augment: int, layers: Optional[str] = None) -> str:
-    """A student run's name (and directory suffix): the STUDENTS name, how it started, its augmentation."""
-    pruned = "-pruned" + (f"-layers{layers.replace(',', '')}" if layers else "") if init == "prune" else ""
+def _prune_layers(given: Optional[str], student: ArchSpec, teacher: ArchSpec) -> tuple[int, ...]:
+    """The teacher layers a pruned student keeps: --prune-layers, else those the uniform layer map targets
+    (distill's default), so both spellings of one run share its directory."""
+    if given:
+        return tuple(int(k) for k in given.split(","))
+    return tuple(k - 1 for k in layer_map(student.num_layers, teacher.num_layers)[1:])
+
+
+def _run_label(name: str, layers: Optional[tuple[int, ...]], augment: int) -> str:
+    """A student run's name (and directory suffix): the STUDENTS name, the teacher layers it was pruned from
+    (none: sliced), its augmentation. Runs pruned by the first version (layers chosen by a probe) are the
+    directories named `-pruned` without layers."""
+    pruned = "-pruned-layers" + "".join(str(k) for k in layers) if layers is not None else ""
     return name + pruned + (f"-aug{augment}" if augment else "")
 
 
