@@ -105,7 +105,8 @@ def select_units(
         raise SpecError("select_units needs one head list and one FFN-unit list per kept layer.")
     if any(not 0 <= k < len(blocks) for k in layers):
         raise SpecError(f"kept layers {list(layers)} must lie in 0..{len(blocks) - 1}.")
-    small = copy.deepcopy(model)
+    # The memo stands an empty list in for the teacher's layer list, so only the kept layers are copied (below).
+    small = copy.deepcopy(model, memo={id(backbone_of(model).layers): nn.ModuleList()})
     new_layers = []
     for k, head_index, unit_index in zip(layers, heads, ffn):
         block = copy.deepcopy(blocks[k])
