@@ -654,8 +654,59 @@ def _bundle_lines(records: list[dict]) -> list[str]:
     return lines
 
 
+NOTES_MARK = "<!-- notes: the text below this line, up to the next section, is kept when the file is rewritten -->"
+
+
+def _kept_notes(text: str) -> dict[str, list[str]]:
+    """Hand-written text of each section of an earlier docs/accuracy.md (after its NOTES_MARK), by heading."""
+    notes: dict[str, list[str]] = {}
+    heading, inside = "", False
+    for line in text.splitlines():
+        if line.startswith("## "):
+            heading, inside = line, False
+        elif line == NOTES_MARK:
+            inside = True
+            notes[heading] = []
+        elif inside:
+            notes[heading].append(line)
+    return {h: body for h, body in notes.items() if any(line.strip() for line in body)}
+
+
+def _with_notes(lines: list[str], notes: dict[str, list[str]]) -> list[str]:
+    """`lines` with a NOTES_MARK closing every section, followed by that section's kept notes; notes of a
+    section no longer generated go at the end under their heading, so rewriting never loses text."""
+    out: list[str] = []
+    heading = ""
+
+    def close() -> None:
+        while out and not out[-1].strip():
+            out.pop()
+        out.extend(["", NOTES_MARK, *_trimmed(notes.pop(heading, [])), ""])
+
+    for line in lines:
+        if line.startswith("## "):
+            close()
+            heading = line
+        out.append(line)
+    close()
+    for orphan in list(notes):
+        out.append(orphan)
+        heading = orphan
+        close()
+    return _trimmed(out)[1:]
+
+
+def _trimmed(body: list[str]) -> list[str]:
+    while body and not body[-1].strip():
+        body = body[:-1]
+    while body and not body[0].strip():
+        body = body[1:]
+    return ["", *body] if body else []
+
+
 def write_markdown(results: Path, out: Path) -> None:
-    """docs/accuracy.md from the JSON lines of the stages run so far."""
+    """docs/accuracy.md from the JSON lines of the stages run so far; the hand-written notes of each section
+    (below its NOTES_MARK) in the existing file are kept."""
     entries = [json.loads(line) for line in results.read_text().splitlines()]
     machines = sorted({r.get("machine", EARLIER_MACHINE) for r in entries})
     lines = [
@@ -708,7 +759,10 @@ def write_markdown(results: Path, out: Path) -> None:
                     f"| {r['task']} | {r['model']} | {runtime} | {metrics} | "
                     f"{m['same_predictions_as_pytorch']} / {m['predictions']} |"
                 )
-    out.write_text("\n".join(lines) + "\n")
+    notes = _kept_notes(out.read_text()) if out.exists() else {}
+    partial = out.with_name(out.name + ".partial")
+    partial.write_text("\n".join(_with_notes(lines, notes)) + "\n")
+    partial.replace(out)
 
 
 def main() -> None:

@@ -1,0 +1,61 @@
+"""benchmarks/accuracy.py --write: the report is regenerated from the results file, hand-written notes survive."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _accuracy_module():
+    spec = importlib.util.spec_from_file_location("accuracy_benchmark", ROOT / "benchmarks" / "accuracy.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _student(name: str, accuracy: float) -> dict:
+    return {
+        "stage": "sst2-student",
+        "name": name,
+        "student": f"encoder {name}",
+        "metrics": {"accuracy": accuracy},
+        "teacher_metric": 89.68,
+        "gap_points": 89.68 - accuracy,
+        "recipe": "pruned",
+        "wall_min_this_invocation": 16.0,
+        "machine": "test CPU",
+    }
+
+
+def test_rewriting_keeps_each_sections_notes_and_adds_new_rows(tmp_path: Path) -> None:
+    bench = _accuracy_module()
+    results, out = tmp_path / "results.jsonl", tmp_path / "accuracy.md"
+    results.write_text(json.dumps(_student("l3-a", 87.04)) + "\n")
+    bench.write_markdown(results, out)
+    text = out.read_text()
+    assert text.count(bench.NOTES_MARK) == 2  # the preamble and the one students section
+    assert "| 87.04 | 89.68 | 2.64 |" in text
+
+    # A person writes under the students section's mark and under a section the results no longer produce.
+    students_heading = "## SST2 students: accuracy and compiled latency"
+    head, tail = text.split(students_heading)
+    tail = tail.replace(bench.NOTES_MARK, bench.NOTES_MARK + "\n\nThe pruned start beats slicing.\n", 1)
+    gone = f"\n## A retired section\n\n{bench.NOTES_MARK}\n\nOld evidence, still wanted.\n"
+    out.write_text(head + students_heading + tail + gone)
+
+    with results.open("a") as f:
+        f.write(json.dumps(_student("l3-b", 88.88)) + "\n")
+    bench.write_markdown(results, out)
+    rewritten = out.read_text()
+    assert "| 88.88 | 89.68 | 0.80 |" in rewritten and "| 87.04 |" in rewritten
+    section = rewritten.split(students_heading)[1]
+    assert section.index("| 88.88 |") < section.index("The pruned start beats slicing.")
+    assert "## A retired section" in rewritten and "Old evidence, still wanted." in rewritten
+
+    bench.write_markdown(results, out)  # a third rewrite changes nothing
+    assert out.read_text() == rewritten
+    assert not list(tmp_path.glob("*.partial"))
