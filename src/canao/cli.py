@@ -859,6 +859,14 @@ def optimize(
     threads: int = typer.Option(2, min=1, max=256, help=THREADS_HELP),
     seed: int = typer.Option(0),
     train_precision: TrainPrecision = typer.Option(TrainPrecision.auto, help=TRAIN_PRECISION_HELP),
+    student_init: str = typer.Option(
+        "supernet",
+        help="Distillation starts from the student's supernet slice, or 'prune': the teacher's most important "
+        "heads and FFN units.",
+    ),
+    augment: int = typer.Option(
+        0, min=0, help="Distillation: augmented variants per training sentence (GLUE tasks; 4 = 5x the data)."
+    ),
 ) -> None:
     """Teacher -> profile -> supernet -> search -> distill -> compile -> evaluate -> artifact + report (resumable)."""
     from canao.optimize import OptimizeConfig
@@ -880,6 +888,8 @@ def optimize(
         threads=threads,
         seed=seed,
         train_precision=train_precision.value,
+        student_init=student_init,
+        augment=augment,
     )
 
     def describe(stage: str, note: str) -> str:  # logs (no terminal) get a line per stage, not per step

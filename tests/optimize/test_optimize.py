@@ -138,6 +138,20 @@ def test_a_longer_search_reuses_the_trained_supernet(tmp_path, finished, tiny_te
     assert json.loads((run / "search" / "stage.json").read_text())["output"]["evaluations"] >= 8
 
 
+def test_a_pruned_augmented_distillation_reruns_from_the_distill_stage(tmp_path, finished, tiny_teacher):
+    out, _, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    result = optimize(_config(run, tiny_teacher, latency_ms=50.0, student_init="prune", augment=1))
+    assert result.reused == stage_names()[: stage_names().index("distill")] and result.status == "done"
+    first_stage = json.loads((run / "distill" / "intermediate" / "metrics.json").read_text())
+    assert first_stage["initialised"].startswith("pruned from the teacher")
+    output = json.loads((run / "distill" / "stage.json").read_text())["output"]
+    assert output["student_init"] == "prune" and output["augment"] == 1
+    report = json.loads(result.report_json.read_text())
+    assert report["config"]["student_init"] == "prune" and report["config"]["augment"] == 1
+
+
 def test_a_budget_nobody_meets_ends_with_the_binding_constraint(tmp_path, finished, tiny_teacher):
     out, _, _ = finished
     run = tmp_path / "run"
@@ -171,6 +185,10 @@ def test_bad_settings_are_clear_errors(tmp_path):
         OptimizeConfig(out=tmp_path, latency_ms=0.0)
     with pytest.raises(SpecError, match="unknown preset field"):
         OptimizeConfig(out=tmp_path, preset_overrides={"epochz": 1})
+    with pytest.raises(SpecError, match="student_init"):
+        OptimizeConfig(out=tmp_path, student_init="random")
+    with pytest.raises(SpecError, match="augment"):
+        OptimizeConfig(out=tmp_path, task="squad", augment=2)
 
 
 def test_precision_auto_picks_the_fastest_within_the_tolerance():
@@ -233,6 +251,7 @@ def test_cli_refuses_bad_settings_before_doing_any_work(tmp_path):
         (["--from", "nonsense"], "--from"),
         (["--task", "lm"], "task"),
         (["--precision", "fp16"], "precision"),
+        (["--student-init", "random"], "student_init"),
     ):
         result = runner.invoke(app, ["optimize", "--out", str(tmp_path / "run"), *args])
         assert result.exit_code == 2 and words in result.output, result.output

@@ -23,6 +23,10 @@ from canao.errors import SpecError
 
 OPTIMIZE_TASKS = ("sst2", "mrpc", "qnli", "squad")
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "int8")
+# How the chosen student starts its distillation: its slice of the trained supernet, or the teacher's most
+# important heads and FFN units (canao.models.prune; on SST-2 the pruned start took a 3-layer student 2.6
+# points further than the teacher's slice, docs/training.md).
+STUDENT_INITS = ("supernet", "prune")
 TASK_METRIC = {"sst2": "accuracy", "mrpc": "accuracy", "qnli": "accuracy", "squad": "f1"}
 TASK_SEQ_LEN = {"sst2": 128, "mrpc": 128, "qnli": 128, "squad": 384}
 
@@ -145,6 +149,8 @@ class OptimizeConfig:
     threads: int = 2
     seed: int = 0
     train_precision: str = "auto"  # training autocast: auto, fp32 or bf16 (train/finetune.py)
+    student_init: str = "supernet"
+    augment: int = 0  # distillation: augmented variants per training sentence (GLUE tasks; canao.data.augment)
     preset_overrides: dict[str, Any] = field(default_factory=dict)  # tests and experiments: Preset fields
 
     def __post_init__(self) -> None:
@@ -158,6 +164,13 @@ class OptimizeConfig:
             raise SpecError(f"`latency_ms > 0` must hold, but got {self.latency_ms}.")
         if not self.tolerance >= 0:
             raise SpecError(f"`tolerance >= 0` must hold, but got {self.tolerance}.")
+        if self.student_init not in STUDENT_INITS:
+            raise SpecError(f"`student_init` must be one of {STUDENT_INITS}, but got {self.student_init!r}.")
+        if self.augment < 0 or (self.augment and self.task == "squad"):
+            raise SpecError(
+                f"`augment` must be >= 0 and is for the GLUE tasks (word replacement in sentences), "
+                f"not {self.task}; got {self.augment}."
+            )
         unknown = set(self.preset_overrides) - set(Preset.__dataclass_fields__)
         if unknown:
             raise SpecError(

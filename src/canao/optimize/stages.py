@@ -306,7 +306,8 @@ def chosen_candidate(state: OptimizeState) -> Any:
 
 
 def run_distill(state: OptimizeState) -> dict[str, Any]:
-    """Distill the chosen architecture from the teacher, starting from its supernet slice (two stages)."""
+    """Distill the chosen architecture from the teacher in two stages, starting from its supernet slice or
+    pruned from the teacher (`student_init`), on the training set plus `augment` variants per sentence."""
     from canao.train.distill import DistillConfig, distill
     from canao.train.finetune import FinetuneConfig
 
@@ -330,7 +331,10 @@ def run_distill(state: OptimizeState) -> dict[str, Any]:
         ),
         value_weight=1.0,
         intermediate_epochs=e.intermediate_epochs,
+        init="prune" if c.student_init == "prune" else "slice",
+        augment_copies=c.augment,
     )
+    supernet = Path(state.outputs["supernet"]["model"])
     result = distill(
         config,
         Path(state.outputs["teacher"]["model"]),
@@ -338,14 +342,25 @@ def run_distill(state: OptimizeState) -> dict[str, Any]:
         train,
         dev,
         progress=lambda s, t, loss: state.report("distill", f"{loss:.4f}", s, t),
-        slice_from=Path(state.outputs["supernet"]["model"]),
+        slice_from=supernet if c.student_init == "supernet" else None,
     )
-    return {"model": str(Path(config.train.output_dir) / "model"), "metrics": result.metrics, "steps": result.steps}
+    return {
+        "model": str(Path(config.train.output_dir) / "model"),
+        "metrics": result.metrics,
+        "steps": result.steps,
+        "student_init": c.student_init,
+        "augment": c.augment,
+    }
 
 
 def distill_key(state: OptimizeState) -> dict[str, Any]:
-    e = state.config.effort
-    return {"epochs": [e.intermediate_epochs, e.distill_epochs], "steps": e.distill_steps}
+    c, e = state.config, state.config.effort
+    return {
+        "epochs": [e.intermediate_epochs, e.distill_epochs],
+        "steps": e.distill_steps,
+        "student_init": c.student_init,
+        "augment": c.augment,
+    }
 
 
 # ------------------------------------------------------------------ compile
