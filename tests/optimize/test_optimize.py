@@ -140,6 +140,8 @@ def test_a_longer_search_reuses_the_trained_supernet(tmp_path, finished, tiny_te
 
 def test_a_pruned_augmented_distillation_reruns_from_the_distill_stage(tmp_path, finished, tiny_teacher):
     out, _, _ = finished
+    default_key = json.loads((out / "distill" / "stage.json").read_text())["key"]
+    assert set(default_key) == {"epochs", "steps"}  # the key of runs made before the options: they are reused
     run = tmp_path / "run"
     shutil.copytree(out, run)
     result = optimize(_config(run, tiny_teacher, latency_ms=50.0, student_init="prune", augment=1))

@@ -166,11 +166,10 @@ class OptimizeConfig:
             raise SpecError(f"`tolerance >= 0` must hold, but got {self.tolerance}.")
         if self.student_init not in STUDENT_INITS:
             raise SpecError(f"`student_init` must be one of {STUDENT_INITS}, but got {self.student_init!r}.")
-        if self.augment < 0 or (self.augment and self.task == "squad"):
-            raise SpecError(
-                f"`augment` must be >= 0 and is for the GLUE tasks (word replacement in sentences), "
-                f"not {self.task}; got {self.augment}."
-            )
+        if self.augment < 0:
+            raise SpecError(f"`augment >= 0` must hold, but got {self.augment}.")
+        if self.augment and self.task == "squad":
+            raise SpecError("`augment` is for the GLUE tasks (word replacement in sentences), not squad.")
         unknown = set(self.preset_overrides) - set(Preset.__dataclass_fields__)
         if unknown:
             raise SpecError(

@@ -355,12 +355,13 @@ def run_distill(state: OptimizeState) -> dict[str, Any]:
 
 def distill_key(state: OptimizeState) -> dict[str, Any]:
     c, e = state.config, state.config.effort
-    return {
-        "epochs": [e.intermediate_epochs, e.distill_epochs],
-        "steps": e.distill_steps,
-        "student_init": c.student_init,
-        "augment": c.augment,
-    }
+    key: dict[str, Any] = {"epochs": [e.intermediate_epochs, e.distill_epochs], "steps": e.distill_steps}
+    # Only a recipe other than the first one enters the key, so runs made before these options are reused.
+    if c.student_init != "supernet":
+        key["student_init"] = c.student_init
+    if c.augment:
+        key["augment"] = c.augment
+    return key
 
 
 # ------------------------------------------------------------------ compile
