@@ -41,7 +41,7 @@ import torch
 from canao.arch import ArchSpec, LayerSpec
 from canao.data.squad import read_squad
 from canao.models.teacher import BUNDLED_MODELS, PRETRAINED_DIR
-from canao.train.distill import DistillConfig, distill, layer_map
+from canao.train.distill import DistillConfig, default_prune_layers, distill
 from canao.train.finetune import FinetuneConfig, TrainResult, finetune, train_precision
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -348,7 +348,7 @@ def _prune_layers(given: Optional[str], student: ArchSpec, teacher: ArchSpec) ->
     (distill's default), so both spellings of one run share its directory."""
     if given:
         return tuple(int(k) for k in given.split(","))
-    return tuple(k - 1 for k in layer_map(student.num_layers, teacher.num_layers)[1:])
+    return default_prune_layers(student.num_layers, teacher.num_layers)
 
 
 def _run_label(name: str, layers: Optional[tuple[int, ...]], augment: int) -> str:

@@ -99,6 +99,12 @@ def layer_map(student_layers: int, teacher_layers: int) -> list[int]:
     return [round(i * teacher_layers / student_layers) for i in range(student_layers + 1)]
 
 
+def default_prune_layers(student_layers: int, teacher_layers: int) -> tuple[int, ...]:
+    """The teacher layers (0-based) a pruned student keeps by default: those whose outputs the uniform layer
+    map targets (1, 3, 5 of 6 for three layers)."""
+    return tuple(k - 1 for k in layer_map(student_layers, teacher_layers)[1:])
+
+
 def forward_with_internals(model: nn.Module, task: str, batch: dict[str, torch.Tensor]):
     """(task outputs, hidden states, attention maps) of a canao task model."""
     if MODEL_TASK[task] == "lm":
@@ -227,7 +233,7 @@ def pruned_student(
     except SpecError as err:
         log.info("student is not a part of the teacher (%s); it starts from random weights", err)
         return build_model(spec, MODEL_TASK[cfg.task], num_labels=num_labels, dropout=cfg.dropout), "random", None
-    layers = list(config.prune_layers or [k - 1 for k in layer_map(spec.num_layers, teacher_spec.num_layers)[1:]])
+    layers = list(config.prune_layers or default_prune_layers(spec.num_layers, teacher_spec.num_layers))
     if len(layers) != spec.num_layers or layers[-1] >= teacher_spec.num_layers:
         raise SpecError(
             f"prune_layers {layers} must name {spec.num_layers} of the teacher's layers "
