@@ -41,6 +41,7 @@ import torch
 from canao.arch import ArchSpec, LayerSpec
 from canao.data.squad import read_squad
 from canao.models.teacher import BUNDLED_MODELS, PRETRAINED_DIR
+from canao.storage import write_text_atomically
 from canao.train.distill import DistillConfig, default_prune_layers, distill
 from canao.train.finetune import FinetuneConfig, TrainResult, finetune, train_precision
 
@@ -763,9 +764,7 @@ def write_markdown(results: Path, out: Path) -> None:
                     f"{m['same_predictions_as_pytorch']} / {m['predictions']} |"
                 )
     notes = _kept_notes(out.read_text()) if out.exists() else {}
-    partial = out.with_name(out.name + ".partial")
-    partial.write_text("\n".join(_with_notes(lines, notes)) + "\n")
-    partial.replace(out)
+    write_text_atomically(out, "\n".join(_with_notes(lines, notes)) + "\n")
 
 
 def main() -> None:

@@ -76,11 +76,16 @@ def read_user_json_object(path: Path | str, what: str, error: type[Exception]) -
 
 
 def write_json_atomically(path: Path, data: Any, indent: int = 1) -> None:
+    write_text_atomically(path, json.dumps(data, indent=indent))
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """`path` holds the whole of `text` or what it held before, never a part (a temporary file, then a rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=indent)
+            f.write(text)
         os.chmod(tmp, 0o644)  # mkstemp makes it private; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:

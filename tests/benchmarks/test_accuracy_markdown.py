@@ -58,4 +58,4 @@ def test_rewriting_keeps_each_sections_notes_and_adds_new_rows(tmp_path: Path) -
 
     bench.write_markdown(results, out)  # a third rewrite changes nothing
     assert out.read_text() == rewritten
-    assert not list(tmp_path.glob("*.partial"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["accuracy.md", "results.jsonl"]  # no temp file left

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-from canao.storage import write_json_atomically
+from canao.storage import write_json_atomically, write_text_atomically
 
 REPORT_VERSION = 1
 REPORT_SCHEMA = {
@@ -292,7 +292,5 @@ def write_report(state: Any) -> tuple[Path, Path]:
     json_path, html_path = out / "report.json", out / "report.html"
     write_json_atomically(json_path, report)
     page = render_html(report, plot_front(report, state.outputs.get("search", {}).get("search_json")))
-    tmp = html_path.with_suffix(".html.tmp")
-    tmp.write_text(page)
-    tmp.replace(html_path)
+    write_text_atomically(html_path, page)
     return json_path, html_path
