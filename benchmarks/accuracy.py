@@ -9,6 +9,8 @@ Stages (run one or all; each appends its figures, command and wall time to
            train-v1.1.reconstructed.json.gz; 1 epoch, 384 tokens, stride 128, length-bucketed batches)
            and report EM/F1 on all 36 articles (8,123 questions) of dev part A; --squad-teacher-run names
            the run directory (a run started by `canao finetune` with the same settings is picked up)
+  squad-teacher-bundled  make the --squad-teacher-run directory from the bundled QA model when it is the
+           teacher (int8-compressed weights, dequantized on load): students without the hours of fine-tuning
   distill  distill encoder L4 H256 (8 heads x 32, FFN 1024; a slice of the teacher) from the SST-2
            teacher, report its dev accuracy and the gap
   sst2-students, squad-students  distill each student of STUDENTS (or --students NAME,...) from the task's
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 from typing import Optional
@@ -215,6 +218,11 @@ def _squad_teacher_config(args) -> FinetuneConfig:
 def stage_squad_teacher(args) -> None:
     start = time.perf_counter()
     config = _squad_teacher_config(args)
+    if (Path(config.output_dir) / BUNDLED_TEACHER_MARK).exists():
+        raise SystemExit(
+            f"{config.output_dir} was made from the bundled model (squad-teacher-bundled), not trained here: "
+            "its figures are in the bundle stage's record; pass another --squad-teacher-run to train a teacher."
+        )
     finished = Path(config.output_dir) / "metrics.json"
     if finished.exists() and (Path(config.output_dir) / "model" / "config.json").exists():
         # `canao finetune` finished this run and scored it already: take its figures, do not score again
@@ -252,6 +260,45 @@ def compiled_latencies(specs: list[ArchSpec], seq_len: int, threads: int, rounds
         for i, spec in enumerate(specs):
             best[i] = min(best[i], measure_model(spec, executor, seq_len, threads=threads).median_ms)
     return best
+
+
+BUNDLED_TEACHER_MARK = "bundled.json"
+
+
+def stage_squad_teacher_bundled(args) -> None:
+    """Make the SQuAD teacher's run directory (--squad-teacher-run) from the bundled QA model, when the bundle
+    is that teacher: fine-tuning it on the full training set takes hours on 2 cores, and the bundle keeps its
+    weights int8-compressed (F1 within 0.2 of the float32 model), so the students stage can run on a fresh
+    machine. Its metrics.json is the shipped model's compiled score, the figure students are then measured
+    against. Nothing is overwritten: an existing run directory is refused."""
+    import shutil
+
+    run = Path(_squad_teacher_config(args).output_dir)
+    summary = json.loads((BUNDLED_QA / "metrics.json").read_text())
+    scores = summary.get("scores", {})
+    shipped = next((m for key, m in scores.items() if key.startswith("int8") and key.endswith("|compiled")), None)
+    if shipped is None or not any(key.startswith("float32 teacher") for key in scores):
+        raise SystemExit(
+            f"{BUNDLED_QA} does not hold the fine-tuned teacher (its metrics.json has no teacher score): train "
+            "the teacher with --stages squad-teacher instead."
+        )
+    if run.exists():
+        raise SystemExit(f"{run} exists already: pass another --squad-teacher-run (nothing is overwritten).")
+    staging = run.with_name(run.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(BUNDLED_QA, staging / "model")
+    (staging / "metrics.json").write_text(json.dumps(shipped, indent=1))
+    card = " ".join((BUNDLED_QA / "README.md").read_text().split())  # one line: the card wraps its sentences
+    settings = re.search(r"fine-tuned on the SQuAD v1\.1 training set: (.+?) training\.", card)
+    origin = {
+        "bundle": str(BUNDLED_QA),
+        "trained_as": summary.get("source"),
+        "metrics": "int8-compressed, compiled",
+        "teacher_settings": settings.group(1) + " training" if settings else f"as in {BUNDLED_QA}/README.md",
+    }
+    (staging / BUNDLED_TEACHER_MARK).write_text(json.dumps(origin, indent=1))
+    staging.rename(run)
+    print(f"{run}: the bundled teacher, F1 {shipped['f1']:.2f} (EM {shipped['exact_match']:.2f})")
 
 
 def _task_teacher(args, task: str) -> Path:
@@ -487,7 +534,6 @@ def stage_bundle(args) -> None:
             teacher_ms = student_ms = compiled_latencies([spec], 384, args.threads)[0]
         else:
             teacher_ms, student_ms = compiled_latencies([load_pretrained(teacher).spec, spec], 384, args.threads)
-        teacher_cfg = json.loads((teacher.parent / "train_config.json").read_text())
         student_cfg = json.loads((source.parent / "train_config.json").read_text())
         rows = "\n".join(
             f"| {key.split('|')[0]} | {'canao compiled fp32' if key.endswith('compiled') else 'PyTorch'} | "
@@ -501,9 +547,7 @@ def stage_bundle(args) -> None:
             student_ms=student_ms,
             teacher_ms=teacher_ms,
             ratio=student_ms / teacher_ms,
-            teacher_settings=f"{teacher_cfg['epochs']} epoch(s), batch {teacher_cfg['batch_size']}, lr "
-            f"{teacher_cfg['lr']}, {teacher_cfg['max_length']} tokens, stride {teacher_cfg['doc_stride']}, "
-            f"{teacher_cfg.get('precision', 'fp32')} training",
+            teacher_settings=_teacher_settings(teacher.parent),
             origin=TEACHER_ORIGIN if is_teacher else STUDENT_ORIGIN,
             command="--stages squad-teacher,bundle --squad-teacher-run RUN --bundle-from RUN/model "
             "--bundle-compiled-only"
@@ -536,6 +580,18 @@ def stage_bundle(args) -> None:
             **summary,
             "wall_min": (time.perf_counter() - start) / 60,
         },
+    )
+
+
+def _teacher_settings(run: Path) -> str:
+    """How the SQuAD teacher was fine-tuned, for the model card: its run's train_config.json, or, for a run made
+    from the bundled teacher, the settings its card gave."""
+    if (run / BUNDLED_TEACHER_MARK).exists():
+        return json.loads((run / BUNDLED_TEACHER_MARK).read_text())["teacher_settings"]
+    cfg = json.loads((run / "train_config.json").read_text())
+    return (
+        f"{cfg['epochs']} epoch(s), batch {cfg['batch_size']}, lr {cfg['lr']}, {cfg['max_length']} tokens, "
+        f"stride {cfg['doc_stride']}, {cfg.get('precision', 'fp32')} training"
     )
 
 
@@ -809,6 +865,7 @@ def main() -> None:
         "sst2": stage_sst2,
         "squad": stage_squad,
         "squad-teacher": stage_squad_teacher,
+        "squad-teacher-bundled": stage_squad_teacher_bundled,
         "distill": stage_distill,
         "sst2-students": stage_sst2_students,
         "squad-students": stage_squad_students,

@@ -2,19 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _accuracy_module():
-    spec = importlib.util.spec_from_file_location("accuracy_benchmark", ROOT / "benchmarks" / "accuracy.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _student(name: str, accuracy: float) -> dict:
@@ -31,8 +20,8 @@ def _student(name: str, accuracy: float) -> dict:
     }
 
 
-def test_rewriting_keeps_each_sections_notes_and_adds_new_rows(tmp_path: Path) -> None:
-    bench = _accuracy_module()
+def test_rewriting_keeps_each_sections_notes_and_adds_new_rows(tmp_path: Path, accuracy_benchmark) -> None:
+    bench = accuracy_benchmark
     results, out = tmp_path / "results.jsonl", tmp_path / "accuracy.md"
     results.write_text(json.dumps(_student("l3-a", 87.04)) + "\n")
     bench.write_markdown(results, out)

@@ -1,0 +1,50 @@
+"""benchmarks/accuracy.py --stages squad-teacher-bundled: the SQuAD teacher's run directory made from the bundled
+QA model, so students can be distilled on a machine that never ran the hours-long teacher fine-tuning."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+
+def _args(tmp_path: Path) -> argparse.Namespace:
+    return argparse.Namespace(
+        work=tmp_path / "work", squad_teacher_run=tmp_path / "teacher", squad_epochs=1.0, train_precision="fp32"
+    )
+
+
+def test_the_bundled_teacher_becomes_a_teacher_run_the_students_stage_reads(tmp_path: Path, accuracy_benchmark) -> None:
+    from canao.models.hf import load_pretrained
+
+    bench = accuracy_benchmark
+    args = _args(tmp_path)
+    bench.stage_squad_teacher_bundled(args)
+
+    teacher = bench._task_teacher(args, "squad")
+    assert teacher == tmp_path / "teacher" / "model"
+    shipped = json.loads((bench.BUNDLED_QA / "metrics.json").read_text())["scores"][
+        "int8-compressed (shipped)|compiled"
+    ]
+    assert bench._teacher_metrics(args, "squad") == shipped  # students are measured against the shipped score
+    assert load_pretrained(teacher).spec.num_layers == 6  # the int8 weights load (dequantized) as the teacher
+    settings = bench._teacher_settings(teacher.parent)
+    assert settings.startswith("1.0 epoch(s), batch 32") and settings.endswith("bf16 training")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["teacher"]  # no staging directory left behind
+
+
+def test_an_existing_run_is_never_overwritten_nor_retrained_as_a_teacher(tmp_path: Path, accuracy_benchmark) -> None:
+    bench = accuracy_benchmark
+    args = _args(tmp_path)
+    (tmp_path / "teacher").mkdir()
+    (tmp_path / "teacher" / "keep.txt").write_text("a user's file")
+    with pytest.raises(SystemExit, match="exists already"):
+        bench.stage_squad_teacher_bundled(args)
+    assert (tmp_path / "teacher" / "keep.txt").read_text() == "a user's file"
+
+    args.squad_teacher_run = tmp_path / "made"
+    bench.stage_squad_teacher_bundled(args)
+    with pytest.raises(SystemExit, match="made from the bundled model"):
+        bench.stage_squad_teacher(args)  # would otherwise look for a training checkpoint it never had
