@@ -81,8 +81,11 @@ STUDENTS = {
 
 
 def _log(step: int, total: int, loss: float) -> None:
+    """A progress line every 100 steps. A NaN loss marks a pass that trains nothing (the teacher's logits
+    computed for the cache), not a diverged run: it is said so."""
     if step % 100 == 0 or step == total:
-        print(f"  step {step}/{total} loss {loss:.4f}", flush=True)
+        what = f"loss {loss:.4f}" if loss == loss else "(teacher outputs for the cache, no training)"
+        print(f"  step {step}/{total} {what}", flush=True)
 
 
 EARLIER_MACHINE = "AMD EPYC"  # where the records written before `machine` was recorded were measured

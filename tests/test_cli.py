@@ -89,3 +89,27 @@ def test_a_bug_is_reported_as_one_line_and_traced_with_verbose(monkeypatch, tmp_
     assert result.exit_code == 1 and "internal error" in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["--verbose", "arch", "--arch", str(tmp_path / "x.json")])
     assert result.exit_code == 1 and "Traceback" in result.output and "an internal mistake" in result.output
+
+
+def test_progress_lines_leave_out_the_loss_of_a_pass_that_has_none(capsys, monkeypatch):
+    """Distillation's teacher-cache pass reports NaN for its loss: the log must not read like a diverged run."""
+    import io
+
+    from rich.console import Console
+
+    from canao import cli
+
+    with cli.progress_reporter("distill", total=4, loss=True, every_s=0.0) as update:
+        update(1, 4, float("nan"))
+        update(2, 4, 0.5)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("distill: 1/4 (25%), ") and "loss" not in lines[0]
+    assert "loss 0.5000" in lines[1]
+
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=100)
+    monkeypatch.setattr(cli, "console", terminal)
+    with cli.progress_reporter("distill", total=2, loss=True) as update:
+        update(1, 2, float("nan"))
+        update(2, 2, 0.25)
+    drawn = terminal.file.getvalue()
+    assert "nan" not in drawn and "loss 0.2500" in drawn

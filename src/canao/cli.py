@@ -157,14 +157,16 @@ def progress_reporter(
     if console.is_terminal:
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
         if loss:
-            columns.append(TextColumn("loss {task.fields[loss]:.4f}"))
+            columns.append(TextColumn("{task.fields[loss]}"))
         with Progress(*columns, console=console) as bar:
-            task = bar.add_task(description, total=total, loss=float("nan"))
+            task = bar.add_task(description, total=total, loss="")
 
             def update(
                 done: int, total: Optional[int] = None, loss: Optional[float] = None, description: Optional[str] = None
             ) -> None:
-                fields: dict[str, Any] = {"loss": loss} if loss is not None else {}
+                fields: dict[str, Any] = {}
+                if loss is not None:  # NaN: a pass without a loss (the teacher's outputs computed for the cache)
+                    fields["loss"] = f"loss {loss:.4f}" if loss == loss else ""
                 bar.update(task, completed=done, total=total, description=description, **fields)
 
             yield update
@@ -175,7 +177,8 @@ def progress_reporter(
     def line() -> str:
         done, total_ = state["done"], state["total"]
         pct = f" ({100 * done / total_:.0f}%)" if total_ else ""
-        extra = f", loss {state['loss']:.4f}" if state["loss"] is not None else ""
+        loss = state["loss"]
+        extra = f", loss {loss:.4f}" if loss is not None and loss == loss else ""  # NaN: a pass without a loss
         what = state.get("description") or description
         return f"{what}: {done}/{total_ or '?'}{pct}{extra}, {time.monotonic() - start:.0f} s"
 
