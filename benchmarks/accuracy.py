@@ -276,7 +276,7 @@ def stage_squad_teacher_bundled(args) -> None:
     is that teacher: fine-tuning it on the full training set takes hours on 2 cores, and the bundle keeps its
     weights int8-compressed (F1 within 0.2 of the float32 model), so the students stage can run on a fresh
     machine. Its metrics.json is the shipped model's compiled score, the figure students are then measured
-    against. Nothing is overwritten: an existing run directory is refused."""
+    against. Nothing is overwritten: another existing run directory is refused, one made here is reused."""
     import shutil
 
     run = Path(_squad_teacher_config(args).output_dir)
@@ -288,6 +288,9 @@ def stage_squad_teacher_bundled(args) -> None:
             f"{BUNDLED_QA} does not hold the fine-tuned teacher (its metrics.json has no teacher score): train "
             "the teacher with --stages squad-teacher instead."
         )
+    if (run / BUNDLED_TEACHER_MARK).exists():  # made by an earlier call: the stage list can be rerun as is
+        print(f"{run}: made from the bundle already")
+        return
     if run.exists():
         raise SystemExit(f"{run} exists already: pass another --squad-teacher-run (nothing is overwritten).")
     staging = run.with_name(run.name + ".partial")

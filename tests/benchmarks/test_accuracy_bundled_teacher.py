@@ -35,7 +35,7 @@ def test_the_bundled_teacher_becomes_a_teacher_run_the_students_stage_reads(tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["teacher"]  # no staging directory left behind
 
 
-def test_an_existing_run_is_never_overwritten_nor_retrained_as_a_teacher(tmp_path: Path, accuracy_benchmark) -> None:
+def test_other_runs_are_never_overwritten_a_made_one_is_reused(tmp_path: Path, accuracy_benchmark) -> None:
     bench = accuracy_benchmark
     args = _args(tmp_path)
     (tmp_path / "teacher").mkdir()
@@ -46,5 +46,8 @@ def test_an_existing_run_is_never_overwritten_nor_retrained_as_a_teacher(tmp_pat
 
     args.squad_teacher_run = tmp_path / "made"
     bench.stage_squad_teacher_bundled(args)
+    (tmp_path / "made" / "model" / "marker").write_text("kept")
+    bench.stage_squad_teacher_bundled(args)  # a rerun of the same stage list reuses it
+    assert (tmp_path / "made" / "model" / "marker").read_text() == "kept"
     with pytest.raises(SystemExit, match="made from the bundled model"):
         bench.stage_squad_teacher(args)  # would otherwise look for a training checkpoint it never had
