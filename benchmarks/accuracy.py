@@ -46,7 +46,7 @@ from canao.data.squad import read_squad
 from canao.models.teacher import BUNDLED_MODELS, PRETRAINED_DIR
 from canao.storage import write_text_atomically
 from canao.train.distill import DistillConfig, default_prune_layers, distill
-from canao.train.finetune import FinetuneConfig, TrainResult, finetune, train_precision
+from canao.train.finetune import FinetuneConfig, TrainResult, finetune, loss_text, train_precision
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SQUAD_TRAIN = SHARED / "squad/train-v1.1.reconstructed.json.gz"
@@ -87,7 +87,7 @@ def _log(step: int, total: int, loss: float) -> None:
     """A progress line every 100 steps. A NaN loss marks a pass that trains nothing (the teacher's logits
     computed for the cache), not a diverged run: it is said so."""
     if step % 100 == 0 or step == total:
-        what = f"loss {loss:.4f}" if loss == loss else "(teacher outputs for the cache, no training)"
+        what = loss_text(loss) or "(teacher outputs for the cache, no training)"
         print(f"  step {step}/{total} {what}", flush=True)
 
 

@@ -165,8 +165,10 @@ def progress_reporter(
                 done: int, total: Optional[int] = None, loss: Optional[float] = None, description: Optional[str] = None
             ) -> None:
                 fields: dict[str, Any] = {}
-                if loss is not None:  # NaN: a pass without a loss (the teacher's outputs computed for the cache)
-                    fields["loss"] = f"loss {loss:.4f}" if loss == loss else ""
+                if loss is not None:  # a training pass: torch and the trainer are loaded already
+                    from canao.train.finetune import loss_text
+
+                    fields["loss"] = loss_text(loss)
                 bar.update(task, completed=done, total=total, description=description, **fields)
 
             yield update
@@ -177,8 +179,12 @@ def progress_reporter(
     def line() -> str:
         done, total_ = state["done"], state["total"]
         pct = f" ({100 * done / total_:.0f}%)" if total_ else ""
-        loss = state["loss"]
-        extra = f", loss {loss:.4f}" if loss is not None and loss == loss else ""  # NaN: a pass without a loss
+        shown = ""
+        if state["loss"] is not None:  # a training pass: torch and the trainer are loaded already
+            from canao.train.finetune import loss_text
+
+            shown = loss_text(state["loss"])
+        extra = f", {shown}" if shown else ""
         what = state.get("description") or description
         return f"{what}: {done}/{total_ or '?'}{pct}{extra}, {time.monotonic() - start:.0f} s"
 

@@ -37,6 +37,12 @@ CONFIG_VERSION = 1
 Progress = Callable[[int, int, float], None]  # (step, total steps, running loss)
 
 
+def loss_text(loss: float) -> str:
+    """How a progress line shows a Progress loss: "loss 0.1234", or nothing for NaN, which passes that train
+    nothing report (the teacher's outputs computed for the distillation cache): not a diverged run."""
+    return f"loss {loss:.4f}" if loss == loss else ""
+
+
 TRAIN_PRECISIONS = ("fp32", "bf16")
 _NOT_IDENTITY = ("save_every", "save_every_s", "precision")  # may change between sittings of one run
 
