@@ -77,6 +77,12 @@ STUDENTS = {
     # The next SQuAD candidate: one more layer than l3-h384-a4-f384 within a quarter of the teacher at 384 tokens
     # (Zen 4, compiled fp32: 11.8 vs 53.1 ms, 0.22x; l3-h384-a4-f384 0.17x, l4-h384-a4-f512 0.25x).
     "l4-h384-a4-f384": _encoder(384, [(4, 384)] * 4),
+    # Deeper and thinner: every teacher layer kept (on SST-2, halving every layer's width cost nothing while
+    # dropping layers did), paid for with heads and FFN units. Zen 4, compiled fp32 at 384 tokens vs the
+    # teacher's 51.2 ms: l6-h384-a2-f256 10.5 ms (0.21x), l5-h384-a4-f256 12.3 ms (0.24x); l6 with 3 heads and
+    # 256 units, 2 heads and 384 units or 4 heads and 192 units is over a quarter (0.27x-0.28x).
+    "l6-h384-a2-f256": _encoder(384, [(2, 256)] * 6),
+    "l5-h384-a4-f256": _encoder(384, [(4, 256)] * 5),
     # Larger pruned students for the accuracy/latency curve (above a quarter of the teacher's latency).
     "l4-h384-a6-f768": _encoder(384, [(6, 768)] * 4),
     "l6-h384-a6-f768": _encoder(384, [(6, 768)] * 6),
