@@ -46,7 +46,8 @@ from canao.data.squad import read_squad
 from canao.models.teacher import BUNDLED_MODELS, PRETRAINED_DIR
 from canao.storage import write_text_atomically
 from canao.train.distill import DistillConfig, default_prune_layers, distill
-from canao.train.finetune import FinetuneConfig, TrainResult, finetune, loss_text, train_precision
+from canao.train.finetune import FinetuneConfig, TrainResult, finetune, train_precision
+from canao.train.progress import loss_text
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SQUAD_TRAIN = SHARED / "squad/train-v1.1.reconstructed.json.gz"

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SRC = Path(__file__).resolve().parents[1] / "src" / "canao"
 # package -> packages it must never import (DESIGN.md: nothing imports apps or cli;
 # models know nothing of training, search or the compiler).
@@ -119,7 +121,10 @@ def test_one_build_sequence():
     assert not bad, bad
 
 
-def test_importing_canao_does_not_import_torch():
-    code = "import sys, canao; print('torch' in sys.modules)"
+@pytest.mark.parametrize("module", ["canao", "canao.cli"])
+def test_importing_canao_does_not_import_torch(module: str):
+    """The package and the CLI's start-up stay torch-free: `canao --help` and the compiled runtime must not pay
+    for loading torch (the CLI shows training losses through the torch-free canao.train.progress)."""
+    code = f"import sys, {module}; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -38,6 +38,7 @@ from rich.table import Table
 import canao
 from canao.compiler.layout import Precision
 from canao.errors import CanaoError
+from canao.train.progress import loss_text
 
 app = typer.Typer(
     help="canao: compiler-aware NAS, distillation and compilation of transformers.",
@@ -165,9 +166,7 @@ def progress_reporter(
                 done: int, total: Optional[int] = None, loss: Optional[float] = None, description: Optional[str] = None
             ) -> None:
                 fields: dict[str, Any] = {}
-                if loss is not None:  # a training pass: torch and the trainer are loaded already
-                    from canao.train.finetune import loss_text
-
+                if loss is not None:
                     fields["loss"] = loss_text(loss)
                 bar.update(task, completed=done, total=total, description=description, **fields)
 
@@ -180,9 +179,7 @@ def progress_reporter(
         done, total_ = state["done"], state["total"]
         pct = f" ({100 * done / total_:.0f}%)" if total_ else ""
         shown = ""
-        if state["loss"] is not None:  # a training pass: torch and the trainer are loaded already
-            from canao.train.finetune import loss_text
-
+        if state["loss"] is not None:
             shown = loss_text(state["loss"])
         extra = f", {shown}" if shown else ""
         what = state.get("description") or description

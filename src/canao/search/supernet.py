@@ -40,8 +40,9 @@ from canao.models.elastic import check_sliceable, extract_subnet, slice_state_di
 from canao.models.heads import backbone_of, build_model
 from canao.models.hf import load_pretrained, save_pretrained
 from canao.search.candidates import CandidateSpace
-from canao.train.finetune import FinetuneConfig, Progress, TrainResult, load_for_task, run_training
+from canao.train.finetune import FinetuneConfig, TrainResult, load_for_task, run_training
 from canao.train.losses import hidden_mse, soft_logit_loss
+from canao.train.progress import Progress
 from canao.train.tasks import MODEL_TASK, TaskData, get_task
 
 log = logging.getLogger(__name__)

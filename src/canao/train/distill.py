@@ -32,8 +32,9 @@ from canao.errors import SpecError
 from canao.models.elastic import check_sliceable, extract_subnet
 from canao.models.heads import build_model
 from canao.models.hf import save_pretrained
-from canao.train.finetune import FinetuneConfig, Progress, TrainResult, load_for_task, run_training
+from canao.train.finetune import FinetuneConfig, TrainResult, load_for_task, run_training
 from canao.train.losses import attention_kl, hidden_mse, soft_logit_loss, value_relation_kl
+from canao.train.progress import Progress
 from canao.train.tasks import MODEL_TASK, TaskData, get_task
 from canao.train.teacher_cache import TeacherOutputs, cacheable
 

@@ -30,17 +30,11 @@ import torch
 
 from canao.errors import CanaoError, DataError, SpecError
 from canao.models.hf import load_pretrained, save_pretrained
+from canao.train.progress import Progress
 from canao.train.tasks import MODEL_TASK, TASK_NAMES, TaskData, get_task
 
 log = logging.getLogger(__name__)
 CONFIG_VERSION = 1
-Progress = Callable[[int, int, float], None]  # (step, total steps, running loss)
-
-
-def loss_text(loss: float) -> str:
-    """How a progress line shows a Progress loss: "loss 0.1234", or nothing for NaN, which passes that train
-    nothing report (the teacher's outputs computed for the distillation cache): not a diverged run."""
-    return f"loss {loss:.4f}" if loss == loss else ""
 
 
 TRAIN_PRECISIONS = ("fp32", "bf16")

@@ -30,7 +30,8 @@ from canao.data.text import pack_blocks, read_text
 from canao.errors import SpecError
 from canao.models.decoder import Decoder
 from canao.models.hf import save_pretrained
-from canao.train.finetune import FinetuneConfig, Progress, TrainResult, run_training
+from canao.train.finetune import FinetuneConfig, TrainResult, run_training
+from canao.train.progress import Progress
 from canao.train.tasks import LanguageModelTask, TaskData
 
 END_OF_TEXT = "<|endoftext|>"
