@@ -520,6 +520,12 @@ def stage_bundle(args) -> None:
 
     start = time.perf_counter()
     source, why = _bundle_source(args)
+    if (Path(source).parent / BUNDLED_TEACHER_MARK).exists():
+        raise SystemExit(
+            f"{source} is the bundled model itself (made by squad-teacher-bundled): it ships already, and "
+            "compressing its int8 weights again would only re-round them under a card that calls it trained here. "
+            "Pass --bundle-from a distilled student's or a trained teacher's model directory."
+        )
     args.work.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=args.work))
     try:

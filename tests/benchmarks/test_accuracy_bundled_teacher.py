@@ -51,3 +51,21 @@ def test_other_runs_are_never_overwritten_a_made_one_is_reused(tmp_path: Path, a
     assert (tmp_path / "made" / "model" / "marker").read_text() == "kept"
     with pytest.raises(SystemExit, match="made from the bundled model"):
         bench.stage_squad_teacher(args)  # would otherwise look for a training checkpoint it never had
+
+
+def test_the_bundle_stage_refuses_to_ship_the_bundle_again(tmp_path: Path, accuracy_benchmark, monkeypatch) -> None:
+    import canao.models.compressed
+
+    def compress(*_args, **_kwargs):  # without the refusal: fail at once, before anything is written
+        raise AssertionError("the bundle stage went on to compress the bundled model again")
+
+    monkeypatch.setattr(canao.models.compressed, "compress_checkpoint", compress)
+    bench = accuracy_benchmark
+    args = _args(tmp_path)
+    bench.stage_squad_teacher_bundled(args)
+    shipped = {p.name: p.read_bytes() for p in bench.BUNDLED_QA.iterdir()}
+    args.bundle_from, args.results = tmp_path / "teacher" / "model", tmp_path / "results.jsonl"
+    with pytest.raises(SystemExit, match="the bundled model itself"):
+        bench.stage_bundle(args)
+    assert {p.name: p.read_bytes() for p in bench.BUNDLED_QA.iterdir()} == shipped
+    assert not args.results.exists() and not args.work.exists()  # refused before any work
