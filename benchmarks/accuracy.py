@@ -19,7 +19,9 @@ Stages (run one or all; each appends its figures, command and wall time to
            teacher and every student compiled (fp32, 128 or 384 tokens) in one run; --init prune starts
            each from the most important heads and FFN units of evenly spread teacher layers (or
            --prune-layers; canao.models.prune), --augment N
-           adds N neighbour-replaced variants of every SST-2 sentence; a run's directory and name carry both
+           adds N neighbour-replaced variants of every SST-2 sentence; a run's directory and name carry both;
+           --more-epochs N then trains each finished student N more epochs in the prediction stage (a warm
+           restart at half the learning rate, into <run>-moreN): a longer schedule added in a later sitting
   bundle   compress the SQuAD student that meets 1/4 of the teacher's latency within 2 F1 of it, best F1 (or
            --bundle-from DIR) to int8 weights, score the compressed checkpoint on dev part A (PyTorch and
            compiled), time it, and write it with its model card to canao/models/pretrained/squad-minilm-qa
@@ -36,6 +38,7 @@ import argparse
 import json
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -343,15 +346,17 @@ def _students(args, task: str) -> None:
     from canao.models.hf import load_pretrained
 
     teacher_spec = load_pretrained(teacher).spec
-    done = {}
+    done: dict[str, dict] = {}
+    timed: list[ArchSpec] = []
     for name in names:
         layers = _prune_layers(args.prune_layers, STUDENTS[name], teacher_spec) if args.init == "prune" else None
         label = _run_label(name, layers, augment)
+        run = args.work / f"{task}-{label}"
         start = time.perf_counter()
         config = DistillConfig(
             FinetuneConfig(
                 task,
-                args.work / f"{task}-{label}",
+                run,
                 epochs=args.student_epochs,
                 batch_size=32,
                 lr=1e-4,
@@ -366,26 +371,37 @@ def _students(args, task: str) -> None:
             init=args.init,
             prune_layers=layers,
         )
-        result = distill(config, teacher, STUDENTS[name], train, dev, progress=_log)
-        done[label] = result.metrics
-        _record(
-            args.results,
-            {
-                "stage": f"{task}-student",
-                "name": label,
-                "student": STUDENTS[name].describe(),
-                "metrics": result.metrics,
-                "teacher_metric": teacher_metrics.get(metric),
-                "gap_points": teacher_metrics.get(metric, float("nan")) - result.metrics.get(metric, float("nan")),
-                "recipe": _start_note(args.work / f"{task}-{label}")
-                + f"{args.intermediate_epochs} epochs intermediate (hidden, attention, values) + "
-                f"{args.student_epochs} epochs prediction layer (T=2)"
-                + (f", {augment} augmented variants per example" if augment else ""),
-                "steps": result.steps,
-                "wall_min_this_invocation": (time.perf_counter() - start) / 60,
-            },
+        recipe = (
+            f"{args.intermediate_epochs} epochs intermediate (hidden, attention, values) + "
+            f"{args.student_epochs} epochs prediction layer (T=2)"
+            + (f", {augment} augmented variants per example" if augment else "")
         )
-    ms = compiled_latencies([teacher_spec] + [STUDENTS[n] for n in names], TASK_LENGTH[task], args.threads)
+        finished = (run / "metrics.json").exists() and (run / "model" / "config.json").exists()
+        if not (args.more_epochs and finished):  # going on from a finished student needs no rerun of it
+            result = distill(config, teacher, STUDENTS[name], train, dev, progress=_log)
+            done[label] = result.metrics
+            timed.append(STUDENTS[name])
+            _record_student(args, task, label, name, result, _start_note(run) + recipe, start, teacher_metrics)
+        if args.more_epochs:
+            start, label = time.perf_counter(), f"{label}-more{args.more_epochs:g}"
+            more = replace(
+                config,
+                train=replace(
+                    config.train,
+                    output_dir=args.work / f"{task}-{label}",
+                    epochs=args.more_epochs,
+                    lr=MORE_LR,
+                ),
+                intermediate_epochs=0.0,
+                init="slice",
+                prune_layers=None,
+            )
+            result = distill(more, teacher, STUDENTS[name], train, dev, progress=_log, start_from=run / "model")
+            done[label] = result.metrics
+            timed.append(STUDENTS[name])
+            recipe += f" + {args.more_epochs:g} more epochs prediction layer (warm restart, lr {MORE_LR:g})"
+            _record_student(args, task, label, name, result, _start_note(run) + recipe, start, teacher_metrics)
+    ms = compiled_latencies([teacher_spec] + timed, TASK_LENGTH[task], args.threads)
     _record(
         args.results,
         {
@@ -395,6 +411,29 @@ def _students(args, task: str) -> None:
             "students": {
                 label: {"ms": t, "ratio": t / ms[0], metric: done[label].get(metric)} for label, t in zip(done, ms[1:])
             },
+        },
+    )
+
+
+MORE_LR = 5e-5  # --more-epochs: a warm restart at half the first run's peak learning rate
+
+
+def _record_student(
+    args, task: str, label: str, name: str, result: TrainResult, recipe: str, start: float, teacher_metrics: dict
+) -> None:
+    metric = "accuracy" if task == "sst2" else "f1"
+    _record(
+        args.results,
+        {
+            "stage": f"{task}-student",
+            "name": label,
+            "student": STUDENTS[name].describe(),
+            "metrics": result.metrics,
+            "teacher_metric": teacher_metrics.get(metric),
+            "gap_points": teacher_metrics.get(metric, float("nan")) - result.metrics.get(metric, float("nan")),
+            "recipe": recipe,
+            "steps": result.steps,
+            "wall_min_this_invocation": (time.perf_counter() - start) / 60,
         },
     )
 
@@ -859,6 +898,12 @@ def main() -> None:
     parser.add_argument("--students", help="comma-separated names of STUDENTS to distill (default: all)")
     parser.add_argument("--intermediate-epochs", type=float, default=1.0)
     parser.add_argument("--student-epochs", type=float, default=2.0)
+    parser.add_argument(
+        "--more-epochs",
+        type=float,
+        default=0.0,
+        help="students: this many more epochs of the prediction stage from each finished student (run dir -moreN)",
+    )
     parser.add_argument("--augment", type=int, default=0, help="SST-2 students: augmented variants per example")
     parser.add_argument("--prune-layers", help="--init prune: the teacher layers to keep, e.g. 1,3,5")
     parser.add_argument(

@@ -358,3 +358,26 @@ def test_distillation_with_augmented_text(tmp_path, tiny_bert, caplog):
             student,
             SAMPLES_DIR / "squad-v1.1-dev-sample.json",
         )
+
+
+def test_a_finished_student_goes_on_training_from_its_own_weights(tmp_path, tiny_bert):
+    finetune(_config(tmp_path / "teacher", max_steps=2), tiny_bert, TRAIN)
+    teacher = tmp_path / "teacher" / "model"
+    student = ArchSpec("encoder", 30522, 128, 24, (LayerSpec(2, 8, 40),))
+    distill(DistillConfig(_config(tmp_path / "first", max_steps=4)), teacher, student, TRAIN)
+    finished = load_pretrained(tmp_path / "first" / "model").model
+
+    # a learning rate too small to move the weights: the continued run must start from the finished student
+    more = DistillConfig(_config(tmp_path / "more", max_steps=1, lr=1e-12))
+    distill(more, teacher, student, TRAIN, start_from=tmp_path / "first" / "model")
+    continued = load_pretrained(tmp_path / "more" / "model").model
+    for (name, want), got in zip(finished.state_dict().items(), continued.state_dict().values()):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=0, msg=name)
+    summary = json.loads((tmp_path / "more" / "metrics.json").read_text())
+    assert summary["initialised"] == f"from {tmp_path / 'first' / 'model'}"
+
+    other = ArchSpec("encoder", 30522, 128, 24, (LayerSpec(1, 8, 40),))
+    with pytest.raises(SpecError, match="not the student"):
+        distill(more, teacher, other, TRAIN, start_from=tmp_path / "first" / "model")
+    with pytest.raises(SpecError, match="not both"):
+        distill(more, teacher, student, TRAIN, slice_from=teacher, start_from=tmp_path / "first" / "model")

@@ -31,7 +31,7 @@ from canao.arch import ArchSpec
 from canao.errors import SpecError
 from canao.models.elastic import check_sliceable, extract_subnet
 from canao.models.heads import build_model
-from canao.models.hf import save_pretrained
+from canao.models.hf import load_pretrained, save_pretrained
 from canao.train.finetune import FinetuneConfig, TrainResult, load_for_task, run_training
 from canao.train.losses import attention_kl, hidden_mse, soft_logit_loss, value_relation_kl
 from canao.train.progress import Progress
@@ -257,11 +257,14 @@ def distill(
     eval_path: Optional[Path] = None,
     progress: Optional[Progress] = None,
     slice_from: Optional[Path] = None,
+    start_from: Optional[Path] = None,
 ) -> TrainResult:
     """Distill `spec` from the task-fine-tuned teacher; the student is saved in the HF layout.
 
     The student starts as a slice of the teacher, or of `slice_from` (a checkpoint of the teacher's shape,
-    such as the search's supernet, whose members were trained to work as slices).
+    such as the search's supernet, whose members were trained to work as slices), or as `start_from`: a
+    finished student of exactly this shape, trained on in a new run (a longer schedule added in a later sitting,
+    with its own learning-rate schedule: a warm restart).
 
     With `intermediate_epochs`, two stages run (each resumable on its own): intermediate layers only into
     <out>/intermediate, then the prediction layer only into <out>, starting from the first stage's student.
@@ -276,6 +279,15 @@ def distill(
             f"the student's vocab_size {spec.vocab_size} differs from the teacher's "
             f"{teacher.spec.vocab_size}; they share the tokenizer."
         )
+    if start_from is not None:
+        if slice_from is not None:
+            raise SpecError("give slice_from (a checkpoint to slice) or start_from (a student to train on), not both.")
+        given = load_pretrained(start_from).spec
+        if given != spec:
+            raise SpecError(
+                f"{start_from} holds {given.describe()}, not the student {spec.describe()}: start_from goes on "
+                "training a student of the same shape; distill another shape from the teacher instead."
+            )
     teacher.model.eval()
     kwargs = {"max_length": cfg.max_length, "doc_stride": cfg.doc_stride}
     train = task.load(train_path, teacher.tokenizer, **kwargs)
@@ -284,7 +296,7 @@ def distill(
     dev = task.load(eval_path, teacher.tokenizer, **kwargs) if eval_path else None
     source = load_for_task(slice_from, cfg.task).model if slice_from is not None else None
     if not config.intermediate_epochs:
-        return _distill_stage(config, teacher, spec, train, dev, progress, source=source)
+        return _distill_stage(config, teacher, spec, train, dev, progress, start_from=start_from, source=source)
     out = Path(cfg.output_dir)
     first = replace(
         config,
@@ -294,7 +306,7 @@ def distill(
         intermediate_epochs=0.0,
     )
     if not (out / "intermediate" / "model" / "config.json").exists():
-        _distill_stage(first, teacher, spec, train, None, progress, source=source)
+        _distill_stage(first, teacher, spec, train, None, progress, start_from=start_from, source=source)
     second = replace(config, hidden_weight=0.0, attention_weight=0.0, value_weight=0.0, intermediate_epochs=0.0)
     return _distill_stage(second, teacher, spec, train, dev, progress, start_from=out / "intermediate" / "model")
 
