@@ -214,6 +214,14 @@ def test_finetune_evaluate_distill_commands(tmp_path):
     assert pruned["initialised"].startswith("pruned") and pruned["teacher_layers"] == [1]
     result = runner.invoke(app, args + ["--prune-layers", "one"])
     assert result.exit_code == 2 and "comma-separated layer indices" in result.output
+    more = ["distill", "--task", "sst2", "--teacher", str(tmp_path / "ft" / "model"), "--arch"]
+    more += [str(tmp_path / "student.json"), "--out", str(tmp_path / "more"), "--max-steps", "1"]
+    more += ["--batch-size", "8", "--max-length", "32", "--start-from"]
+    result = runner.invoke(app, more + [str(tmp_path / "st" / "model")])  # the finished student trains on
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "more" / "metrics.json").read_text())["initialised"] == f"from {tmp_path}/st/model"
+    result = runner.invoke(app, more + [str(tmp_path / "ft" / "model")])  # the teacher is not this student
+    assert result.exit_code != 0 and "not the student" in result.output, result.output
     result = runner.invoke(
         app, ["evaluate", "--model", str(ckpt), "--task", "sst2", "--data", str(tmp_path / "nope.tsv")]
     )

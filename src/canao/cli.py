@@ -817,6 +817,11 @@ def distill(
         help="With --init prune: the teacher layers to keep, e.g. 1,3,5 (default: those the uniform layer map "
         "targets, 1,3,5 of 6 for 3 layers).",
     ),
+    start_from: Optional[Path] = typer.Option(
+        None,
+        help="A finished student of the --arch shape (its model directory) to train on in this new run: a longer "
+        "schedule added later, with its own learning-rate schedule (--init is then unused).",
+    ),
 ) -> None:
     """Distill a student architecture from a fine-tuned teacher (logits, hidden states, attention)."""
     from canao.arch import read_arch
@@ -837,7 +842,15 @@ def distill(
         prune_layers=_layer_list(prune_layers),
     )
     with progress_reporter(f"distilling {spec.describe()}", loss=True) as update:
-        result = run(config, teacher, spec, train, dev, progress=lambda step, total, loss: update(step, total, loss))
+        result = run(
+            config,
+            teacher,
+            spec,
+            train,
+            dev,
+            progress=lambda step, total, loss: update(step, total, loss),
+            start_from=start_from,
+        )
     console.print(
         f"{result.steps} steps, final loss {result.final_loss:.4f}; dev {result.metrics}; student in {out / 'model'}"
     )
