@@ -364,7 +364,8 @@ def test_a_finished_student_goes_on_training_from_its_own_weights(tmp_path, tiny
     finetune(_config(tmp_path / "teacher", max_steps=2), tiny_bert, TRAIN)
     teacher = tmp_path / "teacher" / "model"
     student = ArchSpec("encoder", 30522, 128, 24, (LayerSpec(2, 8, 40),))
-    distill(DistillConfig(_config(tmp_path / "first", max_steps=4)), teacher, student, TRAIN)
+    first = DistillConfig(_config(tmp_path / "first", max_steps=4))
+    distill(first, teacher, student, TRAIN)
     finished = load_pretrained(tmp_path / "first" / "model").model
 
     # a learning rate too small to move the weights: the continued run must start from the finished student
@@ -375,6 +376,12 @@ def test_a_finished_student_goes_on_training_from_its_own_weights(tmp_path, tiny
         torch.testing.assert_close(got, want, atol=1e-6, rtol=0, msg=name)
     summary = json.loads((tmp_path / "more" / "metrics.json").read_text())
     assert summary["initialised"] == f"from {tmp_path / 'first' / 'model'}"
+    again = distill(more, teacher, student, TRAIN, start_from=tmp_path / "first" / "model")  # the same start: resumes
+    assert again.steps == 1
+    with pytest.raises(SpecError, match="started from .*first/model, not from the teacher"):
+        distill(more, teacher, student, TRAIN)  # its saved settings match, where its student came from does not
+    with pytest.raises(SpecError, match="started from the teacher, not from .*more/model"):
+        distill(first, teacher, student, TRAIN, start_from=tmp_path / "more" / "model")  # and the other way round
 
     other = ArchSpec("encoder", 30522, 128, 24, (LayerSpec(1, 8, 40),))
     with pytest.raises(SpecError, match="not the student"):

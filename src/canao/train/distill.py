@@ -288,6 +288,7 @@ def distill(
                 f"{start_from} holds {given.describe()}, not the student {spec.describe()}: start_from goes on "
                 "training a student of the same shape; distill another shape from the teacher instead."
             )
+    _check_start(Path(cfg.output_dir), start_from)
     teacher.model.eval()
     kwargs = {"max_length": cfg.max_length, "doc_stride": cfg.doc_stride}
     train = task.load(train_path, teacher.tokenizer, **kwargs)
@@ -309,6 +310,26 @@ def distill(
         _distill_stage(first, teacher, spec, train, None, progress, start_from=start_from, source=source)
     second = replace(config, hidden_weight=0.0, attention_weight=0.0, value_weight=0.0, intermediate_epochs=0.0)
     return _distill_stage(second, teacher, spec, train, dev, progress, start_from=out / "intermediate" / "model")
+
+
+START_MARK = "started_from.txt"
+
+
+def _check_start(out: Path, start_from: Optional[Path]) -> None:
+    """Refuse to resume a run that started from another student: a run's saved settings (the resume check) do
+    not name where its student came from, so a run started with start_from records it here."""
+    mark = out / START_MARK
+    recorded = mark.read_text() if mark.exists() else None
+    wanted = str(Path(start_from).resolve()) if start_from is not None else None
+    started = any((out / sub / "checkpoint.pt").exists() for sub in (".", "intermediate"))
+    if started and recorded != wanted:
+        raise SpecError(
+            f"{out} holds a run started from {recorded or 'the teacher'}, not from {wanted or 'the teacher'}: "
+            "pass the same start (it resumes) or another output directory."
+        )
+    if wanted is not None and not started:
+        out.mkdir(parents=True, exist_ok=True)
+        mark.write_text(wanted)
 
 
 def _augmented(config: DistillConfig, teacher: Any, train: TaskData) -> TaskData:
