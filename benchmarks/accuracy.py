@@ -58,6 +58,7 @@ SQUAD_DEV = SHARED / "squad/dev-v1.1-part-a.json"
 BUNDLED_QA = PRETRAINED_DIR / BUNDLED_MODELS["qa"]
 BUNDLE_LIMIT_BYTES = 25_000_000
 TASK_LENGTH = {"sst2": 128, "squad": 384}
+TASK_METRIC = {"sst2": "accuracy", "squad": "f1"}  # the dev metric a student's gap is measured in
 
 
 def _encoder(hidden: int, layers: list[tuple[int, int]]) -> ArchSpec:
@@ -340,7 +341,7 @@ def _students(args, task: str) -> None:
     )
     teacher = _task_teacher(args, task)
     teacher_metrics = _teacher_metrics(args, task)
-    metric = "accuracy" if task == "sst2" else "f1"
+    metric = TASK_METRIC[task]
     names = args.students.split(",") if args.students else list(STUDENTS)
     augment = args.augment if task == "sst2" else 0
     from canao.models.hf import load_pretrained
@@ -421,7 +422,7 @@ MORE_LR = 5e-5  # --more-epochs: a warm restart at half the first run's peak lea
 def _record_student(
     args, task: str, label: str, name: str, result: TrainResult, recipe: str, start: float, teacher_metrics: dict
 ) -> None:
-    metric = "accuracy" if task == "sst2" else "f1"
+    metric = TASK_METRIC[task]
     _record(
         args.results,
         {
@@ -726,7 +727,7 @@ def _student_lines(task: str, entries: list[dict]) -> list[str]:
     latency = timings[-1] if timings else None
     if not students:
         return []
-    metric = "accuracy" if task == "sst2" else "f1"
+    metric = TASK_METRIC[task]
     lines = [
         "",
         f"## {task.upper() if task == 'sst2' else 'SQuAD'} students: accuracy and compiled latency",
