@@ -55,6 +55,8 @@ def test_supernet_trains_resumes_exactly_and_scores_members(tmp_path, tiny_teach
 
     with pytest.raises(Stop):
         train_supernet(_config(tmp_path / "b"), SPACE, tiny_teacher, TRAIN, progress=crash)
+    with pytest.raises(SpecError, match=r"hidden_weight 1\.0 -> 0\.0"):  # a sandwich setting, saved in the run
+        train_supernet(_config(tmp_path / "b", hidden_weight=0.0), SPACE, tiny_teacher, TRAIN)
     resumed = train_supernet(_config(tmp_path / "b"), SPACE, tiny_teacher, TRAIN)
     assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in straight.history], rel=1e-5)
 

@@ -388,3 +388,38 @@ def test_a_finished_student_goes_on_training_from_its_own_weights(tmp_path, tiny
         distill(more, teacher, other, TRAIN, start_from=tmp_path / "first" / "model")
     with pytest.raises(SpecError, match="not both"):
         distill(more, teacher, student, TRAIN, slice_from=teacher, start_from=tmp_path / "first" / "model")
+
+
+def test_a_distillation_is_not_resumed_under_other_distillation_settings(tmp_path, tiny_bert, caplog):
+    """The temperature and loss weights are not in the training config a resume checks: they are saved beside
+    it (run_settings.json), and a resume under others is refused, naming them; a run saved before that file
+    existed resumes as before."""
+    finetune(_config(tmp_path / "teacher", max_steps=2), tiny_bert, TRAIN)
+    teacher = tmp_path / "teacher" / "model"
+    student = ArchSpec("encoder", 30522, 128, 24, (LayerSpec(2, 8, 40),))
+    config = DistillConfig(_config(tmp_path / "run", max_steps=4, save_every=1))
+
+    class Stop(Exception):
+        pass
+
+    def crash(step, total, loss):
+        if step == 2:
+            raise Stop()
+
+    with pytest.raises(Stop):
+        distill(config, teacher, student, TRAIN, progress=crash)
+    saved = json.loads((tmp_path / "run" / "run_settings.json").read_text())
+    assert saved["temperature"] == 2.0 and saved["init"] == "slice" and "train" not in saved
+    with pytest.raises(SpecError, match=r"temperature 2\.0 -> 4\.0, value_weight 0\.0 -> 0\.5"):
+        distill(replace(config, temperature=4.0, value_weight=0.5), teacher, student, TRAIN)
+    assert distill(replace(config, cache_teacher_outputs=False), teacher, student, TRAIN).steps == 4
+
+    (tmp_path / "run" / "checkpoint.pt").rename(tmp_path / "kept.pt")
+    shutil.rmtree(tmp_path / "run" / "model")
+    with pytest.raises(Stop):
+        distill(config, teacher, student, TRAIN, progress=crash)
+    (tmp_path / "run" / "run_settings.json").unlink()  # as a run saved before settings were
+    with caplog.at_level("WARNING"):
+        assert distill(replace(config, temperature=4.0), teacher, student, TRAIN).steps == 4
+    assert "predates saved run settings" in caplog.text
+    assert json.loads((tmp_path / "run" / "run_settings.json").read_text())["temperature"] == 4.0

@@ -25,7 +25,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,21 +236,15 @@ def train_supernet(
         doc_stride=config.train.doc_stride,
     )
     run_dir = Path(config.train.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "supernet_config.json").write_text(
-        json.dumps(
-            {
-                "space": space.to_dict(),
-                "random_subnets": config.random_subnets,
-                "temperature": config.temperature,
-                "hard_weight": config.hard_weight,
-                "focus_ms": config.focus_ms,
-                "hidden_weight": config.hidden_weight,
-                "teacher": str(teacher_dir),
-            },
-            indent=2,
-        )
-    )
+    settings = {  # saved in the run (run_settings.json); a resume under others is refused
+        "space": space.to_dict(),
+        "random_subnets": config.random_subnets,
+        "temperature": config.temperature,
+        "hard_weight": config.hard_weight,
+        "focus_ms": config.focus_ms,
+        "hidden_weight": config.hidden_weight,
+        "teacher": str(Path(teacher_dir).resolve()),
+    }
     loss = SandwichLoss(supernet, teacher.model, space, config, latency)
     result = run_training(
         config.train,
@@ -262,6 +255,7 @@ def train_supernet(
         task.collate,
         None,
         progress,
+        settings=settings,
     )
     supernet.eval()
     save_pretrained(supernet, run_dir / "model", tokenizer=teacher.tokenizer, labels=teacher.labels)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -93,6 +93,13 @@ class DistillConfig:
                 "need relation_heads >= 0, intermediate_epochs >= 0 and value_weight >= 0; got "
                 f"{self.relation_heads}, {self.intermediate_epochs}, {self.value_weight}."
             )
+
+
+_NOT_SETTINGS = ("train", "cache_teacher_outputs")  # its own check; the same values either way
+
+
+def _settings(config: DistillConfig) -> dict[str, Any]:
+    return {k: v for k, v in asdict(config).items() if k not in _NOT_SETTINGS}
 
 
 def layer_map(student_layers: int, teacher_layers: int) -> list[int]:
@@ -412,7 +419,15 @@ def _distill_stage(
 
     params = list(student.named_parameters()) + list(criterion.named_parameters())
     result = run_training(
-        cfg, {"student": student, "criterion": criterion}, params, loss_fn, train, collate, evaluate, progress
+        cfg,
+        {"student": student, "criterion": criterion},
+        params,
+        loss_fn,
+        train,
+        collate,
+        evaluate,
+        progress,
+        settings=_settings(config),
     )
     student.eval()
     save_pretrained(student, Path(cfg.output_dir) / "model", tokenizer=teacher.tokenizer, labels=teacher.labels)

@@ -225,8 +225,13 @@ def run_training(
     collate: Callable,
     evaluate: Optional[Callable[[], dict[str, float]]] = None,
     progress: Optional[Progress] = None,
+    settings: Optional[dict[str, Any]] = None,
 ) -> TrainResult:
-    """The shared loop: resumes from output_dir/checkpoint.pt when it exists and matches the config."""
+    """The shared loop: resumes from output_dir/checkpoint.pt when it exists and matches the config.
+
+    `settings` are what else the caller's run depends on beyond `config` (a distillation's temperature and loss
+    weights, a supernet's space): saved beside train_config.json and checked the same way on resume, so that a
+    run is never continued under other settings with its old optimizer state."""
     if not data.features:
         raise DataError("the training data holds no examples (is the file empty or only a header?).")
     steps = total_steps(config, len(data.features))
@@ -234,10 +239,12 @@ def run_training(
     ckpt = Path(config.output_dir) / "checkpoint.pt"
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     saved_config = Path(config.output_dir) / "train_config.json"
+    saved_settings = Path(config.output_dir) / SETTINGS_FILE
     start, history = 0, []
     if ckpt.exists():
         if not saved_config.exists() or _saved_identity(saved_config) != config.identity():
             raise SpecError(f"{ckpt} belongs to a run with other settings; use another --out or delete it.")
+        _check_saved_settings(saved_settings, settings, ckpt)
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         for name, module in modules.items():
             module.load_state_dict(state["modules"][name])
@@ -246,6 +253,8 @@ def run_training(
         start, history = int(state["step"]), list(state["history"])
         log.info("resuming %s at step %d of %d", config.output_dir, start, steps)
     saved_config.write_text(config.to_json())
+    if settings is not None:
+        saved_settings.write_text(json.dumps(settings, indent=2, sort_keys=True))
     loss_value = float(history[-1]["loss"]) if history else float("nan")  # a finished run resumed: its last loss
     lengths = feature_lengths(data) if config.length_buckets else None
     last_save = time.monotonic()
@@ -282,6 +291,31 @@ def _saved_identity(path: Path) -> dict[str, Any]:
         data.pop(name, None)
     added_since = {f.name: f.default for f in fields(FinetuneConfig) if f.name in ("length_buckets",)}
     return {**added_since, **data}
+
+
+SETTINGS_FILE = "run_settings.json"
+
+
+def _check_saved_settings(path: Path, settings: Optional[dict[str, Any]], ckpt: Path) -> None:
+    """Refuse to resume `ckpt` under settings other than those it was saved with, naming those that differ.
+    A checkpoint from before settings were saved (no file) resumes as before: what it ran with is unknown."""
+    if settings is None:
+        return
+    if not path.exists():
+        log.warning("%s predates saved run settings; resuming it without checking them", ckpt)
+        return
+    try:
+        saved = json.loads(path.read_text())
+    except ValueError:
+        raise SpecError(f"{path} is corrupt; use another --out or delete the run directory.") from None
+    wanted = json.loads(json.dumps(settings))  # tuples read back as lists
+    differ = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+    if differ:
+        changes = ", ".join(f"{k} {saved.get(k)!r} -> {wanted.get(k)!r}" for k in differ)
+        raise SpecError(
+            f"{ckpt} was trained with other settings ({changes}): pass the same ones to resume it, or use "
+            "another --out."
+        )
 
 
 class TrainingStopped(CanaoError, RuntimeError):
