@@ -23,6 +23,7 @@ from canao.search.supernet import (
 )
 from canao.train.finetune import FinetuneConfig
 from canao.train.tasks import get_task
+from tests.interrupt import Interrupted, interrupt_at
 from tests.search.conftest import TINY_ARCH
 
 TRAIN, DEV = SAMPLES_DIR / "sst2-train-sample.tsv", SAMPLES_DIR / "sst2-dev.tsv"
@@ -46,14 +47,9 @@ def test_supernet_trains_resumes_exactly_and_scores_members(tmp_path, tiny_teach
     straight = train_supernet(_config(tmp_path / "a"), SPACE, tiny_teacher, TRAIN)
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in straight.history)
 
-    class Stop(Exception):
-        pass
+    crash = interrupt_at(4)
 
-    def crash(step, total, loss):
-        if step == 4:
-            raise Stop()
-
-    with pytest.raises(Stop):
+    with pytest.raises(Interrupted):
         train_supernet(_config(tmp_path / "b"), SPACE, tiny_teacher, TRAIN, progress=crash)
     with pytest.raises(SpecError, match=r"hidden_weight 1\.0 -> 0\.0"):  # a sandwich setting, saved in the run
         train_supernet(_config(tmp_path / "b", hidden_weight=0.0), SPACE, tiny_teacher, TRAIN)

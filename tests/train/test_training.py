@@ -25,6 +25,7 @@ from canao.train.distill import (
 from canao.train.finetune import FinetuneConfig, finetune, load_for_task
 from canao.train.tasks import get_task
 from tests.hf_factories import hf_bert, hf_gpt2, save_tiny_bert_with_tokenizer
+from tests.interrupt import Interrupted, interrupt_at
 
 TRAIN, DEV = SAMPLES_DIR / "sst2-train-sample.tsv", SAMPLES_DIR / "sst2-dev.tsv"
 
@@ -51,14 +52,9 @@ def test_finetune_lowers_the_loss_and_saves_a_loadable_model(tmp_path, tiny_bert
 def test_resume_reproduces_the_uninterrupted_run(tmp_path, tiny_bert):
     straight = finetune(_config(tmp_path / "a"), tiny_bert, TRAIN)
 
-    class Stop(Exception):
-        pass
+    crash = interrupt_at(7)
 
-    def crash(step, total, loss):
-        if step == 7:
-            raise Stop()
-
-    with pytest.raises(Stop):
+    with pytest.raises(Interrupted):
         finetune(_config(tmp_path / "b"), tiny_bert, TRAIN, progress=crash)
     resumed = finetune(_config(tmp_path / "b"), tiny_bert, TRAIN)
     assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in straight.history], rel=1e-5)
@@ -83,12 +79,8 @@ def test_bf16_autocast_follows_the_fp32_run_and_may_switch_on_resume(tmp_path, t
     assert all(w.dtype == torch.float32 for w in weights.values())  # master weights stay fp32
 
     # precision is not part of a run's identity: a bf16 run resumes in fp32 (say on a CPU without bf16)
-    def stop_at_4(step, total, loss):  # after the checkpoint of step 3
-        if step == 4:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        finetune(_config(tmp_path / "mixed", max_steps=6, precision="bf16"), tiny_bert, TRAIN, progress=stop_at_4)
+    with pytest.raises(Interrupted):  # after the checkpoint of step 3
+        finetune(_config(tmp_path / "mixed", max_steps=6, precision="bf16"), tiny_bert, TRAIN, progress=interrupt_at(4))
     resumed = finetune(_config(tmp_path / "mixed", max_steps=6), tiny_bert, TRAIN)
     assert [h["loss"] for h in resumed.history][:3] == [h["loss"] for h in bf16.history][:3]
     assert resumed.history[-1]["loss"] == pytest.approx(fp32.history[-1]["loss"], rel=0.05)
@@ -399,14 +391,9 @@ def test_a_distillation_is_not_resumed_under_other_distillation_settings(tmp_pat
     student = ArchSpec("encoder", 30522, 128, 24, (LayerSpec(2, 8, 40),))
     config = DistillConfig(_config(tmp_path / "run", max_steps=4, save_every=1))
 
-    class Stop(Exception):
-        pass
+    crash = interrupt_at(2)
 
-    def crash(step, total, loss):
-        if step == 2:
-            raise Stop()
-
-    with pytest.raises(Stop):
+    with pytest.raises(Interrupted):
         distill(config, teacher, student, TRAIN, progress=crash)
     saved = json.loads((tmp_path / "run" / "run_settings.json").read_text())
     assert saved["temperature"] == 2.0 and saved["init"] == "slice" and "train" not in saved
@@ -416,7 +403,7 @@ def test_a_distillation_is_not_resumed_under_other_distillation_settings(tmp_pat
 
     (tmp_path / "run" / "checkpoint.pt").rename(tmp_path / "kept.pt")
     shutil.rmtree(tmp_path / "run" / "model")
-    with pytest.raises(Stop):
+    with pytest.raises(Interrupted):
         distill(config, teacher, student, TRAIN, progress=crash)
     (tmp_path / "run" / "run_settings.json").unlink()  # as a run saved before settings were
     with caplog.at_level("WARNING"):
