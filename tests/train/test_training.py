@@ -409,4 +409,9 @@ def test_a_distillation_is_not_resumed_under_other_distillation_settings(tmp_pat
     with caplog.at_level("WARNING"):
         assert distill(replace(config, temperature=4.0), teacher, student, TRAIN).steps == 4
     assert "predates saved run settings" in caplog.text
-    assert json.loads((tmp_path / "run" / "run_settings.json").read_text())["temperature"] == 4.0
+    settings_file = tmp_path / "run" / "run_settings.json"
+    saved = json.loads(settings_file.read_text())
+    assert saved["temperature"] == 4.0
+    del saved["relation_heads"]  # as a run saved before that setting existed
+    settings_file.write_text(json.dumps(saved))
+    assert distill(replace(config, temperature=4.0), teacher, student, TRAIN).steps == 4

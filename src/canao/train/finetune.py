@@ -30,6 +30,7 @@ import torch
 
 from canao.errors import CanaoError, DataError, SpecError
 from canao.models.hf import load_pretrained, save_pretrained
+from canao.storage import write_text_atomically
 from canao.train.progress import Progress
 from canao.train.tasks import MODEL_TASK, TASK_NAMES, TaskData, get_task
 
@@ -252,9 +253,9 @@ def run_training(
         scheduler.load_state_dict(state["scheduler"])
         start, history = int(state["step"]), list(state["history"])
         log.info("resuming %s at step %d of %d", config.output_dir, start, steps)
-    saved_config.write_text(config.to_json())
+    write_text_atomically(saved_config, config.to_json())  # a kill mid-write must not leave a run unresumable
     if settings is not None:
-        saved_settings.write_text(json.dumps(settings, indent=2, sort_keys=True))
+        write_text_atomically(saved_settings, json.dumps(settings, indent=2, sort_keys=True))
     loss_value = float(history[-1]["loss"]) if history else float("nan")  # a finished run resumed: its last loss
     lengths = feature_lengths(data) if config.length_buckets else None
     last_save = time.monotonic()
@@ -298,7 +299,8 @@ SETTINGS_FILE = "run_settings.json"
 
 def _check_saved_settings(path: Path, settings: Optional[dict[str, Any]], ckpt: Path) -> None:
     """Refuse to resume `ckpt` under settings other than those it was saved with, naming those that differ.
-    A checkpoint from before settings were saved (no file) resumes as before: what it ran with is unknown."""
+    A checkpoint from before settings were saved (no file) resumes as before: what it ran with is unknown; so
+    does one saved before a setting was added (the key is missing), which ran as that setting's default does."""
     if settings is None:
         return
     if not path.exists():
@@ -309,7 +311,7 @@ def _check_saved_settings(path: Path, settings: Optional[dict[str, Any]], ckpt: 
     except ValueError:
         raise SpecError(f"{path} is corrupt; use another --out or delete the run directory.") from None
     wanted = json.loads(json.dumps(settings))  # tuples read back as lists
-    differ = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+    differ = sorted(k for k in saved if saved[k] != wanted.get(k))
     if differ:
         changes = ", ".join(f"{k} {saved.get(k)!r} -> {wanted.get(k)!r}" for k in differ)
         raise SpecError(
