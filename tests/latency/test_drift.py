@@ -10,7 +10,15 @@ import pytest
 
 from canao.latency import profile as profiling
 from canao.latency.device import make_executor
-from canao.latency.profile import DRIFT_BAND, BlockTiming, drift_band, drift_factor, quiet_level, settle
+from canao.latency.profile import (
+    DRIFT_BAND,
+    BlockTiming,
+    drift_band,
+    drift_factor,
+    parse_block_key,
+    quiet_level,
+    settle,
+)
 from tests.latency.conftest import CONFIG
 
 
@@ -72,8 +80,8 @@ def _simulate(monkeypatch, slow_key=None):
 
 
 def _truth(true_ms, key: str) -> float:
-    block, hidden, heads, ffn, seq = key.split("|")
-    return true_ms((block, int(hidden[1:]), int(heads[1:]), int(ffn[1:]), int(seq[1:])))
+    block, hidden, seq, heads, ffn = parse_block_key(key)
+    return true_ms((block, hidden, heads, ffn, seq))
 
 
 def test_drift_correction_recovers_quiet_latencies(monkeypatch, tmp_path):

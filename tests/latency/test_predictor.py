@@ -12,7 +12,7 @@ from canao.arch import ArchSpec, LayerSpec
 from canao.latency.baselines import layer_flops
 from canao.latency.device import make_executor
 from canao.latency.predictor import LatencyPredictor, isotonic, spearman
-from canao.latency.profile import DeviceProfile, measure_model
+from canao.latency.profile import DeviceProfile, measure_model, parse_block_key
 from tests.latency.conftest import SPACE
 
 
@@ -34,10 +34,9 @@ def _flops_profile(profile: DeviceProfile) -> DeviceProfile:
     about how the predictor composes and interpolates."""
     blocks = {}
     for key, entry in profile.blocks.items():
-        block, h, heads, ffn, t = (part.lstrip("HAFT") for part in key.split("|"))
-        hidden, seq = int(h), int(t)
+        block, hidden, seq, heads, ffn = parse_block_key(key)
         if block == "layer":
-            gflops = layer_flops(hidden, LayerSpec(int(heads), 8, int(ffn)), seq) / 1e9
+            gflops = layer_flops(hidden, LayerSpec(heads, profile.space.head_dim, ffn), seq) / 1e9
         else:
             gflops = 2.0 * seq * hidden * hidden / 1e9
         blocks[key] = {**entry, "median_ms": gflops + 1e-3}

@@ -27,7 +27,7 @@ import numpy as np
 
 from canao.arch import ArchSpec, LayerSpec
 from canao.errors import SpecError
-from canao.latency.profile import DeviceProfile
+from canao.latency.profile import DeviceProfile, parse_block_key
 
 BYTES_PER_WEIGHT = {"fp32": 4, "bf16": 2, "int8": 1}
 ACTIVATION_BYTES = 4  # activations stay fp32 between fused kernels in every precision
@@ -91,11 +91,11 @@ class Roofline:
         """The compute rate is the best a layer block of the profile reached (FLOPs / its latency)."""
         space, rate = profile.space, 0.0
         for key, entry in profile.blocks.items():
-            block, hidden, heads, ffn, seq = key.split("|")
+            block, hidden, seq, heads, ffn = parse_block_key(key)
             if block != "layer":
                 continue
-            layer = LayerSpec(int(heads[1:]), space.head_dim, int(ffn[1:]))
-            rate = max(rate, layer_flops(int(hidden[1:]), layer, int(seq[1:])) / (entry["median_ms"] * 1e6))
+            layer = LayerSpec(heads, space.head_dim, ffn)
+            rate = max(rate, layer_flops(hidden, layer, seq) / (entry["median_ms"] * 1e6))
         if rate <= 0:
             raise SpecError("the profile holds no layer blocks to derive a compute rate from.")
         return cls(rate, gbytes_per_s, profile.precision)

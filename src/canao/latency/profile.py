@@ -172,6 +172,12 @@ def block_key(block: str, hidden: int, seq_len: int, heads: int = 0, ffn: int = 
     return f"{block}|H{hidden}|A{heads}|F{ffn}|T{seq_len}"
 
 
+def parse_block_key(key: str) -> tuple[str, int, int, int, int]:
+    """(block, hidden, seq_len, heads, ffn) of a block_key: the inverse of block_key, in its argument order."""
+    block, hidden, heads, ffn, seq = key.split("|")
+    return block, int(hidden[1:]), int(seq[1:]), int(heads[1:]), int(ffn[1:])
+
+
 def block_spec(space: SearchSpace, hidden: int, heads: int, ffn: int) -> ArchSpec:
     return ArchSpec(space.kind, space.vocab_size, space.max_positions, hidden, (LayerSpec(heads, space.head_dim, ffn),))
 

@@ -313,7 +313,7 @@ def _check_saved_settings(path: Path, settings: Optional[dict[str, Any]], ckpt: 
     wanted = json.loads(json.dumps(settings))  # tuples read back as lists
     differ = sorted(k for k in saved if saved[k] != wanted.get(k))
     if differ:
-        changes = ", ".join(f"{k} {saved.get(k)!r} -> {wanted.get(k)!r}" for k in differ)
+        changes = ", ".join(f"{k} {saved[k]!r} -> {wanted.get(k)!r}" for k in differ)
         raise SpecError(
             f"{ckpt} was trained with other settings ({changes}): pass the same ones to resume it, or use "
             "another --out."
