@@ -48,7 +48,7 @@ from canao.arch import ArchSpec, LayerSpec
 from canao.data.squad import read_squad
 from canao.models.teacher import BUNDLED_MODELS, PRETRAINED_DIR
 from canao.storage import write_text_atomically
-from canao.train.distill import DistillConfig, default_prune_layers, distill
+from canao.train.distill import DistillConfig, default_prune_layers, distill, prediction_stage
 from canao.train.finetune import FinetuneConfig, TrainResult, finetune, train_precision
 from canao.train.progress import loss_text
 
@@ -389,14 +389,13 @@ def _students(args, task: str) -> None:
         if args.more_epochs:
             start, label = time.perf_counter(), f"{label}-more{args.more_epochs:g}"
             more = replace(
-                config,
+                prediction_stage(config),
                 train=replace(
                     config.train,
                     output_dir=args.work / f"{task}-{label}",
                     epochs=args.more_epochs,
                     lr=MORE_LR,
                 ),
-                intermediate_epochs=0.0,
                 init="slice",
                 prune_layers=None,
             )

@@ -46,6 +46,14 @@ def test_more_epochs_go_on_from_the_finished_student(tmp_path: Path, accuracy_be
     assert no_start is None and first.init == "prune" and first.intermediate_epochs == 0.5
     assert Path(more.train.output_dir) == base.with_name(base.name + "-more1") and start == base / "model"
     assert (more.train.epochs, more.train.lr, more.intermediate_epochs) == (1.0, bench.MORE_LR, 0.0)
+    # the prediction layer alone: intermediate_epochs=0 with the intermediate weights left on would be one stage
+    # with every term, the teacher run on every step (no logit cache), another recipe than the one recorded
+    assert (more.hidden_weight, more.attention_weight, more.value_weight) == (0.0, 0.0, 0.0)
+    assert (more.logit_weight, more.hard_weight, more.temperature) == (
+        first.logit_weight,
+        first.hard_weight,
+        first.temperature,
+    )
     assert more.train.batch_size == first.train.batch_size and more.train.max_length == first.train.max_length
     records = [json.loads(line) for line in args.results.read_text().splitlines()]
     students = [r for r in records if r["stage"] == "squad-student"]

@@ -315,8 +315,16 @@ def distill(
     )
     if not (out / "intermediate" / "model" / "config.json").exists():
         _distill_stage(first, teacher, spec, train, None, progress, start_from=start_from, source=source)
-    second = replace(config, hidden_weight=0.0, attention_weight=0.0, value_weight=0.0, intermediate_epochs=0.0)
-    return _distill_stage(second, teacher, spec, train, dev, progress, start_from=out / "intermediate" / "model")
+    return _distill_stage(
+        prediction_stage(config), teacher, spec, train, dev, progress, start_from=out / "intermediate" / "model"
+    )
+
+
+def prediction_stage(config: DistillConfig) -> DistillConfig:
+    """`config` as its prediction-layer stage alone: no intermediate terms and no first stage. Going on from a
+    finished student (more epochs) must use this, not just `intermediate_epochs=0`, which means one stage with
+    every term: the teacher run with its internals on every step (no logit cache), a slower, other recipe."""
+    return replace(config, hidden_weight=0.0, attention_weight=0.0, value_weight=0.0, intermediate_epochs=0.0)
 
 
 START_MARK = "started_from.txt"
