@@ -220,6 +220,16 @@ def test_finetune_evaluate_distill_commands(tmp_path):
     result = runner.invoke(app, more + [str(tmp_path / "st" / "model")])  # the finished student trains on
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "more" / "metrics.json").read_text())["initialised"] == f"from {tmp_path}/st/model"
+    assert json.loads((tmp_path / "more" / "run_settings.json").read_text())["hidden_weight"] == 1.0  # every term
+    more[more.index(str(tmp_path / "more"))] = str(tmp_path / "more-logits")
+    result = runner.invoke(app, more + [str(tmp_path / "st" / "model"), "--prediction-only"])
+    assert result.exit_code == 0, result.output
+    settings = json.loads((tmp_path / "more-logits" / "run_settings.json").read_text())
+    assert (settings["hidden_weight"], settings["attention_weight"], settings["logit_weight"]) == (0.0, 0.0, 1.0)
+    result = runner.invoke(
+        app, more + [str(tmp_path / "st" / "model"), "--prediction-only", "--intermediate-epochs", "1"]
+    )
+    assert result.exit_code == 2 and "--prediction-only is one stage" in result.output, result.output
     result = runner.invoke(app, more + [str(tmp_path / "ft" / "model")])  # the teacher is not this student
     assert result.exit_code != 0 and "not the student" in result.output, result.output
     result = runner.invoke(

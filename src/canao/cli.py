@@ -102,6 +102,10 @@ DEVICE_HELP = "How to reach the profile's device when it is not this machine (th
 
 
 # ------------------------------------------------------------------ plumbing
+# typer (0.29 on) runs a click of its own: its BadParameter is not a `click.ClickException`, so both are named
+_USAGE_ERRORS = (typer.Exit, typer.BadParameter, click.ClickException)
+
+
 def command(name: Optional[str] = None) -> Callable[[F], F]:
     """Register a command whose user errors print one line (exit 2) and whose bugs print one line (exit 1; the
     traceback with --verbose)."""
@@ -111,7 +115,7 @@ def command(name: Optional[str] = None) -> Callable[[F], F]:
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             try:
                 return fn(*args, **kwargs)
-            except (typer.Exit, click.ClickException):  # usage errors raised in a body: click prints them, exit 2
+            except _USAGE_ERRORS:  # usage errors raised in a body: click prints them, exit 2
                 raise
             except (CanaoError, OSError) as err:  # OSError: a path the user gave cannot be read or written
                 _fail(err)
@@ -820,13 +824,19 @@ def distill(
     start_from: Optional[Path] = typer.Option(
         None,
         help="A finished student of the --arch shape (its model directory) to train on in this new run: a longer "
-        "schedule added later, with its own learning-rate schedule (--init is then unused).",
+        "schedule added later, with its own learning-rate schedule (--init is then unused). Every loss term runs "
+        "unless --prediction-only.",
+    ),
+    prediction_only: bool = typer.Option(
+        False,
+        help="Logits and labels only, no intermediate terms (the teacher's logits cached, not rerun each step): "
+        "the second stage of a two-stage recipe, e.g. more epochs for a student made with --intermediate-epochs.",
     ),
 ) -> None:
     """Distill a student architecture from a fine-tuned teacher (logits, hidden states, attention)."""
     from canao.arch import read_arch
     from canao.data.bundled import task_files
-    from canao.train.distill import DistillConfig
+    from canao.train.distill import DistillConfig, prediction_stage
     from canao.train.distill import distill as run
 
     train, dev = task_files(task, train, dev)
@@ -841,6 +851,10 @@ def distill(
         init=init.value,
         prune_layers=_layer_list(prune_layers),
     )
+    if prediction_only:
+        if intermediate_epochs:
+            raise typer.BadParameter("--prediction-only is one stage; drop --intermediate-epochs or it.")
+        config = prediction_stage(config)
     with progress_reporter(f"distilling {spec.describe()}", loss=True) as update:
         result = run(
             config,
