@@ -20,6 +20,7 @@ def _seed() -> None:
 
 @pytest.fixture(autouse=True, scope="session")
 def _kernel_cache(tmp_path_factory) -> None:
-    """Compiled libraries go to a per-run cache, not the user's ~/.cache."""
+    """Compiled libraries, tuning and the signing key go to per-run places, not the user's ~/.cache or ~/.config."""
     os.environ["CANAO_CACHE_DIR"] = str(tmp_path_factory.mktemp("kernel-cache"))
     os.environ["CANAO_TUNING_DB"] = str(tmp_path_factory.mktemp("tuning") / "tuning-db.json")
+    os.environ["CANAO_CONFIG_DIR"] = str(tmp_path_factory.mktemp("config"))  # the build-signing key

@@ -98,6 +98,10 @@ PRECISION_HELP = (
     "BF16); int8 (dynamic quantization: int8 weights per column, activations per row at run time)."
 )
 THREADS_HELP = "Threads (1-256)."
+TRUST_HELP = (
+    "Load the artifact's compiled library as it is, even if it was not built on this machine (by default such a "
+    "build is compiled again here from model.safetensors: a library from elsewhere could run any code)."
+)
 DEVICE_HELP = "How to reach the profile's device when it is not this machine (the template it was profiled with)."
 
 
@@ -370,22 +374,25 @@ def run_cmd(
     context: Optional[str] = typer.Option(None, help="Context paragraph (span-QA artifacts)."),
     max_new_tokens: int = typer.Option(20, min=1, max=100_000, help="Tokens to generate (decoder artifacts)."),
     threads: int = typer.Option(2, min=1, max=256, help=THREADS_HELP),
+    trust_artifact: bool = typer.Option(False, "--trust-artifact", help=TRUST_HELP),
 ) -> None:
     """Run an artifact on text and print its output (embedding, label, answer or continuation)."""
     from canao.apps.inference import run_text
     from canao.compiler.artifact import load_artifact
 
-    art = load_artifact(artifact, threads=threads)
+    art = load_artifact(artifact, threads=threads, trust=trust_artifact)
     for line in run_text(art, list(text), context=context, max_new_tokens=max_new_tokens):
         console.print(line, markup=False, highlight=False)
 
 
-def _app_artifact(artifact: Optional[Path], task: str, threads: int) -> Any:
+def _app_artifact(artifact: Optional[Path], task: str, threads: int, trust: bool = False) -> Any:
     """The given artifact, or the bundled model of `task` compiled for this CPU (first use compiles it)."""
     from canao.apps.bundled import bundled_artifact
     from canao.compiler.artifact import load_artifact
 
-    return load_artifact(artifact, threads=threads) if artifact is not None else bundled_artifact(task, threads=threads)
+    if artifact is None:
+        return bundled_artifact(task, threads=threads)
+    return load_artifact(artifact, threads=threads, trust=trust)
 
 
 @command()
@@ -400,6 +407,7 @@ def qa(
     top_k: int = typer.Option(1, min=1, max=20, help="Answers to print per question."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
     threads: int = typer.Option(2, min=1, max=256, help=THREADS_HELP),
+    trust_artifact: bool = typer.Option(False, "--trust-artifact", help=TRUST_HELP),
 ) -> None:
     """Answer questions from a context of any length (windowed with doc stride), with a latency breakdown."""
     from dataclasses import asdict
@@ -413,7 +421,7 @@ def qa(
     text = context if context is not None else read_user_text(Path(str(context_file)), "a UTF-8 text file", AppError)
     if not text.strip() or any(not q.strip() for q in question):
         raise AppError("the context and every --question need some text.")
-    art = _app_artifact(artifact, "qa", threads)
+    art = _app_artifact(artifact, "qa", threads, trust_artifact)
     options = QAOptions(max_length, doc_stride, max_answer_tokens=max_answer_tokens, top_k=top_k)
     result = answer_questions(art, list(question), text, options)
     if json_output:
@@ -450,6 +458,7 @@ def generate(
     stop: list[str] = typer.Option([], "--stop", help="Stop before this string; repeat for several."),
     seed: Optional[int] = typer.Option(None, help="Seed for reproducible sampling."),
     threads: int = typer.Option(2, min=1, max=256, help=THREADS_HELP),
+    trust_artifact: bool = typer.Option(False, "--trust-artifact", help=TRUST_HELP),
 ) -> None:
     """Continue a prompt, streaming tokens as they are produced (KV-cached), then report speed."""
     import sys
@@ -457,7 +466,7 @@ def generate(
     from canao.apps.generate import GenerationSettings, stream
 
     settings = GenerationSettings(max_new_tokens, temperature, top_k, top_p, repetition_penalty, tuple(stop), seed)
-    art = _app_artifact(artifact, "lm", threads)
+    art = _app_artifact(artifact, "lm", threads, trust_artifact)
     sys.stdout.write(prompt)
     for event in stream(art, prompt, settings):
         sys.stdout.write(event.text)
@@ -490,6 +499,7 @@ def serve(
     max_queue: int = typer.Option(16, min=0, max=10_000, help="Requests that may wait per model; more get 429."),
     timeout_s: float = typer.Option(60.0, min=1.0, max=3600.0, help="Longest wait and longest run of a request."),
     max_body_kb: int = typer.Option(1024, min=1, max=1 << 20, help="Largest request body, in KiB."),
+    trust_artifact: bool = typer.Option(False, "--trust-artifact", help=TRUST_HELP),
 ) -> None:
     """Serve artifacts over HTTP: /v1/qa, /v1/classify, /v1/generate, /v1/models, /metrics and a web page at /."""
     from canao.apps.bundled import bundled_artifact
@@ -498,7 +508,7 @@ def serve(
     from canao.apps.server.serve import serve as run_server
     from canao.models.teacher import BUNDLED_MODELS
 
-    pool_settings = PoolSettings(workers, threads, max_queue, timeout_s)
+    pool_settings = PoolSettings(workers, threads, max_queue, timeout_s, trust_artifacts=trust_artifact)
     if artifacts:
         pools = load_pools(parse_model_args(list(artifacts)), pool_settings)
     else:
@@ -525,13 +535,14 @@ def bench(
     per_op: bool = typer.Option(
         False, "--per-op", help="Also time every op inside the native forward pass (encoders; built with timers)."
     ),
+    trust_artifact: bool = typer.Option(False, "--trust-artifact", help=TRUST_HELP),
 ) -> None:
     """Latency of the compiled artifact next to PyTorch eager, batch 1, same run and threads."""
     from canao.compiler.artifact import load_artifact
     from canao.device import describe_machine
     from canao.report.bench import bench_artifact
 
-    art = load_artifact(artifact, threads=threads)
+    art = load_artifact(artifact, threads=threads, trust=trust_artifact)
     result = bench_artifact(art, seq_len=seq_len, runs=runs, threads=threads)
     machine = describe_machine()
     note = "" if result.seq_len == seq_len else f" (asked {seq_len}: the model takes at most {result.seq_len})"

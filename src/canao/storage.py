@@ -94,7 +94,10 @@ def write_text_atomically(path: Path, text: str) -> None:
 
 
 def replace_directory(new: Path, target: Path) -> None:
-    """Move `new` to `target`; an existing target is swapped out first and deleted after."""
+    """Move `new` to `target`; an existing target is swapped out first and deleted after. A symlink at `target`
+    is removed, never followed: what it points to is left alone."""
+    if target.is_symlink():
+        target.unlink()
     if not target.exists():
         os.replace(new, target)
         return

@@ -1,10 +1,13 @@
 """A corruption sweep over every file of an artifact: each damage gives a clean CanaoError or the same output.
 
-Each file is truncated, has a block zeroed, has bits flipped, or is replaced
-by a directory; then the artifact is loaded and run in a subprocess, so a
-crash (SIGSEGV, SIGBUS, SIGILL) fails this test instead of killing pytest.
+Each file is truncated, has a block zeroed, has bits flipped, is replaced
+by a directory, or by a symlink to an intact copy outside the artifact; then
+the artifact is loaded and run in a subprocess, so a crash (SIGSEGV, SIGBUS,
+SIGILL) fails this test instead of killing pytest.
 A damaged build is rebuilt from model.safetensors (the output is then
-bit-identical); damage to what cannot be rebuilt is refused.
+bit-identical); damage to what cannot be rebuilt is refused. The sweep runs
+again as another machine would (another signing key): every build is then
+foreign and is rebuilt, and the damage is still refused or repaired.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from canao.compiler.artifact import load_artifact, write_artifact
 from canao.models.teacher import teacher_dir
 from tests.compiler.graphs import ENC, torch_model
 
-DAMAGES = ("truncate", "zero_block", "flip_bits", "directory")
+DAMAGES = ("truncate", "zero_block", "flip_bits", "directory", "symlink")
 
 # Loads the artifact given as argv[1], runs it on fixed ids and prints the result as JSON; a CanaoError is an
 # answer too. Anything else (another exception, a signal) is a failure of the test.
@@ -49,7 +52,12 @@ def pristine(tmp_path_factory) -> tuple[Path, list[float]]:
     return path, load_artifact(path).model.run([3, 4, 5, 6])["start_logits"].tolist()
 
 
-def damage(file: Path, how: str, rng: np.random.Generator) -> None:
+def damage(file: Path, how: str, rng: np.random.Generator, outside: Path) -> None:
+    """Damage `file` in place; `outside` is a directory beyond the artifact (where a symlink points)."""
+    if how == "symlink":  # an intact copy, but outside the artifact: following a link could read anything
+        shutil.move(str(file), outside / file.name)
+        file.symlink_to(outside / file.name)
+        return
     if how == "directory":
         file.unlink()
         file.mkdir()
@@ -88,19 +96,30 @@ def test_every_file_is_covered(pristine):
 
 @pytest.mark.parametrize("how", DAMAGES)
 def test_corruption_sweep(pristine, tmp_path, how):
+    _sweep(pristine, tmp_path, how, {})
+
+
+@pytest.mark.parametrize("how", ("flip_bits", "symlink"))
+def test_corruption_sweep_on_another_machine(pristine, tmp_path, how):
+    """Another signing key: the build is foreign, so it is compiled again; damage is still caught."""
+    _sweep(pristine, tmp_path, how, {"CANAO_CONFIG_DIR": str(tmp_path / "another-machine")})
+
+
+def _sweep(pristine: tuple[Path, list[float]], tmp_path: Path, how: str, env: dict[str, str]) -> None:
     path, want = pristine
     rng = np.random.default_rng(len(how))
     failures = []
     for name in _files(path):
         copy = tmp_path / name.replace("/", "_") / "art"
         shutil.copytree(path, copy)
-        damage(copy / name, how, rng)
+        (copy.parent / "outside").mkdir()
+        damage(copy / name, how, rng, copy.parent / "outside")
         proc = subprocess.run(
             [sys.executable, "-c", PROBE, str(copy)],
             capture_output=True,
             text=True,
             timeout=300,
-            env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+            env={**os.environ, **env, "PYTHONFAULTHANDLER": "1"},
         )
         if proc.returncode != 0:
             failures.append(f"{name}: exit {proc.returncode} {proc.stderr[-400:]}")

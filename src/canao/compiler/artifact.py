@@ -21,6 +21,15 @@ precision), is rebuilt from model.safetensors (itself verified); damage to
 the top-level files is refused with a message naming the file. Loading never
 imports torch.
 
+Trust: everything in an artifact is data except a build's libmodel.so, which
+is native code. A build is loaded as it is only when its manifest carries a
+signature made with this machine's key (canao.compiler.trust: every build
+canao compiles is signed); a build from elsewhere (unsigned, or signed with
+another key) is compiled again here from model.safetensors, unless the caller
+passes `trust=True` (`--trust-artifact`). A manifest entry that is not a plain
+file name of the directory (`../x`, `a/b`) and a symlink anywhere among the
+files read are refused, never followed.
+
 Example::
 
     write_artifact(Path("art"), spec, weights, task="backbone", tokenizer=tok)
@@ -50,6 +59,7 @@ from canao.compiler.layout import Precision
 from canao.compiler.lower import lower_spec
 from canao.compiler.runtime import CompiledModel, NativeLibrary, RuntimeLoadError
 from canao.compiler.toolchain import cache_dir
+from canao.compiler.trust import SIGNATURE, sign_manifest, signed_here
 from canao.device import SIMD_LEVELS, fingerprint, resolve_simd
 from canao.errors import CanaoError
 from canao.storage import ExistingDirectoryError, prepare_target, replace_directory, write_json_atomically
@@ -73,6 +83,11 @@ class BuildDamaged(RuntimeLoadError):
     """A compiled build is missing, altered or made for another task/precision: rebuild it."""
 
 
+class BuildUntrusted(BuildDamaged):
+    """A compiled build was not made on this machine (its manifest is unsigned or signed with another key):
+    its library is not loaded; the build is compiled again from model.safetensors."""
+
+
 # ----------------------------------------------------------------- manifests
 def file_digest(path: Path) -> str:
     digest = hashlib.sha256()
@@ -82,23 +97,43 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_manifest(directory: Path, names: list[str]) -> None:
-    """Record sha256 and size of `names` (those that exist) in directory/manifest.json; written last."""
+def write_manifest(directory: Path, names: list[str], *, signed: bool = False) -> None:
+    """Record sha256 and size of `names` (those that exist) in directory/manifest.json; written last. With
+    `signed`, the manifest is signed with this machine's key (a build canao compiled here)."""
     files = {
         n: {"sha256": file_digest(directory / n), "bytes": (directory / n).stat().st_size}
         for n in names
         if (directory / n).is_file()
     }
-    write_json_atomically(directory / MANIFEST, {"version": ARTIFACT_VERSION, "files": files})
+    manifest: dict[str, Any] = {"version": ARTIFACT_VERSION, "files": files}
+    if signed:
+        manifest[SIGNATURE] = sign_manifest(manifest)
+    write_json_atomically(directory / MANIFEST, manifest)
+
+
+def member(directory: Path, name: str, *, error: type = RuntimeLoadError) -> Path:
+    """directory/name for a plain file name of the artifact, refusing what would leave it: a name with a path
+    separator or `..`, and a symlink (it could point anywhere)."""
+    if not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in ("/", "\\", "\0")):
+        raise error(f"{directory / MANIFEST}: lists {name!r}, which is not a file of the directory; refused.")
+    path = directory / name
+    if path.is_symlink():
+        raise error(f"{path}: is a symlink; an artifact's files must be plain files (copy the file in its place).")
+    return path
 
 
 def verify_manifest(directory: Path, names: Optional[list[str]] = None, *, error: type = RuntimeLoadError) -> dict:
     """Check the files of directory/manifest.json (or only `names`) and return the manifest; raise `error` naming
     the first missing or altered file."""
+    if directory.is_symlink():
+        raise error(f"{directory}: is a symlink; an artifact's directories must be plain directories.")
+    member(directory, MANIFEST, error=error)
     manifest = _read_json(directory / MANIFEST, error=error)
     files = manifest.get("files")
-    if not isinstance(files, dict):
+    if not isinstance(files, dict) or not all(isinstance(v, dict) for v in files.values()):
         raise error(f"{directory / MANIFEST}: malformed manifest (no `files`).")
+    for name in files:
+        member(directory, name, error=error)
     for name in files if names is None else [n for n in names if n in files]:
         path, want = directory / name, files[name]
         if not path.is_file():
@@ -139,7 +174,7 @@ def _write_build(directory: Path, built: Build, task: str) -> None:
         "gemms": gemms,
     }
     (directory / "tuning.json").write_text(json.dumps(record, indent=2))
-    write_manifest(directory, list(BUILD_FILES))
+    write_manifest(directory, list(BUILD_FILES), signed=True)
 
 
 def compile_into(
@@ -157,6 +192,8 @@ def compile_into(
     options = options.resolved()
     built = build(lower_spec(spec, weights, task), options, progress)
     target = path / "compiled" / build_dir_name(options.simd)
+    if target.parent.is_symlink():  # never build through a link out of the artifact; removing a link loses nothing
+        target.parent.unlink()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; an artifact is meant to be shared
@@ -257,6 +294,7 @@ def _read_model_weights(path: Path) -> dict[str, np.ndarray]:
 
     if (path / MANIFEST).exists():
         verify_manifest(path, ["model.safetensors"])
+    member(path, "model.safetensors")
     try:
         return load_file(str(path / "model.safetensors"))
     except (SafetensorError, OSError) as err:
@@ -273,8 +311,10 @@ def _precision_of(path: Path, task: Mapping[str, Any]) -> Precision:
 
 def _read_top(path: Path) -> tuple[ArchSpec, dict[str, Any]]:
     """arch.json and task.json, verified against the artifact's manifest (older artifacts have none)."""
-    if (path / MANIFEST).exists():
+    if (path / MANIFEST).exists() or (path / MANIFEST).is_symlink():
         verify_manifest(path, ["arch.json", "task.json", "tokenizer.json"])
+    for name in ("arch.json", "task.json", "tokenizer.json"):
+        member(path, name)
     try:
         spec = ArchSpec.from_dict(_read_json(path / "arch.json"))
     except RuntimeLoadError:
@@ -310,14 +350,22 @@ def read_artifact_source(path: Path | str) -> ArtifactSource:
 
 
 def _load_build(
-    build_path: Path, spec: ArchSpec, task: Mapping[str, Any], precision: Precision, threads: int
+    build_path: Path, spec: ArchSpec, task: Mapping[str, Any], precision: Precision, threads: int, trust: bool
 ) -> CompiledModel:
-    """Graph, weight blob and library of one build, verified and cross-checked; BuildDamaged if anything is off."""
-    if not build_path.is_dir():
+    """Graph, weight blob and library of one build, verified and cross-checked; BuildDamaged if anything is off,
+    BuildUntrusted if it was not built on this machine (and `trust` is off)."""
+    if build_path.parent.is_symlink():
+        raise BuildDamaged(f"{build_path.parent}: is a symlink; an artifact's directories must be plain directories.")
+    if not build_path.is_dir() and not build_path.is_symlink():
         raise BuildDamaged(f"{build_path}: no build for this CPU.")
     manifest = verify_manifest(build_path, error=BuildDamaged)
     if set(BUILD_FILES) - set(manifest["files"]):
         raise BuildDamaged(f"{build_path / MANIFEST}: does not list every file of a build.")
+    if not trust and not signed_here(manifest):
+        raise BuildUntrusted(
+            f"{build_path}: was not built on this machine (its manifest is not signed with this machine's key), "
+            "so its library is not loaded (pass --trust-artifact to load it as it is)"
+        )
     record = _read_json(build_path / "tuning.json", error=BuildDamaged)
     if record.get("task") != task["task"] or record.get("precision") != precision.value:
         raise BuildDamaged(
@@ -359,8 +407,9 @@ def _private_copy(library: Path, sha256: str) -> Path:
     return target
 
 
-def load_artifact(path: Path | str, *, threads: int = 2, simd: Optional[str] = None) -> Artifact:
-    """Load an artifact for this CPU, compiling it here first if its build for this CPU is missing or damaged."""
+def load_artifact(path: Path | str, *, threads: int = 2, simd: Optional[str] = None, trust: bool = False) -> Artifact:
+    """Load an artifact for this CPU, compiling it here first if its build for this CPU is missing, damaged or
+    (unless `trust`) was not built on this machine."""
     path = Path(path)
     if not path.is_dir():
         raise RuntimeLoadError(f"{path}: artifact directory not found; create one with `canao compile`.")
@@ -369,12 +418,22 @@ def load_artifact(path: Path | str, *, threads: int = 2, simd: Optional[str] = N
     options = BuildOptions(simd=simd or "auto", precision=precision, threads=threads).resolved()
     build_path = path / "compiled" / build_dir_name(options.simd)
     try:
-        model = _load_build(build_path, spec, task, precision, threads)
+        model = _load_build(build_path, spec, task, precision, threads, trust)
     except BuildDamaged as err:
         log.warning("%s; compiling it again from %s.", err, path / "model.safetensors")
-        compile_into(path, spec, _read_model_weights(path), task["task"], options)
-        model = _load_build(build_path, spec, task, precision, threads)
+        _rebuild(path, spec, task, options)
+        model = _load_build(build_path, spec, task, precision, threads, trust)
     return Artifact(path, model, _load_tokenizer(path), task)
+
+
+def _rebuild(path: Path, spec: ArchSpec, task: Mapping[str, Any], options: BuildOptions) -> None:
+    try:
+        compile_into(path, spec, _read_model_weights(path), task["task"], options)
+    except OSError as err:  # a read-only or full artifact directory
+        raise RuntimeLoadError(
+            f"{path}: its build for this CPU must be compiled again, but it cannot be written there "
+            f"({err.strerror or err}); copy the artifact somewhere writable and load the copy."
+        ) from None
 
 
 def _load_tokenizer(path: Path) -> Any:
@@ -396,10 +455,12 @@ __all__ = [
     "Artifact",
     "ArtifactSource",
     "BuildDamaged",
+    "BuildUntrusted",
     "ExistingDirectoryError",
     "build_dir_name",
     "compile_into",
     "load_artifact",
+    "member",
     "read_artifact_source",
     "retune_artifact",
     "verify_manifest",

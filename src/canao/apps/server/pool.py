@@ -41,6 +41,7 @@ class PoolSettings:
     threads: int = 2  # OpenMP threads per instance
     max_queue: int = 16  # requests that may wait per model beyond the running ones
     queue_timeout_s: float = 30.0  # longest wait for a free instance
+    trust_artifacts: bool = False  # load builds made elsewhere as they are (else they are compiled again here)
 
 
 class ModelPool:
@@ -60,7 +61,11 @@ class ModelPool:
 
     @classmethod
     def load(cls, name: str, path: Path, settings: PoolSettings) -> "ModelPool":
-        return cls(name, [load_artifact(path, threads=settings.threads) for _ in range(settings.instances)], settings)
+        loaded = [
+            load_artifact(path, threads=settings.threads, trust=settings.trust_artifacts)
+            for _ in range(settings.instances)
+        ]
+        return cls(name, loaded, settings)
 
     def _queue(self) -> "asyncio.Queue[Artifact]":
         if self._free is None:
