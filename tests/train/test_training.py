@@ -11,7 +11,7 @@ import torch
 
 from canao.arch import ArchSpec, LayerSpec
 from canao.data.bundled import SAMPLES_DIR
-from canao.errors import SpecError
+from canao.errors import CheckpointError, SpecError
 from canao.models import load_pretrained, teacher_dir
 from canao.models.prune import unit_importance
 from canao.train.distill import (
@@ -415,3 +415,51 @@ def test_a_distillation_is_not_resumed_under_other_distillation_settings(tmp_pat
     del saved["relation_heads"]  # as a run saved before that setting existed
     settings_file.write_text(json.dumps(saved))
     assert distill(replace(config, temperature=4.0), teacher, student, TRAIN).steps == 4
+
+
+class _ShellPayload:
+    """What a crafted checkpoint holds: unpickling it runs a shell command."""
+
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_crafted_checkpoint_runs_no_code_on_resume(tmp_path, tiny_bert):
+    out, marker = tmp_path / "run", tmp_path / "payload-ran"
+    with pytest.raises(Interrupted):
+        finetune(_config(out), tiny_bert, TRAIN, progress=interrupt_at(4))
+    state = torch.load(out / "checkpoint.pt", weights_only=True)  # what canao saves reads back without pickled code
+    state["history"] = _ShellPayload(marker)
+    torch.save(state, out / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="cannot be read as a canao training checkpoint.*Delete it"):
+        finetune(_config(out), tiny_bert, TRAIN)
+    assert not marker.exists()
+    torch.load(out / "checkpoint.pt", weights_only=False)  # the old way: the payload runs (the test can fail)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "not_a_dict", "wrong_state"])
+def test_a_damaged_checkpoint_is_one_line_naming_it(tmp_path, tiny_bert, damage):
+    out = tmp_path / "run"
+    with pytest.raises(Interrupted):
+        finetune(_config(out), tiny_bert, TRAIN, progress=interrupt_at(4))
+    ckpt = out / "checkpoint.pt"
+    if damage == "truncate":
+        ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    elif damage == "garbage":
+        ckpt.write_bytes(b"\x00" * 64)
+    elif damage == "not_a_dict":
+        torch.save([1, 2, 3], ckpt)
+    else:
+        state = torch.load(ckpt, weights_only=True)
+        state["modules"] = {"model": {"nonsense": torch.zeros(1)}}
+        torch.save(state, ckpt)
+    with pytest.raises(CheckpointError) as info:
+        finetune(_config(out), tiny_bert, TRAIN)
+    message = str(info.value)
+    assert str(ckpt) in message and "start the run over" in message and "\n" not in message

@@ -28,7 +28,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from canao.errors import CanaoError, DataError, SpecError
+from canao.errors import CanaoError, CheckpointError, DataError, SpecError
 from canao.models.hf import load_pretrained, save_pretrained
 from canao.storage import write_text_atomically
 from canao.train.progress import Progress
@@ -246,12 +246,18 @@ def run_training(
         if not saved_config.exists() or _saved_identity(saved_config) != config.identity():
             raise SpecError(f"{ckpt} belongs to a run with other settings; use another --out or delete it.")
         _check_saved_settings(saved_settings, settings, ckpt)
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        for name, module in modules.items():
-            module.load_state_dict(state["modules"][name])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start, history = int(state["step"]), list(state["history"])
+        state = read_checkpoint(ckpt)
+        try:
+            for name, module in modules.items():
+                module.load_state_dict(state["modules"][name])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            start, history = int(state["step"]), list(state["history"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:  # load_state_dict raises RuntimeError
+            raise CheckpointError(
+                f"{ckpt}: does not hold this run's training state ({type(err).__name__}: {_first_line(err)}); "
+                f"delete it to start the run over, or use another --out."
+            ) from None
         log.info("resuming %s at step %d of %d", config.output_dir, start, steps)
     write_text_atomically(saved_config, config.to_json())  # a kill mid-write must not leave a run unresumable
     if settings is not None:
@@ -280,6 +286,25 @@ def run_training(
                 )
     metrics = evaluate() if evaluate else {}
     return TrainResult(steps, loss_value, metrics, history)
+
+
+def read_checkpoint(ckpt: Path) -> dict[str, Any]:
+    """A run's checkpoint.pt, read as tensors and plain values only (`weights_only=True`): a crafted pickle runs
+    no code, and a damaged file is a one-line CheckpointError naming it and how to start over."""
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError... for unsafe or damaged files
+        raise CheckpointError(
+            f"{ckpt}: cannot be read as a canao training checkpoint ({type(err).__name__}: {_first_line(err)}); it is "
+            f"damaged or was not written by canao. Delete it to start the run over, or use another --out."
+        ) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{ckpt}: not a canao training checkpoint; delete it to start the run over.")
+    return state
+
+
+def _first_line(err: BaseException, limit: int = 200) -> str:
+    return (str(err).strip().splitlines() or [""])[0][:limit]
 
 
 def _saved_identity(path: Path) -> dict[str, Any]:
