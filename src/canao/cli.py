@@ -504,10 +504,11 @@ def serve(
     """Serve artifacts over HTTP: /v1/qa, /v1/classify, /v1/generate, /v1/models, /metrics and a web page at /."""
     from canao.apps.bundled import bundled_artifact
     from canao.apps.server.pool import ModelPool, PoolSettings
-    from canao.apps.server.serve import ServeSettings, load_pools, parse_model_args
+    from canao.apps.server.serve import ServeSettings, check_listen_address, load_pools, parse_model_args
     from canao.apps.server.serve import serve as run_server
     from canao.models.teacher import BUNDLED_MODELS
 
+    check_listen_address(host, port)  # before minutes of loading models
     pool_settings = PoolSettings(workers, threads, max_queue, timeout_s, trust_artifacts=trust_artifact)
     if artifacts:
         pools = load_pools(parse_model_args(list(artifacts)), pool_settings)

@@ -46,3 +46,18 @@ def test_generate_streams_and_reports_speed(lm_art):
     assert first.output.split("12 tokens")[0] == again.output.split("12 tokens")[0]  # same seed, same text
     long = runner.invoke(app, ["generate", str(lm_art.path), "--prompt", "to be " * 400, "--max-new-tokens", "4"])
     assert long.exit_code == 0 and "the prompt was cut" in long.output
+
+
+def test_serve_refuses_an_address_it_cannot_listen_on_before_loading(lm_art):
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        result = runner.invoke(app, ["serve", str(lm_art.path), "--port", str(port)])
+    assert result.exit_code == 2 and f"port {port} on 127.0.0.1 is in use" in result.output
+    assert "serving" not in result.output  # refused before any model was loaded
+    result = runner.invoke(app, ["serve", str(lm_art.path), "--host", "no-such-host.invalid"])
+    assert result.exit_code == 2 and "does not resolve" in result.output
+    assert len(result.output.strip().splitlines()) == 1

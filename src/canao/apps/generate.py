@@ -88,6 +88,7 @@ class GenerationEvent:
     token: Optional[int] = None  # the token that produced it (None on the final event)
     done: bool = False
     stats: GenerationStats = field(default_factory=GenerationStats)
+    generated: int = 0  # tokens generated so far (a consumer that stops early can still count them)
 
 
 def next_token_distribution(logits: np.ndarray, context: list[int], settings: GenerationSettings) -> np.ndarray:
@@ -180,13 +181,13 @@ def stream(
         if cut >= 0:
             stats.stop_reason = "stop_string"
             if cut > len(emitted):
-                yield GenerationEvent(text[len(emitted) : cut], token)
+                yield GenerationEvent(text[len(emitted) : cut], token, generated=len(new))
             emitted = text[:cut]
             break
         # Hold back an incomplete character (U+FFFD at the end) and a tail that could begin a stop string.
         ready = len(text.rstrip("\ufffd")) - (held if settings.stop else 0)
         if ready > len(emitted):
-            yield GenerationEvent(text[len(emitted) : ready], token)
+            yield GenerationEvent(text[len(emitted) : ready], token, generated=len(new))
             emitted = text[:ready]
         if session.length >= room:
             stats.stop_reason = "context_full"
@@ -200,9 +201,9 @@ def stream(
     if stats.stop_reason != "stop_string":
         text = art.tokenizer.decode(new)
         if len(text) > len(emitted):
-            yield GenerationEvent(text[len(emitted) :], None)
+            yield GenerationEvent(text[len(emitted) :], None, generated=len(new))
     stats.total_ms = (time.perf_counter() - started) * 1e3
-    yield GenerationEvent("", None, done=True, stats=stats)
+    yield GenerationEvent("", None, done=True, stats=stats, generated=len(new))
 
 
 @dataclass(frozen=True)

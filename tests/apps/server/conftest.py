@@ -55,15 +55,22 @@ def free_port() -> int:
 
 
 class LiveServer:
-    def __init__(self, pools: dict[str, ModelPool], **options) -> None:
+    def __init__(self, pools: dict[str, ModelPool], header_timeout_s: float = 10.0, **options) -> None:
         import uvicorn
 
         from canao.apps.server.app import create_app
+        from canao.apps.server.serve import bounded_protocol
 
         self.pools = pools
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_app(pools, **options), host="127.0.0.1", port=self.port, log_level="warning")
+        config = uvicorn.Config(
+            create_app(pools, **options),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            http=bounded_protocol(header_timeout_s),
+        )
         self.server = uvicorn.Server(config)
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)

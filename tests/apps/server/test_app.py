@@ -140,3 +140,55 @@ def test_waiting_too_long_is_503_and_running_too_long_stops_generation(qa_path, 
         assert stats["stop_reason"] in ("timeout", "context_full") and stats["new_tokens"] < 1000
     finally:
         server.stop()
+
+
+def _raw_exchange(port: int, data: bytes, wait_s: float) -> tuple[bytes, float]:
+    """Send `data` on a fresh connection, then read until the server closes it or `wait_s` passes."""
+    import socket
+    import time
+
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=wait_s) as conn:
+        conn.sendall(data)
+        received = b""
+        try:
+            while chunk := conn.recv(65536):
+                received += chunk
+        except socket.timeout:
+            pass
+    return received, time.monotonic() - start
+
+
+def test_slow_headers_and_stalled_bodies_are_cut_off(qa_path, cls_path, lm_art):
+    server = LiveServer(make_pools(PoolSettings(), qa_path, cls_path, lm_art), header_timeout_s=1.0, body_timeout_s=1.0)
+    try:
+        stalled = b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n"
+        stalled += b"\r\n" + b'{"text": "a f'  # 13 of the 100 bytes it declared, then nothing
+        reply, took = _raw_exchange(server.port, stalled, wait_s=20)
+        assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+        assert b"did not arrive within 1 s" in reply and took < 15
+        reply, took = _raw_exchange(server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n", wait_s=20)  # no blank line
+        assert reply == b"" and took < 15  # closed without a response
+        with server.client() as c:
+            assert c.get("/healthz").status_code == 200  # a normal client is unaffected, keep-alive included
+            assert c.get("/healthz").status_code == 200
+    finally:
+        server.stop()
+
+
+def test_tokens_of_a_stream_the_client_cut_are_counted(live):
+    def generated() -> float:
+        for line in live.client().get("/metrics").text.splitlines():
+            if line.startswith('canao_generated_tokens_total{model="lm"}'):
+                return float(line.split()[-1])
+        return 0.0
+
+    before = generated()
+    body = {"prompt": "ROMEO:", "max_new_tokens": 400, "stream": True}
+    with live.client() as c, c.stream("POST", "/v1/generate", json=body) as response:
+        tokens = 0
+        for line in response.iter_lines():
+            tokens += line.startswith("event: token")
+            if tokens == 5:
+                break  # the client goes away mid-stream
+    assert generated() - before >= 5

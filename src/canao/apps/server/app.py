@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Optional
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -50,6 +51,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for code, what in {
         400: "the input cannot be processed",
         404: "no model of that name serves this route",
+        408: "the request body stalled (its next part did not arrive in time)",
         413: "request body too large",
         429: "the model's queue is full (see Retry-After)",
         503: "waited too long for a free model instance",
@@ -58,17 +60,33 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def printable(text: str) -> str:
+    """`text` as valid UTF-8 (a lone surrogate written as its escape), so any JSON encoder can write it."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def validation_entry(error: Any) -> dict[str, Any]:
+    """One 422 entry: where (loc), what (msg) and the error type, never the rejected input itself (NaN,
+    Infinity or a lone surrogate cannot be written back as JSON, and echoing input is not needed to name it)."""
+    loc = [part if isinstance(part, int) else printable(str(part)) for part in error.get("loc", ())]
+    return {"loc": loc, "msg": printable(str(error.get("msg", ""))), "type": printable(str(error.get("type", "")))}
+
+
 def create_app(
-    pools: dict[str, ModelPool], *, max_body_bytes: int = 1 << 20, request_timeout_s: float = 60.0
+    pools: dict[str, ModelPool],
+    *,
+    max_body_bytes: int = 1 << 20,
+    request_timeout_s: float = 60.0,
+    body_timeout_s: float = 15.0,
 ) -> FastAPI:
-    """The server app over loaded model pools (by name)."""
+    """The server app over loaded model pools (by name); a body that stalls for `body_timeout_s` gets 408."""
     metrics = Metrics()
     api = FastAPI(
         title="canao",
         version=__version__,
         description="Question answering, classification and text generation on canao-compiled models.",
     )
-    api.add_middleware(BodyLimitMiddleware, limit=max_body_bytes)
+    api.add_middleware(BodyLimitMiddleware, limit=max_body_bytes, timeout_s=body_timeout_s)
     api.add_middleware(MetricsMiddleware, metrics=metrics)
     api.state.pools, api.state.metrics = pools, metrics
 
@@ -171,9 +189,11 @@ def create_app(
 
         async def sse() -> AsyncIterator[str]:
             event: Optional[GenerationEvent] = first
+            counted = 0  # tokens counted as generated, as they come: a client that cuts the stream is counted too
             while event is not None:
+                metrics.tokens.labels(pool.name).inc(event.generated - counted)
+                counted = event.generated
                 if event.done:
-                    metrics.tokens.labels(pool.name).inc(event.stats.new_tokens)
                     yield f"event: done\ndata: {json.dumps(event.stats.to_dict())}\n\n"
                 elif event.text:
                     yield f"event: token\ndata: {json.dumps({'text': event.text})}\n\n"
@@ -215,7 +235,11 @@ def create_app(
 
     @api.exception_handler(AppError)
     async def app_error(_: Request, err: AppError) -> JSONResponse:
-        return JSONResponse({"detail": str(err)}, status_code=400)
+        return JSONResponse({"detail": printable(str(err))}, status_code=400)
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, err: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": [validation_entry(e) for e in err.errors()]}, status_code=422)
 
     return api
 

@@ -8,6 +8,7 @@ label cardinality.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, Callable
 
@@ -79,11 +80,18 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"request body over {limit} bytes; send a shorter context or prompt.")
 
 
-class BodyLimitMiddleware:
-    """413 for bodies over `limit` bytes: at once from Content-Length, or while reading a chunked body."""
+class BodyTimeout(HTTPException):
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(408, f"the request body did not arrive within {timeout_s:g} s; send it whole.")
 
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app, self.limit = app, limit
+
+class BodyLimitMiddleware:
+    """413 for bodies over `limit` bytes: at once from Content-Length, or while reading a chunked body; 408 for
+    a body whose next part does not arrive within `timeout_s` (a client that declares more than it sends
+    would otherwise hold the connection and its handler forever)."""
+
+    def __init__(self, app: Any, limit: int, timeout_s: float = 15.0) -> None:
+        self.app, self.limit, self.timeout_s = app, limit, timeout_s
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -94,14 +102,22 @@ class BodyLimitMiddleware:
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             await _reply(send, 413, f"request body over {self.limit} bytes; send a shorter context or prompt.")
             return
-        seen = [0]
+        seen, complete = [0], [False]
 
         async def counted() -> dict:
-            message = await receive()
+            if complete[0]:  # after the body only a disconnect can come: wait for it as long as the response runs
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=self.timeout_s)
+            except asyncio.TimeoutError:
+                raise BodyTimeout(self.timeout_s) from None
             if message["type"] == "http.request":
                 seen[0] += len(message.get("body", b""))
+                complete[0] = not message.get("more_body", False)
                 if seen[0] > self.limit:
                     raise BodyTooLarge(self.limit)  # FastAPI turns an HTTPException from body reading into its status
+            else:
+                complete[0] = True
             return message
 
         await self.app(scope, counted, send)
