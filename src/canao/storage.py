@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import logging
@@ -25,7 +26,7 @@ import shutil
 import tempfile
 import zlib
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from canao.errors import CanaoError
 
@@ -151,3 +152,88 @@ def prepare_target(path: Path, *, is_ours: Callable[[Path], Optional[list[Path]]
         )
     aside = set_aside(path)
     logging.getLogger(__name__).warning("%s %s; moved it to %s.", path, what, aside)
+
+
+class RunBusyError(CanaoError, RuntimeError):
+    """Another live process holds the run directory (or output file) this one was asked to write."""
+
+
+LOCK_FILE = ".canao.lock"
+_held: dict[Path, int] = {}  # lock files this process holds, with how many holders (the lock is re-entrant)
+
+
+@contextlib.contextmanager
+def exclusive(target: Path, what: str = "run directory", *, is_file: bool = False) -> Iterator[None]:
+    """One process at a time for `target`: a directory (locked through target/.canao.lock) or, with `is_file`,
+    an output file (locked through .<name>.lock beside it).
+
+    The lock is the kernel's (flock on the lock file), so a process that dies, even by kill -9, releases it;
+    the file keeps the owner's pid, host and command line for the message another process gets, and a record
+    left by a dead process is taken over with a log line naming it. Re-entrant within a process (a stage that
+    locks the directory its caller already holds)."""
+    target = Path(target)
+    lock = target.with_name(f".{target.name}.lock") if is_file else target / LOCK_FILE
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    key = lock.resolve()
+    if key in _held:
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
+    fd = _acquire(lock, target, what)
+    _held[key] = 1
+    try:
+        yield
+    finally:
+        del _held[key]
+        with contextlib.suppress(OSError):
+            lock.unlink()  # while still locked: a later process locks a fresh file, never this one
+        os.close(fd)
+
+
+def _acquire(lock: Path, target: Path, what: str) -> int:
+    """An open, flock-ed descriptor of `lock` that is still the file at that path (it may have been unlinked
+    by a releasing owner between our open and our flock: then try again on the new file)."""
+    import fcntl
+    import socket
+    import sys
+
+    for _ in range(5):
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = _read_owner(fd)
+            os.close(fd)
+            raise RunBusyError(
+                f"{target}: another canao process ({owner}) is using this {what}; wait for it to finish or stop "
+                "it, or pass another output path."
+            ) from None
+        try:
+            current = os.stat(lock)
+        except FileNotFoundError:
+            current = None
+        if current is not None and os.path.samestat(os.fstat(fd), current):
+            break
+        os.close(fd)
+    else:
+        raise RunBusyError(f"{target}: its lock keeps changing hands; run the command again.")
+    previous = _read_owner(fd)
+    if previous != "unknown owner":
+        logging.getLogger(__name__).warning(
+            "%s: taking over the lock left by %s (no longer running).", target, previous
+        )
+    record = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv)[:300]}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(record).encode(), 0)
+    return fd
+
+
+def _read_owner(fd: int) -> str:
+    try:
+        data = json.loads(os.pread(fd, 4096, 0) or b"null")
+        return f"pid {int(data['pid'])} on {data['host']}: {data['command']}"
+    except (OSError, ValueError, TypeError, KeyError):
+        return "unknown owner"

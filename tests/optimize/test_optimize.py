@@ -65,6 +65,11 @@ def test_every_stage_runs_and_the_artifact_serves(finished):
     assert next(iter(outputs.values())).shape[-1] == 2  # SST-2 logits from the compiled student
     chosen = json.loads((out / "report.json").read_text())["chosen"]
     assert art.model.spec.to_dict() == chosen["spec"]
+    evaluation = json.loads((out / "evaluate" / "stage.json").read_text())["output"]
+    shipped = evaluation["precisions"][evaluation["chosen_precision"]]["metrics"]
+    assert chosen["metrics"] == shipped  # the shipped build's scores, not the PyTorch fp32 student's
+    distilled = json.loads((out / "distill" / "stage.json").read_text())["output"]["metrics"]
+    assert chosen["fp32_pytorch_metrics"] == distilled
 
 
 def test_report_json_and_html(finished):
@@ -269,3 +274,27 @@ def test_a_teacher_already_fine_tuned_for_the_task_is_only_scored(tmp_path):
     assert out["fine_tuned_here"] is False and out["model"] == str(teacher)
     assert out["metrics"]["examples"] == 872 and 0 <= out["metrics"]["accuracy"] <= 100
     assert not (tmp_path / "run" / "teacher" / "checkpoint.pt").exists()
+
+
+def test_a_second_optimize_into_a_run_in_use_is_refused(tmp_path, tiny_teacher):
+    from canao.storage import RunBusyError
+    from tests.test_storage import _hold_in_another_process
+
+    holder = _hold_in_another_process(tmp_path / "run")
+    try:
+        with pytest.raises(RunBusyError, match=f"pid {holder.pid}.*optimize run"):
+            optimize(_config(tmp_path / "run", tiny_teacher, latency_ms=50.0))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".canao.lock"]  # nothing started
+
+
+def test_the_quick_preset_checkpoints_within_a_minute(tmp_path, tiny_teacher, monkeypatch):
+    import canao.optimize.stages as stages
+
+    assert PRESETS["quick"].checkpoint_every_s <= 60 and PRESETS["full"].checkpoint_every_s <= 300
+    state = stages.OptimizeState(OptimizeConfig(out=tmp_path / "run", teacher=tiny_teacher, task="sst2"))
+    state.outputs.update(teacher={"model": str(tiny_teacher)}, profile={"profiles": {}, "space": "space.json"})
+    monkeypatch.setattr(stages, "budget_ms", lambda _state: (10.0, "a test budget"))
+    assert stages.search_config(state).save_every_s == PRESETS["quick"].checkpoint_every_s  # the supernet's

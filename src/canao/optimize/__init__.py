@@ -20,7 +20,7 @@ from typing import Optional
 from canao.errors import SpecError
 from canao.optimize.config import PRESETS, OptimizeConfig, Preset
 from canao.optimize.pipeline import Progress, run_stages
-from canao.storage import write_json_atomically
+from canao.storage import exclusive, write_json_atomically
 
 __all__ = ["OptimizeConfig", "OptimizeResult", "PRESETS", "Preset", "optimize", "stage_names"]
 
@@ -51,11 +51,12 @@ def optimize(
 
     if start_from is not None and start_from not in stage_names():
         raise SpecError(f"`--from` must name a stage, one of {stage_names()}, but got {start_from!r}.")
-    state = OptimizeState(config, progress=progress)
-    state.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomically(state.out / "optimize.json", config.to_dict())
-    run_stages(STAGES, state, start_from)
-    json_path, html_path = write_report(state)
+    with exclusive(Path(config.out), "optimize run"):  # two runs into one directory would clobber each other
+        state = OptimizeState(config, progress=progress)
+        state.out.mkdir(parents=True, exist_ok=True)
+        write_json_atomically(state.out / "optimize.json", config.to_dict())
+        run_stages(STAGES, state, start_from)
+        json_path, html_path = write_report(state)
     artifact = state.outputs["package"].get("artifact")
     search = state.outputs["search"]
     chosen = None

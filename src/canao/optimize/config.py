@@ -51,6 +51,7 @@ class Preset:
     distill_epochs: float  # distillation stage 2 (logits with temperature, labels)
     tune_budget_s: float  # GEMM tuning per precision
     timing_runs: int  # timed runs per model in the final comparison
+    checkpoint_every_s: float  # training stages checkpoint at most this far apart: what a kill can lose
     supernet_steps: Optional[int] = None
     teacher_steps: Optional[int] = None
     distill_steps: Optional[int] = None
@@ -74,6 +75,7 @@ PRESETS: dict[str, Preset] = {
         distill_epochs=4.0,
         tune_budget_s=10.0,
         timing_runs=30,
+        checkpoint_every_s=30.0,
     ),
     "full": Preset(
         "full",
@@ -92,6 +94,7 @@ PRESETS: dict[str, Preset] = {
         distill_epochs=3.0,
         tune_budget_s=60.0,
         timing_runs=60,
+        checkpoint_every_s=120.0,
     ),
 }
 

@@ -116,7 +116,9 @@ def build_report(state: Any) -> dict[str, Any]:
             "precision": evaluation.get("chosen_precision"),
             "precision_rule": evaluation.get("precision_rule"),
             "describe": search.get("chosen_describe"),
-            "metrics": out.get("distill", {}).get("metrics"),
+            # the shipped build's own scores (its precision, compiled); the PyTorch fp32 student's beside them
+            "metrics": evaluation.get("precisions", {}).get(evaluation.get("chosen_precision"), {}).get("metrics"),
+            "fp32_pytorch_metrics": out.get("distill", {}).get("metrics"),
         },
         "binding": search.get("binding") or (None if status == "done" else evaluation.get("precision_rule")),
         "accuracy_latency": rows,

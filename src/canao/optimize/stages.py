@@ -81,6 +81,7 @@ def run_teacher(state: OptimizeState) -> dict[str, Any]:
         seed=c.seed,
         length_buckets=LENGTH_BUCKETS,
         precision=state.train_precision(),
+        save_every_s=effort.checkpoint_every_s,
     )
     result = finetune(
         config, source, train, dev, progress=lambda s, t, loss: state.report("teacher", f"{loss:.4f}", s, t)
@@ -214,6 +215,7 @@ def search_config(state: OptimizeState) -> Any:
         threads=c.threads,
         supernet_dir=state.out / "supernet",
         train_precision=state.train_precision(),
+        save_every_s=e.checkpoint_every_s,
     )
 
 
@@ -328,6 +330,7 @@ def run_distill(state: OptimizeState) -> dict[str, Any]:
             seed=c.seed,
             length_buckets=LENGTH_BUCKETS,
             precision=state.train_precision(),
+            save_every_s=e.checkpoint_every_s,
         ),
         value_weight=1.0,
         intermediate_epochs=e.intermediate_epochs,

@@ -31,7 +31,7 @@ from canao.latency.profile import DeviceProfile
 from canao.search.candidates import Candidate, CandidateSpace, load_candidate_space
 from canao.search.loop import SearchConfig, SearchResult, run_search
 from canao.search.trials import Trial
-from canao.storage import write_json_atomically
+from canao.storage import exclusive, write_json_atomically
 
 log = logging.getLogger(__name__)
 SUPERNET_LENGTH_BUCKETS = 50  # batches of similar length: padding nearly vanishes (train/finetune.py)
@@ -73,6 +73,7 @@ class SearchRunConfig:
     threads: int = 2  # torch threads of the serial scorer
     supernet_dir: Optional[Path] = None  # where the supernet is trained / found (default: out/supernet)
     train_precision: str = "fp32"  # supernet training autocast (train/finetune.py: train_precision)
+    save_every_s: float = 300.0  # supernet checkpoints at most this many seconds apart (what a kill can lose)
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,7 @@ def ensure_supernet(
         seed=config.seed,
         length_buckets=SUPERNET_LENGTH_BUCKETS,
         precision=config.train_precision,
+        save_every_s=config.save_every_s,
     )
     focus = config.supernet_focus * config.latency_ms if config.supernet_focus > 0 else None
     train_supernet(
@@ -165,7 +167,13 @@ def search_space_of(config: SearchRunConfig) -> CandidateSpace:
 
 
 def search_run(config: SearchRunConfig, progress: Optional[StageProgress] = None) -> SearchRunResult:
-    """Train (or reuse) the supernet, search, write the outputs; a killed run resumes where it stopped."""
+    """Train (or reuse) the supernet, search, write the outputs; a killed run resumes where it stopped. One
+    process at a time per output directory."""
+    with exclusive(Path(config.out), "search run"):
+        return _search_run(config, progress)
+
+
+def _search_run(config: SearchRunConfig, progress: Optional[StageProgress]) -> SearchRunResult:
     space = search_space_of(config)
     predictors = load_predictors(config.profiles, space)
 
