@@ -34,10 +34,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 import canao
 from canao.compiler.layout import Precision
-from canao.errors import CanaoError
+from canao.errors import CanaoError, SpecError
 from canao.train.progress import loss_text
 
 app = typer.Typer(
@@ -98,6 +99,7 @@ PRECISION_HELP = (
     "BF16); int8 (dynamic quantization: int8 weights per column, activations per row at run time)."
 )
 THREADS_HELP = "Threads (1-256)."
+MAX_LENGTH_HELP = "Tokens per example (default: the task's, 384 for squad and 128 for the others)."
 TRUST_HELP = (
     "Load the artifact's compiled library as it is, even if it was not built on this machine (by default such a "
     "build is compiled again here from model.safetensors: a library from elsewhere could run any code)."
@@ -129,12 +131,13 @@ def command(name: Optional[str] = None) -> Callable[[F], F]:
             except Exception as err:
                 if _state["verbose"]:
                     console.print_exception()
+                hint = "" if _state["verbose"] else "; re-run with --verbose for the traceback."
                 console.print(
-                    f"[bold red]internal error (a bug in canao, please report it):[/] "
-                    f"{type(err).__name__}: {err}"
-                    + ("" if _state["verbose"] else "; re-run with --verbose for the traceback."),
+                    Text.assemble(
+                        ("internal error (a bug in canao, please report it):", "bold red"),
+                        f" {type(err).__name__}: {err}{hint}",
+                    ),
                     soft_wrap=True,
-                    markup=False if _state["verbose"] else True,
                 )
                 raise typer.Exit(code=1) from None
 
@@ -145,7 +148,8 @@ def command(name: Optional[str] = None) -> Callable[[F], F]:
 
 
 def _fail(err: BaseException) -> None:
-    console.print(f"[bold red]error:[/] {err}", soft_wrap=True, markup=True, highlight=False)
+    # the message as plain text: a path or value with brackets in it is not rich markup
+    console.print(Text.assemble(("error:", "bold red"), f" {err}"), soft_wrap=True, highlight=False)
     raise typer.Exit(code=2)
 
 
@@ -265,7 +269,10 @@ def teacher(
     """Report on a teacher: size, parity with transformers, SQuAD sentence retrieval, latency."""
     from canao.report.teacher import TeacherReportConfig, make_teacher_report
     from canao.report.teacher_html import write_teacher_report
+    from canao.storage import check_output_path
 
+    if out is not None:
+        check_output_path(out, "--out", directory=True)  # before the minutes of measuring
     config = TeacherReportConfig(model_dir=model, squad_path=squad, max_questions=max_questions, threads=threads)
     with progress_reporter("embedding questions and sentences") as update:
         report = make_teacher_report(config, lambda _stage, done, total: update(done, total))
@@ -456,7 +463,7 @@ def generate(
     top_p: float = typer.Option(1.0, min=0.0, max=1.0, help="Nucleus sampling mass (1: off)."),
     repetition_penalty: float = typer.Option(1.0, min=0.0, max=100.0, help="> 1 discourages repeats."),
     stop: list[str] = typer.Option([], "--stop", help="Stop before this string; repeat for several."),
-    seed: Optional[int] = typer.Option(None, help="Seed for reproducible sampling."),
+    seed: Optional[int] = typer.Option(None, min=0, max=2**63 - 1, help="Seed for reproducible sampling (>= 0)."),
     threads: int = typer.Option(2, min=1, max=256, help=THREADS_HELP),
     trust_artifact: bool = typer.Option(False, "--trust-artifact", help=TRUST_HELP),
 ) -> None:
@@ -659,12 +666,14 @@ def profile(
         profile_device,
     )
     from canao.search.space import load_space
+    from canao.storage import check_output_path
 
     config = ProfileConfig(
         load_space(space), seq_lens=parse_seq_lens(seq_lens), threads=threads, reps=reps, precision=precision.value
     )
     executor = make_executor(device, simd=simd.value if simd else None, compiler=compiler)
     out = out or default_profile_path(config, executor)
+    check_output_path(out, "--out")
     with progress_reporter("profiling blocks", total=expected_jobs(config)) as update:
         result = profile_device(config, executor, out, lambda key, done, total: update(done, total, None, key[:40]))
     console.print(
@@ -720,7 +729,7 @@ def _train_config(
     batch_size: int,
     grad_accum: int,
     lr: float,
-    max_length: int,
+    max_length: Optional[int],
     max_steps: Optional[int],
     seed: int,
     save_every_s: float,
@@ -728,7 +737,10 @@ def _train_config(
     precision: Any = "fp32",
 ) -> Any:
     """The training settings `finetune` and `distill` share (TRAIN_OPTIONS names them)."""
+    from canao.optimize.config import TASK_SEQ_LEN
     from canao.train.finetune import FinetuneConfig, train_precision
+
+    max_length = max_length or TASK_SEQ_LEN.get(task, 128)  # SQuAD's windows need 384 for their 128 stride
 
     return FinetuneConfig(
         task=task,
@@ -772,9 +784,9 @@ def finetune(
     batch_size: int = typer.Option(32, min=1),
     grad_accum: int = typer.Option(1, min=1),
     lr: float = typer.Option(5e-5),
-    max_length: int = typer.Option(128, min=8),
+    max_length: Optional[int] = typer.Option(None, min=8, help=MAX_LENGTH_HELP),
     max_steps: Optional[int] = typer.Option(None, min=1),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, min=0, max=2**63 - 1, help="Random seed (>= 0)."),
     save_every_s: float = typer.Option(300.0, min=1.0, help=SAVE_HELP),
     length_buckets: int = typer.Option(0, min=0, help=BUCKETS_HELP),
     precision: TrainPrecision = typer.Option(TrainPrecision.auto, help=TRAIN_PRECISION_HELP),
@@ -804,9 +816,9 @@ def distill(
     batch_size: int = typer.Option(32, min=1),
     grad_accum: int = typer.Option(1, min=1),
     lr: float = typer.Option(1e-4),
-    max_length: int = typer.Option(128, min=8),
+    max_length: Optional[int] = typer.Option(None, min=8, help=MAX_LENGTH_HELP),
     max_steps: Optional[int] = typer.Option(None, min=1),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, min=0, max=2**63 - 1, help="Random seed (>= 0)."),
     temperature: float = typer.Option(2.0),
     save_every_s: float = typer.Option(300.0, min=1.0, help=SAVE_HELP),
     length_buckets: int = typer.Option(0, min=0, help=BUCKETS_HELP),
@@ -902,7 +914,7 @@ def optimize(
         None, "--from", help="Re-run from this stage (earlier output kept aside)."
     ),
     threads: int = typer.Option(2, min=1, max=256, help=THREADS_HELP),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, min=0, max=2**63 - 1, help="Random seed (>= 0)."),
     train_precision: TrainPrecision = typer.Option(TrainPrecision.auto, help=TRAIN_PRECISION_HELP),
     student_init: str = typer.Option(
         "supernet",
@@ -968,8 +980,11 @@ def evaluate(
     precision: Precision = typer.Option(Precision.FP32, help="Precision of the compiled runtime. " + PRECISION_HELP),
 ) -> None:
     """Print a checkpoint's official task metrics on a data file."""
-    from canao.storage import write_json_atomically
+    from canao.storage import check_output_path, write_json_atomically
     from canao.train.evaluate import evaluate_checkpoint
+
+    if predictions is not None:
+        check_output_path(predictions, "--predictions")  # before the evaluation, not after it
 
     metrics, preds = evaluate_checkpoint(
         model, task, data, max_length=max_length, version_2=squad_v2, runtime=runtime.value, precision=precision
@@ -993,7 +1008,7 @@ def search(
     precision: list[Precision] = typer.Option([], help="Precisions to search (default: the space's)."),
     controller: str = typer.Option("rl", help="rl (REINFORCE, as CANAO), evolution or random."),
     evaluations: int = typer.Option(100, min=1, max=1_000_000),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, min=0, max=2**63 - 1, help="Random seed (>= 0)."),
     batch: int = typer.Option(4, min=1, max=1024, help="Candidates per round (fixed: results do not depend on it)."),
     cost: str = typer.Option("latency", help="latency (compiler-aware), or flops (the proxy, for comparison)."),
     supernet_epochs: float = typer.Option(1.0),
@@ -1088,7 +1103,10 @@ def export_cmd(
     for name, size in sorted(result.files.items()):
         table.add_row(name, f"{size / 1024:.1f}")
     console.print(table)
-    built = ", ".join(result.prebuilt) if result.prebuilt else f"none (no compiler for {result.target} here)"
+    if result.prebuilt:
+        built = ", ".join(result.prebuilt)
+    else:
+        built = "none (--no-prebuilt)" if not prebuilt else f"none (no compiler for {result.target} here)"
     console.print(f"prebuilt: {built}. Build it elsewhere with `make` in {out} (docs/deploy.md).")
 
 
@@ -1119,7 +1137,7 @@ def train_lm(
     max_steps: int = typer.Option(2000, min=1),
     batch_size: int = typer.Option(16, min=1),
     lr: float = typer.Option(1e-3),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, min=0, max=2**63 - 1, help="Random seed (>= 0)."),
 ) -> None:
     """Train a byte-level BPE tokenizer and a small GPT-2-style decoder from scratch on a text corpus."""
     from canao.data.bundled import bundled_text_sample
@@ -1152,6 +1170,11 @@ def arch_cmd(
     from canao.arch import read_arch
 
     spec = read_arch(arch)
+    if seq_len > spec.max_positions:
+        raise SpecError(
+            f"`--seq-len <= max_positions` must hold, but got ({seq_len=}, max_positions={spec.max_positions}): "
+            "the model cannot take that many tokens."
+        )
     console.print(spec.describe())
     console.print(json.dumps({"params": spec.num_params(), f"gflops@{seq_len}": spec.flops(seq_len) / 1e9}))
 

@@ -237,3 +237,51 @@ def _read_owner(fd: int) -> str:
         return f"pid {int(data['pid'])} on {data['host']}: {data['command']}"
     except (OSError, ValueError, TypeError, KeyError):
         return "unknown owner"
+
+
+class OutputPathError(CanaoError, OSError):
+    """An output path the user gave cannot be written (checked before the work that would fill it)."""
+
+
+def check_output_path(path: Path | str, what: str, *, directory: bool = False) -> None:
+    """Fail now, in one line, if `path` (a file, or with `directory` a directory) could not be written later:
+    it is the wrong kind of thing, or nothing can be created where it would go (a read-only place, a missing
+    permission). Nothing is left behind: the check writes and removes a probe file in the nearest existing
+    directory."""
+    path = Path(path)
+    if directory and path.exists() and not path.is_dir():
+        raise OutputPathError(f"{path}: exists and is not a directory; pass a directory for {what}.")
+    if not directory and path.is_dir():
+        raise OutputPathError(f"{path}: is a directory; pass a file path for {what}.")
+    place = path if directory and path.is_dir() else path.parent
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    if not place.is_dir():
+        raise OutputPathError(f"{path}: {place} is not a directory; pass another path for {what}.")
+    try:
+        fd, probe = tempfile.mkstemp(dir=place, prefix=".canao-write-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise OutputPathError(
+            f"{path}: cannot be written in {place} ({err.strerror or err}); pass another path for {what}."
+        ) from None
+    if not directory and path.exists() and not os.access(path, os.W_OK):
+        raise OutputPathError(f"{path}: exists and is read-only; pass another path for {what}.")
+
+
+SHARED_FILE_MODE = 0o644  # what canao writes is meant to be read by others (artifacts, packages, checkpoints)
+SHARED_DIR_MODE = 0o755
+
+
+def temp_directory(parent: Path, prefix: str) -> Path:
+    """A new directory in `parent` to build an output in before it is renamed into place; mode 0755, not the
+    0700 that mkdtemp gives (the output is meant to be shared)."""
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    os.chmod(tmp, SHARED_DIR_MODE)
+    return tmp
+
+
+def share_file(path: Path) -> None:
+    """Give a file written by a library that makes it private (safetensors: 0600) the mode of canao's others."""
+    os.chmod(path, SHARED_FILE_MODE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from canao.cli import app
@@ -61,3 +62,24 @@ def test_serve_refuses_an_address_it_cannot_listen_on_before_loading(lm_art):
     result = runner.invoke(app, ["serve", str(lm_art.path), "--host", "no-such-host.invalid"])
     assert result.exit_code == 2 and "does not resolve" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_run_refuses_texts_it_would_ignore(lm_art):
+    result = runner.invoke(app, ["run", str(lm_art.path), "--text", "a", "--text", "b"])
+    assert result.exit_code == 2 and "continues one --text" in result.output
+
+
+def test_an_artifact_with_nan_weights_is_refused_not_answered(lm_art, tmp_path):
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    from canao.apps.generate import GenerationSettings, generate
+    from canao.apps.inference import AppError
+    from canao.compiler.artifact import load_artifact, write_artifact
+
+    weights = {k: np.full_like(v, np.nan) for k, v in load_file(str(lm_art.path / "model.safetensors")).items()}
+    write_artifact(tmp_path / "nan", lm_art.model.spec, weights, task="lm", tokenizer=lm_art.tokenizer)
+    with pytest.raises(AppError, match="NaN or infinite"):
+        generate(load_artifact(tmp_path / "nan"), "ROMEO:", GenerationSettings(max_new_tokens=4))
+    result = runner.invoke(app, ["generate", str(tmp_path / "nan"), "--prompt", "ROMEO:"])
+    assert result.exit_code == 2 and "NaN or infinite" in result.output

@@ -265,6 +265,11 @@ def test_cli_exports_and_names_bad_targets(artifacts, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "weights.bin" in result.output and (out / "export.json").exists() and not (out / "build").exists()
+    assert "none (--no-prebuilt)" in result.output and "no compiler" not in result.output
+    import stat
+
+    modes = {stat.S_IMODE(p.stat().st_mode) for p in [out, *out.rglob("*")] if p.is_dir()}
+    assert modes == {0o755}, modes  # shared like every output, not mkdtemp's 0700
     result = runner.invoke(app, ["export", str(artifacts["classification"]), "--target", "mips", "--out", str(out)])
     assert result.exit_code == 2 and "unknown target" in result.output
     result = runner.invoke(app, ["export", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")])

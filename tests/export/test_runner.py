@@ -166,3 +166,23 @@ def test_bench_mode_reports_open_time_and_latency(exported):
     assert 0 < got["min_ms"] <= got["median_ms"] <= got["p90_ms"] and got["open_ms"] > 0
     bad = _run(exported["classification"][1], "bench", "--tokens", "65")  # max positions 64
     assert bad.returncode == 2 and "--tokens" in bad.stderr
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind")
+@pytest.mark.parametrize("weights", ["junk", "missing"])
+def test_error_paths_free_the_text_read_from_stdin(tmp_path, exported, weights):
+    """The question comes from stdin (a 4 KB buffer), then opening the model fails: nothing may leak."""
+    exe = exported["qa"][1] / "build" / "canao-model-run"
+    (tmp_path / "model.cfg").write_text("task qa\n")
+    if weights == "junk":
+        (tmp_path / "weights.bin").write_bytes(b"junk")
+    valgrind = ["valgrind", "-q", "--leak-check=full", "--errors-for-leak-kinds=definite", "--error-exitcode=99"]
+    proc = subprocess.run(
+        [*valgrind, str(exe), "-d", str(tmp_path), "qa", "-q", "-", "-c", "b"],
+        input="who wrote it?",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]  # the runner's own error, not valgrind's 99
+    assert "definitely lost" not in proc.stderr

@@ -463,3 +463,11 @@ def test_a_damaged_checkpoint_is_one_line_naming_it(tmp_path, tiny_bert, damage)
         finetune(_config(out), tiny_bert, TRAIN)
     message = str(info.value)
     assert str(ckpt) in message and "start the run over" in message and "\n" not in message
+
+
+def test_a_diverging_run_stops_and_says_so(tmp_path, tiny_bert):
+    from canao.train.finetune import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match="diverged .is the learning rate 1e\\+30 too high"):
+        finetune(_config(tmp_path / "run", lr=1e30), tiny_bert, TRAIN)
+    assert not (tmp_path / "run" / "model").exists()  # no NaN model is saved as if it were trained

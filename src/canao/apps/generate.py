@@ -27,7 +27,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from canao.apps.inference import AppError, encode_text, need_task
+from canao.apps.inference import AppError, encode_text, finite, need_task
 from canao.compiler.artifact import Artifact
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ def stream(
         ids = ids[-keep:]
     rng = np.random.default_rng(settings.seed)
     session = art.model.new_session()
-    logits = session.prefill(np.array(ids))[-1]
+    logits = finite(art, session.prefill(np.array(ids))[-1])
     context, new = list(ids), list[int]()
     emitted = ""  # text already streamed
     held = max((len(s) for s in settings.stop), default=1) - 1  # tail kept back: it may start a stop string
@@ -196,7 +196,7 @@ def stream(
             stats.stop_reason = "timeout"
             break
         if len(new) < settings.max_new_tokens:
-            logits = session.decode_step(token)[-1]
+            logits = finite(art, session.decode_step(token)[-1])
     stats.new_tokens = len(new)
     if stats.stop_reason != "stop_string":
         text = art.tokenizer.decode(new)

@@ -49,6 +49,17 @@ def encode_text(
         raise untokenizable(err) from err
 
 
+def finite(art: Artifact, values: np.ndarray) -> np.ndarray:
+    """`values` (a model output), refused if any is NaN or infinite: damaged weights or a diverged training run
+    would otherwise answer with nonsense (an empty generation, a label picked from NaNs) and exit 0."""
+    if not np.isfinite(values).all():
+        raise AppError(
+            f"{art.path}: the model's outputs hold NaN or infinite values; its weights are damaged or came from a "
+            "diverged training run (retrain or recompile it)."
+        )
+    return values
+
+
 def _ids(art: Artifact, text: str, pair: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
     enc = encode_text(art, text, pair)
     limit = art.model.spec.max_positions
@@ -61,7 +72,7 @@ def embed(art: Artifact, texts: list[str]) -> np.ndarray:
     rows = []
     for text in texts:
         ids, _ = _ids(art, text)
-        hidden = art.model.run(ids)["last_hidden_state"][0]
+        hidden = finite(art, art.model.run(ids)["last_hidden_state"][0])
         vec = hidden.mean(axis=0)
         rows.append(vec / max(float(np.linalg.norm(vec)), 1e-12))
     return np.stack(rows)
@@ -70,7 +81,7 @@ def embed(art: Artifact, texts: list[str]) -> np.ndarray:
 def classify(art: Artifact, text: str, pair: str | None = None) -> dict[str, float]:
     need_task(art, "classification")
     ids, types = _ids(art, text, pair)
-    logits = art.model.run(ids, token_type_ids=types)["logits"][0]
+    logits = finite(art, art.model.run(ids, token_type_ids=types)["logits"][0])
     probs = np.exp(logits - logits.max())
     probs /= probs.sum()
     labels = art.task.get("labels") or {}
@@ -94,6 +105,8 @@ def run_text(art: Artifact, texts: list[str], *, context: Optional[str] = None, 
         ]
         return lines + ([f"cosine similarity: {float(vectors[0] @ vectors[1]):.4f}"] if len(texts) > 1 else [])
     if task == "classification":
+        if len(texts) > 2:
+            raise AppError(f"a classification artifact takes one --text, or two for a pair, but got {len(texts)}.")
         return [str(classify(art, texts[0], texts[1] if len(texts) > 1 else None))]
     if task == "qa":
         if context is None:
@@ -107,6 +120,8 @@ def run_text(art: Artifact, texts: list[str], *, context: Optional[str] = None, 
         ]
     from canao.apps.generate import GenerationSettings, generate
 
+    if len(texts) > 1:
+        raise AppError(f"a decoder artifact continues one --text (the prompt), but got {len(texts)}.")
     generation = generate(art, texts[0], GenerationSettings(max_new_tokens=max_new_tokens))
     dropped = generation.stats.prompt_tokens_dropped
     note = [f"(the prompt was cut: its first {dropped} tokens did not fit the context window)"] if dropped else []

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from canao.apps.inference import TOKENIZER_ERRORS, AppError, encode_text, need_task, untokenizable
+from canao.apps.inference import TOKENIZER_ERRORS, AppError, encode_text, finite, need_task, untokenizable
 from canao.compiler.artifact import Artifact
 from canao.data.squad import QAExample, qa_features, span_candidates
 from canao.errors import DataError
@@ -119,7 +119,7 @@ def answer_questions(art: Artifact, questions: list[str], context: str, options:
     logits = []
     for feat in features:  # one window per call: each runs at its own length (no padding work)
         out = art.model.run(np.array(feat.input_ids), token_type_ids=np.array(feat.type_ids))
-        logits.append((out["start_logits"][0], out["end_logits"][0]))
+        logits.append((finite(art, out["start_logits"][0]), finite(art, out["end_logits"][0])))
     timings.model_ms = (time.perf_counter() - start) * 1e3
 
     start = time.perf_counter()

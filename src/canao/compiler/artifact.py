@@ -62,7 +62,15 @@ from canao.compiler.toolchain import cache_dir
 from canao.compiler.trust import SIGNATURE, sign_manifest, signed_here
 from canao.device import SIMD_LEVELS, fingerprint, resolve_simd
 from canao.errors import CanaoError
-from canao.storage import ExistingDirectoryError, prepare_target, replace_directory, write_json_atomically
+from canao.storage import (
+    ExistingDirectoryError,
+    OutputPathError,
+    prepare_target,
+    replace_directory,
+    share_file,
+    temp_directory,
+    write_json_atomically,
+)
 
 log = logging.getLogger(__name__)
 ARTIFACT_VERSION = 1
@@ -195,8 +203,7 @@ def compile_into(
     if target.parent.is_symlink():  # never build through a link out of the artifact; removing a link loses nothing
         target.parent.unlink()
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; an artifact is meant to be shared
+    tmp = temp_directory(target.parent, ".build-")
     try:
         _write_build(tmp, built, task)
         replace_directory(tmp, target)
@@ -223,13 +230,10 @@ def write_artifact(
     artifact, on any CPU, keeps it. An existing directory is replaced only if
     it is a canao artifact holding nothing but canao's files; anything else is
     refused, or with `force` moved aside (never deleted)."""
-    from safetensors.numpy import save_file
-
     path = Path(path)
     options = options.resolved()  # checks the options before anything is written
     prepare_target(path, is_ours=_owned_artifact_files, force=force)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    os.chmod(tmp, 0o755)
+    tmp = temp_directory(path.parent, f".{path.name}.")
     try:
         (tmp / "arch.json").write_text(spec.to_json())
         (tmp / "task.json").write_text(
@@ -243,9 +247,7 @@ def write_artifact(
                 indent=2,
             )
         )
-        save_file(
-            {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}, str(tmp / "model.safetensors")
-        )
+        _save_weights(tmp / "model.safetensors", weights)
         if tokenizer is not None:  # a tokenizers.Tokenizer
             tokenizer.save(str(tmp / "tokenizer.json"))
         write_manifest(tmp, list(TOP_FILES))
@@ -255,6 +257,17 @@ def write_artifact(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _save_weights(file: Path, weights: Mapping[str, np.ndarray]) -> None:
+    from safetensors import SafetensorError
+    from safetensors.numpy import save_file
+
+    try:
+        save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}, str(file))
+        share_file(file)
+    except SafetensorError as err:  # a full disk, a quota: safetensors reports the OS error as its own
+        raise OutputPathError(f"{file.parent.parent}: cannot write the artifact's weights ({err}).") from None
 
 
 def _owned_artifact_files(directory: Path) -> Optional[list[Path]]:

@@ -35,7 +35,6 @@ import json
 import re
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -48,7 +47,7 @@ from canao.compiler.toolchain import BASE_FLAGS, CODEGEN_DIR
 from canao.device import SIMD_LEVELS
 from canao.errors import CanaoError
 from canao.export.weights_file import Section, write_weights_file
-from canao.storage import prepare_target, replace_directory
+from canao.storage import prepare_target, replace_directory, temp_directory
 
 C_DIR = Path(__file__).with_name("c")
 C_FILES = (
@@ -308,7 +307,7 @@ def export_artifact(
     }
     hashes = {level: graph_hash(graph) for level, (graph, _) in builds.items()}
     prepare_target(out, is_ours=_files_not_ours, force=force)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    tmp = temp_directory(out.parent, f".{out.name}.")
     try:
         files = _write_package(tmp, artifact, source, builds, t)
         built = _prebuild(tmp, t) if prebuilt else ()

@@ -226,11 +226,16 @@ class DeviceProfile:
     def load(cls, path: Path, *, device: Optional[str] = None) -> "DeviceProfile":
         """Read a profile; refuse corrupt files, other versions and (if `device` is given) other devices."""
         try:
-            data = json.loads(Path(path).read_text())
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError as err:
             raise ProfileError(f"{path}: no such profile; create one with `canao profile`.") from err
-        except json.JSONDecodeError as err:
-            raise ProfileError(f"{path}: corrupt profile ({err}); delete it and run `canao profile` again.") from err
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+            raise ProfileError(
+                f"{path}: corrupt profile ({type(err).__name__}: {str(err)[:200]}); delete it and run `canao "
+                "profile` again."
+            ) from None
+        except OSError as err:  # a directory, unreadable
+            raise ProfileError(f"{path}: cannot be read ({err.strerror or err}).") from None
         if not isinstance(data, dict) or data.get("version") != PROFILE_VERSION:
             raise ProfileError(
                 f"{path}: profile version {data.get('version') if isinstance(data, dict) else '?'} "

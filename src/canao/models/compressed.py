@@ -25,7 +25,6 @@ Example::
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -34,7 +33,7 @@ import torch
 
 from canao.errors import CheckpointError
 from canao.models.tokenizer import TOKENIZER_FILES
-from canao.storage import prepare_target, replace_directory
+from canao.storage import prepare_target, replace_directory, share_file, temp_directory
 
 INT8_FILE = "model.int8.safetensors"
 INT8_SCHEME = "int8-rowwise-v1"
@@ -158,12 +157,13 @@ def compress_checkpoint(source: Path, out: Path, scheme: str = "int8", *, force:
         )
         name, metadata = "model.safetensors", {"format": "pt"}
     prepare_target(out, is_ours=_files_not_ours, force=force)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    tmp = temp_directory(out.parent, f".{out.name}.")
     try:
         for carried in CARRIED_FILES:
             if (source / carried).is_file():
                 shutil.copy2(source / carried, tmp / carried)
         save_file(tensors, str(tmp / name), metadata=metadata)
+        share_file(tmp / name)
         after = _directory_size(tmp)
         replace_directory(tmp, out)
     except BaseException:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -37,7 +36,7 @@ from canao.errors import CheckpointError, SpecError
 from canao.models.elastic import roles_of
 from canao.models.heads import backbone_of, build_model, task_of
 from canao.models.tokenizer import TOKENIZER_FILES, load_tokenizer, save_tokenizer
-from canao.storage import replace_directory
+from canao.storage import replace_directory, share_file, temp_directory
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +74,11 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise CheckpointError(f"{path}: file not found; a checkpoint directory needs config.json and weights.")
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path}: not valid JSON ({err}).") from err
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise CheckpointError(f"{path}: not valid JSON ({type(err).__name__}: {err}).") from None
+    except OSError as err:  # a directory, unreadable
+        raise CheckpointError(f"{path}: cannot be read ({err.strerror or err}).") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a JSON object, got {type(data).__name__}.")
     return data
@@ -523,10 +524,11 @@ def save_pretrained(
     directory = Path(directory)
     spec, task = backbone_of(model).spec, task_of(model)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    tmp = temp_directory(directory.parent, f".{directory.name}.")
     try:
         (tmp / "config.json").write_text(json.dumps(config_from_spec(spec, task, labels), indent=2))
         save_file(canao_to_hf(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        share_file(tmp / "model.safetensors")
         if copy_tokenizer_files_from is not None:
             for name in TOKENIZER_FILES:
                 if (Path(copy_tokenizer_files_from) / name).exists():

@@ -75,6 +75,12 @@ class SearchRunConfig:
     train_precision: str = "fp32"  # supernet training autocast (train/finetune.py: train_precision)
     save_every_s: float = 300.0  # supernet checkpoints at most this many seconds apart (what a kill can lose)
 
+    def __post_init__(self) -> None:
+        """The search's own settings (controller, cost, budget, counts) are checked now, not after minutes of
+        supernet training; the FLOPs budget is derived later, so a stand-in validates the rest."""
+        flops = 1.0 if self.cost == "flops" else None
+        SearchConfig(self.latency_ms, self.controller, self.evaluations, self.seed, self.batch, self.cost, flops)
+
 
 @dataclass(frozen=True)
 class SearchRunResult:

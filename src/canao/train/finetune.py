@@ -361,6 +361,10 @@ def _check_saved_settings(path: Path, settings: Optional[dict[str, Any]], ckpt: 
         )
 
 
+class TrainingDiverged(CanaoError, ArithmeticError):
+    """The loss became NaN or infinite: training stopped before the model was saved."""
+
+
 class TrainingStopped(CanaoError, RuntimeError):
     """Training was stopped by a signal after saving a checkpoint; the same command resumes it."""
 
@@ -412,6 +416,12 @@ def _train_step(
     for index in micro:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16"):
             loss = loss_fn(collate(data, index)).float() * (len(index) / total)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"the training loss is {float(loss.detach())} at step {step + 1}: the run diverged (is the learning "
+                f"rate {config.lr:g} too high?). Nothing more is trained or saved; start again with a lower --lr and "
+                f"another --out (or delete {config.output_dir})."
+            )
         loss.backward()
         loss_value += float(loss.detach())
     torch.nn.utils.clip_grad_norm_([p for _, p in params if p.requires_grad], 1.0)

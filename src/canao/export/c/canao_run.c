@@ -96,6 +96,7 @@ static char *read_stream(FILE *f) {
             buf = more, cap *= 2;
         }
     }
+    if (ferror(f)) { free(buf); return NULL; }
     buf[len] = '\0';
     return buf;
 }
@@ -496,26 +497,34 @@ int main(int argc, char **argv) {
             if (!(stdin_text = read_stream(stdin))) return die("%s", "cannot read stdin");
             *slots[s] = stdin_text;
         }
-    int bench = !strcmp(mode, "bench");
-    if (!bench && (!strcmp(mode, "qa") ? !question || !context : !text)) return die("%s", usage);
+    int bench = !strcmp(mode, "bench"), rc;
+    /* from here on every exit goes through `done`, which frees the text read from stdin */
+    if (!bench && (!strcmp(mode, "qa") ? !question || !context : !text)) {
+        rc = die("%s", usage);
+        goto done;
+    }
     char path[4096], msg[512];
     canao_model *m;
     canao_tokenizer *tok;
     snprintf(path, sizeof path, "%s/weights.bin", dir);
     double t_open = now_ms();
-    if (canao_model_open(path, &m, msg, sizeof msg) != CANAO_OK) return die("%s", msg);
+    if (canao_model_open(path, &m, msg, sizeof msg) != CANAO_OK) {
+        rc = die("%s", msg);
+        goto done;
+    }
     t_open = now_ms() - t_open;
     if (bench) {
         canao_model_set_threads(m, (int)threads);
-        int rc = run_bench(m, (int)tokens, (int)reps, t_open);
+        rc = run_bench(m, (int)tokens, (int)reps, t_open);
         canao_model_free(m);
-        return rc;
+        goto done;
     }
     snprintf(path, sizeof path, "%s/tokenizer.bin", dir);
-    int rc = canao_tok_load(path, &tok);
+    rc = canao_tok_load(path, &tok);
     if (rc != CANAO_TOK_OK) {
         canao_model_free(m);
-        return die("cannot load the tokenizer: %s", canao_tok_error(rc));
+        rc = die("cannot load the tokenizer: %s", canao_tok_error(rc));
+        goto done;
     }
     canao_model_set_threads(m, (int)threads);
     int limit = canao_model_max_positions(m) < (int)max_length ? canao_model_max_positions(m) : (int)max_length;
@@ -524,6 +533,7 @@ int main(int argc, char **argv) {
     else rc = run_sequence(m, tok, &cfg, text, pair, !strcmp(mode, "embed"));
     canao_tok_free(tok);
     canao_model_free(m);
+done:
     free(stdin_text);
     return rc;
 }
