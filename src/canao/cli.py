@@ -415,22 +415,35 @@ def qa(
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
     threads: int = typer.Option(2, min=1, max=256, help=THREADS_HELP),
     trust_artifact: bool = typer.Option(False, "--trust-artifact", help=TRUST_HELP),
+    max_context_chars: int = typer.Option(
+        1_000_000, min=1, help="Longest context accepted, in characters (about 2,500 windows of 384 tokens)."
+    ),
 ) -> None:
     """Answer questions from a context of any length (windowed with doc stride), with a latency breakdown."""
     from dataclasses import asdict
 
     from canao.apps.inference import AppError
     from canao.apps.qa import QAOptions, answer_questions
-    from canao.storage import read_user_text
 
     if (context is None) == (context_file is None):
         raise AppError("give exactly one of --context and --context-file.")
-    text = context if context is not None else read_user_text(Path(str(context_file)), "a UTF-8 text file", AppError)
+    text = context if context is not None else _read_context(Path(str(context_file)), max_context_chars)
+    if len(text) > max_context_chars:
+        raise AppError(
+            f"the context has {len(text):,} characters, over --max-context-chars {max_context_chars:,}; pass a "
+            "shorter text, or raise the limit (each 384-token window is one model call)."
+        )
     if not text.strip() or any(not q.strip() for q in question):
         raise AppError("the context and every --question need some text.")
     art = _app_artifact(artifact, "qa", threads, trust_artifact)
     options = QAOptions(max_length, doc_stride, max_answer_tokens=max_answer_tokens, top_k=top_k)
-    result = answer_questions(art, list(question), text, options)
+    if json_output:  # stdout carries one JSON object and nothing else
+        result = answer_questions(art, list(question), text, options)
+    else:
+        with progress_reporter("reading windows") as update:
+            result = answer_questions(
+                art, list(question), text, options, progress=lambda done, total: update(done, total)
+            )
     if json_output:
         answers = [{"question": q, "answers": [asdict(a) for a in found]} for q, found in zip(question, result.answers)]
         print(json.dumps({"results": answers, "timings": result.timings.to_dict()}, ensure_ascii=False))
@@ -451,6 +464,23 @@ def qa(
         f"{'s' if t.windows != 1 else ''}) | decode {t.decode_ms:.1f} ms | total {t.total_ms:.1f} ms",
         highlight=False,
     )
+
+
+def _read_context(path: Path, max_chars: int) -> str:
+    """The context file, refused before it is read when it cannot fit (a UTF-8 character is at most 4 bytes)."""
+    from canao.apps.inference import AppError
+    from canao.storage import read_user_text
+
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0  # read_user_text names what is wrong
+    if size > 4 * max_chars:
+        raise AppError(
+            f"{path}: {size:,} bytes, more than --max-context-chars {max_chars:,} characters can take; pass a "
+            "shorter text, or raise the limit."
+        )
+    return read_user_text(path, "a UTF-8 text file", AppError)
 
 
 @command()
@@ -509,7 +539,7 @@ def serve(
     trust_artifact: bool = typer.Option(False, "--trust-artifact", help=TRUST_HELP),
 ) -> None:
     """Serve artifacts over HTTP: /v1/qa, /v1/classify, /v1/generate, /v1/models, /metrics and a web page at /."""
-    from canao.apps.bundled import bundled_artifact
+    from canao.apps.bundled import bundled_artifact, bundled_checkpoint, serving_precision
     from canao.apps.server.pool import ModelPool, PoolSettings
     from canao.apps.server.serve import ServeSettings, check_listen_address, load_pools, parse_model_args
     from canao.apps.server.serve import serve as run_server
@@ -523,13 +553,14 @@ def serve(
         pools = {}
         for task, name in BUNDLED_MODELS.items():
             try:
-                pools[name] = ModelPool(
-                    name, [bundled_artifact(task, threads=threads) for _ in range(workers)], pool_settings
-                )
+                precision, why = serving_precision(bundled_checkpoint(task))
+                loaded = [bundled_artifact(task, threads=threads, precision=precision) for _ in range(workers)]
+                pools[name] = ModelPool(name, loaded, pool_settings, note=why)
             except CanaoError as err:
                 console.print(f"(not serving a bundled {task} model: {err})", highlight=False)
     for name, pool in pools.items():
-        console.print(f"serving `{name}`: {pool.task}, {pool.info.model.spec.describe()}", highlight=False)
+        why = f" ({pool.note})" if pool.note else ""
+        console.print(f"serving `{name}`: {pool.task}, {pool.info.model.spec.describe()}{why}", highlight=False)
     console.print(f"open http://{host}:{port}/ (API docs at /docs); Ctrl-C or SIGTERM stops", highlight=False)
     run_server(pools, ServeSettings(host, port, pool_settings, max_body_kb * 1024, timeout_s))
 

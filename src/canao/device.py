@@ -59,6 +59,16 @@ class SimdLevel:
         """Whether bf16 and int8 GEMMs (32+ rows) and bf16 attention run on AMX tiles (canao_kernels.h)."""
         return "amx_tile" in self.cpu_flags
 
+    @property
+    def native_precisions(self) -> tuple[str, ...]:
+        """The matrix-product precisions this level multiplies natively, fastest last: bf16 with AVX-512 BF16
+        (vdpbf16ps) or AMX, int8 with AVX-512 VNNI (vpdpbusd) or AMX. Elsewhere they take the widening path:
+        correct, but no faster than fp32 (docs/compiler.md)."""
+        return (
+            "fp32",
+            *(p for p, flag in (("bf16", "avx512_bf16"), ("int8", "avx512_vnni")) if flag in self.cpu_flags),
+        )
+
 
 _AVX512_FLAGS = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq"})
 _AVX512_CC = ("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma", "-mf16c")

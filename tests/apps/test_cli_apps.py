@@ -83,3 +83,18 @@ def test_an_artifact_with_nan_weights_is_refused_not_answered(lm_art, tmp_path):
         generate(load_artifact(tmp_path / "nan"), "ROMEO:", GenerationSettings(max_new_tokens=4))
     result = runner.invoke(app, ["generate", str(tmp_path / "nan"), "--prompt", "ROMEO:"])
     assert result.exit_code == 2 and "NaN or infinite" in result.output
+
+
+def test_qa_bounds_the_context_and_shows_progress_over_many_windows(qa_path, tmp_path):
+    big = tmp_path / "big.txt"
+    big.write_text("The compiler was written by the canao team in 2026. " * 400)  # 20,800 characters
+    args = ["qa", str(qa_path), "-q", "Who wrote it?", "--context-file", str(big)]
+    result = runner.invoke(app, [*args, "--max-context-chars", "10000"])  # read, then counted
+    assert result.exit_code == 2 and "20,800 characters, over --max-context-chars 10,000" in result.output
+    result = runner.invoke(app, [*args, "--max-context-chars", "1000"])  # refused from its size, before reading
+    assert result.exit_code == 2 and "20,800 bytes, more than --max-context-chars 1,000" in result.output
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "reading windows" in result.output and "A: " in result.output  # progress lines off a terminal
+    result = runner.invoke(app, [*args, "--json"])
+    assert json.loads(result.output)["timings"]["windows"] > 8  # --json prints the object alone

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -92,8 +93,15 @@ class QAResult:
     questions_cut: list[int] = field(default_factory=list)  # indexes of questions cut to max_question_tokens
 
 
-def answer_questions(art: Artifact, questions: list[str], context: str, options: QAOptions = QAOptions()) -> QAResult:
-    """The best `options.top_k` spans of `context` for each question, over all windows."""
+def answer_questions(
+    art: Artifact,
+    questions: list[str],
+    context: str,
+    options: QAOptions = QAOptions(),
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> QAResult:
+    """The best `options.top_k` spans of `context` for each question, over all windows; `progress(done, total)`
+    after each window (a long document runs hundreds)."""
     need_task(art, "qa")
     if not questions:
         raise AppError("give at least one question.")
@@ -117,9 +125,11 @@ def answer_questions(art: Artifact, questions: list[str], context: str, options:
 
     start = time.perf_counter()
     logits = []
-    for feat in features:  # one window per call: each runs at its own length (no padding work)
+    for done, feat in enumerate(features, 1):  # one window per call: each runs at its own length (no padding)
         out = art.model.run(np.array(feat.input_ids), token_type_ids=np.array(feat.type_ids))
         logits.append((finite(art, out["start_logits"][0]), finite(art, out["end_logits"][0])))
+        if progress:
+            progress(done, len(features))
     timings.model_ms = (time.perf_counter() - start) * 1e3
 
     start = time.perf_counter()

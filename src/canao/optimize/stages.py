@@ -112,7 +112,7 @@ def searched_precisions(state: OptimizeState) -> tuple[str, ...]:
         return (c.precision,)
     from canao.device import simd_level
 
-    native = "avx512_bf16" in simd_level(state.executor().simd).cpu_flags
+    native = "bf16" in simd_level(state.executor().simd).native_precisions
     return ("fp32", "bf16", "int8") if native else ("fp32", "int8")
 
 

@@ -210,6 +210,7 @@ def create_app(
                     task=pool.task,
                     arch=pool.info.model.spec.describe(),
                     precision=str(pool.info.task.get("precision", "fp32")),
+                    note=pool.note,
                     simd=pool.info.model.simd,
                     max_positions=pool.info.model.spec.max_positions,
                     instances=pool.instances,

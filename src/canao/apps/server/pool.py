@@ -45,10 +45,11 @@ class PoolSettings:
 
 
 class ModelPool:
-    def __init__(self, name: str, artifacts: list[Artifact], settings: PoolSettings) -> None:
+    def __init__(self, name: str, artifacts: list[Artifact], settings: PoolSettings, note: str = "") -> None:
         if not artifacts:
             raise ValueError("a pool needs at least one loaded artifact")
         self.name, self.settings = name, settings
+        self.note = note  # shown in /v1/models (e.g. why a bundled model runs at its precision)
         self.info = artifacts[0]
         self.task = artifacts[0].model.task
         self.instances = len(artifacts)

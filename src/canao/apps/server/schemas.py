@@ -156,6 +156,7 @@ class ModelInfo(BaseModel):
     arch: str
     precision: str
     simd: str
+    note: str = Field("", description="Why the model runs at this precision, where canao chose it.")
     max_positions: int
     instances: int
     in_flight: int
