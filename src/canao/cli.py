@@ -1195,12 +1195,15 @@ def train_lm(
 @command("arch")
 def arch_cmd(
     arch: Path = typer.Option(..., help="ArchSpec JSON file."),
-    seq_len: int = typer.Option(128, min=1, max=65536, help="Sequence length for FLOPs."),
+    seq_len: Optional[int] = typer.Option(
+        None, min=1, max=65536, help="Sequence length for FLOPs (default: 128, or max_positions if shorter)."
+    ),
 ) -> None:
     """Validate an ArchSpec JSON file and print its size."""
     from canao.arch import read_arch
 
     spec = read_arch(arch)
+    seq_len = seq_len or min(128, spec.max_positions)
     if seq_len > spec.max_positions:
         raise SpecError(
             f"`--seq-len <= max_positions` must hold, but got ({seq_len=}, max_positions={spec.max_positions}): "

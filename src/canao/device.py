@@ -70,7 +70,8 @@ class SimdLevel:
         )
 
 
-_AVX512_FLAGS = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq"})
+_AVX2_FLAGS = frozenset({"avx2", "fma", "f16c"})  # what -mavx2 -mfma -mf16c lets the compiler use
+_AVX512_FLAGS = _AVX2_FLAGS | {"avx512f", "avx512bw", "avx512vl", "avx512dq"}  # its code is built with those too
 _AVX512_CC = ("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma", "-mf16c")
 
 # Narrowest first: on a CPU, the widest level whose flags it has is the default.
@@ -79,7 +80,7 @@ SIMD_LEVELS: dict[str, SimdLevel] = {
     for level in (
         SimdLevel("scalar", "any", frozenset(), (), 4, (4, 6)),
         SimdLevel("neon", "aarch64", frozenset(), (), 4, (4, 6, 8)),  # NEON is part of the aarch64 baseline
-        SimdLevel("avx2", "x86_64", frozenset({"avx2", "fma"}), ("-mavx2", "-mfma", "-mf16c"), 8, (4, 6)),
+        SimdLevel("avx2", "x86_64", _AVX2_FLAGS, ("-mavx2", "-mfma", "-mf16c"), 8, (4, 6)),
         SimdLevel("avx512", "x86_64", _AVX512_FLAGS, _AVX512_CC, 16, (4, 6, 8, 12)),
         # AVX-512 plus the bf16 and int8 (VNNI) dot products: bf16 and int8 GEMMs run natively
         SimdLevel(
@@ -102,6 +103,38 @@ SIMD_LEVELS: dict[str, SimdLevel] = {
         ),
     )
 }
+
+
+@dataclass(frozen=True)
+class CpuidBit:
+    """Where x86 CPUID reports a /proc/cpuinfo flag, and which register state the OS must save for it (XCR0
+    bits, read with xgetbv): what an exported package's C checks at run time instead of /proc/cpuinfo."""
+
+    leaf: int
+    subleaf: int
+    register: str  # "eax" | "ebx" | "ecx" | "edx"
+    bit: int
+    xcr0: int = 0  # XCR0 bits that must be set: 0x6 (SSE+AVX state), 0xE6 (plus the AVX-512 state)
+
+
+_YMM, _ZMM = 0x6, 0xE6
+# AMX tile state (XCR0 bits 17-18) is asked of Linux by the kernels themselves (arch_prctl, canao_kernels.h),
+# which fall back to the vector code where it is refused; so AMX needs only the CPU bits here.
+CPUID_BITS: dict[str, CpuidBit] = {
+    "fma": CpuidBit(1, 0, "ecx", 12, _YMM),
+    "f16c": CpuidBit(1, 0, "ecx", 29, _YMM),
+    "avx2": CpuidBit(7, 0, "ebx", 5, _YMM),
+    "avx512f": CpuidBit(7, 0, "ebx", 16, _ZMM),
+    "avx512dq": CpuidBit(7, 0, "ebx", 17, _ZMM),
+    "avx512bw": CpuidBit(7, 0, "ebx", 30, _ZMM),
+    "avx512vl": CpuidBit(7, 0, "ebx", 31, _ZMM),
+    "avx512_vnni": CpuidBit(7, 0, "ecx", 11, _ZMM),
+    "avx512_bf16": CpuidBit(7, 1, "eax", 5, _ZMM),
+    "amx_bf16": CpuidBit(7, 0, "edx", 22),
+    "amx_tile": CpuidBit(7, 0, "edx", 24),
+    "amx_int8": CpuidBit(7, 0, "edx", 25),
+}
+
 
 _INTERESTING_FLAGS = (
     "sse4_2",

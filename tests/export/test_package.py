@@ -303,3 +303,49 @@ def test_the_simd_level_is_picked_at_run_time_and_can_be_forced(packages, artifa
         [str(exe), "open", weights], capture_output=True, text=True, env={**os.environ, "CANAO_SIMD": "sse9"}
     )
     assert proc.stdout.startswith("-1 ") and "CANAO_SIMD=sse9" in proc.stdout
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
+def test_each_precision_runs_the_level_the_in_process_runtime_runs(tmp_path, precision):
+    """An x86-64 package carries every level that runs the precision with its own code (bf16 and int8: AMX,
+    AVX-512 with BF16/VNNI, AVX-512, AVX2), built from the same SIMD table as in-process builds; its C API picks
+    the in-process runtime's level on this CPU, and every level this CPU runs gives that level's in-process
+    outputs. Levels of one vector width that pack the same panels share one weights section."""
+    from canao.compiler.artifact import write_artifact
+    from canao.compiler.build import BuildOptions
+    from canao.device import SIMD_LEVELS
+    from canao.export.package import TARGETS
+    from tests.compiler.graphs import torch_model
+
+    weights = {k: v.detach().numpy() for k, v in torch_model(ENC, "qa").state_dict().items()}
+    art = tmp_path / "art"
+    write_artifact(art, ENC, weights, task="qa", options=BuildOptions(precision=precision))
+    result = export_artifact(art, "linux-x86_64", tmp_path / "pkg", prebuilt=False)
+    levels = TARGETS["linux-x86_64"].levels_for(precision)
+    assert result.levels == levels
+    assert levels == (("avx512", "avx2") if precision == "fp32" else ("amx", "avx512bf16", "avx512", "avx2"))
+    sections = read_weights_file(result.out / "weights.bin")
+    assert len(sections) == len({blob.tobytes() for _, blob in sections})  # each distinct blob written once
+    host = host_simd()
+    runnable = [lv for lv in levels if SIMD_LEVELS[lv].cpu_flags <= SIMD_LEVELS[host].cpu_flags]
+    same_code = {"fp32": {"avx512bf16": "avx512", "amx": "avx512"}}.get(precision, {})
+    assert runnable[0] == same_code.get(host, host)  # what the C API should pick: the in-process level's code
+    exe = _driver(result.out, tmp_path, str(CC), ["-O2", *BASE_FLAGS[1:]], "driver")
+    weights_bin = str(result.out / "weights.bin")
+    assert _run([str(exe), "open", weights_bin]).stdout.split()[:2] == ["0", runnable[0]]
+    calls = _calls("encoder")
+    write_calls(tmp_path / "calls.bin", calls)
+    for level in runnable:
+        env = {**os.environ, "CANAO_SIMD": level}
+        proc = subprocess.run(
+            [str(exe), "run", weights_bin, str(tmp_path / "calls.bin"), str(tmp_path / "o")],
+            env=env,
+            capture_output=True,
+        )
+        assert proc.returncode == 0, proc.stderr
+        want = np.concatenate(_expected(art, "encoder", calls, level))
+        np.testing.assert_allclose(np.fromfile(tmp_path / "o", dtype=np.float32), want, rtol=1e-5, atol=1e-6)
+    for level in set(levels) - set(runnable):  # compiled into the library, refused here with the reason
+        env = {**os.environ, "CANAO_SIMD": level}
+        proc = subprocess.run([str(exe), "open", weights_bin], capture_output=True, text=True, env=env)
+        assert proc.stdout.startswith("-6 ") and f"{level} (not on this CPU)" in proc.stdout

@@ -39,12 +39,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
 from canao.compiler.artifact import ArtifactSource, read_artifact_source
 from canao.compiler.build import BuildOptions, generate_for_target
 from canao.compiler.codegen.c import weight_blob
 from canao.compiler.ir import Graph, graph_hash
 from canao.compiler.toolchain import BASE_FLAGS, CODEGEN_DIR
-from canao.device import SIMD_LEVELS
+from canao.device import CPUID_BITS, SIMD_LEVELS, CpuidBit
 from canao.errors import CanaoError
 from canao.export.weights_file import Section, write_weights_file
 from canao.storage import prepare_target, replace_directory, temp_directory
@@ -75,9 +77,23 @@ class ExportError(CanaoError, RuntimeError):
 @dataclass(frozen=True)
 class Target:
     name: str
-    levels: tuple[str, ...]  # canao.device.SIMD_LEVELS the code is generated for, the one picked first first
+    arch: str  # canao.device's SimdLevel.arch: the package carries that architecture's levels
     compilers: tuple[str, ...]  # C compilers that build the prebuilt libraries here (first found is used)
     note: str  # how to build for it, for model.json and the docs
+
+    def levels_for(self, precision: str) -> tuple[str, ...]:
+        """The SIMD levels of the package for an artifact of `precision`, most capable (picked first) first:
+        every level of the architecture in canao.device.SIMD_LEVELS, less those that would run this precision
+        with the same code as a less capable one (the same vector width, the precision no more native, no AMX
+        tiles for it): an fp32 package has no AVX-512 BF16 or AMX build, whose fp32 code is AVX-512's."""
+        kept: dict[tuple[int, bool, bool], str] = {}
+        for level in SIMD_LEVELS.values():  # narrowest first
+            if level.arch != self.arch:
+                continue
+            native = precision in level.native_precisions
+            key = (level.lanes, native, native and precision != "fp32" and level.amx_tiles)
+            kept.setdefault(key, level.name)
+        return tuple(reversed(kept.values()))
 
 
 TARGETS: dict[str, Target] = {
@@ -85,14 +101,14 @@ TARGETS: dict[str, Target] = {
     for t in (
         Target(
             "linux-x86_64",
-            ("avx512", "avx2"),
+            "x86_64",
             ("x86_64-linux-gnu-gcc", "gcc", "cc"),
-            "make (runs AVX-512 code where the CPU has it, else AVX2 + FMA)",
+            "make (runs the most capable code the CPU has: AMX, AVX-512 with BF16/VNNI, AVX-512, else AVX2 + FMA)",
         ),
-        Target("linux-aarch64", ("neon",), ("aarch64-linux-gnu-gcc",), "make CC=aarch64-linux-gnu-gcc"),
+        Target("linux-aarch64", "aarch64", ("aarch64-linux-gnu-gcc",), "make CC=aarch64-linux-gnu-gcc"),
         Target(
             "android-arm64",
-            ("neon",),
+            "aarch64",
             (),
             "make CC=$NDK/toolchains/llvm/prebuilt/linux-x86_64/bin/aarch64-linux-android24-clang OPENMP=-fopenmp",
         ),
@@ -240,8 +256,9 @@ FIELDS = (  # canao_level's function pointers (canao_dispatch.h), in order
 )
 
 
-def _levels_source(levels: tuple[str, ...]) -> str:
-    """canao_levels.c: the dispatch table, with the renamed prototypes of canao_model.h per level."""
+def _levels_source(levels: tuple[str, ...], sections: dict[str, tuple[str, str]]) -> str:
+    """canao_levels.c: the dispatch table, with the renamed prototypes of canao_model.h per level; `sections`
+    gives, per level, the (SIMD field, graph hash) of the weights section it reads."""
     header = (CODEGEN_DIR / "canao_model.h").read_text()
     prototypes = header[header.index("int canao_forward(") : header.rindex("#endif")].strip()
     lines = [
@@ -252,11 +269,37 @@ def _levels_source(levels: tuple[str, ...]) -> str:
     for level in levels:
         renamed = re.sub(r"\bcanao_([a-z_]+)\(", rf"canao_{level}_\1(", prototypes)
         lines += [f"/* {level} */", renamed, ""]
-    lines.append("const canao_level canao_levels[] = {")
+    needs = {level: _cpu_needs(level) for level in levels}
+    for level, bits in needs.items():
+        if bits:
+            lines += [f"static const canao_cpuid_bit needs_{level}[] = {{ /* {', '.join(bits)} */"]
+            lines += [
+                f"    {{{b.leaf}, {b.subleaf}, {REGISTERS.index(b.register)}, {b.bit}, 0x{b.xcr0:x}}},"
+                for b in bits.values()
+            ]
+            lines += ["};"]
+    lines += ["", "const canao_level canao_levels[] = {"]
     for level in levels:
-        lines.append(f'    {{"{level}", ' + ", ".join(f"canao_{level}_{f}" for f in FIELDS) + "},")
+        table = f"needs_{level}, {len(needs[level])}" if needs[level] else "NULL, 0"
+        section, section_hash = sections[level]
+        functions = ", ".join(f"canao_{level}_{f}" for f in FIELDS)
+        lines.append(f'    {{"{level}", {functions}, {table}, "{section}", "{section_hash}"}},')
     lines += ["};", f"const int canao_n_levels = {len(levels)};", ""]
     return "\n".join(lines)
+
+
+REGISTERS = ("eax", "ebx", "ecx", "edx")  # canao_cpuid_bit.reg
+
+
+def _cpu_needs(level: str) -> dict[str, CpuidBit]:
+    """The CPUID bits of the level's CPU flags, in name order (none for a baseline such as NEON)."""
+    simd = SIMD_LEVELS[level]
+    if simd.arch != "x86_64":
+        return {}
+    missing = sorted(set(simd.cpu_flags) - set(CPUID_BITS))
+    if missing:
+        raise ExportError(f"canao.device.CPUID_BITS lacks {missing}, which SIMD level {level} needs.")
+    return {flag: CPUID_BITS[flag] for flag in sorted(simd.cpu_flags)}
 
 
 def _sha256(path: Path) -> str:
@@ -302,8 +345,9 @@ def export_artifact(
     t = TARGETS[target]
     source = read_artifact_source(artifact)
     lowered = source.lowered()
+    levels = t.levels_for(source.precision.value)
     builds = {
-        level: generate_for_target(lowered, BuildOptions(simd=level, precision=source.precision)) for level in t.levels
+        level: generate_for_target(lowered, BuildOptions(simd=level, precision=source.precision)) for level in levels
     }
     hashes = {level: graph_hash(graph) for level, (graph, _) in builds.items()}
     prepare_target(out, is_ours=_files_not_ours, force=force)
@@ -315,7 +359,7 @@ def export_artifact(
         manifest = {
             "version": EXPORT_VERSION,
             "target": t.name,
-            "levels": list(t.levels),
+            "levels": list(levels),
             "graph_hashes": hashes,
             "files": {name: {"bytes": sizes[name], "sha256": _sha256(tmp / name)} for name in files},
             "prebuilt": list(built),
@@ -325,7 +369,7 @@ def export_artifact(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return ExportResult(out, t.name, t.levels, hashes, built, sizes)
+    return ExportResult(out, t.name, levels, hashes, built, sizes)
 
 
 def _write_package(
@@ -337,7 +381,9 @@ def _write_package(
         (tmp / f"kernel_{level}.c").write_text(code)
         (tmp / f"canao_rename_{level}.h").write_text(_rename_header(level))
         names += [f"kernel_{level}.c", f"canao_rename_{level}.h"]
-    (tmp / "canao_levels.c").write_text(_levels_source(t.levels))
+    levels = tuple(builds)
+    sections, readers = _shared_sections(builds)
+    (tmp / "canao_levels.c").write_text(_levels_source(levels, readers))
     for name in ("canao_model.h", "canao_kernels.h"):
         shutil.copyfile(CODEGEN_DIR / name, tmp / name)
     for name in C_FILES:
@@ -345,7 +391,6 @@ def _write_package(
     (tmp / "java" / "ai" / "canao").mkdir(parents=True)
     for name in JAVA_FILES:
         shutil.copyfile(JAVA_DIR / name.removeprefix("java/"), tmp / name)
-    sections = [Section(weight_blob(graph), graph_hash(graph), level) for level, (graph, _) in builds.items()]
     write_weights_file(tmp / "weights.bin", sections)
     names += ["canao_levels.c", "canao_model.h", "canao_kernels.h", *C_FILES, *JAVA_FILES, "weights.bin"]
     tokenizer_file = Path(artifact) / "tokenizer.json"
@@ -362,16 +407,31 @@ def _write_package(
         "task": source.task,
         "precision": source.precision.value,
         "target": t.name,
-        "levels": list(t.levels),
+        "levels": list(levels),
         "graph_hashes": {level: graph_hash(graph) for level, (graph, _) in builds.items()},
         "outputs": list(first.outputs),
         "build": t.note,
     }
     (tmp / "model.json").write_text(json.dumps(model, indent=1))
     (tmp / "model.cfg").write_text(_runner_config(source.task))
-    (tmp / "Makefile").write_text(_makefile(t.levels, t.name))
-    (tmp / "CMakeLists.txt").write_text(_cmakelists(t.levels))
+    (tmp / "Makefile").write_text(_makefile(levels, t.name))
+    (tmp / "CMakeLists.txt").write_text(_cmakelists(levels))
     return [*names, "model.json", "model.cfg", "Makefile", "CMakeLists.txt"]
+
+
+def _shared_sections(builds: dict[str, tuple[Graph, str]]) -> tuple[list[Section], dict[str, tuple[str, str]]]:
+    """The weights sections, one per distinct packed blob (levels of one vector width often pack the same
+    panels: an int8 model's AVX-512, VNNI and AMX builds read one), named after the least capable level that
+    reads it; and per level, the (SIMD field, graph hash) of the section it reads."""
+    owners: dict[bytes, tuple[str, str, np.ndarray]] = {}
+    reader_of: dict[str, bytes] = {}
+    for level, (graph, _) in reversed(builds.items()):  # least capable first: it names a shared section
+        blob = weight_blob(graph)
+        key = hashlib.sha256(blob.tobytes()).digest()
+        owners.setdefault(key, (level, graph_hash(graph), blob))
+        reader_of[level] = key
+    sections = [Section(blob, digest, level) for level, digest, blob in reversed(owners.values())]
+    return sections, {level: owners[key][:2] for level, key in reader_of.items()}
 
 
 def _runner_config(task: dict) -> str:

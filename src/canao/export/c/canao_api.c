@@ -104,22 +104,32 @@ static uint64_t checksum(const unsigned char *data, uint64_t words) {
     return sums[0] + sums[1] + sums[2] + sums[3];
 }
 
-/* Whether this CPU runs code of SIMD level `name` (the flags canao.device asks for each level). */
-static int cpu_has(const char *name) {
+/* Whether this CPU (and its OS) runs the code of `level`: each CPUID bit it needs is set, and the OS saves the
+ * register state those instructions use (XCR0, read with xgetbv once OSXSAVE says it may be). */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    __builtin_cpu_init();
-    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (strcmp(name, "avx2") == 0) return avx2;
-    if (strcmp(name, "avx512") == 0)
-        return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-    return strcmp(name, "scalar") == 0;
-#elif defined(__aarch64__)
-    return strcmp(name, "neon") == 0 || strcmp(name, "scalar") == 0;
-#else
-    return strcmp(name, "scalar") == 0;
-#endif
+#include <cpuid.h>
+
+static unsigned long long xcr0(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return 0; /* no OSXSAVE: no xgetbv */
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((unsigned long long)hi << 32) | lo;
 }
+
+static int cpu_has(const canao_level *level) {
+    unsigned long long os = xcr0();
+    for (int i = 0; i < level->n_cpu_needs; i++) {
+        const canao_cpuid_bit *need = &level->cpu_needs[i];
+        unsigned r[4];
+        if (!__get_cpuid_count(need->leaf, need->subleaf, &r[0], &r[1], &r[2], &r[3])) return 0;
+        if (!(r[need->reg] & (1u << need->bit)) || (os & need->xcr0) != need->xcr0) return 0;
+    }
+    return 1;
+}
+#else
+static int cpu_has(const canao_level *level) { return level->n_cpu_needs == 0; /* the architecture's baseline */ }
+#endif
 
 /* The 16-byte, NUL-padded SIMD field of a section header. */
 static void level_field(const char *name, char out[16]) {
@@ -152,9 +162,9 @@ static int check_section(const canao_level *L, const unsigned char *h, char *msg
     if ((int)read_u32(h + 12) != L->abi_version())
         return fail(msg, cap, CANAO_EMISMATCH, "weights for model ABI %u, but the code is ABI %d",
                     (unsigned)read_u32(h + 12), L->abi_version());
-    if (memcmp(h + 16, L->graph_hash(), 16) != 0)
-        return fail(msg, cap, CANAO_EMISMATCH, "weights of graph %.16s, but the code is graph %s", (const char *)h + 16,
-                    L->graph_hash());
+    if (memcmp(h + 16, L->section_hash, 16) != 0)
+        return fail(msg, cap, CANAO_EMISMATCH, "weights of graph %.16s, but the code reads graph %s",
+                    (const char *)h + 16, L->section_hash);
     if (floats != (uint64_t)L->weight_floats())
         return fail(msg, cap, CANAO_EMISMATCH, "weights hold %llu floats, the model needs %ld",
                     (unsigned long long)floats, L->weight_floats());
@@ -173,15 +183,15 @@ static int pick_level(const unsigned char *data, size_t size, const canao_level 
     for (const unsigned char *p = data; p < end || p == data;) {
         size_t bytes = section_bytes(p, (size_t)(end - p), &rc, msg, cap);
         if (!bytes) return rc;
-        int known = -1;
+        int readers = 0; /* the levels that read this section: its own, and those sharing its panels */
         for (int i = 0; i < canao_n_levels && i < 16; i++) {
             char want[16];
-            level_field(canao_levels[i].name, want);
-            if (memcmp(p + 32, want, 16) == 0) known = i;
+            level_field(canao_levels[i].section, want);
+            if (memcmp(p + 32, want, 16) != 0) continue;
+            if ((rc = check_section(&canao_levels[i], p, msg, cap)) != CANAO_OK) return rc;
+            found[i] = p, readers++;
         }
-        if (known < 0) return fail(msg, cap, CANAO_EMISMATCH, "weights for a SIMD level this library lacks");
-        if ((rc = check_section(&canao_levels[known], p, msg, cap)) != CANAO_OK) return rc;
-        found[known] = p;
+        if (!readers) return fail(msg, cap, CANAO_EMISMATCH, "weights for a SIMD level this library lacks");
         p += bytes;
         if (p == end) break;
     }
@@ -193,7 +203,7 @@ static int pick_level(const unsigned char *data, size_t size, const canao_level 
         if (forced && *forced && strcmp(forced, level->name) != 0) continue;
         named = 1;
         size_t used = strlen(skipped);
-        const char *why = !cpu_has(level->name) ? "not on this CPU" : !found[i] ? "no weights" : NULL;
+        const char *why = !cpu_has(level) ? "not on this CPU" : !found[i] ? "no weights" : NULL;
         if (!why) {
             *L = level, *section = found[i];
             return CANAO_OK;
