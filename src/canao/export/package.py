@@ -16,12 +16,15 @@ holds everything a phone app or a C program needs, without Python:
     build/                                     prebuilt libraries when the target's compiler is here
     export.json                                sha256 of every file, written last
 
-The code is generated for each SIMD level of the target (x86-64: AVX-512 and
-AVX2 with FMA, the baseline of CPUs since 2013, picked at run time; aarch64:
-NEON), tuned where this CPU runs that level; weights.bin holds one section
-per level since the packed panel width differs. The package is written to a temporary directory beside `out` and
-renamed into place: an interrupted export leaves no half-written package,
-and an existing directory that canao did not write is never overwritten.
+The code is generated for each SIMD level of the target that runs the
+artifact's precision with its own code (`Target.levels_for`; x86-64: AMX,
+AVX-512 with BF16/VNNI, AVX-512 and AVX2 with FMA for bf16 and int8, AVX-512
+and AVX2 for fp32; aarch64: NEON), picked at run time from CPUID, tuned where
+this CPU runs that level; weights.bin holds each distinct packed blob once
+(the panel width differs between vector widths, not between the levels of one).
+The package is written to a temporary directory beside `out` and renamed into
+place: an interrupted export leaves no half-written package, and an existing
+directory that canao did not write is never overwritten.
 
 Example::
 
@@ -263,6 +266,7 @@ def _levels_source(levels: tuple[str, ...], sections: dict[str, tuple[str, str]]
     prototypes = header[header.index("int canao_forward(") : header.rindex("#endif")].strip()
     lines = [
         "/* The SIMD levels compiled into this package, most capable first (canao_dispatch.h). */",
+        "#include <stddef.h>",
         '#include "canao_dispatch.h"',
         "",
     ]

@@ -4,9 +4,10 @@ header the C API checks.
 A raw blob of the right size runs with wrong numbers if it is damaged or
 belongs to another build, and a phone app has no Python to catch that. The
 header lets `canao_model_open` (export/c/canao_api.c) refuse it with a reason.
-The panel width of the packed weights depends on the SIMD level, so an x86-64
-package holds an AVX-512 and an AVX2 section, one after the other, and the C
-API reads the one of the level it runs. Each section's header:
+The panel width of the packed weights depends on the vector width, so an x86-64
+package holds an AVX-512 and an AVX2 section (and more where a level packs
+differently), one after the other; each level's dispatch entry names the
+section it reads, and the C API reads that one. Each section's header:
 
     0  magic "CANAOWB1"          8  u32 header bytes (64)     12  u32 model ABI version
     16 graph hash (16 chars)     32 SIMD level (16 bytes, NUL-padded)
