@@ -86,8 +86,8 @@ def _rewrite_manifest(build: Path, name: str, keep_signature: bool) -> None:
     (build / "manifest.json").write_text(json.dumps(manifest))
 
 
-@pytest.mark.parametrize("keep_signature", [False, True], ids=["unsigned", "stale-signature"])
-def test_a_planted_library_never_runs(art, pristine, tmp_path, keep_signature):
+def _plant(art: Path, tmp_path: Path, keep_signature: bool) -> Path:
+    """Replace the build's library by one with a constructor and update its checksum; returns the build."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         pytest.skip("no C compiler to build the planted library")
@@ -95,6 +95,12 @@ def test_a_planted_library_never_runs(art, pristine, tmp_path, keep_signature):
     build = _build(art)
     subprocess.run([cc, "-shared", "-fPIC", "-o", str(build / "libmodel.so"), str(tmp_path / "planted.c")], check=True)
     _rewrite_manifest(build, "libmodel.so", keep_signature)
+    return build
+
+
+@pytest.mark.parametrize("keep_signature", [False, True], ids=["unsigned", "stale-signature"])
+def test_a_planted_library_never_runs(art, pristine, tmp_path, keep_signature):
+    build = _plant(art, tmp_path, keep_signature)
     planted = file_digest(build / "libmodel.so")
     marker = tmp_path / "marker"
 
@@ -107,13 +113,7 @@ def test_a_planted_library_never_runs(art, pristine, tmp_path, keep_signature):
 
 def test_trusting_the_artifact_loads_its_library(art, tmp_path):
     """The check is what stops the planted library: with --trust-artifact it is dlopened (the test can fail)."""
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        pytest.skip("no C compiler to build the planted library")
-    (tmp_path / "planted.c").write_text(CONSTRUCTOR_C)
-    build = _build(art)
-    subprocess.run([cc, "-shared", "-fPIC", "-o", str(build / "libmodel.so"), str(tmp_path / "planted.c")], check=True)
-    _rewrite_manifest(build, "libmodel.so", keep_signature=False)
+    _plant(art, tmp_path, keep_signature=False)
     marker = tmp_path / "marker"
     answer = _probe(art, marker, trust=True)
     assert marker.exists()
