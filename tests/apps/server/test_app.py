@@ -192,3 +192,20 @@ def test_tokens_of_a_stream_the_client_cut_are_counted(live):
             if tokens == 5:
                 break  # the client goes away mid-stream
     assert generated() - before >= 5
+
+
+def test_every_route_of_the_app_is_counted_under_its_own_name(live):
+    """Metrics read the matched route from the router: no second list of routes to keep in step."""
+    from starlette.routing import Mount
+
+    paths = {route.path for route in live.server.config.app.routes if not isinstance(route, Mount)}
+    assert {"/v1/qa", "/v1/classify", "/v1/generate", "/v1/models", "/healthz", "/metrics", "/"} <= paths
+    with live.client() as c:
+        for path in sorted(paths):
+            c.get(path)  # the POST routes answer 405: still counted under their template
+        c.get("/static/app.js")
+        c.get("/no/such/route")
+        metrics = c.get("/metrics").text
+    for path in paths | {"/static"}:
+        assert f'canao_requests_total{{route="{path}",' in metrics, path
+    assert 'canao_requests_total{route="other",status="404"} 1.0' in metrics

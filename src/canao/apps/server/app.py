@@ -87,7 +87,7 @@ def create_app(
         description="Question answering, classification and text generation on canao-compiled models.",
     )
     api.add_middleware(BodyLimitMiddleware, limit=max_body_bytes, timeout_s=body_timeout_s)
-    api.add_middleware(MetricsMiddleware, metrics=metrics)
+    api.add_middleware(MetricsMiddleware, metrics=metrics, routes=api.router.routes)
     api.state.pools, api.state.metrics = pools, metrics
 
     def pick(name: Optional[str], task: str) -> ModelPool:

@@ -1,8 +1,11 @@
 """Prometheus metrics of the server and the ASGI middlewares that feed them and bound request bodies.
 
 Each app gets its own CollectorRegistry (several apps in one process, as in
-tests, do not collide). Routes are labelled by their template, and anything
-that matches no route is labelled "other", so a scanner cannot blow up the
+tests, do not collide). Requests are labelled by the template of the app's
+route that matches them (the middleware matches the request against the
+app's own route list, so a route added to the app is counted under its own
+name with no second list to keep), and anything that matches no route is
+labelled "other", so a scanner cannot blow up the
 label cardinality.
 """
 
@@ -10,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from fastapi import HTTPException
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.routing import BaseRoute, Match
 
-ROUTES = ("/v1/qa", "/v1/classify", "/v1/generate", "/v1/models", "/healthz", "/metrics", "/")
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -47,21 +50,27 @@ class Metrics:
         self.tokens = Counter("canao_generated_tokens", "Tokens generated", ("model",), registry=self.registry)
 
 
-def route_label(path: str) -> str:
-    return path if path in ROUTES else ("/static" if path.startswith("/static/") else "other")
+def route_label(scope: dict, routes: Sequence[BaseRoute]) -> str:
+    """The template of the first of `routes` matching the request in full (a mount: its prefix), or "other"."""
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return str(getattr(route, "path", "other"))
+    return "other"
 
 
 class MetricsMiddleware:
     """Counts every response by (route, status) and times it, streaming responses included."""
 
-    def __init__(self, app: Any, metrics: Metrics) -> None:
-        self.app, self.metrics = app, metrics
+    def __init__(self, app: Any, metrics: Metrics, routes: Sequence[BaseRoute]) -> None:
+        self.app, self.metrics, self.routes = app, metrics, routes  # the app's live route list
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route, status, start = route_label(scope.get("path", "")), [500], time.perf_counter()
+        # matched before the app runs: routing then rewrites the scope (a mount moves its prefix to root_path)
+        route, status, start = route_label(scope, self.routes), [500], time.perf_counter()
 
         async def record(message: dict) -> None:
             if message["type"] == "http.response.start":
