@@ -39,6 +39,8 @@ from rich.text import Text
 import canao
 from canao.compiler.layout import Precision
 from canao.errors import CanaoError, SpecError
+from canao.search.controllers import DEFAULT_CONTROLLER
+from canao.search.controllers import REGISTRY as CONTROLLER_REGISTRY
 from canao.train.progress import loss_text
 
 app = typer.Typer(
@@ -99,6 +101,7 @@ PRECISION_HELP = (
     "BF16); int8 (dynamic quantization: int8 weights per column, activations per row at run time)."
 )
 THREADS_HELP = "Threads (1-256)."
+CONTROLLER_HELP = "; ".join(f"{e.name}: {e.about}" for e in CONTROLLER_REGISTRY.values()) + "."
 MAX_LENGTH_HELP = "Tokens per example (default: the task's, 384 for squad and 128 for the others)."
 TRUST_HELP = (
     "Load the artifact's compiled library as it is, even if it was not built on this machine (by default such a "
@@ -1037,7 +1040,7 @@ def search(
     out: Path = typer.Option(Path("search-run"), help="Run directory (supernet, trials.sqlite, outputs); resumed."),
     space: Optional[Path] = typer.Option(None, help="Search space JSON (default: the space around the teacher)."),
     precision: list[Precision] = typer.Option([], help="Precisions to search (default: the space's)."),
-    controller: str = typer.Option("rl", help="rl (REINFORCE, as CANAO), evolution or random."),
+    controller: str = typer.Option(DEFAULT_CONTROLLER, help=CONTROLLER_HELP),
     evaluations: int = typer.Option(100, min=1, max=1_000_000),
     seed: int = typer.Option(0, min=0, max=2**63 - 1, help="Random seed (>= 0)."),
     batch: int = typer.Option(4, min=1, max=1024, help="Candidates per round (fixed: results do not depend on it)."),

@@ -6,6 +6,7 @@ import pytest
 
 from canao.arch import SearchSpace
 from canao.search.candidates import Candidate, CandidateSpace
+from canao.search.controllers import CONTROLLERS
 from canao.search.loop import BudgetInfeasible, SearchConfig, run_search
 
 SPACE = CandidateSpace(
@@ -37,7 +38,7 @@ class Counting:
         return [accuracy(c) for c in batch]
 
 
-@pytest.mark.parametrize("controller", ["rl", "evolution", "random"])
+@pytest.mark.parametrize("controller", CONTROLLERS)  # the registry itself: a new controller cannot escape it
 def test_a_killed_search_resumes_to_the_same_result(tmp_path, controller):
     config = SearchConfig(latency_ms=3.0, controller=controller, evaluations=24, seed=3, batch=4)
     straight = run_search(config, SPACE, Counting(), latency, tmp_path / "a.sqlite")

@@ -16,6 +16,7 @@ from canao.compiler.layout import Precision
 from canao.errors import SpecError
 from canao.optimize.config import OptimizeConfig
 from canao.optimize.pipeline import RunState, Stage
+from canao.search.controllers import DEFAULT_CONTROLLER
 from canao.storage import write_json_atomically
 
 log = logging.getLogger(__name__)
@@ -203,7 +204,7 @@ def search_config(state: OptimizeState) -> Any:
         budget_ms(state)[0],
         state.out / "search",
         space=Path(profile["space"]),
-        controller="rl",
+        controller=DEFAULT_CONTROLLER,
         evaluations=e.evaluations,
         seed=c.seed,
         supernet_epochs=e.supernet_epochs,

@@ -30,7 +30,7 @@ from typing import Callable, Optional, Sequence
 
 from canao.errors import CanaoError, SpecError
 from canao.search.candidates import Candidate, CandidateSpace
-from canao.search.controllers import CONTROLLERS, make_controller
+from canao.search.controllers import CONTROLLERS, DEFAULT_CONTROLLER, make_controller
 from canao.search.pareto import pareto_front
 from canao.search.reward import MODES, RewardConfig
 from canao.search.trials import Trial, TrialStore
@@ -48,7 +48,7 @@ class BudgetInfeasible(CanaoError, ValueError):
 @dataclass(frozen=True)
 class SearchConfig:
     latency_ms: float  # the budget on predicted latency
-    controller: str = "rl"
+    controller: str = DEFAULT_CONTROLLER
     evaluations: int = 100
     seed: int = 0
     batch: int = 4  # vectors asked per round (evaluated together; fixed, so workers do not change results)

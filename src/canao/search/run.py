@@ -29,6 +29,7 @@ from canao.errors import SpecError
 from canao.latency.predictor import LatencyPredictor
 from canao.latency.profile import DeviceProfile
 from canao.search.candidates import Candidate, CandidateSpace, load_candidate_space
+from canao.search.controllers import DEFAULT_CONTROLLER
 from canao.search.loop import SearchConfig, SearchResult, run_search
 from canao.search.trials import Trial
 from canao.storage import exclusive, write_json_atomically
@@ -49,7 +50,7 @@ class SearchRunConfig:
     out: Path
     space: Optional[Path] = None  # CandidateSpace JSON (default: the encoder space around the teacher)
     precisions: tuple[str, ...] = ()  # override the space's precisions
-    controller: str = "rl"
+    controller: str = DEFAULT_CONTROLLER
     evaluations: int = 100
     seed: int = 0
     batch: int = 4
