@@ -91,12 +91,18 @@ def test_train_precision_auto_follows_the_cpu(monkeypatch):
     from canao.train.finetune import train_precision
 
     def machine(*flags):
-        return lambda: device.MachineInfo("x86_64", "test", 2, flags, "avx512", "cc")
+        level = device.simd_level_from_flags("x86_64", set(flags))
+        return lambda: device.MachineInfo("x86_64", "test", 2, flags, level, "cc")
 
-    monkeypatch.setattr(device, "describe_machine", machine("avx2", "avx512f", "amx_tile"))
+    avx512 = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512dq")
+    monkeypatch.setattr(
+        device, "describe_machine", machine(*avx512, "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8")
+    )
     assert train_precision("auto") == "bf16"
-    monkeypatch.setattr(device, "describe_machine", machine("avx2", "avx512_bf16"))
+    monkeypatch.setattr(device, "describe_machine", machine(*avx512, "avx512_bf16", "avx512_vnni"))
     assert train_precision("auto") == "bf16"
+    monkeypatch.setattr(device, "describe_machine", machine(*avx512))
+    assert train_precision("auto") == "fp32"
     monkeypatch.setattr(device, "describe_machine", machine("avx2", "fma"))
     assert train_precision("auto") == "fp32"
     assert train_precision("bf16") == "bf16"

@@ -48,10 +48,9 @@ def train_precision(requested: str = "auto") -> str:
     is slower than fp32)."""
     if requested != "auto":
         return requested
-    from canao.device import describe_machine
+    from canao.device import host_simd, simd_level
 
-    flags = set(describe_machine().simd_flags)
-    return "bf16" if flags & {"avx512_bf16", "amx_tile"} else "fp32"
+    return "bf16" if "bf16" in simd_level(host_simd()).native_precisions else "fp32"
 
 
 @dataclass(frozen=True)
