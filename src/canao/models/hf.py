@@ -218,35 +218,41 @@ def config_from_spec(spec: ArchSpec, task: str, labels: Optional[dict[int, str]]
 
 
 # ----------------------------------------------------------- key mapping
+# Each name map is stated once and read both ways (loading: HF -> canao; saving: canao -> HF).
+_BERT_FIXED = {
+    "embeddings.word_embeddings.weight": "embed.token.weight",
+    "embeddings.position_embeddings.weight": "embed.position.weight",
+    "embeddings.token_type_embeddings.weight": "embed.token_type.weight",
+    "embeddings.LayerNorm.weight": "embed.norm.weight",
+    "embeddings.LayerNorm.bias": "embed.norm.bias",
+    "pooler.dense.weight": "pooler.weight",
+    "pooler.dense.bias": "pooler.bias",
+}
+_BERT_LAYER = {  # encoder.layer.{i}.<HF module> -> layers.{i}.<canao module>
+    "attention.self.query": "attn.q",
+    "attention.self.key": "attn.k",
+    "attention.self.value": "attn.v",
+    "attention.output.dense": "attn.out",
+    "attention.output.LayerNorm": "attn_norm",
+    "intermediate.dense": "ffn.up",
+    "output.dense": "ffn.down",
+    "output.LayerNorm": "ffn_norm",
+}
+_GPT2_TOP = {"wte": "embed.token", "wpe": "embed.position", "ln_f": "final_norm"}  # transformer.<HF> -> <canao>
+_GPT2_LINEAR = {"attn.c_proj": "attn.out", "mlp.c_fc": "ffn.up", "mlp.c_proj": "ffn.down"}  # Conv1D: transposed
+_GPT2_NORM = {"ln_1": "attn_norm", "ln_2": "ffn_norm"}  # h.{i}.<HF> -> layers.{i}.<canao>
+
+
 def _bert_key_to_canao(key: str) -> Optional[str]:
     """HF BERT backbone key (prefix stripped) -> canao backbone key; None for keys canao drops."""
     key = key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
-    fixed = {
-        "embeddings.word_embeddings.weight": "embed.token.weight",
-        "embeddings.position_embeddings.weight": "embed.position.weight",
-        "embeddings.token_type_embeddings.weight": "embed.token_type.weight",
-        "embeddings.LayerNorm.weight": "embed.norm.weight",
-        "embeddings.LayerNorm.bias": "embed.norm.bias",
-        "pooler.dense.weight": "pooler.weight",
-        "pooler.dense.bias": "pooler.bias",
-    }
-    if key in fixed:
-        return fixed[key]
+    if key in _BERT_FIXED:
+        return _BERT_FIXED[key]
     if not key.startswith("encoder.layer."):
         return None
     index, rest = key[len("encoder.layer.") :].split(".", 1)
-    inner = {
-        "attention.self.query": "attn.q",
-        "attention.self.key": "attn.k",
-        "attention.self.value": "attn.v",
-        "attention.output.dense": "attn.out",
-        "attention.output.LayerNorm": "attn_norm",
-        "intermediate.dense": "ffn.up",
-        "output.dense": "ffn.down",
-        "output.LayerNorm": "ffn_norm",
-    }
     module, param = rest.rsplit(".", 1)
-    return f"layers.{index}.{inner[module]}.{param}" if module in inner else None
+    return f"layers.{index}.{_BERT_LAYER[module]}.{param}" if module in _BERT_LAYER else None
 
 
 def _split_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -283,9 +289,9 @@ def _gpt2_to_canao(state: dict[str, torch.Tensor], spec: ArchSpec, origins: dict
     state = _split_prefix(state, "transformer.")
     out: dict[str, torch.Tensor] = {}
     for key, tensor in state.items():
-        if key in ("wte.weight", "wpe.weight", "ln_f.weight", "ln_f.bias"):
+        if key.count(".") == 1 and key.split(".")[0] in _GPT2_TOP:
             module, param = key.split(".")
-            ours = {"wte": "embed.token", "wpe": "embed.position", "ln_f": "final_norm"}[module] + "." + param
+            ours = f"{_GPT2_TOP[module]}.{param}"
             out[ours], origins[ours] = tensor, prefixed.get(key, key)
         elif key.startswith("h."):
             index, tail = key[2:].split(".", 1)  # "h.{i}.{module}.{param}"
@@ -301,11 +307,10 @@ def _gpt2_to_canao(state: dict[str, torch.Tensor], spec: ArchSpec, origins: dict
                     )
                 for name, part in zip("qkv", tensor.split(width, dim=-1)):
                     out[f"{prefix}attn.{name}.{param}"] = part.T if param == "weight" else part
-            elif module in ("attn.c_proj", "mlp.c_fc", "mlp.c_proj"):
-                ours = {"attn.c_proj": "attn.out", "mlp.c_fc": "ffn.up", "mlp.c_proj": "ffn.down"}[module]
-                out[f"{prefix}{ours}.{param}"] = tensor.T if param == "weight" else tensor
-            elif module in ("ln_1", "ln_2"):
-                out[f"{prefix}{'attn_norm' if module == 'ln_1' else 'ffn_norm'}.{param}"] = tensor
+            elif module in _GPT2_LINEAR:
+                out[f"{prefix}{_GPT2_LINEAR[module]}.{param}"] = tensor.T if param == "weight" else tensor
+            elif module in _GPT2_NORM:
+                out[f"{prefix}{_GPT2_NORM[module]}.{param}"] = tensor
             else:
                 log.warning("ignoring checkpoint entry %s: canao has no parameter for it", key)
                 continue
@@ -340,42 +345,27 @@ def canao_to_hf(model: nn.Module) -> dict[str, torch.Tensor]:
                 if f"{name}.{param}" in state:
                     out[f"{'qa_outputs' if name == 'qa' else name}.{param}"] = state[f"{name}.{param}"]
     else:
-        out.update(
-            {
-                "transformer.wte.weight": state["embed.token.weight"],
-                "transformer.wpe.weight": state["embed.position.weight"],
-                "transformer.ln_f.weight": state["final_norm.weight"],
-                "transformer.ln_f.bias": state["final_norm.bias"],
-            }
-        )
+        for theirs, ours in _GPT2_TOP.items():
+            for param in ("weight", "bias"):
+                if f"{ours}.{param}" in state:  # the embeddings have no bias
+                    out[f"transformer.{theirs}.{param}"] = state[f"{ours}.{param}"]
         for i in range(spec.num_layers):
             p, h = f"layers.{i}.", f"transformer.h.{i}."
             out[h + "attn.c_attn.weight"] = torch.cat([state[p + f"attn.{n}.weight"] for n in "qkv"], 0).T
             out[h + "attn.c_attn.bias"] = torch.cat([state[p + f"attn.{n}.bias"] for n in "qkv"], 0)
-            for ours, theirs in (("attn.out", "attn.c_proj"), ("ffn.up", "mlp.c_fc"), ("ffn.down", "mlp.c_proj")):
+            for theirs, ours in _GPT2_LINEAR.items():
                 out[h + theirs + ".weight"] = state[p + ours + ".weight"].T
                 out[h + theirs + ".bias"] = state[p + ours + ".bias"]
-            for ours, theirs in (("attn_norm", "ln_1"), ("ffn_norm", "ln_2")):
+            for theirs, ours in _GPT2_NORM.items():
                 out[h + theirs + ".weight"] = state[p + ours + ".weight"]
                 out[h + theirs + ".bias"] = state[p + ours + ".bias"]
     return {k: v.detach().contiguous().clone() for k, v in out.items()}
 
 
 def _bert_template_keys(spec: ArchSpec) -> list[str]:
-    keys = [f"embeddings.{n}.weight" for n in ("word_embeddings", "position_embeddings", "token_type_embeddings")]
-    keys += ["embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias", "pooler.dense.weight", "pooler.dense.bias"]
-    modules = (
-        "attention.self.query",
-        "attention.self.key",
-        "attention.self.value",
-        "attention.output.dense",
-        "attention.output.LayerNorm",
-        "intermediate.dense",
-        "output.dense",
-        "output.LayerNorm",
-    )
+    keys = list(_BERT_FIXED)
     for i in range(spec.num_layers):
-        keys += [f"encoder.layer.{i}.{m}.{p}" for m in modules for p in ("weight", "bias")]
+        keys += [f"encoder.layer.{i}.{m}.{p}" for m in _BERT_LAYER for p in ("weight", "bias")]
     return keys
 
 
