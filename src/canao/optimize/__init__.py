@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from canao.errors import SpecError
 from canao.optimize.config import PRESETS, OptimizeConfig, Preset
-from canao.optimize.pipeline import Progress, run_stages
+from canao.optimize.pipeline import Progress, check_start, run_stages
 from canao.storage import exclusive, write_json_atomically
 
 __all__ = ["OptimizeConfig", "OptimizeResult", "PRESETS", "Preset", "optimize", "stage_names"]
@@ -49,8 +48,7 @@ def optimize(
     from canao.optimize.report import write_report
     from canao.optimize.stages import STAGES, OptimizeState
 
-    if start_from is not None and start_from not in stage_names():
-        raise SpecError(f"`--from` must name a stage, one of {stage_names()}, but got {start_from!r}.")
+    check_start(STAGES, start_from)  # before the lock and any work
     with exclusive(Path(config.out), "optimize run"):  # two runs into one directory would clobber each other
         state = OptimizeState(config, progress=progress)
         state.out.mkdir(parents=True, exist_ok=True)

@@ -82,11 +82,16 @@ def supersede(state: RunState, stage: str) -> Optional[Path]:
     return target
 
 
-def run_stages(stages: list[Stage], state: RunState, start_from: Optional[str] = None) -> RunState:
-    """Run the stages in order, reusing done ones (see the module docstring)."""
+def check_start(stages: list[Stage], start_from: Optional[str]) -> None:
+    """Refuse a `--from` that names no stage (the one check, called before any work and by run_stages)."""
     names = [s.name for s in stages]
     if start_from is not None and start_from not in names:
         raise SpecError(f"`--from` must name a stage, one of {names}, but got {start_from!r}.")
+
+
+def run_stages(stages: list[Stage], state: RunState, start_from: Optional[str] = None) -> RunState:
+    """Run the stages in order, reusing done ones (see the module docstring)."""
+    check_start(stages, start_from)
     rerun = False
     for stage in stages:
         rerun = rerun or stage.name == start_from

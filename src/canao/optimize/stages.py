@@ -519,7 +519,3 @@ STAGES: list[Stage] = [
     Stage("evaluate", run_evaluate, evaluate_key, "evaluate and time"),
     Stage("package", run_package, lambda state: {}, "write RUN/artifact"),
 ]
-
-
-def stage_names() -> list[str]:
-    return [s.name for s in STAGES]
