@@ -233,3 +233,10 @@ def test_foreign_signed_outputs_match_in_process(art, pristine, monkeypatch, tmp
     monkeypatch.setenv("CANAO_CONFIG_DIR", str(tmp_path / "elsewhere"))
     out = load_artifact(art).model.run(IDS)["start_logits"]
     assert np.array_equal(out, np.array(pristine[1], dtype=out.dtype))
+
+
+def test_an_unwritable_config_dir_says_what_to_do(tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("x")
+    monkeypatch.setenv("CANAO_CONFIG_DIR", str(tmp_path / "a-file" / "canao"))  # cannot be created
+    with pytest.raises(TrustKeyError, match="set CANAO_CONFIG_DIR to a writable directory"):
+        local_key()

@@ -60,7 +60,10 @@ def local_key() -> bytes:
     except FileExistsError:  # another process made it first: use theirs
         return _read_key(path)
     except OSError as err:
-        raise TrustKeyError(f"{path}: cannot create the build-signing key ({err.strerror or err}).") from None
+        raise TrustKeyError(
+            f"{path}: cannot create the build-signing key ({err.strerror or err}); set CANAO_CONFIG_DIR to a "
+            "writable directory (a read-only home, a container), or pass --trust-artifact to load builds unsigned."
+        ) from None
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_hex(KEY_BYTES))
     return _read_key(path)
@@ -69,8 +72,8 @@ def local_key() -> bytes:
 def _read_key(path: Path) -> bytes:
     try:
         text = path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        raise
+    except (FileNotFoundError, NotADirectoryError):  # not made yet (or cannot be): local_key makes it, or says why
+        raise FileNotFoundError(str(path)) from None
     except (OSError, UnicodeDecodeError) as err:
         raise TrustKeyError(
             f"{path}: the build-signing key cannot be read ({err}); delete it to make a new one."
