@@ -110,3 +110,21 @@ def test_training_refuses_a_directory_in_use(tmp_path):
         holder.kill()
         holder.wait()
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_exclusive_per_locks_the_path_its_argument_names(tmp_path):
+    from canao.storage import exclusive_per
+
+    @exclusive_per("out", "test run", lambda out: out / "run")
+    def work(step: int, out: Path) -> bool:
+        return (out / "run" / LOCK_FILE).exists()
+
+    assert work(1, tmp_path) and work(step=2, out=tmp_path)  # held while it runs, positional or keyword
+    assert not (tmp_path / "run" / LOCK_FILE).exists()
+    holder = _hold_in_another_process(tmp_path / "run")
+    try:
+        with pytest.raises(RunBusyError, match=f"pid {holder.pid}.*this test run"):
+            work(3, out=tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()

@@ -24,7 +24,7 @@ import json
 import logging
 import platform
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, TypeVar
@@ -440,13 +440,9 @@ def qa(
         raise AppError("the context and every --question need some text.")
     art = _app_artifact(artifact, "qa", threads, trust_artifact)
     options = QAOptions(max_length, doc_stride, max_answer_tokens=max_answer_tokens, top_k=top_k)
-    if json_output:  # stdout carries one JSON object and nothing else
-        result = answer_questions(art, list(question), text, options)
-    else:
-        with progress_reporter("reading windows") as update:
-            result = answer_questions(
-                art, list(question), text, options, progress=lambda done, total: update(done, total)
-            )
+    # progress over the windows, except with --json: stdout then carries one JSON object and nothing else
+    with nullcontext(None) if json_output else progress_reporter("reading windows") as update:
+        result = answer_questions(art, list(question), text, options, progress=update)
     if json_output:
         answers = [{"question": q, "answers": [asdict(a) for a in found]} for q, found in zip(question, result.answers)]
         print(json.dumps({"results": answers, "timings": result.timings.to_dict()}, ensure_ascii=False))

@@ -18,7 +18,9 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
+import inspect
 import json
 import logging
 import os
@@ -26,9 +28,13 @@ import shutil
 import tempfile
 import zlib
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, TypeVar, cast
 
 from canao.errors import CanaoError
+
+F = TypeVar("F", bound=Callable[..., Any])
+SHARED_FILE_MODE = 0o644  # what canao writes is meant to be read by others (artifacts, packages, checkpoints)
+SHARED_DIR_MODE = 0o755
 
 
 def cache_root() -> Path:
@@ -87,7 +93,7 @@ def write_text_atomically(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; results are meant to be shared
+        os.chmod(tmp, SHARED_FILE_MODE)  # mkstemp makes it private; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -193,6 +199,27 @@ def exclusive(target: Path, what: str = "run directory", *, is_file: bool = Fals
         os.close(fd)
 
 
+def exclusive_per(
+    argument: str, what: str, path_of: Callable[[Any], Any] = lambda value: value, *, is_file: bool = False
+) -> Callable[[F], F]:
+    """Run the decorated function under `exclusive` on the path that its parameter `argument` gives (through
+    `path_of`, e.g. a config's output directory): one process at a time per run, without a wrapper that
+    repeats the function's signature."""
+
+    def decorate(fn: F) -> F:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            value = signature.bind(*args, **kwargs).arguments[argument]
+            with exclusive(Path(path_of(value)), what, is_file=is_file):
+                return fn(*args, **kwargs)
+
+        return cast(F, locked)
+
+    return decorate
+
+
 def _acquire(lock: Path, target: Path, what: str) -> int:
     """An open, flock-ed descriptor of `lock` that is still the file at that path (it may have been unlinked
     by a releasing owner between our open and our flock: then try again on the new file)."""
@@ -268,10 +295,6 @@ def check_output_path(path: Path | str, what: str, *, directory: bool = False) -
         ) from None
     if not directory and path.exists() and not os.access(path, os.W_OK):
         raise OutputPathError(f"{path}: exists and is read-only; pass another path for {what}.")
-
-
-SHARED_FILE_MODE = 0o644  # what canao writes is meant to be read by others (artifacts, packages, checkpoints)
-SHARED_DIR_MODE = 0o755
 
 
 def temp_directory(parent: Path, prefix: str) -> Path:

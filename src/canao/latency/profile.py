@@ -53,7 +53,7 @@ from canao.compiler.lower import lower_block, lower_spec
 from canao.device import describe_machine
 from canao.errors import CanaoError, SpecError
 from canao.latency.device import Executor, executor_fingerprint
-from canao.storage import cache_root, exclusive, write_json_atomically
+from canao.storage import cache_root, exclusive_per, write_json_atomically
 
 PROFILE_VERSION = 1
 Progress = Callable[[str, int, int], None]
@@ -516,19 +516,13 @@ def _disagreeing(run: _Run, units: list[_Unit], limit: int) -> list[_Unit]:
     return [u for u in units if run.sweeps(u) < limit and settle(run.entry(u), factor)["spread"] > run.config.agree_tol]
 
 
+@exclusive_per("path", "device profile", is_file=True)
 def profile_device(
     config: ProfileConfig, executor: Executor, path: Path, progress: Optional[Progress] = None
 ) -> DeviceProfile:
     """Measure every block of the grid in `passes` shuffled sweeps with drift correction, re-measure blocks
     whose sweeps disagree, and settle each latency (resuming from `path` if it holds part of this profile).
     One process at a time per profile file."""
-    with exclusive(path, "device profile", is_file=True):
-        return _profile_device(config, executor, path, progress)
-
-
-def _profile_device(
-    config: ProfileConfig, executor: Executor, path: Path, progress: Optional[Progress]
-) -> DeviceProfile:
     profile = fresh = _new_profile(config, executor)
     if path.exists():
         profile = DeviceProfile.load(path, device=fresh.device)

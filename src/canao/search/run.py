@@ -32,7 +32,7 @@ from canao.search.candidates import Candidate, CandidateSpace, load_candidate_sp
 from canao.search.controllers import DEFAULT_CONTROLLER
 from canao.search.loop import SearchConfig, SearchResult, run_search
 from canao.search.trials import Trial
-from canao.storage import exclusive, write_json_atomically
+from canao.storage import exclusive_per, write_json_atomically
 
 log = logging.getLogger(__name__)
 SUPERNET_LENGTH_BUCKETS = 50  # batches of similar length: padding nearly vanishes (train/finetune.py)
@@ -173,14 +173,10 @@ def search_space_of(config: SearchRunConfig) -> CandidateSpace:
     return space
 
 
+@exclusive_per("config", "search run", lambda config: config.out)
 def search_run(config: SearchRunConfig, progress: Optional[StageProgress] = None) -> SearchRunResult:
     """Train (or reuse) the supernet, search, write the outputs; a killed run resumes where it stopped. One
     process at a time per output directory."""
-    with exclusive(Path(config.out), "search run"):
-        return _search_run(config, progress)
-
-
-def _search_run(config: SearchRunConfig, progress: Optional[StageProgress]) -> SearchRunResult:
     space = search_space_of(config)
     predictors = load_predictors(config.profiles, space)
 

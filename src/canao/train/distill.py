@@ -32,7 +32,7 @@ from canao.errors import SpecError
 from canao.models.elastic import check_sliceable, extract_subnet
 from canao.models.heads import build_model
 from canao.models.hf import load_pretrained, save_pretrained
-from canao.storage import exclusive
+from canao.storage import exclusive_per
 from canao.train.finetune import FinetuneConfig, TrainResult, load_for_task, run_training
 from canao.train.losses import attention_kl, hidden_mse, soft_logit_loss, value_relation_kl
 from canao.train.progress import Progress
@@ -257,6 +257,7 @@ def pruned_student(
     return student, f"pruned from the teacher (its layers {layers}, most important heads and FFN units)", layers
 
 
+@exclusive_per("config", "distillation run", lambda config: config.train.output_dir)
 def distill(
     config: DistillConfig,
     teacher_dir: Path,
@@ -277,20 +278,6 @@ def distill(
     With `intermediate_epochs`, two stages run (each resumable on its own): intermediate layers only into
     <out>/intermediate, then the prediction layer only into <out>, starting from the first stage's student.
     The teacher and the data are loaded once for both."""
-    with exclusive(Path(config.train.output_dir), "distillation run"):
-        return _distill(config, teacher_dir, spec, train_path, eval_path, progress, slice_from, start_from)
-
-
-def _distill(
-    config: DistillConfig,
-    teacher_dir: Path,
-    spec: ArchSpec,
-    train_path: Path,
-    eval_path: Optional[Path],
-    progress: Optional[Progress],
-    slice_from: Optional[Path],
-    start_from: Optional[Path],
-) -> TrainResult:
     cfg = config.train
     task = get_task(cfg.task)
     teacher = load_for_task(teacher_dir, cfg.task)

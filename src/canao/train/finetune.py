@@ -30,7 +30,7 @@ import torch
 
 from canao.errors import CanaoError, CheckpointError, DataError, SpecError
 from canao.models.hf import load_pretrained, save_pretrained
-from canao.storage import exclusive, write_text_atomically
+from canao.storage import exclusive_per, write_text_atomically
 from canao.train.progress import Progress
 from canao.train.tasks import MODEL_TASK, TASK_NAMES, TaskData, get_task
 
@@ -216,6 +216,7 @@ def _save_checkpoint(
     save_torch_atomically(state, path)
 
 
+@exclusive_per("config", "training run", lambda config: config.output_dir)
 def run_training(
     config: FinetuneConfig,
     modules: dict[str, torch.nn.Module],
@@ -233,21 +234,6 @@ def run_training(
     weights, a supernet's space): saved beside train_config.json and checked the same way on resume, so that a
     run is never continued under other settings with its old optimizer state. One process at a time per
     output directory (a second gets RunBusyError naming the first)."""
-    with exclusive(Path(config.output_dir), "training run"):
-        return _run_training(config, modules, params, loss_fn, data, collate, evaluate, progress, settings)
-
-
-def _run_training(
-    config: FinetuneConfig,
-    modules: dict[str, torch.nn.Module],
-    params: list,
-    loss_fn: Callable[[dict[str, torch.Tensor]], torch.Tensor],
-    data: TaskData,
-    collate: Callable,
-    evaluate: Optional[Callable[[], dict[str, float]]],
-    progress: Optional[Progress],
-    settings: Optional[dict[str, Any]],
-) -> TrainResult:
     if not data.features:
         raise DataError("the training data holds no examples (is the file empty or only a header?).")
     steps = total_steps(config, len(data.features))

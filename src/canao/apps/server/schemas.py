@@ -47,7 +47,7 @@ def _strings(value: Any) -> Iterator[str]:
 
 
 class _Strict(BaseModel):
-    model_config = STRICT
+    model_config = STRICT  # subclasses' own model_config (their examples) is merged with it by pydantic
 
     @field_validator("*", mode="after")
     @classmethod
@@ -76,7 +76,6 @@ class QARequest(_Strict):
     doc_stride: Int = Field(128, ge=16, le=256, description="Token overlap of the windows of a long context.")
 
     model_config = ConfigDict(
-        **STRICT,
         json_schema_extra={
             "examples": [
                 {
@@ -112,7 +111,7 @@ class ClassifyRequest(_Strict):
     text: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS)
     text_pair: Optional[str] = Field(None, min_length=1, max_length=MAX_TEXT_CHARS)
 
-    model_config = ConfigDict(**STRICT, json_schema_extra={"examples": [{"text": "a gripping, funny film"}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{"text": "a gripping, funny film"}]})
 
 
 class ClassifyResponse(BaseModel):
@@ -139,7 +138,6 @@ class GenerateRequest(_Strict):
     )
 
     model_config = ConfigDict(
-        **STRICT,
         json_schema_extra={"examples": [{"prompt": "ROMEO:", "max_new_tokens": 40, "temperature": 0.8, "seed": 1}]},
     )
 
