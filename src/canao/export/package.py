@@ -431,7 +431,7 @@ def _shared_sections(builds: dict[str, tuple[Graph, str]]) -> tuple[list[Section
     reader_of: dict[str, bytes] = {}
     for level, (graph, _) in reversed(builds.items()):  # least capable first: it names a shared section
         blob = weight_blob(graph)
-        key = hashlib.sha256(blob.tobytes()).digest()
+        key = hashlib.sha256(np.ascontiguousarray(blob).data).digest()  # no copy of the (large) blob
         owners.setdefault(key, (level, graph_hash(graph), blob))
         reader_of[level] = key
     sections = [Section(blob, digest, level) for level, digest, blob in reversed(owners.values())]
