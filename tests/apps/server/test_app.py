@@ -142,12 +142,11 @@ def test_waiting_too_long_is_503_and_running_too_long_stops_generation(qa_path, 
         server.stop()
 
 
-def _raw_exchange(port: int, data: bytes, wait_s: float) -> tuple[bytes, float]:
-    """Send `data` on a fresh connection, then read until the server closes it or `wait_s` passes."""
+def _raw_exchange(port: int, data: bytes, wait_s: float) -> tuple[bytes, bool]:
+    """Send `data` on a fresh connection, then read until the server closes it or `wait_s` passes: (what
+    came back, whether the server closed the connection; False when our own wait ran out first)."""
     import socket
-    import time
 
-    start = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=wait_s) as conn:
         conn.sendall(data)
         received = b""
@@ -155,8 +154,8 @@ def _raw_exchange(port: int, data: bytes, wait_s: float) -> tuple[bytes, float]:
             while chunk := conn.recv(65536):
                 received += chunk
         except socket.timeout:
-            pass
-    return received, time.monotonic() - start
+            return received, False
+    return received, True
 
 
 def test_slow_headers_and_stalled_bodies_are_cut_off(qa_path, cls_path, lm_art):
@@ -164,11 +163,11 @@ def test_slow_headers_and_stalled_bodies_are_cut_off(qa_path, cls_path, lm_art):
     try:
         stalled = b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n"
         stalled += b"\r\n" + b'{"text": "a f'  # 13 of the 100 bytes it declared, then nothing
-        reply, took = _raw_exchange(server.port, stalled, wait_s=20)
+        reply, closed = _raw_exchange(server.port, stalled, wait_s=20)
         assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
-        assert b"did not arrive within 1 s" in reply and took < 15
-        reply, took = _raw_exchange(server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n", wait_s=20)  # no blank line
-        assert reply == b"" and took < 15  # closed without a response
+        assert b"did not arrive within 1 s" in reply and closed
+        reply, closed = _raw_exchange(server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n", wait_s=20)  # no blank line
+        assert reply == b"" and closed  # the server closed it without a response, before our wait ran out
         with server.client() as c:
             assert c.get("/healthz").status_code == 200  # a normal client is unaffected, keep-alive included
             assert c.get("/healthz").status_code == 200
